@@ -1,0 +1,48 @@
+# docroute — the entry point for running, testing and checking the project.
+SHELL := /bin/bash
+UV_VERSION := 0.13.8
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+
+.PHONY: help venv run up test test-fast lint format typecheck bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: uv.lock pyproject.toml $(UV)
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+venv: $(VENV)/.synced  ## create .venv from uv.lock
+
+run: venv  ## run intake, routing and archive in one process with embedded defaults (no servers)
+	$(BIN)/docroute run
+
+up: venv  ## run each service as gunicorn + worker processes against the servers named by DOCROUTE_*
+	$(BIN)/docroute up
+
+test: venv lint  ## the whole suite: lint, types, unit, api, integration and e2e tests
+	$(BIN)/pytest
+
+test-fast: venv  ## unit and api tests only (no servers)
+	$(BIN)/pytest -m "not integration and not e2e"
+
+lint: venv  ## ruff, mypy (strict on shared and domain code) and import contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: venv  ## apply ruff formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: venv  ## benchmarks against raw baselines; writes bench/results/
+	$(BIN)/python -m bench
+
+clean:  ## remove the virtual environment and local state
+	rm -rf $(VENV) var

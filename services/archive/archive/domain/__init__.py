@@ -1,0 +1,1 @@
+"""archive domain: pure models and rules, standard library only."""

@@ -1,0 +1,1 @@
+"""intake domain: pure models and rules, standard library only."""

@@ -1,0 +1,1 @@
+"""routing domain: pure models and rules, standard library only."""

@@ -1,0 +1,99 @@
+"""Fixtures for the real servers the integration tests use: PostgreSQL, RabbitMQ and moto's S3 server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+
+PG_ADMIN_URL = os.environ.get("DOCROUTE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+AMQP_BASE = os.environ.get("DOCROUTE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def pg_database_factory() -> Iterator[Callable[[], str]]:
+    """Creates empty PostgreSQL databases on demand; drops them all at the end of the session."""
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"docroute_test_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0'))
+        created.append(name)
+        return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+    yield make
+    with admin.connect() as conn:
+        for name in created:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_database_factory: Callable[[], str]) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    return pg_database_factory()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def amqp_vhost_factory() -> Iterator[Callable[[], str]]:
+    """Creates isolated RabbitMQ virtual hosts on demand (guest has full rights); deletes them at the end."""
+    created: list[str] = []
+
+    def make() -> str:
+        vhost = f"docroute-test-{uuid.uuid4().hex[:10]}"
+        _rabbitmqctl("add_vhost", vhost)
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        created.append(vhost)
+        return f"{AMQP_BASE}/{quote(vhost, safe='')}"
+
+    yield make
+    for vhost in created:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60, check=False)
+
+
+@pytest.fixture(scope="session")
+def amqp_url(amqp_vhost_factory: Callable[[], str]) -> str:
+    """One RabbitMQ virtual host shared by the session; tests that need isolation ask the factory."""
+    return amqp_vhost_factory()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3-protocol server on a free loopback port, as host:port for the minio client."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop()
