@@ -1,0 +1,33 @@
+"""The object-store port and its adapters (filesystem and S3/MinIO), re-exported for callers."""
+
+from shared.objectstore.factory import make_store
+from shared.objectstore.filesystem import FilesystemStore
+from shared.objectstore.port import (
+    ChecksumMismatch,
+    ObjectLocked,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreError,
+    Retention,
+    RetentionMode,
+    StoredObject,
+    StoreUnavailable,
+)
+from shared.objectstore.s3 import S3Store
+from shared.settings import ObjectStoreSettings
+
+__all__ = [
+    "ChecksumMismatch",
+    "FilesystemStore",
+    "ObjectLocked",
+    "ObjectNotFound",
+    "ObjectStore",
+    "ObjectStoreError",
+    "ObjectStoreSettings",
+    "Retention",
+    "RetentionMode",
+    "S3Store",
+    "StoreUnavailable",
+    "StoredObject",
+    "make_store",
+]

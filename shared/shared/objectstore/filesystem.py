@@ -1,0 +1,362 @@
+"""The object store on a local filesystem: atomic checksummed writes, object lock enforced in the adapter."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from shared.objectstore.port import (
+    CHUNK_SIZE,
+    ChecksumMismatch,
+    ObjectLocked,
+    ObjectNotFound,
+    ObjectStoreError,
+    Retention,
+    StoredObject,
+    StoreUnavailable,
+    check_metadata,
+    check_retention_change,
+    validate_bucket,
+    validate_key,
+    validate_sha256,
+)
+
+BUCKET_CONFIG = ".docroute-bucket.json"
+BUCKET_LOCK = ".docroute-bucket.lock"
+DATA_DIR = "data"
+META_DIR = "meta"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # A rename is durable only once its directory entry is on disk.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _chunks_of(data: bytes | BinaryIO) -> Iterator[bytes]:
+    if isinstance(data, bytes | bytearray | memoryview):
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK_SIZE):
+            yield bytes(view[start : start + CHUNK_SIZE])
+        return
+    while True:
+        chunk = data.read(CHUNK_SIZE)
+        if not chunk:
+            return
+        yield chunk
+
+
+class FilesystemStore:
+    """Buckets are directories under `root`; each object is a read-only file plus a JSON sidecar."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        # Guards bucket creation and pairs with the per-bucket flock (see _exclusive).
+        self._lock = threading.RLock()
+
+    # -- layout ---------------------------------------------------------------------------------------
+
+    def _bucket_dir(self, bucket: str) -> Path:
+        return self.root / validate_bucket(bucket)
+
+    def _bucket_config(self, bucket: str) -> dict[str, Any]:
+        config = self._bucket_dir(bucket) / BUCKET_CONFIG
+        try:
+            loaded: dict[str, Any] = json.loads(config.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no such bucket: {bucket}") from None
+        return loaded
+
+    @contextlib.contextmanager
+    def _exclusive(self, bucket: str) -> Iterator[None]:
+        """Serialise lock-state checks and changes on a bucket across threads and gunicorn workers."""
+        # flock excludes separate open() calls even within one process, so it covers threads too.
+        with self._lock, (self._bucket_dir(bucket) / BUCKET_LOCK).open("a") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _paths(self, bucket: str, key: str) -> tuple[Path, Path]:
+        validate_key(key)
+        base = self._bucket_dir(bucket)
+        return base / DATA_DIR / key, base / META_DIR / f"{key}.json"
+
+    def _read_meta(self, bucket: str, key: str) -> dict[str, Any]:
+        self._bucket_config(bucket)
+        data_path, meta_path = self._paths(bucket, key)
+        try:
+            meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(f"no such object: {bucket}/{key}") from None
+        if not data_path.is_file():
+            raise ObjectNotFound(f"no such object: {bucket}/{key}")
+        return meta
+
+    def _write_meta(self, meta_path: Path, meta: Mapping[str, Any]) -> None:
+        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=meta_path.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(meta, fh, ensure_ascii=False, indent=1, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, meta_path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(meta_path.parent)
+
+    @staticmethod
+    def _to_stored(bucket: str, key: str, meta: Mapping[str, Any]) -> StoredObject:
+        raw = meta.get("retention")
+        retention = (
+            Retention(raw["mode"], datetime.fromisoformat(raw["retain_until"])) if raw is not None else None
+        )
+        return StoredObject(
+            bucket=bucket,
+            key=key,
+            size=int(meta["size"]),
+            sha256=str(meta["sha256"]),
+            content_type=str(meta["content_type"]),
+            version_id=meta.get("version_id"),
+            metadata=dict(meta.get("metadata") or {}),
+            retention=retention,
+            legal_hold=bool(meta.get("legal_hold", False)),
+        )
+
+    @staticmethod
+    def _locked_reason(meta: Mapping[str, Any], now: datetime) -> str | None:
+        if meta.get("legal_hold"):
+            return "legal hold"
+        raw = meta.get("retention")
+        if raw is not None and datetime.fromisoformat(raw["retain_until"]) > now:
+            return f"{raw['mode']} retention until {raw['retain_until']}"
+        return None
+
+    # -- the port -------------------------------------------------------------------------------------
+
+    def ensure_bucket(self, bucket: str, *, object_lock: bool = False) -> None:
+        with self._lock:
+            directory = self._bucket_dir(bucket)
+            config = directory / BUCKET_CONFIG
+            if config.exists():
+                existing = self._bucket_config(bucket)
+                if object_lock and not existing.get("object_lock"):
+                    raise ObjectStoreError(f"bucket {bucket} exists without object lock")
+                return
+            (directory / DATA_DIR).mkdir(parents=True, exist_ok=True)
+            (directory / META_DIR).mkdir(parents=True, exist_ok=True)
+            self._write_meta(config, {"object_lock": object_lock, "created_at": _now().isoformat()})
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes | BinaryIO,
+        *,
+        size: int,
+        content_type: str,
+        sha256: str,
+        metadata: Mapping[str, str] | None = None,
+        retention: Retention | None = None,
+        legal_hold: bool = False,
+    ) -> StoredObject:
+        validate_sha256(sha256)
+        user_metadata = check_metadata(metadata)
+        config = self._bucket_config(bucket)
+        if (retention is not None or legal_hold) and not config.get("object_lock"):
+            raise ObjectStoreError(f"bucket {bucket} has no object lock; retention and legal hold need it")
+        data_path, meta_path = self._paths(bucket, key)
+        try:
+            data_path.parent.mkdir(parents=True, exist_ok=True)
+            # Hash while writing to a temp file; only a verified, fsynced file is renamed into place.
+            fd, tmp_name = tempfile.mkstemp(dir=data_path.parent, prefix=".tmp-")
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise ObjectStoreError(f"{bucket}/{key}: key collides with another object's path") from exc
+        tmp = Path(tmp_name)
+        try:
+            digest = hashlib.sha256()
+            written = 0
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in _chunks_of(data):
+                    digest.update(chunk)
+                    fh.write(chunk)
+                    written += len(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if written != size:
+                raise ChecksumMismatch(f"{bucket}/{key}: declared size {size}, received {written} bytes")
+            actual = digest.hexdigest()
+            if actual != sha256:
+                raise ChecksumMismatch(
+                    f"{bucket}/{key}: declared sha256 {sha256}, stored data hashes to {actual}"
+                )
+            os.chmod(tmp, 0o444)
+            meta = {
+                "key": key,
+                "size": written,
+                "sha256": actual,
+                "content_type": content_type,
+                "version_id": uuid.uuid4().hex,
+                "metadata": user_metadata,
+                "retention": (
+                    {"mode": retention.mode, "retain_until": retention.retain_until.isoformat()}
+                    if retention is not None
+                    else None
+                ),
+                "legal_hold": legal_hold,
+                "created_at": _now().isoformat(),
+            }
+            with self._exclusive(bucket):
+                self._refuse_if_locked(bucket, key, config, "overwrite")
+                if data_path.is_dir():
+                    raise ObjectStoreError(f"{bucket}/{key}: key collides with another object's path")
+                os.replace(tmp, data_path)
+                _fsync_dir(data_path.parent)
+                self._write_meta(meta_path, meta)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return self._to_stored(bucket, key, meta)
+
+    def _refuse_if_locked(self, bucket: str, key: str, config: Mapping[str, Any], action: str) -> None:
+        if not config.get("object_lock"):
+            return
+        try:
+            current = self._read_meta(bucket, key)
+        except ObjectNotFound:
+            return
+        reason = self._locked_reason(current, _now())
+        if reason is not None:
+            raise ObjectLocked(f"cannot {action} {bucket}/{key}: {reason}")
+
+    @contextlib.contextmanager
+    def open(self, bucket: str, key: str) -> Iterator[Iterator[bytes]]:
+        meta = self._read_meta(bucket, key)
+        data_path, _ = self._paths(bucket, key)
+        try:
+            fh = data_path.open("rb")
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no such object: {bucket}/{key}") from None
+        with fh:
+            yield self._verified_chunks(fh, bucket, key, str(meta["sha256"]))
+
+    @staticmethod
+    def _verified_chunks(fh: BinaryIO, bucket: str, key: str, expected: str) -> Iterator[bytes]:
+        # A reader that consumes everything learns about bit rot at the end instead of trusting it.
+        digest = hashlib.sha256()
+        for chunk in _chunks_of(fh):
+            digest.update(chunk)
+            yield chunk
+        if digest.hexdigest() != expected:
+            raise ChecksumMismatch(f"{bucket}/{key}: stored data no longer hashes to {expected}")
+
+    def read(self, bucket: str, key: str) -> bytes:
+        with self.open(bucket, key) as chunks:
+            return b"".join(chunks)
+
+    def stat(self, bucket: str, key: str) -> StoredObject:
+        return self._to_stored(bucket, key, self._read_meta(bucket, key))
+
+    def exists(self, bucket: str, key: str) -> bool:
+        try:
+            self._read_meta(bucket, key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def delete(self, bucket: str, key: str) -> None:
+        config = self._bucket_config(bucket)
+        with self._exclusive(bucket):
+            data_path, meta_path = self._paths(bucket, key)
+            self._refuse_if_locked(bucket, key, config, "delete")
+            data_path.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+
+    def set_retention(
+        self, bucket: str, key: str, retention: Retention | None, *, bypass_governance: bool = False
+    ) -> None:
+        config = self._bucket_config(bucket)
+        with self._exclusive(bucket):
+            if not config.get("object_lock"):
+                raise ObjectStoreError(f"bucket {bucket} has no object lock")
+            meta = self._read_meta(bucket, key)
+            raw = meta.get("retention")
+            if raw is not None:
+                current = Retention(raw["mode"], datetime.fromisoformat(raw["retain_until"]))
+                if current.active():
+                    check_retention_change(bucket, key, current, retention, bypass_governance)
+            meta["retention"] = (
+                {"mode": retention.mode, "retain_until": retention.retain_until.isoformat()}
+                if retention is not None
+                else None
+            )
+            self._write_meta(self._paths(bucket, key)[1], meta)
+
+    def set_legal_hold(self, bucket: str, key: str, on: bool) -> None:
+        config = self._bucket_config(bucket)
+        with self._exclusive(bucket):
+            if not config.get("object_lock"):
+                raise ObjectStoreError(f"bucket {bucket} has no object lock")
+            meta = self._read_meta(bucket, key)
+            meta["legal_hold"] = bool(on)
+            self._write_meta(self._paths(bucket, key)[1], meta)
+
+    def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        sha256: str,
+        retention: Retention | None = None,
+        legal_hold: bool = False,
+    ) -> StoredObject:
+        source = self.stat(src_bucket, src_key)
+        if source.sha256 != sha256:
+            raise ChecksumMismatch(
+                f"{src_bucket}/{src_key}: recorded sha256 {source.sha256}, expected {sha256}"
+            )
+        data_path, _ = self._paths(src_bucket, src_key)
+        with data_path.open("rb") as fh:
+            # put() re-hashes the bytes it writes, so a source that rotted on disk is refused here too.
+            return self.put(
+                dst_bucket,
+                dst_key,
+                fh,
+                size=source.size,
+                content_type=source.content_type,
+                sha256=sha256,
+                metadata=source.metadata,
+                retention=retention,
+                legal_hold=legal_hold,
+            )
+
+    def ping(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise StoreUnavailable(f"object store root {self.root} is not writable")
+        except OSError as exc:
+            raise StoreUnavailable(f"object store root {self.root}: {exc}") from None

@@ -1,0 +1,175 @@
+"""The object-store port: the Protocol both adapters implement, its value types and its errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import BinaryIO, Literal, Protocol, runtime_checkable
+
+RetentionMode = Literal["GOVERNANCE", "COMPLIANCE"]
+RETENTION_MODES: tuple[str, ...] = ("GOVERNANCE", "COMPLIANCE")
+CHUNK_SIZE = 1024 * 1024
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# S3 bucket naming rules, the common subset every S3 server accepts.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+class ObjectStoreError(Exception):
+    """Base of every object-store error; adapters never let a vendor exception through."""
+
+
+class ObjectNotFound(ObjectStoreError):
+    """The bucket or the object does not exist."""
+
+
+class ObjectLocked(ObjectStoreError):
+    """Retention or legal hold forbids deleting, overwriting or shortening the lock of the object."""
+
+
+class ChecksumMismatch(ObjectStoreError):
+    """What the store holds does not hash to the SHA-256 the caller declared."""
+
+
+class StoreUnavailable(ObjectStoreError):
+    """The store cannot be reached (connection refused, timeout, server error)."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """WORM retention of one object version until `retain_until` (timezone-aware)."""
+
+    mode: RetentionMode
+    retain_until: datetime
+
+    def __post_init__(self) -> None:
+        if self.mode not in RETENTION_MODES:
+            raise ValueError(f"retention mode must be GOVERNANCE or COMPLIANCE, got {self.mode!r}")
+        if self.retain_until.tzinfo is None:
+            raise ValueError("retain_until must be timezone-aware")
+
+    def active(self, now: datetime | None = None) -> bool:
+        return self.retain_until > (now or datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What the store knows about one stored object."""
+
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+    version_id: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    retention: Retention | None = None
+    legal_hold: bool = False
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """Blob storage with SHA-256 verification and S3-style object lock."""
+
+    def ensure_bucket(self, bucket: str, *, object_lock: bool = False) -> None: ...
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes | BinaryIO,
+        *,
+        size: int,
+        content_type: str,
+        sha256: str,
+        metadata: Mapping[str, str] | None = None,
+        retention: Retention | None = None,
+        legal_hold: bool = False,
+    ) -> StoredObject: ...
+
+    def open(self, bucket: str, key: str) -> AbstractContextManager[Iterator[bytes]]: ...
+
+    def read(self, bucket: str, key: str) -> bytes: ...
+
+    def stat(self, bucket: str, key: str) -> StoredObject: ...
+
+    def exists(self, bucket: str, key: str) -> bool: ...
+
+    def delete(self, bucket: str, key: str) -> None: ...
+
+    def set_retention(
+        self, bucket: str, key: str, retention: Retention | None, *, bypass_governance: bool = False
+    ) -> None: ...
+
+    def set_legal_hold(self, bucket: str, key: str, on: bool) -> None: ...
+
+    def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        sha256: str,
+        retention: Retention | None = None,
+        legal_hold: bool = False,
+    ) -> StoredObject: ...
+
+    def ping(self) -> None: ...
+
+
+def validate_key(key: str) -> str:
+    """Refuse keys that could escape a bucket or confuse an S3 server; ValueError when invalid."""
+    if not key or len(key.encode("utf-8")) > 1024:
+        raise ValueError("object key must be 1..1024 bytes")
+    if key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ValueError(f"invalid object key {key!r}")
+    parts = key.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"invalid object key {key!r}")
+    if any(ord(ch) < 32 for ch in key):
+        raise ValueError(f"invalid object key {key!r}")
+    return key
+
+
+def validate_bucket(bucket: str) -> str:
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise ValueError(f"invalid bucket name {bucket!r}")
+    return bucket
+
+
+def validate_sha256(sha256: str) -> str:
+    if not _SHA256.match(sha256):
+        raise ValueError("sha256 must be 64 lowercase hex digits")
+    return sha256
+
+
+_METADATA_KEY = re.compile(r"^[a-z0-9][a-z0-9\-]{0,63}$")
+RESERVED_METADATA_PREFIX = "docroute-"
+
+
+def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """User metadata keys are lowercase ASCII tokens (S3 header names); values may be any Unicode text."""
+    checked: dict[str, str] = {}
+    for key, value in (metadata or {}).items():
+        if not _METADATA_KEY.match(key) or key.startswith(RESERVED_METADATA_PREFIX):
+            raise ValueError(f"invalid metadata key {key!r}: use lowercase a-z, 0-9 and '-'")
+        if not isinstance(value, str):
+            raise ValueError(f"metadata value of {key!r} must be a string")
+        checked[key] = value
+    return checked
+
+
+def check_retention_change(
+    bucket: str, key: str, current: Retention, new: Retention | None, bypass_governance: bool
+) -> None:
+    """S3 object-lock rules for changing an active retention; ObjectLocked when the change is not allowed."""
+    if current.mode == "COMPLIANCE":
+        if new is None or new.mode != "COMPLIANCE" or new.retain_until < current.retain_until:
+            raise ObjectLocked(f"{bucket}/{key}: COMPLIANCE retention can only be extended")
+        return
+    weakened = new is None or new.retain_until < current.retain_until
+    if weakened and not bypass_governance:
+        raise ObjectLocked(f"{bucket}/{key}: shortening GOVERNANCE retention needs bypass_governance")

@@ -1,0 +1,421 @@
+"""The object store on an S3-protocol server (MinIO in production) through the minio client."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import hashlib
+import io
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, BinaryIO, TypeVar, cast
+from urllib.parse import quote, unquote
+
+import urllib3
+from minio import Minio
+from minio.commonconfig import COMPLIANCE, GOVERNANCE
+from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from minio.retention import Retention as MinioRetention
+from urllib3.util import Retry, Timeout
+
+from shared.objectstore.port import (
+    CHUNK_SIZE,
+    ChecksumMismatch,
+    ObjectLocked,
+    ObjectNotFound,
+    ObjectStoreError,
+    Retention,
+    StoredObject,
+    StoreUnavailable,
+    check_metadata,
+    check_retention_change,
+    validate_bucket,
+    validate_key,
+    validate_sha256,
+)
+
+T = TypeVar("T")
+
+SHA256_META = "docroute-sha256"
+_META_PREFIX = "x-amz-meta-"
+_NOT_FOUND = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchObject", "ResourceNotFound"})
+_LOCKED = frozenset({"AccessDenied", "ObjectLocked", "InvalidRetentionPeriod"})
+# S3 takes a single PUT up to 5 GiB; one request keeps one checksum header valid for the whole object.
+_MIN_PART = 5 * 1024 * 1024
+_MAX_SINGLE_PUT = 5 * 1024 * 1024 * 1024
+_AUTH_FAILED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
+_S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+
+def _http_pool(connect_timeout: float, read_timeout: float) -> urllib3.PoolManager:
+    # minio's default pool retries five times with five-minute timeouts; a dead store must fail in seconds
+    # so that /readyz and request handlers answer instead of hanging.
+    return urllib3.PoolManager(
+        timeout=Timeout(connect=connect_timeout, read=read_timeout),
+        maxsize=10,
+        retries=Retry(total=1, connect=1, read=0, backoff_factor=0.1, status_forcelist=[502, 503, 504]),
+    )
+
+
+def _parse_retention(mode: str | None, until: str | None) -> Retention | None:
+    if not mode or not until:
+        return None
+    return Retention(
+        cast(Any, mode.upper()), datetime.fromisoformat(until.replace("Z", "+00:00")).astimezone(UTC)
+    )
+
+
+class S3Store:
+    """ObjectStore over S3: SHA-256 as user metadata, checked before upload and again by re-reading it."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str | None,
+        secret_key: str | None,
+        *,
+        secure: bool = False,
+        region: str | None = None,
+        connect_timeout: float = 1.0,
+        read_timeout: float = 30.0,
+        probe_bucket: str = "docroute-staging",
+    ) -> None:
+        self.endpoint = endpoint
+        self.probe_bucket = validate_bucket(probe_bucket)
+        self._client = Minio(
+            endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=secure,
+            region=region,
+            http_client=_http_pool(connect_timeout, read_timeout),
+        )
+        self._region = region
+
+    # -- error translation ----------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[[], T], *, locked_on_denied: bool = False) -> T:
+        try:
+            return fn()
+        except S3Error as exc:
+            raise self._translate(what, exc, locked_on_denied) from None
+        except (ServerError, InvalidResponseError) as exc:
+            raise StoreUnavailable(f"{what}: {exc}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise StoreUnavailable(f"{what}: {self.endpoint} unreachable ({type(exc).__name__})") from None
+        except MinioException as exc:
+            raise ObjectStoreError(f"{what}: {exc}") from None
+
+    @staticmethod
+    def _translate(what: str, exc: S3Error, locked_on_denied: bool) -> ObjectStoreError:
+        code = exc.code or ""
+        if code in _NOT_FOUND:
+            return ObjectNotFound(f"{what}: {code}")
+        if locked_on_denied and code in _LOCKED:
+            return ObjectLocked(f"{what}: {code}: {exc.message}")
+        return ObjectStoreError(f"{what}: {code}: {exc.message}")
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _lock_enabled(self, bucket: str) -> bool:
+        try:
+            config = self._client.get_object_lock_config(bucket)
+        except S3Error as exc:
+            if exc.code == "NoSuchBucket":
+                raise ObjectNotFound(f"no such bucket: {bucket}") from None
+            if exc.code in ("ObjectLockConfigurationNotFoundError", "InvalidRequest"):
+                return False
+            raise self._translate(f"object lock of {bucket}", exc, False) from None
+        return config is not None
+
+    def _to_stored(self, bucket: str, key: str, headers: Mapping[str, str], size: int) -> StoredObject:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        metadata = {
+            name[len(_META_PREFIX) :]: unquote(value)
+            for name, value in lowered.items()
+            if name.startswith(_META_PREFIX) and name != _META_PREFIX + SHA256_META
+        }
+        return StoredObject(
+            bucket=bucket,
+            key=key,
+            size=size,
+            sha256=lowered.get(_META_PREFIX + SHA256_META, ""),
+            content_type=lowered.get("content-type", "application/octet-stream"),
+            version_id=lowered.get("x-amz-version-id") or None,
+            metadata=metadata,
+            retention=_parse_retention(
+                lowered.get("x-amz-object-lock-mode"), lowered.get("x-amz-object-lock-retain-until-date")
+            ),
+            legal_hold=lowered.get("x-amz-object-lock-legal-hold", "").upper() == "ON",
+        )
+
+    def _locked_reason(self, obj: StoredObject) -> str | None:
+        if obj.legal_hold:
+            return "legal hold"
+        if obj.retention is not None and obj.retention.active():
+            return f"{obj.retention.mode} retention until {obj.retention.retain_until.isoformat()}"
+        return None
+
+    def _hash_object(self, bucket: str, key: str, version_id: str | None) -> str:
+        digest = hashlib.sha256()
+        with self._stream(bucket, key, version_id) as chunks:
+            for chunk in chunks:
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    @contextlib.contextmanager
+    def _stream(self, bucket: str, key: str, version_id: str | None = None) -> Iterator[Iterator[bytes]]:
+        what = f"get {bucket}/{key}"
+        response = self._call(what, lambda: self._client.get_object(bucket, key, version_id=version_id))
+        try:
+
+            def chunks() -> Iterator[bytes]:
+                try:
+                    yield from response.stream(CHUNK_SIZE)
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    raise StoreUnavailable(f"{what}: interrupted ({type(exc).__name__})") from None
+
+            yield chunks()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def _remove_version(self, bucket: str, key: str, version_id: str | None, *, bypass: bool) -> None:
+        headers: Any = {"x-amz-bypass-governance-retention": "true"} if bypass else None
+        query: Any = {"versionId": version_id} if version_id else None
+        # minio's remove_object cannot send the bypass header; _execute is the request primitive it uses.
+        self._call(
+            f"delete {bucket}/{key}",
+            lambda: self._client._execute("DELETE", bucket, key, headers=headers, query_params=query),
+            locked_on_denied=True,
+        )
+
+    # -- the port -------------------------------------------------------------------------------------
+
+    def ensure_bucket(self, bucket: str, *, object_lock: bool = False) -> None:
+        validate_bucket(bucket)
+        if self._call(f"bucket {bucket}", lambda: self._client.bucket_exists(bucket)):
+            if object_lock and not self._lock_enabled(bucket):
+                raise ObjectStoreError(f"bucket {bucket} exists without object lock")
+            return
+        try:
+            self._call(
+                f"create bucket {bucket}",
+                lambda: self._client.make_bucket(bucket, location=self._region, object_lock=object_lock),
+            )
+        except ObjectStoreError as exc:
+            # Another process created it between our check and our create.
+            if "BucketAlreadyOwnedByYou" not in str(exc) and "BucketAlreadyExists" not in str(exc):
+                raise
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes | BinaryIO,
+        *,
+        size: int,
+        content_type: str,
+        sha256: str,
+        metadata: Mapping[str, str] | None = None,
+        retention: Retention | None = None,
+        legal_hold: bool = False,
+    ) -> StoredObject:
+        validate_bucket(bucket)
+        validate_key(key)
+        validate_sha256(sha256)
+        user_metadata = check_metadata(metadata)
+        if size > _MAX_SINGLE_PUT:
+            raise ValueError("objects larger than 5 GiB are not supported")
+        body = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else data.read(size + 1)
+        if len(body) != size:
+            raise ChecksumMismatch(f"{bucket}/{key}: declared size {size}, received {len(body)} bytes")
+        digest = hashlib.sha256(body)
+        if digest.hexdigest() != sha256:
+            raise ChecksumMismatch(
+                f"{bucket}/{key}: declared sha256 {sha256}, data hashes to {digest.hexdigest()}"
+            )
+        try:
+            current = self.stat(bucket, key)
+        except ObjectNotFound:
+            current = None
+        if current is not None and (reason := self._locked_reason(current)) is not None:
+            raise ObjectLocked(f"cannot overwrite {bucket}/{key}: {reason}")
+        headers: dict[str, str | list[str] | tuple[str]] = {
+            _META_PREFIX + name: quote(value, safe="") for name, value in user_metadata.items()
+        }
+        headers[_META_PREFIX + SHA256_META] = sha256
+        # Object-lock buckets refuse uploads without an integrity header (Content-MD5 or x-amz-checksum-*);
+        # the SHA-256 checksum also lets the server verify the body itself.
+        headers["x-amz-sdk-checksum-algorithm"] = "SHA256"
+        headers["x-amz-checksum-sha256"] = base64.b64encode(digest.digest()).decode("ascii")
+        minio_retention = (
+            MinioRetention(
+                GOVERNANCE if retention.mode == "GOVERNANCE" else COMPLIANCE,
+                retention.retain_until.astimezone(UTC),
+            )
+            if retention is not None
+            else None
+        )
+        result = self._call(
+            f"put {bucket}/{key}",
+            lambda: self._client.put_object(
+                bucket,
+                key,
+                io.BytesIO(body),
+                len(body),
+                content_type=content_type,
+                metadata=headers,
+                part_size=max(_MIN_PART, len(body)),
+                retention=minio_retention,
+                legal_hold=legal_hold,
+            ),
+        )
+        version_id = result.version_id
+        # Trust nothing we have not read back: hash what the store now holds.
+        stored_sha = self._hash_object(bucket, key, version_id)
+        if stored_sha != sha256:
+            with contextlib.suppress(ObjectStoreError):
+                self._remove_version(bucket, key, version_id, bypass=True)
+            raise ChecksumMismatch(f"{bucket}/{key}: stored data hashes to {stored_sha}, expected {sha256}")
+        return self.stat(bucket, key)
+
+    @contextlib.contextmanager
+    def open(self, bucket: str, key: str) -> Iterator[Iterator[bytes]]:
+        validate_key(key)
+        expected = self.stat(bucket, key).sha256
+        with self._stream(bucket, key) as chunks:
+            yield self._verified(chunks, bucket, key, expected)
+
+    @staticmethod
+    def _verified(chunks: Iterator[bytes], bucket: str, key: str, expected: str) -> Iterator[bytes]:
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            digest.update(chunk)
+            yield chunk
+        if expected and digest.hexdigest() != expected:
+            raise ChecksumMismatch(f"{bucket}/{key}: stored data no longer hashes to {expected}")
+
+    def read(self, bucket: str, key: str) -> bytes:
+        with self.open(bucket, key) as chunks:
+            return b"".join(chunks)
+
+    def stat(self, bucket: str, key: str) -> StoredObject:
+        validate_bucket(bucket)
+        validate_key(key)
+        obj = self._call(f"stat {bucket}/{key}", lambda: self._client.stat_object(bucket, key))
+        stored = self._to_stored(bucket, key, dict(obj.metadata or {}), int(obj.size or 0))
+        if obj.version_id and stored.version_id is None:
+            stored = dataclasses.replace(stored, version_id=obj.version_id)
+        return stored
+
+    def exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.stat(bucket, key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def delete(self, bucket: str, key: str) -> None:
+        validate_bucket(bucket)
+        validate_key(key)
+        # On a versioned (object-lock) bucket a plain DELETE only adds a delete marker and retention would
+        # never be consulted; deleting each version by id is what the lock actually guards.
+        versions = self._call(
+            f"list versions of {bucket}/{key}",
+            lambda: [
+                v.version_id
+                for v in self._client.list_objects(bucket, prefix=key, include_version=True)
+                if v.object_name == key
+            ],
+        )
+        if not versions:
+            return
+        current = self.stat(bucket, key) if self.exists(bucket, key) else None
+        if current is not None and (reason := self._locked_reason(current)) is not None:
+            raise ObjectLocked(f"cannot delete {bucket}/{key}: {reason}")
+        for version_id in versions:
+            self._remove_version(bucket, key, version_id if version_id != "null" else None, bypass=False)
+
+    def set_retention(
+        self, bucket: str, key: str, retention: Retention | None, *, bypass_governance: bool = False
+    ) -> None:
+        current = self.stat(bucket, key)
+        if current.retention is not None and current.retention.active():
+            check_retention_change(bucket, key, current.retention, retention, bypass_governance)
+        if retention is None:
+            body = f'<Retention xmlns="{_S3_XMLNS}"></Retention>'.encode()
+        else:
+            until = retention.retain_until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            body = (
+                f'<Retention xmlns="{_S3_XMLNS}"><Mode>{retention.mode}</Mode>'
+                f"<RetainUntilDate>{until}</RetainUntilDate></Retention>"
+            ).encode()
+        headers: dict[str, str] = {
+            "Content-MD5": base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode(
+                "ascii"
+            ),
+        }
+        if bypass_governance:
+            headers["x-amz-bypass-governance-retention"] = "true"
+        query: dict[str, str] = {"retention": ""}
+        if current.version_id:
+            query["versionId"] = current.version_id
+        # minio's set_object_retention can neither bypass governance nor clear a retention.
+        self._call(
+            f"set retention of {bucket}/{key}",
+            lambda: self._client._execute(
+                "PUT", bucket, key, body=body, headers=cast(Any, headers), query_params=cast(Any, query)
+            ),
+            locked_on_denied=True,
+        )
+
+    def set_legal_hold(self, bucket: str, key: str, on: bool) -> None:
+        current = self.stat(bucket, key)
+        fn = self._client.enable_object_legal_hold if on else self._client.disable_object_legal_hold
+        self._call(
+            f"legal hold of {bucket}/{key}",
+            lambda: fn(bucket, key, version_id=current.version_id),
+            locked_on_denied=True,
+        )
+
+    def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        sha256: str,
+        retention: Retention | None = None,
+        legal_hold: bool = False,
+    ) -> StoredObject:
+        source = self.stat(src_bucket, src_key)
+        if source.sha256 != sha256:
+            raise ChecksumMismatch(
+                f"{src_bucket}/{src_key}: recorded sha256 {source.sha256}, expected {sha256}"
+            )
+        # Copy through us rather than server-side so the bytes are hashed on the way (put() re-checks them).
+        data = self.read(src_bucket, src_key)
+        return self.put(
+            dst_bucket,
+            dst_key,
+            data,
+            size=len(data),
+            content_type=source.content_type,
+            sha256=sha256,
+            metadata=source.metadata,
+            retention=retention,
+            legal_hold=legal_hold,
+        )
+
+    def ping(self) -> None:
+        try:
+            self._client.bucket_exists(self.probe_bucket)
+        except S3Error as exc:
+            # Up, but refusing our credentials is as useless as down; any other answer means it is up.
+            if exc.code in _AUTH_FAILED:
+                raise StoreUnavailable(f"{self.endpoint} rejected the credentials ({exc.code})") from None
+        except (ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise StoreUnavailable(f"{self.endpoint} unreachable ({type(exc).__name__})") from None

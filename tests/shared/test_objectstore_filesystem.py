@@ -1,0 +1,128 @@
+"""FilesystemStore: the shared object-store contract plus what only a local directory can show."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from objectstore_contract import VIETNAMESE, ObjectStoreContract, sha
+from shared.objectstore import (
+    ChecksumMismatch,
+    FilesystemStore,
+    ObjectStore,
+    ObjectStoreError,
+    S3Store,
+    StoreUnavailable,
+    make_store,
+)
+from shared.settings import CommonSettings
+
+
+class TestFilesystemStore(ObjectStoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> FilesystemStore:
+        return FilesystemStore(tmp_path / "objects")
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_stored_files_are_read_only(tmp_path):
+    store = FilesystemStore(tmp_path)
+    store.ensure_bucket("docs")
+    store.put(
+        "docs", "a/b.txt", VIETNAMESE, size=len(VIETNAMESE), content_type="text/plain", sha256=sha(VIETNAMESE)
+    )
+    data_file = tmp_path / "docs" / "data" / "a" / "b.txt"
+    assert stat.S_IMODE(data_file.stat().st_mode) == 0o444
+
+
+def test_checksum_mismatch_leaves_no_temp_files(tmp_path):
+    store = FilesystemStore(tmp_path)
+    store.ensure_bucket("docs")
+    before = _files(tmp_path)
+    with pytest.raises(ChecksumMismatch):
+        store.put("docs", "x", b"data", size=4, content_type="text/plain", sha256=sha(b"other"))
+    assert _files(tmp_path) == before
+
+
+def test_sidecar_keeps_vietnamese_readable(tmp_path):
+    store = FilesystemStore(tmp_path)
+    store.ensure_bucket("docs")
+    store.put(
+        "docs", "k", b"x", size=1, content_type="text/plain", sha256=sha(b"x"), metadata={"title": "Công văn"}
+    )
+    sidecar = (tmp_path / "docs" / "meta" / "k.json").read_text(encoding="utf-8")
+    assert "Công văn" in sidecar
+
+
+def test_bit_rot_is_detected_on_read(tmp_path):
+    store = FilesystemStore(tmp_path)
+    store.ensure_bucket("docs")
+    store.put("docs", "k", b"original", size=8, content_type="text/plain", sha256=sha(b"original"))
+    data_file = tmp_path / "docs" / "data" / "k"
+    os.chmod(data_file, 0o644)
+    data_file.write_bytes(b"tampered")
+    with pytest.raises(ChecksumMismatch):
+        store.read("docs", "k")
+    with pytest.raises(ChecksumMismatch):
+        store.copy("docs", "k", "docs", "copy", sha256=hashlib.sha256(b"original").hexdigest())
+
+
+def test_ping_fails_when_the_root_cannot_be_created(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreUnavailable):
+        FilesystemStore(blocker / "objects").ping()
+
+
+def test_make_store_picks_the_filesystem_without_an_endpoint(tmp_path):
+    settings = CommonSettings.from_env({"DOCROUTE_DATA_DIR": str(tmp_path), "DOCROUTE_JWT_SECRET": "x" * 32})
+    store = make_store(settings)
+    assert isinstance(store, FilesystemStore)
+    assert store.root == tmp_path / "objects"
+
+
+def test_make_store_picks_s3_with_an_endpoint(tmp_path):
+    settings = CommonSettings.from_env(
+        {
+            "DOCROUTE_DATA_DIR": str(tmp_path),
+            "DOCROUTE_JWT_SECRET": "x" * 32,
+            "DOCROUTE_S3_ENDPOINT": "127.0.0.1:9",
+            "DOCROUTE_S3_ACCESS_KEY": "ak",
+            "DOCROUTE_S3_SECRET_KEY": "sk",
+        }
+    )
+    store = make_store(settings)
+    assert isinstance(store, S3Store)
+    assert isinstance(store, ObjectStore)
+
+
+def test_key_that_collides_with_a_directory_path_is_an_object_store_error(tmp_path):
+    store = FilesystemStore(tmp_path)
+    store.ensure_bucket("docs")
+    store.put("docs", "a", b"x", size=1, content_type="text/plain", sha256=sha(b"x"))
+    with pytest.raises(ObjectStoreError):
+        store.put("docs", "a/b", b"x", size=1, content_type="text/plain", sha256=sha(b"x"))
+    assert store.read("docs", "a") == b"x"
+
+
+def test_concurrent_writers_leave_one_complete_object(tmp_path):
+    store = FilesystemStore(tmp_path)
+    store.ensure_bucket("docs")
+    payloads = [bytes([i]) * 200_000 for i in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(
+            pool.map(
+                lambda d: store.put("docs", "k", d, size=len(d), content_type="x/y", sha256=sha(d)), payloads
+            )
+        )
+    stored = store.stat("docs", "k")
+    assert store.read("docs", "k") in payloads
+    assert stored.sha256 == sha(store.read("docs", "k"))
+    assert not list((tmp_path / "docs").rglob(".tmp-*"))
