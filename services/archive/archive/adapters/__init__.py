@@ -1,0 +1,1 @@
+"""Adapters of the archive service: database tables and repositories, retention config, object store use."""

@@ -1,0 +1,160 @@
+"""HTTP schemas of the archive API (marshmallow): query filters, request bodies and responses."""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+MAX_PER_PAGE = 200
+
+
+class _Query(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class PageQuery(_Query):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PER_PAGE))
+
+
+class RecordQuery(PageQuery):
+    directive = fields.String()
+    issuer = fields.String()
+    number = fields.String()
+    date_from = fields.Date()
+    date_to = fields.Date()
+    signature_status = fields.String(validate=validate.OneOf(["valid", "invalid", "untrusted", "unsigned"]))
+    q = fields.String(validate=validate.Length(min=1, max=200))
+
+
+class AuditQuery(PageQuery):
+    directive = fields.String()
+    actor = fields.String()
+    since = fields.AwareDateTime()
+    until = fields.AwareDateTime()
+
+
+class SignatureOut(Schema):
+    field_name = fields.String()
+    signer = fields.String(allow_none=True)
+    signing_time = fields.String(allow_none=True)
+    intact = fields.Boolean()
+    valid = fields.Boolean()
+    trusted = fields.Boolean()
+    covers_whole_file = fields.Boolean()
+    modification_ok = fields.Boolean()
+    problems = fields.List(fields.String())
+
+
+class SignatureReportOut(Schema):
+    bottom_line = fields.String()
+    checked_at = fields.String()
+    is_pdf = fields.Boolean()
+    note = fields.String(allow_none=True)
+    signatures = fields.List(fields.Nested(SignatureOut))
+
+
+class RecordOut(Schema):
+    id = fields.String()
+    directive_id = fields.String()
+    source_event_id = fields.String()
+    source_kind = fields.String()
+    filename = fields.String()
+    content_type = fields.String()
+    size = fields.Integer()
+    sha256 = fields.String()
+    bucket = fields.String()
+    key = fields.String()
+    version_id = fields.String(allow_none=True)
+    retention_class = fields.String()
+    retain_until = fields.AwareDateTime()
+    lock_mode = fields.String()
+    legal_hold = fields.Boolean()
+    legal_hold_reason = fields.String(allow_none=True)
+    signature_status = fields.String()
+    signature_report = fields.Nested(SignatureReportOut)
+    archived_at = fields.AwareDateTime()
+    fixity_status = fields.String()
+    fixity_checked_at = fields.AwareDateTime(allow_none=True)
+    fixity_detail = fields.String(allow_none=True)
+    issuer_name = fields.String(allow_none=True)
+    issuer_code = fields.String(allow_none=True)
+    number = fields.String(allow_none=True)
+    document_type = fields.String(allow_none=True)
+    issued_date = fields.Date(allow_none=True)
+    subject = fields.String(allow_none=True)
+
+
+class RecordPage(Schema):
+    items = fields.List(fields.Nested(RecordOut))
+    total = fields.Integer()
+    page = fields.Integer()
+    per_page = fields.Integer()
+
+
+class LegalHoldIn(Schema):
+    legal_hold = fields.Boolean(required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class FixityOut(Schema):
+    record_id = fields.String()
+    ok = fields.Boolean()
+    actual_sha256 = fields.String(allow_none=True)
+    detail = fields.String()
+
+
+class FixityRunOut(Schema):
+    id = fields.Integer()
+    trigger = fields.String()
+    actor = fields.String()
+    started_at = fields.AwareDateTime()
+    finished_at = fields.AwareDateTime(allow_none=True)
+    checked = fields.Integer()
+    failed = fields.Integer()
+    failures = fields.List(fields.Dict())
+
+
+class FixityRunPage(Schema):
+    items = fields.List(fields.Nested(FixityRunOut))
+    total = fields.Integer()
+    page = fields.Integer()
+    per_page = fields.Integer()
+
+
+class AuditEntryOut(Schema):
+    seq = fields.Integer()
+    action = fields.String()
+    actor = fields.String()
+    occurred_at = fields.AwareDateTime()
+    directive_id = fields.String(allow_none=True)
+    record_id = fields.String(allow_none=True)
+    source_event_id = fields.String(allow_none=True)
+    details = fields.Dict()
+    prev_hash = fields.String()
+    hash = fields.String()
+
+
+class AuditPage(Schema):
+    items = fields.List(fields.Nested(AuditEntryOut))
+    total = fields.Integer()
+    page = fields.Integer()
+    per_page = fields.Integer()
+
+
+class CheckpointOut(Schema):
+    key = fields.String(allow_none=True)
+    count = fields.Integer()
+    head_hash = fields.String()
+    created_at = fields.AwareDateTime()
+    ok = fields.Boolean()
+    problem = fields.String(allow_none=True)
+
+
+class AuditVerifyOut(Schema):
+    ok = fields.Boolean()
+    count = fields.Integer()
+    head_hash = fields.String()
+    broken_seq = fields.Integer(allow_none=True)
+    reason = fields.String(allow_none=True)
+    checkpoint = fields.Nested(CheckpointOut, allow_none=True)

@@ -1,0 +1,192 @@
+"""Archive blueprints: records, content, fixity, legal hold, audit log and directive packages."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from flask import Response, current_app, stream_with_context
+from flask_smorest import Blueprint
+from shared.auth import current_principal, require_roles
+
+from archive import export, handlers
+from archive.adapters import audit_log, repository
+from archive.api import schemas
+from archive.deps import ArchiveDeps
+
+records_blp = Blueprint("records", __name__, description="Archived records (auditor, admin)")
+audit_blp = Blueprint("audit", __name__, description="The hash-chained audit log")
+fixity_blp = Blueprint("fixity", __name__, description="Fixity sweeps")
+packages_blp = Blueprint("packages", __name__, description="BagIt packages of directives")
+
+READERS = ("auditor", "admin")
+
+
+def _deps() -> ArchiveDeps:
+    deps: ArchiveDeps = current_app.extensions["archive_deps"]
+    return deps
+
+
+def _actor() -> str:
+    return current_principal().sub
+
+
+def _page(items: list[Any], total: int, args: dict[str, Any]) -> dict[str, Any]:
+    return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"]}
+
+
+@records_blp.route("/records")
+@require_roles(*READERS)
+@records_blp.arguments(schemas.RecordQuery, location="query")
+@records_blp.response(200, schemas.RecordPage)
+def list_records(args: dict[str, Any]) -> dict[str, Any]:
+    flt = repository.RecordFilter(
+        directive_id=args.get("directive"),
+        issuer=args.get("issuer"),
+        number=args.get("number"),
+        date_from=args.get("date_from"),
+        date_to=args.get("date_to"),
+        signature_status=args.get("signature_status"),
+        q=args.get("q"),
+    )
+    with _deps().engine.connect() as conn:
+        rows, total = repository.search_records(conn, flt, page=args["page"], per_page=args["per_page"])
+    return _page([repository.row_view(r) for r in rows], total, args)
+
+
+@records_blp.route("/records/<record_id>")
+@require_roles(*READERS)
+@records_blp.response(200, schemas.RecordOut)
+def get_record(record_id: str) -> dict[str, Any]:
+    return handlers.view_record(record_id, engine=_deps().engine, actor=_actor())
+
+
+@records_blp.route("/records/<record_id>/content")
+@require_roles(*READERS)
+@records_blp.response(200, description="The archived bytes, exactly as received, after a SHA-256 re-check")
+def get_content(record_id: str) -> Response:
+    deps = _deps()
+    content = handlers.read_verified_content(record_id, engine=deps.engine, vault=deps.vault, actor=_actor())
+    record = content.record
+    response = Response(
+        stream_with_context(content.chunks()), mimetype=record["content_type"], direct_passthrough=True
+    )
+    response.headers["Content-Length"] = str(content.size)
+    response.headers["Digest"] = f"sha-256={record['sha256']}"
+    response.headers["X-Content-SHA256"] = record["sha256"]
+    # RFC 6266: filename* keeps Vietnamese names intact.
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(record['filename'])}"
+    return response
+
+
+@records_blp.route("/records/<record_id>/fixity", methods=["POST"])
+@require_roles(*READERS)
+@records_blp.response(200, schemas.FixityOut)
+def post_fixity(record_id: str) -> dict[str, Any]:
+    deps = _deps()
+    outcome = handlers.check_fixity(record_id, engine=deps.engine, vault=deps.vault, actor=_actor())
+    return {
+        "record_id": outcome.record_id,
+        "ok": outcome.ok,
+        "actual_sha256": outcome.actual_sha256,
+        "detail": outcome.detail,
+    }
+
+
+@records_blp.route("/records/<record_id>/legal-hold", methods=["PUT"])
+@require_roles("admin")
+@records_blp.arguments(schemas.LegalHoldIn)
+@records_blp.response(200, schemas.RecordOut)
+def put_legal_hold(body: dict[str, Any], record_id: str) -> dict[str, Any]:
+    deps = _deps()
+    return handlers.set_legal_hold(
+        record_id,
+        on=body["legal_hold"],
+        reason=body["reason"],
+        actor=_actor(),
+        engine=deps.engine,
+        vault=deps.vault,
+    )
+
+
+@fixity_blp.route("/fixity/runs")
+@require_roles(*READERS)
+@fixity_blp.arguments(schemas.PageQuery, location="query")
+@fixity_blp.response(200, schemas.FixityRunPage)
+def list_fixity_runs(args: dict[str, Any]) -> dict[str, Any]:
+    with _deps().engine.connect() as conn:
+        items, total = repository.list_fixity_runs(conn, page=args["page"], per_page=args["per_page"])
+    return _page(items, total, args)
+
+
+@audit_blp.route("/audit")
+@require_roles(*READERS)
+@audit_blp.arguments(schemas.AuditQuery, location="query")
+@audit_blp.response(200, schemas.AuditPage)
+def list_audit(args: dict[str, Any]) -> dict[str, Any]:
+    with _deps().engine.connect() as conn:
+        entries, total = audit_log.list_entries(
+            conn,
+            directive_id=args.get("directive"),
+            actor=args.get("actor"),
+            since=args.get("since"),
+            until=args.get("until"),
+            page=args["page"],
+            per_page=args["per_page"],
+        )
+    return _page([e.__dict__ for e in entries], total, args)
+
+
+@audit_blp.route("/audit/verify")
+@require_roles(*READERS)
+@audit_blp.response(200, schemas.AuditVerifyOut)
+def verify_audit() -> dict[str, Any]:
+    deps = _deps()
+    result = handlers.verify_audit(engine=deps.engine, vault=deps.vault)
+    chain = result.chain
+    checkpoint = None
+    if result.checkpoint is not None:
+        checkpoint = {
+            "key": result.checkpoint_key,
+            "count": result.checkpoint.count,
+            "head_hash": result.checkpoint.head_hash,
+            "created_at": result.checkpoint.created_at,
+            "ok": result.checkpoint_problem is None,
+            "problem": result.checkpoint_problem,
+        }
+    return {
+        "ok": result.ok,
+        "count": chain.count,
+        "head_hash": chain.head_hash,
+        "broken_seq": chain.broken_seq,
+        "reason": chain.reason or result.checkpoint_problem,
+        "checkpoint": checkpoint,
+    }
+
+
+@packages_blp.route("/directives/<directive_id>/package")
+@require_roles(*READERS)
+@packages_blp.response(200, description="A zipped BagIt bag (SHA-256 manifests)")
+def get_package(directive_id: str) -> Response:
+    deps = _deps()
+    zip_path, workdir = export.build_package_zip(
+        directive_id, engine=deps.engine, vault=deps.vault, actor=_actor()
+    )
+
+    def stream(path: Path = zip_path) -> Any:
+        try:
+            with path.open("rb") as fh:
+                while chunk := fh.read(64 * 1024):
+                    yield chunk
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    response = Response(stream_with_context(stream()), mimetype="application/zip", direct_passthrough=True)
+    response.headers["Content-Length"] = str(zip_path.stat().st_size)
+    response.headers["Content-Disposition"] = f'attachment; filename="{zip_path.name}"'
+    return response
+
+
+__all__ = ["audit_blp", "fixity_blp", "packages_blp", "records_blp"]

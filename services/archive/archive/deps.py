@@ -1,0 +1,38 @@
+"""Builds the archive's runtime dependencies (engine, vault, verifier) from settings, once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.db import make_engine
+from shared.objectstore import make_store
+from sqlalchemy.engine import Engine
+
+from archive.adapters.retention_config import load_policy
+from archive.handlers import Vault
+from archive.settings import Settings
+from archive.signatures import SignatureVerifier
+
+
+@dataclass(frozen=True)
+class ArchiveDeps:
+    """What the API and the worker hand to the handlers."""
+
+    engine: Engine
+    vault: Vault
+    verifier: SignatureVerifier
+
+
+def build_deps(settings: Settings) -> ArchiveDeps:
+    store = make_store(settings.common)
+    vault = Vault(
+        store=store,
+        archive_bucket=settings.archive_bucket,
+        lock_mode=settings.lock_mode,
+        retention=load_policy(settings.retention_classes),
+    )
+    return ArchiveDeps(
+        engine=make_engine(settings.database_url),
+        vault=vault,
+        verifier=SignatureVerifier.from_bundle(settings.trust_store),
+    )

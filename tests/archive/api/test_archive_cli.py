@@ -1,0 +1,66 @@
+"""The operator commands: `audit verify` (exit code on a break) and `archive export` (a valid bag)."""
+
+from __future__ import annotations
+
+import bagit
+import pytest
+import sqlalchemy as sa
+from archive.adapters.db import audit_entries, migrate
+from archive.cli import archive, audit
+from archive.handlers import handle_directive_registered, write_checkpoint
+from archive_testkit import ARCHIVE, STAGING, directive_event, make_vault, stage
+from click.testing import CliRunner
+from shared.db import make_engine
+from shared.objectstore import FilesystemStore
+
+
+@pytest.fixture
+def env(tmp_path, trust_bundle, verifier, samples):
+    data_dir = tmp_path / "var"
+    environ = {
+        "DOCROUTE_DATA_DIR": str(data_dir),
+        "DOCROUTE_JWT_SECRET": "cli-test-secret-0123456789abcdef0123",
+        "DOCROUTE_TRUST_STORE": str(trust_bundle),
+    }
+    engine = make_engine(f"sqlite:///{data_dir / 'archive.db'}")
+    migrate(engine)
+    store = FilesystemStore(data_dir / "objects")
+    store.ensure_bucket(STAGING)
+    store.ensure_bucket(ARCHIVE, object_lock=True)
+    vault = make_vault(store)
+    staged = stage(store, samples.valid, "Công văn 1393.pdf")
+    handle_directive_registered(
+        directive_event("dir-cli", [staged.attachment]), engine=engine, vault=vault, verifier=verifier
+    )
+    write_checkpoint(engine=engine, vault=vault)
+    yield environ, engine
+    engine.dispose()
+
+
+def test_audit_verify_prints_count_and_head_then_fails_on_a_break(env):
+    environ, engine = env
+    ok = CliRunner().invoke(audit, ["verify"], env=environ)
+    assert ok.exit_code == 0, ok.output
+    assert "2 entries, head hash" in ok.output and "matches checkpoint" in ok.output
+
+    with engine.begin() as conn:
+        conn.execute(sa.update(audit_entries).where(audit_entries.c.seq == 2).values(action="tampered"))
+    broken = CliRunner().invoke(audit, ["verify"], env=environ)
+    assert broken.exit_code == 1
+    assert "BROKEN at entry 2" in broken.output
+
+
+def test_archive_export_writes_a_valid_bag(env, tmp_path, samples):
+    environ, _ = env
+    result = CliRunner().invoke(
+        archive, ["export", "--directive", "dir-cli", "--out", str(tmp_path / "out")], env=environ
+    )
+    assert result.exit_code == 0, result.output
+    bag_dir = tmp_path / "out" / "directive-dir-cli"
+    assert f"bag written to {bag_dir}" in result.output
+    bagit.Bag(str(bag_dir)).validate()
+    assert [p.read_bytes() for p in bag_dir.glob("data/records/*/*.pdf")] == [samples.valid]
+    missing = CliRunner().invoke(
+        archive, ["export", "--directive", "nope", "--out", str(tmp_path / "o2")], env=environ
+    )
+    assert missing.exit_code != 0 and "nothing of directive nope" in missing.output

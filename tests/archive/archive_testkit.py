@@ -1,0 +1,80 @@
+"""Helpers of the archive tests: staging files, building intake/routing events, a vault over a store."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from archive.adapters.retention_config import load_policy
+from archive.handlers import Vault
+from archive.settings import PACKAGED_RETENTION
+from shared.envelope import Envelope
+from shared.objectstore import ObjectStore
+
+STAGING = "docroute-staging"
+ARCHIVE = "docroute-archive"
+
+
+def make_vault(store: ObjectStore, bucket: str = ARCHIVE, lock_mode: str = "GOVERNANCE") -> Vault:
+    return Vault(
+        store=store, archive_bucket=bucket, lock_mode=lock_mode, retention=load_policy(PACKAGED_RETENTION)
+    )
+
+
+@dataclass
+class Staged:
+    attachment: dict[str, Any]
+    data: bytes
+
+
+def stage(store: ObjectStore, data: bytes, filename: str, *, bucket: str = STAGING) -> Staged:
+    sha = hashlib.sha256(data).hexdigest()
+    key = f"directives/{uuid.uuid4().hex}/{sha}"
+    store.put(bucket, key, data, size=len(data), content_type="application/pdf", sha256=sha)
+    return Staged(
+        attachment={
+            "id": str(uuid.uuid4()),
+            "filename": filename,
+            "content_type": "application/pdf",
+            "size": len(data),
+            "sha256": sha,
+            "bucket": bucket,
+            "key": key,
+        },
+        data=data,
+    )
+
+
+def directive_event(directive_id: str, attachments: list[dict[str, Any]], **meta: Any) -> Envelope:
+    metadata = {
+        "issuer": {"name": "Cục Viễn thông", "code": "000.00.00.G22"},
+        "number": "1393/CVT-CL",
+        "code_number": "1393",
+        "code_notation": "CVT-CL",
+        "document_type": "Công văn",
+        "issued_date": "2021-04-08",
+        "subject": "V/v phối hợp, hỗ trợ, thúc đẩy ứng dụng i-Speed đo kiểm chất lượng Internet Việt Nam",
+        "urgency": "thuong",
+        "confidentiality": "thuong",
+    }
+    metadata.update(meta)
+    return Envelope.new(
+        "intake.directive_registered",
+        {
+            "directive_id": directive_id,
+            "arrival_number": 7,
+            "arrival_date": "2021-04-12",
+            "received_at": "2021-04-12T08:30:00+07:00",
+            "metadata": metadata,
+            "attachments": attachments,
+        },
+        producer="intake",
+    )
+
+
+def task_event(name: str, directive_id: str, **payload: Any) -> Envelope:
+    body = {"directive_id": directive_id, "task_id": payload.pop("task_id", str(uuid.uuid4()))}
+    body.update(payload)
+    return Envelope.new(f"routing.{name}", body, producer="routing")

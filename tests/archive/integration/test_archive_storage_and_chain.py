@@ -1,0 +1,230 @@
+"""Against the real servers: WORM retention on moto S3 and the filesystem, fixity on S3, the audit chain on
+PostgreSQL (edited rows, rewritten history vs. checkpoints, concurrent appends)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from archive.adapters import audit_log
+from archive.adapters.db import audit_entries, migrate, records
+from archive.domain.audit import AuditEvent, next_entry, utc_text
+from archive.domain.errors import FixityFailed
+from archive.handlers import (
+    check_fixity,
+    handle_directive_registered,
+    read_verified_content,
+    verify_audit,
+    write_checkpoint,
+)
+from archive_testkit import STAGING, directive_event, make_vault, stage
+from minio import Minio
+from minio.error import S3Error
+from shared.db import make_engine
+from shared.objectstore import ObjectLocked, S3Store
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def pg_engine(pg_url):
+    engine = make_engine(pg_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def s3(s3_endpoint):
+    """An S3Store plus a raw minio client (the intruder), with fresh buckets per test."""
+    store = S3Store(s3_endpoint, "testing", "testing", secure=False, region="us-east-1")
+    suffix = uuid.uuid4().hex[:8]
+    staging, archive = f"stg-{suffix}", f"arc-{suffix}"
+    store.ensure_bucket(staging)
+    store.ensure_bucket(archive, object_lock=True)
+    raw = Minio(s3_endpoint, access_key="testing", secret_key="testing", secure=False, region="us-east-1")
+    return store, staging, archive, raw
+
+
+def _archive_one(engine, store, staging, archive, verifier, data, **meta):
+    staged = stage(store, data, "công văn.pdf", bucket=staging)
+    vault = make_vault(store, bucket=archive)
+    handle_directive_registered(
+        directive_event(f"d-{uuid.uuid4().hex[:6]}", [staged.attachment], **meta),
+        engine=engine,
+        vault=vault,
+        verifier=verifier,
+    )
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(records).order_by(records.c.archived_at.desc())).first()
+    return vault, row
+
+
+def test_retained_object_cannot_be_deleted_or_overwritten_on_s3(pg_engine, s3, verifier, samples):
+    store, staging, archive, raw = s3
+    vault, row = _archive_one(pg_engine, store, staging, archive, verifier, samples.valid)
+    stat = store.stat(archive, row.key)
+    assert stat.retention is not None and stat.retention.mode == "GOVERNANCE"
+    assert stat.retention.retain_until > datetime(2030, 1, 1, tzinfo=UTC)
+
+    with pytest.raises(ObjectLocked):
+        store.delete(archive, row.key)
+    with pytest.raises(S3Error):  # even the raw API refuses to remove the locked version
+        raw.remove_object(archive, row.key, version_id=row.version_id)
+    # S3 keeps versions: an "overwrite" adds one, the archived version stays byte-exact and is detected.
+    raw.put_object(archive, row.key, io.BytesIO(b"forged"), 6)
+    original = raw.get_object(archive, row.key, version_id=row.version_id)
+    try:
+        assert original.read() == samples.valid
+    finally:
+        original.close()
+        original.release_conn()
+    outcome = check_fixity(row.id, engine=pg_engine, vault=vault, actor="auditor-1")
+    assert not outcome.ok
+    with pytest.raises(FixityFailed):
+        read_verified_content(row.id, engine=pg_engine, vault=vault, actor="auditor-1")
+
+
+def test_permanent_record_is_under_legal_hold_on_s3(pg_engine, s3, verifier, samples):
+    store, staging, archive, raw = s3
+    _, row = _archive_one(
+        pg_engine, store, staging, archive, verifier, samples.unsigned, document_type="Nghị quyết"
+    )
+    assert row.retention_class == "vinh_vien"
+    assert store.stat(archive, row.key).legal_hold is True
+    assert raw.is_object_legal_hold_enabled(archive, row.key, version_id=row.version_id)
+
+
+def test_compliance_mode_is_selectable(pg_engine, s3, verifier, samples):
+    store, staging, archive, _ = s3
+    staged = stage(store, samples.unsigned, "a.pdf", bucket=staging)
+    vault = make_vault(store, bucket=archive, lock_mode="COMPLIANCE")
+    handle_directive_registered(
+        directive_event("d-compliance", [staged.attachment]), engine=pg_engine, vault=vault, verifier=verifier
+    )
+    with pg_engine.connect() as conn:
+        row = conn.execute(sa.select(records)).one()
+    assert row.lock_mode == "COMPLIANCE"
+    assert store.stat(archive, row.key).retention.mode == "COMPLIANCE"
+    with pytest.raises(ObjectLocked):
+        store.delete(archive, row.key)
+
+
+def test_retained_object_cannot_be_deleted_or_overwritten_on_filesystem(
+    engine, vault, verifier, samples, fs_store
+):
+    staged = stage(fs_store, samples.valid, "a.pdf")
+    handle_directive_registered(
+        directive_event("d-fs", [staged.attachment]), engine=engine, vault=vault, verifier=verifier
+    )
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(records)).one()
+    with pytest.raises(ObjectLocked):
+        fs_store.delete(vault.archive_bucket, row.key)
+    forged = b"forged"
+    with pytest.raises(ObjectLocked):
+        fs_store.put(
+            vault.archive_bucket,
+            row.key,
+            forged,
+            size=len(forged),
+            content_type="application/pdf",
+            sha256=hashlib.sha256(forged).hexdigest(),
+        )
+    assert fs_store.read(vault.archive_bucket, row.key) == samples.valid
+    assert fs_store.stat(STAGING, staged.attachment["key"]).sha256 == row.sha256
+
+
+def test_edited_audit_row_breaks_the_chain_on_postgresql(pg_engine, s3, verifier, samples):
+    store, staging, archive, _ = s3
+    vault, _ = _archive_one(pg_engine, store, staging, archive, verifier, samples.valid)
+    assert verify_audit(engine=pg_engine, vault=vault).ok
+    with pg_engine.begin() as conn:
+        conn.execute(
+            sa.update(audit_entries).where(audit_entries.c.seq == 1).values(details='{"number":"1/QĐ"}')
+        )
+    result = verify_audit(engine=pg_engine, vault=vault)
+    assert not result.ok and result.chain.broken_seq == 1
+
+
+def test_rewritten_history_is_caught_by_the_checkpoint(pg_engine, s3, verifier, samples):
+    store, staging, archive, _ = s3
+    vault, _ = _archive_one(pg_engine, store, staging, archive, verifier, samples.valid)
+    written = write_checkpoint(engine=pg_engine, vault=vault)
+    assert written.ok and written.checkpoint_key.startswith("checkpoints/")
+    assert store.stat(archive, written.checkpoint_key).retention is not None
+
+    # A thorough intruder edits entry 1 and recomputes every hash after it: the chain alone looks fine.
+    entries = list(audit_log.iter_entries(pg_engine))
+    prev_seq, prev_hash = 0, "0" * 64
+    with pg_engine.begin() as conn:
+        for entry in entries:
+            actor = "service:intruder" if entry.seq == 1 else entry.actor
+            event = AuditEvent(
+                action=entry.action,
+                actor=actor,
+                occurred_at=entry.occurred_at,
+                directive_id=entry.directive_id,
+                record_id=entry.record_id,
+                source_event_id=entry.source_event_id,
+                details=entry.details,
+            )
+            new = next_entry(event, prev_seq=prev_seq, prev_hash=prev_hash)
+            conn.execute(
+                sa.update(audit_entries)
+                .where(audit_entries.c.seq == entry.seq)
+                .values(
+                    actor=actor, prev_hash=new.prev_hash, hash=new.hash, occurred_at=utc_text(new.occurred_at)
+                )
+            )
+            prev_seq, prev_hash = new.seq, new.hash
+
+    result = verify_audit(engine=pg_engine, vault=vault)
+    assert result.chain.ok
+    assert not result.ok and "rewritten" in result.checkpoint_problem
+
+
+def test_concurrent_appends_never_fork_the_chain(pg_engine):
+    errors: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        try:
+            for i in range(15):
+                with pg_engine.begin() as conn:
+                    audit_log.append(
+                        conn,
+                        AuditEvent(
+                            action="read", actor=name, occurred_at=datetime.now(UTC), details={"i": i}
+                        ),
+                    )
+        except Exception as exc:  # noqa: BLE001 - any failure is reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    result = audit_log.verify(pg_engine)
+    assert result.ok and result.count == 60
+
+
+def test_fixity_catches_a_file_rewritten_behind_the_service(engine, vault, verifier, samples, fs_store):
+    staged = stage(fs_store, samples.valid, "a.pdf")
+    handle_directive_registered(
+        directive_event("d-fs2", [staged.attachment]), engine=engine, vault=vault, verifier=verifier
+    )
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(records)).one()
+    path = fs_store._paths(vault.archive_bucket, row.key)[0]
+    os.chmod(path, 0o644)
+    path.write_bytes(samples.tampered)
+    outcome = check_fixity(row.id, engine=engine, vault=vault, actor="auditor")
+    assert not outcome.ok and outcome.actual_sha256 == hashlib.sha256(samples.tampered).hexdigest()

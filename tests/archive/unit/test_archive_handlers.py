@@ -1,0 +1,121 @@
+"""Archiving from events on SQLite + the filesystem store: records, idempotency, signatures, task history."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+from archive.adapters.db import audit_entries, outbox, records, task_events
+from archive.handlers import handle_directive_registered, handle_task_event
+from archive_testkit import ARCHIVE, directive_event, task_event
+from shared.objectstore import ObjectLocked
+
+
+def _outbox_types(engine) -> list[str]:
+    with engine.connect() as conn:
+        return [r.routing_key for r in conn.execute(sa.select(outbox.c.routing_key).order_by(outbox.c.id))]
+
+
+def test_registered_directive_archives_each_attachment_with_retention_and_signature_report(
+    engine, vault, verifier, samples, stage_file
+):
+    signed = stage_file(samples.valid, "1393-CVT-CL.pdf")
+    plain = stage_file(samples.unsigned, "phụ lục.pdf")
+    event = directive_event("dir-1", [signed.attachment, plain.attachment])
+
+    created = handle_directive_registered(event, engine=engine, vault=vault, verifier=verifier)
+
+    assert len(created) == 2
+    with engine.connect() as conn:
+        rows = {r.filename: r for r in conn.execute(sa.select(records))}
+    assert set(rows) == {"1393-CVT-CL.pdf", "phụ lục.pdf"}
+    row = rows["1393-CVT-CL.pdf"]
+    assert row.key == f"records/dir-1/{signed.attachment['sha256']}"
+    assert row.retention_class == "10"  # Công văn
+    assert row.signature_status == "valid"
+    assert rows["phụ lục.pdf"].signature_status == "unsigned"
+    assert row.signature_report["signatures"][0]["signer"] == "Nguyễn Văn Thử"
+    stored = vault.store.stat(ARCHIVE, row.key)
+    assert stored.retention is not None and stored.retention.mode == "GOVERNANCE"
+    assert stored.retention.retain_until.year - row.archived_at.year == 10
+    assert vault.store.read(ARCHIVE, row.key) == samples.valid  # byte-exact, never rewritten
+    with pytest.raises(ObjectLocked):
+        vault.store.delete(ARCHIVE, row.key)
+    assert _outbox_types(engine).count("archive.record_archived.v1") == 2
+
+
+def test_redelivered_event_archives_nothing_twice(engine, vault, verifier, samples, stage_file):
+    staged = stage_file(samples.valid, "a.pdf")
+    event = directive_event("dir-2", [staged.attachment])
+
+    first = handle_directive_registered(event, engine=engine, vault=vault, verifier=verifier)
+    version = vault.store.stat(ARCHIVE, f"records/dir-2/{staged.attachment['sha256']}").version_id
+    again = handle_directive_registered(event, engine=engine, vault=vault, verifier=verifier)
+
+    assert len(first) == 1 and again == []
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one() == 1
+        actions = [r.action for r in conn.execute(sa.select(audit_entries.c.action))]
+    assert actions.count("record_archived") == 1 and actions.count("directive_registered") == 1
+    assert vault.store.stat(ARCHIVE, f"records/dir-2/{staged.attachment['sha256']}").version_id == version
+    assert _outbox_types(engine).count("archive.record_archived.v1") == 1
+
+
+def test_permanent_document_type_gets_legal_hold(engine, vault, verifier, samples, stage_file):
+    staged = stage_file(samples.unsigned, "qd.pdf")
+    event = directive_event("dir-3", [staged.attachment], document_type="Quyết định")
+
+    handle_directive_registered(event, engine=engine, vault=vault, verifier=verifier)
+
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(records)).one()
+    assert row.retention_class == "vinh_vien" and row.legal_hold
+    stored = vault.store.stat(ARCHIVE, row.key)
+    assert stored.legal_hold
+    assert stored.retention is not None and stored.retention.retain_until.year - row.archived_at.year == 70
+
+
+def test_invalid_signature_is_recorded_and_announced(engine, vault, verifier, samples, stage_file):
+    staged = stage_file(samples.tampered, "sửa.pdf")
+
+    handle_directive_registered(
+        directive_event("dir-4", [staged.attachment]), engine=engine, vault=vault, verifier=verifier
+    )
+
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(records)).one()
+        body = conn.execute(
+            sa.select(outbox.c.body).where(outbox.c.routing_key == "archive.signature_invalid.v1")
+        ).scalar_one()
+    assert row.signature_status == "invalid"
+    envelope = json.loads(body)
+    assert envelope["payload"]["record_id"] == row.id
+    assert envelope["payload"]["signatures"][0]["intact"] is False
+
+
+def test_task_events_build_history_and_archive_reports(engine, vault, verifier, samples, stage_file):
+    handle_directive_registered(directive_event("dir-5", []), engine=engine, vault=vault, verifier=verifier)
+    report = stage_file(samples.unsigned, "báo cáo kết quả.pdf").attachment
+    assigned = task_event("task_assigned", "dir-5", task_id="t1", unit="PVHTT")
+    done = task_event(
+        "task_status_changed",
+        "dir-5",
+        task_id="t1",
+        status="completed",
+        report={k: report[k] for k in ("bucket", "key", "sha256", "size", "filename", "content_type")},
+    )
+
+    handle_task_event(assigned, engine=engine, vault=vault, verifier=verifier)
+    created = handle_task_event(done, engine=engine, vault=vault, verifier=verifier)
+    handle_task_event(done, engine=engine, vault=vault, verifier=verifier)  # redelivery
+
+    with engine.connect() as conn:
+        history = conn.execute(sa.select(task_events).order_by(task_events.c.id)).all()
+        row = conn.execute(sa.select(records)).one()
+    assert [(h.event_type, h.status) for h in history] == [
+        ("routing.task_assigned", None),
+        ("routing.task_status_changed", "completed"),
+    ]
+    assert created == [row.id] and row.source_kind == "report" and row.filename == "báo cáo kết quả.pdf"
+    assert row.subject.startswith("V/v phối hợp")  # directive metadata carried onto the report record

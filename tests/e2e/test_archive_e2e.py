@@ -1,0 +1,115 @@
+"""E2E: a signed directive submitted to intake ends in the archive, verified, downloadable and packaged."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import io
+import json
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import bagit
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "directives" / "1393-CVT-CL.json"
+
+
+def _pdf_helpers():
+    # The archive tests' PDF/CA helper, loaded by path: tests/ is not a package.
+    path = Path(__file__).resolve().parents[1] / "archive" / "archive_pdfs.py"
+    spec = importlib.util.spec_from_file_location("archive_pdfs_e2e", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _poll(fn, timeout: float = 40.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out")
+
+
+def test_submitted_directive_is_archived_verified_and_exported(
+    e2e_env, start_service, start_worker, tmp_path
+):
+    pdfs = _pdf_helpers()
+    pki = pdfs.make_pki()
+    signed = pdfs.sign_pdf(pdfs.minimal_pdf("Cong van 1393/CVT-CL"), pki)
+    bundle = tmp_path / "trust.pem"
+    bundle.write_bytes(pki.ca_pem)
+    archive_env = {"DOCROUTE_TRUST_STORE": str(bundle), "DOCROUTE_AUDIT_CHECKPOINT_SECONDS": "1"}
+
+    intake_url = start_service("intake")
+    start_worker("intake")
+    archive_url = start_service("archive", env=archive_env)
+    start_worker("archive", env=archive_env)
+
+    body = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    body["attachments"] = [
+        {
+            "filename": "Công văn 1393.pdf",
+            "content_type": "application/pdf",
+            "content_base64": base64.b64encode(signed).decode(),
+        }
+    ]
+    created = requests.post(
+        f"{intake_url}/v1/directives", json=body, headers=e2e_env.auth("submitter"), timeout=30
+    )
+    assert created.status_code == 201, created.text
+    directive_id = created.json()["id"]
+    auditor = e2e_env.auth("auditor")
+
+    def archived():
+        resp = requests.get(
+            f"{archive_url}/v1/records", params={"directive": directive_id}, headers=auditor, timeout=10
+        )
+        assert resp.status_code == 200, resp.text
+        return resp.json()["items"] if resp.json()["total"] else None
+
+    [record] = _poll(archived)
+    assert record["filename"] == "Công văn 1393.pdf"
+    assert record["sha256"] == hashlib.sha256(signed).hexdigest()
+    assert record["signature_status"] == "valid"
+    assert record["lock_mode"] == "GOVERNANCE" and record["retention_class"] == "10"
+
+    content = requests.get(f"{archive_url}/v1/records/{record['id']}/content", headers=auditor, timeout=30)
+    assert content.status_code == 200 and content.content == signed
+
+    found = requests.get(
+        f"{archive_url}/v1/records", params={"q": "i-speed viet nam"}, headers=auditor, timeout=10
+    )
+    assert record["id"] in [r["id"] for r in found.json()["items"]]
+
+    package = requests.get(f"{archive_url}/v1/directives/{directive_id}/package", headers=auditor, timeout=60)
+    assert package.status_code == 200, package.text
+    zipfile.ZipFile(io.BytesIO(package.content)).extractall(tmp_path / "bag")
+    (bag_dir,) = list((tmp_path / "bag").iterdir())
+    bagit.Bag(str(bag_dir)).validate()
+    assert signed in [p.read_bytes() for p in (bag_dir / "data" / "records").glob("*/*.pdf")]
+    audit = json.loads((bag_dir / "data" / "audit.json").read_text(encoding="utf-8"))
+    actions = [e["action"] for e in audit]
+    assert (
+        actions[0] == "directive_registered"
+        and "record_read" in actions
+        and actions[-1] == "package_exported"
+    )
+
+    def verified():
+        resp = requests.get(f"{archive_url}/v1/audit/verify", headers=auditor, timeout=10).json()
+        return resp if resp.get("checkpoint") else None
+
+    result = _poll(verified, timeout=20)
+    assert result["ok"] is True and result["checkpoint"]["ok"] is True, result
