@@ -1,1 +1,1 @@
-"""routing domain: pure models and rules, standard library only."""
+"""Pure routing domain: units, rules, matching, calendar and the task state machine (stdlib only)."""

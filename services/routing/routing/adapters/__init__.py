@@ -1,0 +1,1 @@
+"""Adapters of the routing service: database tables and repositories, the unit-queue adapter."""

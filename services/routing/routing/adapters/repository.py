@@ -1,0 +1,117 @@
+"""Row ↔ JSON translation for the routing tables: the task document every API and message uses."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from routing.adapters import tables as t
+from routing.domain.units import Unit
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything is stored in UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def iso(value: datetime | date | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return aware(value).isoformat()  # type: ignore[union-attr]
+    return value.isoformat()
+
+
+def unit_from_row(row: Any) -> Unit:
+    return Unit(row.code, row.name, tuple(row.groups or ()), tuple(row.tags or ()), bool(row.active))
+
+
+def unit_json(row: Any) -> dict[str, Any]:
+    return {
+        "code": row.code,
+        "name": row.name,
+        "groups": list(row.groups or ()),
+        "tags": list(row.tags or ()),
+        "active": bool(row.active),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    }
+
+
+def all_units(conn: Connection) -> list[Unit]:
+    return [unit_from_row(r) for r in conn.execute(sa.select(t.units).order_by(t.units.c.code))]
+
+
+TASK_COLUMNS = [
+    *t.tasks.c,
+    t.directives.c.number.label("d_number"),
+    t.directives.c.subject.label("d_subject"),
+    t.directives.c.issuer.label("d_issuer"),
+    t.directives.c.urgency.label("d_urgency"),
+    t.directives.c.arrival_number.label("d_arrival_number"),
+    t.directives.c.arrival_date.label("d_arrival_date"),
+    t.directives.c.attachments.label("d_attachments"),
+]
+
+
+def task_query() -> sa.Select[Any]:
+    return sa.select(*TASK_COLUMNS).join(t.directives, t.directives.c.id == t.tasks.c.directive_id)
+
+
+def task_json(row: Any, *, now: datetime | None = None) -> dict[str, Any]:
+    """The task as units see it over REST and on their queue (routing.task_offered payload)."""
+    now = now or datetime.now(UTC)
+    due_at = aware(row.due_at)
+    open_ = row.status in ("assigned", "received", "in_progress")
+    return {
+        "id": row.id,
+        "directive_id": row.directive_id,
+        "directive_number": row.d_number,
+        "subject": row.d_subject,
+        "issuer": row.d_issuer,
+        "urgency": row.d_urgency,
+        "arrival_number": row.d_arrival_number,
+        "arrival_date": iso(row.d_arrival_date),
+        "unit": row.unit,
+        "role": row.role,
+        "title": row.title,
+        "instructions": row.instructions,
+        "due_date": iso(row.due_date),
+        "due_at": iso(due_at),
+        "status": row.status,
+        "overdue": bool(row.overdue_at) or bool(open_ and due_at is not None and due_at < now),
+        "lease_expires_at": iso(row.lease_expires_at),
+        "rule_id": row.rule_id,
+        "rule_version": row.rule_version,
+        "reply_number": row.reply_number,
+        "attachments": [
+            {
+                "id": a["id"],
+                "filename": a.get("filename"),
+                "content_type": a.get("content_type"),
+                "size": a.get("size"),
+                "sha256": a.get("sha256"),
+                "href": f"/v1/tasks/{row.id}/attachments/{a['id']}",
+            }
+            for a in (row.d_attachments or [])
+        ],
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    }
+
+
+def history_json(row: Any) -> dict[str, Any]:
+    return {
+        "at": iso(row.at),
+        "from_status": row.from_status,
+        "to_status": row.to_status,
+        "actor": row.actor,
+        "note": row.note,
+        "reply_number": row.reply_number,
+        "report": row.report,
+    }

@@ -1,0 +1,376 @@
+"""Blueprints of the routing API: units, rules, tasks and directives. They translate, handlers decide."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+from flask import Response, current_app, jsonify, request
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+from shared.auth import Principal, current_principal, require_roles
+from shared.objectstore import ObjectNotFound, StoreUnavailable
+from shared.problems import Problem
+
+from routing import handlers
+from routing.api.deps import Deps
+from routing.api.schemas import (
+    AssignmentsIn,
+    DirectiveListArgs,
+    EvaluateIn,
+    PageArgs,
+    PollIn,
+    StatusIn,
+    UnitIn,
+    UnitListArgs,
+    UnitTaskListArgs,
+)
+from routing.domain.calendar import local_date
+from routing.domain.errors import (
+    InvalidAssignment,
+    InvalidTransition,
+    InvalidUnit,
+    NotFound,
+    RuleSetInvalid,
+)
+from routing.domain.tasks import Status
+from routing.domain.units import parse_unit, parse_units_document
+
+ERROR_TABLE: dict[type[Exception], tuple[int, str, str]] = {
+    NotFound: (404, "not-found", "Not Found"),
+    InvalidUnit: (422, "invalid-unit", "Invalid unit"),
+    InvalidTransition: (409, "invalid-transition", "Status change not allowed"),
+    InvalidAssignment: (422, "invalid-assignment", "Invalid assignment"),
+    handlers.ChecksumFailed: (502, "checksum-mismatch", "Stored file does not match its checksum"),
+    ObjectNotFound: (502, "blob-missing", "Stored file is missing"),
+    StoreUnavailable: (503, "store-unavailable", "Object store unavailable"),
+}
+
+MANAGERS = ("clerk", "admin")
+READERS = ("clerk", "admin", "auditor")
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+units_blp = Blueprint(
+    "units", __name__, url_prefix="/v1", description="Recipient units and their task queues"
+)
+rules_blp = Blueprint("rules", __name__, url_prefix="/v1", description="Routing rules, versioned")
+tasks_blp = Blueprint(
+    "tasks", __name__, url_prefix="/v1", description="Tasks, polling, progress and deadlines"
+)
+
+
+def deps() -> Deps:
+    dep: Deps = current_app.extensions["routing"]
+    return dep
+
+
+def page(items: list[dict[str, Any]], total: int, args: dict[str, Any]) -> dict[str, Any]:
+    return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"]}
+
+
+def actor(principal: Principal) -> str:
+    return principal.sub
+
+
+def unit_scope(principal: Principal) -> str | None:
+    """None for staff who see every unit; the caller's unit code for a unit account."""
+    if principal.roles & {"clerk", "admin", "auditor"}:
+        return None
+    if principal.unit is None:
+        raise Problem(403, "Forbidden", "a unit token must carry the unit claim", type="forbidden")
+    return principal.unit
+
+
+def own_unit_only(principal: Principal, code: str) -> None:
+    """A unit account asking about another unit hears the same as for a unit that does not exist."""
+    scope = unit_scope(principal)
+    if scope is not None and scope != code:
+        raise NotFound(f"no unit {code}")
+
+
+def body_document() -> tuple[Any, str]:
+    """A YAML or JSON request body, parsed; the text is kept as the version's source."""
+    mimetype = request.mimetype
+    text = request.get_data(as_text=True)
+    try:
+        if mimetype in YAML_TYPES:
+            return yaml.safe_load(text), text
+        if mimetype == "application/json":
+            return json.loads(text), text
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise Problem(
+            422, "Unreadable document", str(exc), type="invalid-document", errors={"body": [str(exc)]}
+        ) from None
+    raise Problem(415, "Unsupported Media Type", "send application/yaml or application/json")
+
+
+def load(schema: Any, data: Any) -> Any:
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "the request did not validate",
+            type="validation-error",
+            errors=_flat(exc.messages),
+        ) from None
+
+
+def _flat(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, dict):
+                out.update(_flat(value, name))
+            else:
+                out[name] = [str(v) for v in (value if isinstance(value, list) else [value])]
+    else:
+        out[prefix or "body"] = [str(messages)]
+    return out
+
+
+def rules_problem(exc: RuleSetInvalid) -> Problem:
+    return Problem(
+        422,
+        "Invalid rule set",
+        str(exc),
+        type="invalid-rules",
+        errors=exc.errors,
+        extra={"issues": [{"rule": i.rule, "field": i.field, "message": i.message} for i in exc.issues]},
+    )
+
+
+# ------------------------------------------------------------------------------------------------ units
+
+
+@units_blp.route("/units", methods=["GET"])
+@require_roles(*READERS)
+@units_blp.arguments(UnitListArgs, location="query")
+def list_units(args: dict[str, Any]) -> Response:
+    items, total = handlers.list_units(
+        engine=deps().engine,
+        group=args.get("group"),
+        active=args.get("active"),
+        page=args["page"],
+        per_page=args["per_page"],
+    )
+    return jsonify(page(items, total, args))
+
+
+@units_blp.route("/units:import", methods=["POST"])
+@require_roles(*MANAGERS)
+def import_units() -> Response:
+    doc, _ = body_document()
+    result = handlers.import_units(parse_units_document(doc), engine=deps().engine, queues=deps().queues)
+    return jsonify({"created": result.created, "updated": result.updated, "unchanged": result.unchanged})
+
+
+@units_blp.route("/units/<code>", methods=["GET"])
+@require_roles(*READERS)
+def get_unit(code: str) -> Response:
+    return jsonify(handlers.get_unit(code, engine=deps().engine))
+
+
+@units_blp.route("/units/<code>", methods=["PUT"])
+@require_roles(*MANAGERS)
+def put_unit(code: str) -> Response:
+    body = load(UnitIn(), request.get_json(silent=True) or {})
+    unit = parse_unit(body, code=code)
+    result, created = handlers.put_unit(unit, engine=deps().engine, queues=deps().queues)
+    response = jsonify(result)
+    if created:
+        response.status_code = 201
+        response.headers["Location"] = f"/v1/units/{quote(code)}"
+    return response
+
+
+@units_blp.route("/units/<code>", methods=["DELETE"])
+@require_roles(*MANAGERS)
+def delete_unit(code: str) -> Response:
+    return jsonify(handlers.deactivate_unit(code, engine=deps().engine))
+
+
+# ------------------------------------------------------------------------------------------------ rules
+
+
+@rules_blp.route("/rules", methods=["GET"])
+@require_roles(*READERS)
+def get_rules() -> Response:
+    return jsonify(handlers.get_rules(engine=deps().engine))
+
+
+@rules_blp.route("/rules", methods=["PUT"])
+@require_roles(*MANAGERS)
+def put_rules() -> Response:
+    doc, source = body_document()
+    try:
+        version = handlers.put_rules(
+            doc, source=source, engine=deps().engine, actor=actor(current_principal())
+        )
+    except RuleSetInvalid as exc:
+        raise rules_problem(exc) from None
+    response = jsonify(version)
+    if version["created"]:
+        response.status_code = 201
+        response.headers["Location"] = f"/v1/rules/versions/{version['version']}"
+    return response
+
+
+@rules_blp.route("/rules/versions", methods=["GET"])
+@require_roles(*READERS)
+@rules_blp.arguments(PageArgs, location="query")
+def rule_versions(args: dict[str, Any]) -> Response:
+    items, total = handlers.list_rule_versions(
+        engine=deps().engine, page=args["page"], per_page=args["per_page"]
+    )
+    return jsonify(page(items, total, args))
+
+
+@rules_blp.route("/rules/versions/<int:version>", methods=["GET"])
+@require_roles(*READERS)
+def rule_version(version: int) -> Response:
+    return jsonify(handlers.get_rule_version(version, engine=deps().engine))
+
+
+@rules_blp.route("/rules:evaluate", methods=["POST"])
+@require_roles(*READERS)
+def evaluate_rules() -> Response:
+    body = load(EvaluateIn(), request.get_json(silent=True) or {})
+    # "Today" is the business calendar's day, not the server's.
+    arrival = body.pop("arrival_date", None) or local_date(datetime.now(UTC))
+    return jsonify(handlers.evaluate(body, arrival, engine=deps().engine, calendar=deps().calendar))
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+
+
+@tasks_blp.route("/units/<code>/tasks:poll", methods=["POST"])
+@require_roles("unit")
+def poll(code: str) -> Response:
+    own_unit_only(current_principal(), code)
+    body = load(PollIn(), request.get_json(silent=True) or {})
+    result = handlers.poll_tasks(
+        code,
+        engine=deps().engine,
+        queues=deps().queues,
+        max_tasks=body["max"],
+        wait_seconds=body["wait_seconds"],
+        lease_seconds=body.get("lease_seconds") or deps().lease_seconds,
+    )
+    return jsonify({"items": result.items, "reminders": result.reminders})
+
+
+@tasks_blp.route("/units/<code>/tasks", methods=["GET"])
+@require_roles("unit", *READERS)
+@tasks_blp.arguments(UnitTaskListArgs, location="query")
+def unit_tasks(args: dict[str, Any], code: str) -> Response:
+    own_unit_only(current_principal(), code)
+    items, total = handlers.list_unit_tasks(
+        code, engine=deps().engine, status=args.get("status"), page=args["page"], per_page=args["per_page"]
+    )
+    return jsonify(page(items, total, args))
+
+
+@tasks_blp.route("/tasks/<task_id>", methods=["GET"])
+@require_roles("unit", *READERS)
+def get_task(task_id: str) -> Response:
+    return jsonify(handlers.get_task(task_id, engine=deps().engine, unit=unit_scope(current_principal())))
+
+
+@tasks_blp.route("/tasks/<task_id>/ack", methods=["POST"])
+@require_roles("unit")
+def ack(task_id: str) -> Response:
+    principal = current_principal()
+    return jsonify(
+        handlers.ack_task(task_id, engine=deps().engine, unit=unit_scope(principal), actor=actor(principal))
+    )
+
+
+@tasks_blp.route("/tasks/<task_id>/status", methods=["POST"])
+@require_roles("unit")
+def change_status(task_id: str) -> Response:
+    principal = current_principal()
+    report = None
+    if request.mimetype == "multipart/form-data":
+        body = load(StatusIn(), dict(request.form.items()))
+        upload = request.files.get("report")
+        if upload is not None:
+            report = handlers.ReportUpload(
+                filename=upload.filename or "report",
+                content_type=upload.mimetype or "application/octet-stream",
+                data=upload.read(),
+            )
+    else:
+        body = load(StatusIn(), request.get_json(silent=True) or {})
+    return jsonify(
+        handlers.change_status(
+            task_id,
+            Status(body["status"]),
+            note=body.get("note"),
+            reply_number=body.get("reply_number"),
+            report=report,
+            engine=deps().engine,
+            store=deps().store,
+            bucket=deps().staging_bucket,
+            unit=unit_scope(principal),
+            actor=actor(principal),
+        )
+    )
+
+
+@tasks_blp.route("/tasks/<task_id>/attachments/<attachment_id>", methods=["GET"])
+@require_roles("unit", *READERS)
+def attachment(task_id: str, attachment_id: str) -> Response:
+    meta, data = handlers.read_attachment(
+        task_id, attachment_id, engine=deps().engine, store=deps().store, unit=unit_scope(current_principal())
+    )
+    response = Response(data, mimetype=meta.get("content_type") or "application/octet-stream")
+    filename = str(meta.get("filename") or attachment_id)
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+    if meta.get("sha256"):
+        response.headers["X-Checksum-SHA256"] = meta["sha256"]
+    return response
+
+
+@tasks_blp.route("/directives", methods=["GET"])
+@require_roles(*READERS)
+@tasks_blp.arguments(DirectiveListArgs, location="query")
+def list_directives(args: dict[str, Any]) -> Response:
+    items, total = handlers.list_directives(
+        engine=deps().engine, status=args.get("status"), page=args["page"], per_page=args["per_page"]
+    )
+    return jsonify(page(items, total, args))
+
+
+@tasks_blp.route("/directives/<directive_id>/progress", methods=["GET"])
+@require_roles(*READERS)
+def progress(directive_id: str) -> Response:
+    return jsonify(handlers.directive_progress(directive_id, engine=deps().engine))
+
+
+@tasks_blp.route("/directives/<directive_id>/assignments", methods=["POST"])
+@require_roles(*MANAGERS)
+def assignments(directive_id: str) -> Response:
+    body = load(AssignmentsIn(), request.get_json(silent=True) or {})
+    items = [handlers.Assignment(**a) for a in body["assignments"]]
+    return jsonify(
+        handlers.assign(
+            directive_id,
+            items,
+            engine=deps().engine,
+            actor=actor(current_principal()),
+            calendar=deps().calendar,
+        )
+    )
+
+
+@tasks_blp.route("/overdue", methods=["GET"])
+@require_roles(*READERS)
+def overdue() -> Response:
+    items = handlers.list_overdue(engine=deps().engine)
+    return jsonify({"items": items, "total": len(items), "page": 1, "per_page": max(len(items), 1)})

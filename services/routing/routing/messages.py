@@ -1,0 +1,117 @@
+"""Wire schemas of what routing reads (tolerant) and emits (strict), validated with marshmallow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+from shared.naming import TASKS_EXCHANGE, events_exchange, queue_name, routing_key
+
+DIRECTIVE_REGISTERED_QUEUE = queue_name("routing", "intake", "directive_registered")
+DIRECTIVE_REGISTERED_EXCHANGE = events_exchange("intake")
+DIRECTIVE_REGISTERED_KEY = routing_key("intake", "directive_registered", 1)
+ROUTING_EVENTS = events_exchange("routing")
+TASK_OFFERED = "routing.task_offered"
+TASK_REMINDER = "routing.task_reminder"
+UNIT_QUEUE_EXCHANGE = TASKS_EXCHANGE
+
+
+class _Issuer(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.String(allow_none=True)
+    code = fields.String(allow_none=True)
+
+
+class _Metadata(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    issuer = fields.Nested(_Issuer, load_default=dict)
+    number = fields.String(allow_none=True)
+    code_number = fields.String(allow_none=True)
+    code_notation = fields.String(allow_none=True)
+    document_type = fields.String(allow_none=True)
+    subject = fields.String(allow_none=True)
+    urgency = fields.String(allow_none=True)
+    due_date = fields.Date(allow_none=True)
+
+
+class _Attachment(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.String(required=True)
+    filename = fields.String(allow_none=True)
+    content_type = fields.String(allow_none=True)
+    size = fields.Integer(allow_none=True)
+    sha256 = fields.String(allow_none=True)
+    bucket = fields.String(required=True)
+    key = fields.String(required=True)
+
+
+class DirectiveRegistered(Schema):
+    """intake.directive_registered.v1 — tolerant: unknown fields are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    directive_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    arrival_number = fields.Integer(allow_none=True)
+    arrival_date = fields.Date(allow_none=True)
+    received_at = fields.AwareDateTime(allow_none=True)
+    metadata = fields.Nested(_Metadata, load_default=dict)
+    attachments = fields.List(fields.Nested(_Attachment), load_default=list)
+
+
+class TaskDocument(Schema):
+    """The task as emitted on unit queues and in routing.task_assigned.v1 — strict."""
+
+    class Meta:
+        unknown = RAISE
+
+    id = fields.String(required=True)
+    directive_id = fields.String(required=True)
+    directive_number = fields.String(allow_none=True)
+    subject = fields.String(allow_none=True)
+    issuer = fields.Dict(allow_none=True)
+    urgency = fields.String(allow_none=True)
+    arrival_number = fields.Integer(allow_none=True)
+    arrival_date = fields.String(allow_none=True)
+    unit = fields.String(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(["chu_tri", "phoi_hop", "de_biet"]))
+    title = fields.String(required=True)
+    instructions = fields.String(allow_none=True)
+    due_date = fields.String(allow_none=True)
+    due_at = fields.String(allow_none=True)
+    status = fields.String(required=True)
+    overdue = fields.Boolean(required=True)
+    lease_expires_at = fields.String(allow_none=True)
+    rule_id = fields.String(allow_none=True)
+    rule_version = fields.Integer(allow_none=True)
+    reply_number = fields.String(allow_none=True)
+    attachments = fields.List(fields.Dict(), required=True)
+    created_at = fields.String(allow_none=True)
+    updated_at = fields.String(allow_none=True)
+
+
+def validate_directive_registered(payload: dict[str, Any]) -> dict[str, Any]:
+    """Raises ValidationError for a payload routing cannot use (the consumer dead-letters it)."""
+    loaded: dict[str, Any] = DirectiveRegistered().load(payload)
+    return loaded
+
+
+def check_task_document(payload: dict[str, Any]) -> None:
+    errors = TaskDocument().validate(payload)
+    if errors:
+        raise ValidationError(errors)
+
+
+# The consumer queues of routing's events named in docs/design.md. Routing declares them too (the same
+# idempotent declaration their consumer makes), because the relay publishes `mandatory`: before the
+# archive first starts, an unbound routing.events would make every event unroutable and stall the outbox.
+DOWNSTREAM_QUEUES = tuple(
+    (queue_name("archive", "routing", event), routing_key("routing", event, 1))
+    for event in ("task_assigned", "task_status_changed", "task_overdue")
+)

@@ -1,0 +1,43 @@
+"""The routing service's settings, read once from DOCROUTE_* environment variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from shared.settings import CommonSettings, Env, database_url
+
+
+def packaged_holidays() -> Path:
+    return Path(str(files("routing").joinpath("data/holidays-vn.yaml")))
+
+
+@dataclass(frozen=True)
+class Settings:
+    common: CommonSettings
+    database_url: str
+    holidays_file: Path
+    rules_file: Path | None
+    units_file: Path | None
+    task_lease_seconds: int = 300
+    overdue_scan_seconds: float = 60.0
+    lease_scan_seconds: float = 5.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        common = CommonSettings.from_env(environ)
+        env = Env(environ)
+        rules = env.str("DOCROUTE_RULES_FILE")
+        units = env.str("DOCROUTE_UNITS_FILE")
+        return cls(
+            common=common,
+            database_url=database_url("routing", data_dir=common.data_dir, environ=environ),
+            holidays_file=env.path("DOCROUTE_HOLIDAYS_FILE", packaged_holidays()),
+            rules_file=Path(rules) if rules else None,
+            units_file=Path(units) if units else None,
+            task_lease_seconds=env.int("DOCROUTE_TASK_LEASE_SECONDS", 300, min=1, max=86400),
+            overdue_scan_seconds=env.float("DOCROUTE_OVERDUE_SCAN_SECONDS", 60.0, min=0.05, max=86400),
+            lease_scan_seconds=env.float("DOCROUTE_LEASE_SCAN_SECONDS", 5.0, min=0.05, max=3600),
+        )

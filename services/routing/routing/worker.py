@@ -1,0 +1,163 @@
+"""The routing worker: outbox relay, directive_registered consumer, overdue and lease-expiry schedulers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kombu import Connection
+from marshmallow import ValidationError
+from shared.db import make_engine
+from shared.envelope import Envelope
+from shared.logs import configure_logging
+from shared.messaging import (
+    EventConsumer,
+    PermanentError,
+    Publisher,
+    Subscription,
+    declare_consumer_queue,
+    declare_events_exchange,
+)
+from shared.outbox import OutboxRelay
+from shared.runtime import Worker, run_all
+from sqlalchemy.engine import Engine
+
+from routing import handlers
+from routing.adapters import tables as t
+from routing.adapters.unit_queue import KombuUnitQueues
+from routing.api.deps import load_calendar
+from routing.domain.calendar import WorkingCalendar
+from routing.messages import (
+    DIRECTIVE_REGISTERED_EXCHANGE,
+    DIRECTIVE_REGISTERED_KEY,
+    DIRECTIVE_REGISTERED_QUEUE,
+    DOWNSTREAM_QUEUES,
+    ROUTING_EVENTS,
+    validate_directive_registered,
+)
+from routing.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Periodic:
+    """Calls `job` every `interval` seconds until stopped; a failing round is logged and retried."""
+
+    name: str
+    job: Callable[[], object]
+    interval: float
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.job()
+            except Exception:
+                log.exception("%s round failed; retrying", self.name)
+            stop.wait(self.interval)
+
+
+class ConsumerWorker:
+    def __init__(self, consumer: EventConsumer) -> None:
+        self.consumer = consumer
+
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.run(stop)
+
+
+def declare_topology(url: str, *, delivery_limit: int) -> None:
+    """routing.events and the queues bound to it, so the relay's mandatory publishes are routable."""
+    with Connection(url, connect_timeout=5) as conn:
+        declare_events_exchange(conn, "routing")
+        for queue, key in DOWNSTREAM_QUEUES:
+            declare_consumer_queue(conn, queue, ROUTING_EVENTS, key, delivery_limit=delivery_limit)
+
+
+def directive_handler(engine: Engine, calendar: WorkingCalendar) -> Callable[[Envelope], None]:
+    def handle(envelope: Envelope) -> None:
+        try:
+            validate_directive_registered(envelope.payload)
+        except ValidationError as exc:
+            raise PermanentError(f"unusable directive_registered payload: {exc.messages}") from exc
+        created = handlers.route_directive(envelope, engine=engine, calendar=calendar)
+        log.info("directive %s routed: %d task(s)", envelope.payload.get("directive_id"), len(created))
+
+    return handle
+
+
+class RoutingWorker:
+    """Everything the routing worker runs, in threads, stopping together."""
+
+    def __init__(self, settings: Settings) -> None:
+        common = settings.common
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        self.calendar = load_calendar(settings.holidays_file)
+        self.queues = KombuUnitQueues(common.amqp_url, delivery_limit=common.consumer_delivery_limit)
+        self.publisher = Publisher(common.amqp_url, confirm_timeout=common.publish_confirm_timeout)
+        self.relay = OutboxRelay(self.engine, t.outbox, self.publisher, name="routing")
+        self.consumer = EventConsumer(
+            common.amqp_url,
+            [
+                Subscription(
+                    DIRECTIVE_REGISTERED_QUEUE,
+                    DIRECTIVE_REGISTERED_EXCHANGE,
+                    DIRECTIVE_REGISTERED_KEY,
+                    directive_handler(self.engine, self.calendar),
+                )
+            ],
+            delivery_limit=common.consumer_delivery_limit,
+        )
+
+    def prepare(self) -> None:
+        """Topology first: task messages are published mandatory, so every unit queue must exist."""
+        declare_topology(
+            self.settings.common.amqp_url, delivery_limit=self.settings.common.consumer_delivery_limit
+        )
+        handlers.ensure_unit_queues(engine=self.engine, queues=self.queues)
+
+    def overdue_round(self) -> None:
+        handlers.scan_overdue(engine=self.engine)
+
+    def lease_round(self) -> None:
+        handlers.ensure_unit_queues(engine=self.engine, queues=self.queues)
+        handlers.expire_leases(engine=self.engine)
+
+    def parts(self) -> list[Worker]:
+        return [
+            self.relay,
+            ConsumerWorker(self.consumer),
+            Periodic(
+                "overdue scan",
+                lambda: handlers.scan_overdue(engine=self.engine),
+                self.settings.overdue_scan_seconds,
+            ),
+            Periodic("lease expiry", self.lease_round, self.settings.lease_scan_seconds),
+        ]
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            self.prepare()
+        except Exception:
+            log.exception("could not prepare the broker topology now; the lease round retries")
+        try:
+            run_all(self.parts(), stop)
+        finally:
+            self.publisher.close()
+            self.engine.dispose()
+
+
+def build_worker(settings: Settings) -> RoutingWorker:
+    return RoutingWorker(settings)
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    configure_logging(settings.common.log_level)
+    build_worker(settings).run(threading.Event())
+
+
+if __name__ == "__main__":
+    main()

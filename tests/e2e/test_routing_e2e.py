@@ -1,0 +1,167 @@
+"""E2E: real gunicorn intake + routing and their workers turn the three sample directives into tasks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+NAMES = ("1393-CVT-CL", "120-KH-BCD", "171-CV-BTGTU")
+
+
+@pytest.fixture(scope="module")
+def stack(
+    start_service: Callable[..., str],
+    start_worker: Callable[..., object],
+    pg_database_factory: Callable[[], str],
+) -> dict[str, str]:
+    """Own databases for intake and routing, so other e2e modules' directives stay out of the way."""
+    env = {
+        "DOCROUTE_INTAKE_DATABASE_URL": pg_database_factory(),
+        "DOCROUTE_ROUTING_DATABASE_URL": pg_database_factory(),
+        "DOCROUTE_ORGANISATION": "STTTT",
+        "DOCROUTE_OVERDUE_SCAN_SECONDS": "1",
+        "DOCROUTE_LEASE_SCAN_SECONDS": "0.5",
+    }
+    urls = {"intake": start_service("intake", env=env), "routing": start_service("routing", env=env)}
+    start_worker("routing", env=env)
+    start_worker("intake", env=env)
+    return urls
+
+
+def expected_tasks() -> dict[str, dict[str, str]]:
+    """What the seed dispatch did, worked out from units.yaml alone (not from routing's code)."""
+    units = yaml.safe_load((SAMPLES / "units.yaml").read_text(encoding="utf-8"))["units"]
+
+    def members(*groups: str) -> set[str]:
+        return {u["code"] for u in units if set(u["groups"]) & set(groups)}
+
+    wide = members("bao-chi", "ttdt", "phong-vhtt")
+    return {
+        "1393-CVT-CL": dict.fromkeys(wide, "chu_tri"),
+        "120-KH-BCD": dict.fromkeys(wide, "chu_tri") | {"SYT": "phoi_hop"},
+        "171-CV-BTGTU": dict.fromkeys(members("ttdt"), "chu_tri"),
+    }
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+def test_sample_directives_become_the_seed_dispatch_tasks_and_finish(
+    stack: dict[str, str], e2e_env: Any, make_pdf: Callable[[str], bytes]
+) -> None:
+    routing, intake = stack["routing"], stack["intake"]
+    clerk = e2e_env.auth("clerk")
+    r = requests.post(
+        f"{routing}/v1/units:import",
+        data=(SAMPLES / "units.yaml").read_bytes(),
+        headers=clerk | {"Content-Type": "application/yaml"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    r = requests.put(
+        f"{routing}/v1/rules",
+        data=(SAMPLES / "rules.yaml").read_bytes(),
+        headers=clerk | {"Content-Type": "application/yaml"},
+        timeout=30,
+    )
+    assert r.status_code in (200, 201), r.text
+
+    directives: dict[str, str] = {}
+    pdfs: dict[str, bytes] = {}
+    for name in NAMES:
+        metadata = json.loads((SAMPLES / "directives" / f"{name}.json").read_text(encoding="utf-8"))
+        pdfs[name] = make_pdf(f"routing e2e {name}")
+        r = requests.post(
+            f"{intake}/v1/directives",
+            headers=e2e_env.auth("submitter") | {"Idempotency-Key": f"routing-e2e-{name}"},
+            data={"metadata": json.dumps(metadata, ensure_ascii=False)},
+            files=[("files", (f"Văn bản {name}.pdf", pdfs[name], "application/pdf"))],
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        directives[name] = r.json()["id"]
+
+    expected = expected_tasks()
+
+    def progress(name: str) -> dict[str, Any] | None:
+        r = requests.get(f"{routing}/v1/directives/{directives[name]}/progress", headers=clerk, timeout=10)
+        return r.json() if r.status_code == 200 else None
+
+    task_units: dict[str, str] = {}
+    for name in NAMES:
+        got = wait_for(lambda n=name: progress(n), timeout=40)
+        assert got is not None, f"{name} never reached routing"
+        assert {x["unit"]: x["role"] for x in got["tasks"]} == expected[name]
+        assert got["done"] is False
+        task_units.update({x["task_id"]: x["unit"] for x in got["tasks"]})
+    food = progress("120-KH-BCD")
+    assert food is not None and {x["due_date"] for x in food["tasks"]} == {"2021-05-15"}
+
+    # Units poll their queues, take the attachment, ack and complete until every directive is done.
+    remaining = dict(task_units)
+    by_unit: dict[str, set[str]] = {}
+    for task_id, unit in remaining.items():
+        by_unit.setdefault(unit, set()).add(task_id)
+    checked_attachment = False
+    for unit, wanted in sorted(by_unit.items()):
+        headers = e2e_env.auth("unit", unit)
+        seen: set[str] = set()
+        deadline = time.monotonic() + 30
+        while wanted - seen and time.monotonic() < deadline:
+            r = requests.post(
+                f"{routing}/v1/units/{unit}/tasks:poll",
+                json={"max": 10, "wait_seconds": 2},
+                headers=headers,
+                timeout=40,
+            )
+            assert r.status_code == 200, r.text
+            for task in r.json()["items"]:
+                if task["id"] not in wanted:
+                    continue  # a task of a directive some other e2e module sent
+                assert task["id"] not in seen, "a task was offered twice"
+                seen.add(task["id"])
+                if not checked_attachment:
+                    [att] = task["attachments"]
+                    blob = requests.get(f"{routing}{att['href']}", headers=headers, timeout=10)
+                    assert (
+                        blob.status_code == 200 and hashlib.sha256(blob.content).hexdigest() == att["sha256"]
+                    )
+                    assert blob.content in pdfs.values()
+                    checked_attachment = True
+                assert (
+                    requests.post(f"{routing}/v1/tasks/{task['id']}/ack", headers=headers, timeout=10).json()[
+                        "status"
+                    ]
+                    == "received"
+                )
+                done = requests.post(
+                    f"{routing}/v1/tasks/{task['id']}/status",
+                    json={"status": "completed", "note": "Đã triển khai", "reply_number": f"{len(seen)}/BC"},
+                    headers=headers,
+                    timeout=10,
+                )
+                assert done.status_code == 200 and done.json()["status"] == "completed", done.text
+        assert wanted == seen, f"{unit} never got {wanted - seen}"
+    assert checked_attachment
+
+    for name in NAMES:
+        final = progress(name)
+        assert final is not None and final["done"] is True
+        assert final["counts"] == {"completed": len(expected[name])}

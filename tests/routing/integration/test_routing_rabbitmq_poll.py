@@ -1,0 +1,127 @@
+"""REST polling against a real RabbitMQ vhost and PostgreSQL: waiting, leases, expiry, duplicates."""
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from kombu import Connection
+from routing import handlers
+from routing.adapters import tables as t
+from routing_testkit import build_routing_app, registered_event
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory, pg_database_factory, amqp_vhost_factory):
+    # One database and vhost for the module (creating them costs seconds); each test starts clean.
+    app = build_routing_app(
+        tmp_path_factory.mktemp("routing-live"), pg_database_factory(), amqp_vhost_factory()
+    )
+    app.load_samples()
+    yield app
+    app.deps.engine.dispose()
+
+
+@pytest.fixture
+def live(live_app):
+    with live_app.deps.engine.begin() as conn:
+        for table in (t.task_history, t.tasks, t.directives, t.outbox, t.inbox):
+            conn.execute(sa.delete(table))
+        codes = list(conn.execute(sa.select(t.units.c.code)).scalars())
+    with Connection(live_app.amqp_url) as broker:
+        channel = broker.channel()
+        for code in codes:
+            channel.queue_purge(f"routing.tasks.{code}")
+        channel.close()
+    return live_app
+
+
+def route(app, name):
+    event = registered_event(name)
+    ids = handlers.route_directive(event, engine=app.deps.engine, calendar=app.deps.calendar)
+    return event.payload["directive_id"], ids
+
+
+def poll(app, unit, **body):
+    r = app.client.post(f"/v1/units/{unit}/tasks:poll", json=body, headers=app.auth("unit", unit))
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()
+
+
+def test_import_declares_quorum_unit_queues(live):
+    with Connection(live.amqp_url) as conn:
+        channel = conn.channel()
+        ok = channel.queue_declare("routing.tasks.CTTDT", passive=True)
+        assert ok.message_count == 0
+    with live.deps.engine.connect() as conn:
+        pending = conn.execute(
+            sa.select(sa.func.count()).select_from(t.units).where(t.units.c.queue_declared_at.is_(None))
+        )
+        assert pending.scalar_one() == 0
+
+
+def test_poll_waits_for_a_task_then_leases_it(live):
+    def later():
+        time.sleep(0.4)
+        route(live, "171-CV-BTGTU.json")
+        live.relay()
+
+    publisher = threading.Thread(target=later, daemon=True)
+    started = time.monotonic()
+    publisher.start()
+    got = poll(live, "CTTDT", max=5, wait_seconds=5, lease_seconds=60)
+    elapsed = time.monotonic() - started
+    publisher.join(10)
+    assert 0.35 < elapsed < 5
+    assert len(got["items"]) == 1 and got["items"][0]["unit"] == "CTTDT"
+    with live.deps.engine.connect() as conn:
+        lease = conn.execute(
+            sa.select(t.tasks.c.lease_expires_at).where(t.tasks.c.id == got["items"][0]["id"])
+        ).scalar_one()
+    assert lease is not None and lease > datetime.now(UTC) + timedelta(seconds=50)
+
+
+def test_empty_poll_returns_after_wait(live):
+    started = time.monotonic()
+    assert poll(live, "SYT", wait_seconds=0.5)["items"] == []
+    assert 0.45 < time.monotonic() - started < 3
+
+
+def test_unacked_task_is_offered_again_after_its_lease(live):
+    route(live, "171-CV-BTGTU.json")
+    live.relay()
+    first = poll(live, "BPTV", lease_seconds=1)["items"]
+    assert len(first) == 1
+    assert poll(live, "BPTV")["items"] == []
+    time.sleep(1.1)
+    assert handlers.expire_leases(engine=live.deps.engine) == 1
+    live.relay()
+    again = poll(live, "BPTV", wait_seconds=2)["items"]
+    assert [x["id"] for x in again] == [first[0]["id"]]
+    live.client.post(f"/v1/tasks/{first[0]['id']}/ack", headers=live.auth("unit", "BPTV"))
+    time.sleep(0.1)
+    assert handlers.expire_leases(engine=live.deps.engine, now=datetime.now(UTC) + timedelta(hours=1)) == 0
+
+
+def test_duplicate_messages_are_not_offered_twice(live):
+    route(live, "171-CV-BTGTU.json")
+    live.relay()
+    # Publish every unit-queue message a second time, as a relay killed before its commit would.
+    with live.deps.engine.begin() as conn:
+        conn.execute(
+            sa.update(t.outbox).where(t.outbox.c.exchange == "routing.tasks").values(published_at=None)
+        )
+    live.relay()
+    got = poll(live, "CTTDT", max=10, wait_seconds=0.5)
+    assert len(got["items"]) == 1
+    assert poll(live, "CTTDT", max=10)["items"] == []
+    # An acked task's leftover message is dropped too.
+    task_id = got["items"][0]["id"]
+    live.client.post(f"/v1/tasks/{task_id}/ack", headers=live.auth("unit", "CTTDT"))
+    with live.deps.engine.begin() as conn:
+        conn.execute(sa.update(t.outbox).where(t.outbox.c.routing_key == "CTTDT").values(published_at=None))
+    live.relay()
+    assert poll(live, "CTTDT", max=10, wait_seconds=0.3)["items"] == []
