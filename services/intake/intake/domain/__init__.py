@@ -1,1 +1,1 @@
-"""intake domain: pure models and rules, standard library only."""
+"""intake domain: pure models and rules (numbers, types, arrival numbering, files), standard library only."""

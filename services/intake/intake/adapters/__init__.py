@@ -1,0 +1,1 @@
+"""intake adapters: SQLAlchemy tables and repository, the arrival counter, migrations runner."""

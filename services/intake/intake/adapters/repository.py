@@ -1,0 +1,312 @@
+"""Directive repository: stores a registration in one transaction and answers the register's queries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from shared.envelope import Envelope
+from shared.outbox import add_to_outbox
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from intake.adapters.counter import take_arrival_number
+from intake.adapters.tables import attachments, directives, outbox
+from intake.domain.arrival import ArrivalSeries
+from intake.domain.enums import Confidentiality, DirectiveStatus, Urgency
+from intake.domain.models import Directive, DirectiveMetadata, Issuer, Signer, StoredAttachment
+from intake.domain.numbers import DocumentNumber
+from intake.domain.text import fold
+
+
+@dataclass(frozen=True)
+class IdempotentHit:
+    directive: Directive
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class RegisterQuery:
+    """Filters of the register (sổ đăng ký văn bản đến); all optional."""
+
+    issuer: str | None = None
+    number_value: int | None = None
+    notation: str | None = None
+    document_type: str | None = None
+    arrival_from: date | None = None
+    arrival_to: date | None = None
+    q: str | None = None
+    year: int | None = None
+    submitted_by: str | None = None
+
+
+@dataclass(frozen=True)
+class NewRegistration:
+    """Everything about a registration except the arrival number, which is drawn inside the transaction."""
+
+    series: ArrivalSeries
+    idempotency_owner: str | None
+    idempotency_key: str | None
+    request_hash: str
+    correlation_id: str | None
+    build: Callable[[int], Directive]
+    event: Callable[[Directive], Envelope]
+    exchange: str
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite returns naive datetimes; everything is written in UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class DirectiveRepository:
+    """SQLAlchemy Core access to directives and attachments of one intake database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def register(self, new: NewRegistration) -> Directive:
+        """Number, directive, attachments and outbox event commit together or not at all."""
+        with self.engine.begin() as conn:
+            # The counter UPSERT goes first: on SQLite it takes the write lock before any read, so
+            # concurrent writers queue on the busy timeout instead of failing a lock upgrade.
+            number = take_arrival_number(conn, new.series)
+            directive = new.build(number)
+            conn.execute(sa.insert(directives).values(**self._directive_row(directive, new)))
+            if directive.attachments:
+                conn.execute(
+                    sa.insert(attachments),
+                    [
+                        {
+                            "id": a.id,
+                            "directive_id": directive.id,
+                            "position": position,
+                            "filename": a.filename,
+                            "content_type": a.content_type,
+                            "size": a.size,
+                            "sha256": a.sha256,
+                            "bucket": a.bucket,
+                            "key": a.key,
+                        }
+                        for position, a in enumerate(directive.attachments)
+                    ],
+                )
+            add_to_outbox(conn, outbox, new.event(directive), exchange=new.exchange)
+        return directive
+
+    @staticmethod
+    def _directive_row(directive: Directive, new: NewRegistration) -> dict[str, Any]:
+        meta = directive.metadata
+        signer = meta.signer
+        return {
+            "id": directive.id,
+            "organisation": directive.organisation,
+            "arrival_year": new.series.year,
+            "arrival_number": directive.arrival_number,
+            "arrival_date": directive.arrival_date,
+            "received_at": directive.received_at,
+            "status": directive.status.value,
+            "issuer_name": meta.issuer.name,
+            "issuer_code": meta.issuer.code,
+            "issuer_folded": fold(meta.issuer.name),
+            "number": meta.number.display,
+            "code_number": meta.number.code_number,
+            "code_number_value": meta.number.value,
+            "code_notation": meta.number.code_notation,
+            "notation_key": meta.number.code_notation.casefold(),
+            "number_form": meta.number.form,
+            "document_type": meta.document_type,
+            "issued_date": meta.issued_date,
+            "place": meta.place,
+            "subject": meta.subject,
+            "subject_folded": fold(meta.subject),
+            "content": meta.content,
+            "signer": None
+            if signer is None
+            else {
+                "competence": signer.competence,
+                "position": signer.position,
+                "full_name": signer.full_name,
+            },
+            "urgency": meta.urgency.value,
+            "confidentiality": meta.confidentiality.value,
+            "due_date": meta.due_date,
+            "page_amount": meta.page_amount,
+            "to_places": list(meta.to_places),
+            "external_id": meta.external_id,
+            "raw_metadata": directive.raw_metadata,
+            "duplicate_key": meta.duplicate_key,
+            "idempotency_owner": new.idempotency_owner,
+            "idempotency_key": new.idempotency_key,
+            "request_hash": new.request_hash,
+            "submitted_by": directive.submitted_by,
+            "correlation_id": new.correlation_id,
+        }
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def get(self, directive_id: str) -> Directive | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(directives).where(directives.c.id == directive_id)).mappings().first()
+            )
+            if row is None:
+                return None
+            return self._hydrate(conn, [row])[0]
+
+    def find_idempotent(self, owner: str, key: str) -> IdempotentHit | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.select(directives).where(
+                        (directives.c.idempotency_owner == owner) & (directives.c.idempotency_key == key)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            return IdempotentHit(directive=self._hydrate(conn, [row])[0], request_hash=row["request_hash"])
+
+    def find_duplicate(self, duplicate_key: str) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(directives.c.id).where(directives.c.duplicate_key == duplicate_key)
+            ).scalar_one_or_none()
+            return None if value is None else str(value)
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(directives)).scalar_one())
+
+    def list(self, query: RegisterQuery, *, page: int, per_page: int) -> tuple[list[Directive], int]:
+        condition = self._conditions(query)
+        with self.engine.connect() as conn:
+            total = int(
+                conn.execute(sa.select(sa.func.count()).select_from(directives).where(condition)).scalar_one()
+            )
+            rows = (
+                conn.execute(
+                    sa.select(directives)
+                    .where(condition)
+                    .order_by(directives.c.received_at.desc(), directives.c.arrival_number.desc())
+                    .limit(per_page)
+                    .offset((page - 1) * per_page)
+                )
+                .mappings()
+                .all()
+            )
+            return self._hydrate(conn, rows), total
+
+    def iter_register(self, query: RegisterQuery, *, batch: int = 500) -> Iterator[Directive]:
+        """The register in arrival order (year, then số đến), in batches so exports stay small in memory."""
+        condition = self._conditions(query)
+        offset = 0
+        while True:
+            with self.engine.connect() as conn:
+                rows = (
+                    conn.execute(
+                        sa.select(directives)
+                        .where(condition)
+                        .order_by(directives.c.arrival_year, directives.c.arrival_number, directives.c.id)
+                        .limit(batch)
+                        .offset(offset)
+                    )
+                    .mappings()
+                    .all()
+                )
+                found = self._hydrate(conn, rows)
+            yield from found
+            if len(rows) < batch:
+                return
+            offset += batch
+
+    @staticmethod
+    def _conditions(query: RegisterQuery) -> sa.ColumnElement[bool]:
+        c = directives.c
+        parts: list[sa.ColumnElement[bool]] = []
+        if query.issuer:
+            parts.append(c.issuer_folded.like(_like(fold(query.issuer)), escape="\\"))
+        if query.number_value is not None:
+            parts.append(c.code_number_value == query.number_value)
+        if query.notation:
+            parts.append(c.notation_key == query.notation.casefold())
+        if query.document_type:
+            parts.append(c.document_type == query.document_type)
+        if query.arrival_from is not None:
+            parts.append(c.arrival_date >= query.arrival_from)
+        if query.arrival_to is not None:
+            parts.append(c.arrival_date <= query.arrival_to)
+        if query.q:
+            parts.append(c.subject_folded.like(_like(fold(query.q)), escape="\\"))
+        if query.year is not None:
+            parts.append(c.arrival_year == query.year)
+        if query.submitted_by is not None:
+            parts.append(c.submitted_by == query.submitted_by)
+        return sa.and_(sa.true(), *parts)
+
+    def _hydrate(self, conn: Connection, rows: Sequence[RowMapping]) -> list[Directive]:
+        ids = [row["id"] for row in rows]
+        files: dict[str, list[StoredAttachment]] = {i: [] for i in ids}
+        if ids:
+            for a in conn.execute(
+                sa.select(attachments)
+                .where(attachments.c.directive_id.in_(ids))
+                .order_by(attachments.c.directive_id, attachments.c.position)
+            ).mappings():
+                files[a["directive_id"]].append(
+                    StoredAttachment(
+                        id=a["id"],
+                        filename=a["filename"],
+                        content_type=a["content_type"],
+                        size=int(a["size"]),
+                        sha256=a["sha256"],
+                        bucket=a["bucket"],
+                        key=a["key"],
+                    )
+                )
+        return [self._directive(row, tuple(files[row["id"]])) for row in rows]
+
+    @staticmethod
+    def _directive(row: RowMapping, files: tuple[StoredAttachment, ...]) -> Directive:
+        signer = row["signer"]
+        meta = DirectiveMetadata(
+            issuer=Issuer(name=row["issuer_name"], code=row["issuer_code"]),
+            number=DocumentNumber(
+                code_number=row["code_number"], code_notation=row["code_notation"], form=row["number_form"]
+            ),
+            document_type=row["document_type"],
+            issued_date=row["issued_date"],
+            subject=row["subject"],
+            place=row["place"],
+            content=row["content"],
+            signer=None if signer is None else Signer(**signer),
+            urgency=Urgency(row["urgency"]),
+            confidentiality=Confidentiality(row["confidentiality"]),
+            due_date=row["due_date"],
+            page_amount=row["page_amount"],
+            to_places=tuple(row["to_places"] or ()),
+            external_id=row["external_id"],
+        )
+        return Directive(
+            id=row["id"],
+            organisation=row["organisation"],
+            arrival_number=row["arrival_number"],
+            arrival_date=row["arrival_date"],
+            received_at=_aware(row["received_at"]),
+            metadata=meta,
+            attachments=files,
+            status=DirectiveStatus(row["status"]),
+            submitted_by=row["submitted_by"],
+            raw_metadata=row["raw_metadata"],
+        )

@@ -1,0 +1,72 @@
+"""The intake HTTP API: create_app() builds the Flask app (nothing is built at import time)."""
+
+from __future__ import annotations
+
+from flask import Flask, Response
+from shared.logs import configure_logging
+from shared.objectstore.port import StoreUnavailable
+from shared.problems import ErrorTable, Problem
+from shared.web import create_base_app
+from sqlalchemy.exc import OperationalError
+
+from intake.api.deps import Deps, build_deps
+from intake.api.directives import blp
+from intake.domain.errors import (
+    AttachmentNotFound,
+    AttachmentTooLarge,
+    DirectiveNotFound,
+    IdempotencyConflict,
+    InvalidAttachment,
+    InvalidMetadata,
+    StateSecretRefused,
+)
+from intake.settings import SERVICE, Settings
+
+__all__ = ["Deps", "build_deps", "create_app"]
+
+ERRORS: ErrorTable = {
+    InvalidMetadata: (422, "invalid-metadata", "Invalid directive metadata"),
+    StateSecretRefused: (422, "state-secret-refused", "State-secret documents are not accepted"),
+    InvalidAttachment: (422, "invalid-attachment", "Invalid attachment"),
+    AttachmentTooLarge: (413, "attachment-too-large", "Attachment too large"),
+    IdempotencyConflict: (422, "idempotency-key-reused", "Idempotency-Key reused with a different body"),
+    DirectiveNotFound: (404, "directive-not-found", "Directive not found"),
+    AttachmentNotFound: (404, "attachment-not-found", "Attachment not found"),
+}
+
+
+def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Flask:
+    """The intake Flask app; `deps` lets tests and the embedded runner pass their own collaborators."""
+    if settings is None:
+        settings = deps.settings if deps is not None else Settings.from_env()
+    if deps is None:
+        deps = build_deps(settings)
+    configure_logging(settings.common.log_level)
+    app, api = create_base_app(
+        SERVICE,
+        settings=settings.common,
+        verifier=deps.verifier,
+        error_table=ERRORS,
+        # The broker is left out on purpose: submissions are accepted while it is down (the outbox
+        # relay delivers later), so a broker outage must not take intake out of the load balancer.
+        readiness={"database": deps.check_database, "object_store": deps.staging.ping},
+        max_content_length=settings.max_request_bytes,
+    )
+    app.extensions["intake"] = deps
+    api.register_blueprint(blp)
+
+    retry_after = str(settings.retry_after)
+
+    def unavailable(exc: Exception) -> Response:
+        what = "object store" if isinstance(exc, StoreUnavailable) else "database"
+        return Problem(
+            503,
+            "Service Unavailable",
+            f"the {what} is unavailable; nothing was registered, retry later",
+            type="dependency-unavailable",
+            headers={"Retry-After": retry_after},
+        ).to_response()
+
+    app.register_error_handler(StoreUnavailable, unavailable)
+    app.register_error_handler(OperationalError, unavailable)
+    return app

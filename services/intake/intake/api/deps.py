@@ -1,0 +1,43 @@
+"""The collaborators the intake API needs, built once per app from Settings (or given by tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from shared.auth import TokenVerifier, Verifier
+from shared.objectstore import make_store
+from sqlalchemy.engine import Engine
+
+from intake.adapters.db import make_engine
+from intake.adapters.repository import DirectiveRepository
+from intake.adapters.staging import StagingArea
+from intake.handlers import utc_now
+from intake.settings import Settings
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    engine: Engine
+    repository: DirectiveRepository
+    staging: StagingArea
+    verifier: Verifier
+    clock: Callable[[], datetime] = field(default=utc_now)
+
+    def check_database(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+
+def build_deps(settings: Settings) -> Deps:
+    engine = make_engine(settings.database_url)
+    return Deps(
+        settings=settings,
+        engine=engine,
+        repository=DirectiveRepository(engine),
+        staging=StagingArea(make_store(settings.common), settings.staging_bucket),
+        verifier=TokenVerifier(settings.common.auth),
+    )

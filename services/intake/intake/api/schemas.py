@@ -1,0 +1,164 @@
+"""HTTP schemas of the intake API (marshmallow): submission bodies, directive resources, register queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from intake.domain.enums import Confidentiality, Urgency
+from intake.domain.models import AGENCY_CODE, MAX_ISSUER_NAME, MAX_SUBJECT
+
+MAX_PER_PAGE = 100
+
+
+class _Tolerant(Schema):
+    # Senders' extra fields are kept in the raw metadata, not refused: e-office vendors add their own.
+    class Meta:
+        unknown = EXCLUDE
+
+
+class IssuerIn(_Tolerant):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=MAX_ISSUER_NAME))
+    code = fields.String(
+        allow_none=True,
+        validate=validate.Regexp(AGENCY_CODE, error="must be 1–35 characters of 0-9, A-Z and '.'"),
+    )
+
+
+class SignerIn(_Tolerant):
+    competence = fields.String(allow_none=True, validate=validate.Length(max=200))
+    position = fields.String(allow_none=True, validate=validate.Length(max=200))
+    full_name = fields.String(allow_none=True, validate=validate.Length(max=200))
+
+
+class DirectiveMetadataIn(_Tolerant):
+    """The metadata of a submission (the `metadata` part of a multipart body, or the JSON body itself)."""
+
+    issuer = fields.Nested(IssuerIn, required=True)
+    number = fields.String(
+        required=True,
+        metadata={"description": "state form `1393/CVT-CL` or Party form `171-CV/BTGTU`"},
+    )
+    document_type = fields.String(
+        allow_none=True, metadata={"description": "type name (Kế hoạch) or NĐ 30 abbreviation (KH)"}
+    )
+    issued_date = fields.Date(required=True)
+    place = fields.String(allow_none=True, validate=validate.Length(max=200))
+    subject = fields.String(required=True, validate=validate.Length(min=1, max=MAX_SUBJECT))
+    content = fields.String(allow_none=True)
+    signer = fields.Nested(SignerIn, allow_none=True)
+    urgency = fields.String(
+        load_default=Urgency.THUONG.value, validate=validate.OneOf([u.value for u in Urgency])
+    )
+    # Any string is let through here so the domain can refuse state secrets with its own explanation.
+    confidentiality = fields.String(
+        load_default=Confidentiality.THUONG.value,
+        metadata={"enum": [c.value for c in Confidentiality], "description": "only `thuong` is accepted"},
+    )
+    due_date = fields.Date(allow_none=True)
+    page_amount = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1, max=100000))
+    to_places = fields.List(fields.String(validate=validate.Length(max=1000)), load_default=list)
+    external_id = fields.String(allow_none=True, validate=validate.Length(max=200))
+
+
+class AttachmentIn(Schema):
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+    content_type = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    content_base64 = fields.String(required=True)
+
+
+class DirectiveJsonIn(DirectiveMetadataIn):
+    """application/json submission: the metadata plus base64 attachments."""
+
+    attachments = fields.List(fields.Nested(AttachmentIn), load_default=list)
+
+
+class DirectiveMultipartIn(Schema):
+    """multipart/form-data submission (documentation only; the view parses the parts itself)."""
+
+    metadata = fields.String(required=True, metadata={"description": "JSON of DirectiveMetadataIn"})
+    files = fields.List(fields.Raw(metadata={"type": "string", "format": "binary"}))
+
+
+class IssuerOut(Schema):
+    name = fields.String()
+    code = fields.String(allow_none=True)
+
+
+class SignerOut(Schema):
+    competence = fields.String(allow_none=True)
+    position = fields.String(allow_none=True)
+    full_name = fields.String(allow_none=True)
+
+
+class AttachmentOut(Schema):
+    id = fields.String()
+    filename = fields.String()
+    content_type = fields.String()
+    size = fields.Integer()
+    sha256 = fields.String()
+    url = fields.String()
+
+
+class DirectiveOut(Schema):
+    id = fields.String()
+    status = fields.String()
+    organisation = fields.String()
+    arrival_number = fields.Integer()
+    arrival_date = fields.Date()
+    received_at = fields.AwareDateTime()
+    issuer = fields.Nested(IssuerOut)
+    number = fields.String()
+    code_number = fields.String()
+    code_notation = fields.String()
+    document_type = fields.String()
+    issued_date = fields.Date()
+    place = fields.String(allow_none=True)
+    subject = fields.String()
+    content = fields.String(allow_none=True)
+    signer = fields.Nested(SignerOut, allow_none=True)
+    urgency = fields.String()
+    confidentiality = fields.String()
+    due_date = fields.Date(allow_none=True)
+    page_amount = fields.Integer(allow_none=True)
+    to_places = fields.List(fields.String())
+    external_id = fields.String(allow_none=True)
+    attachments = fields.List(fields.Nested(AttachmentOut))
+    url = fields.String()
+
+
+class DirectivePageOut(Schema):
+    items = fields.List(fields.Nested(DirectiveOut))
+    total = fields.Integer()
+    page = fields.Integer()
+    per_page = fields.Integer()
+
+
+class RegisterQueryIn(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    issuer = fields.String(validate=validate.Length(min=1, max=200))
+    number = fields.String(
+        validate=validate.Length(min=1, max=60), metadata={"description": "`1393/CVT-CL` or just `1393`"}
+    )
+    document_type = fields.String(validate=validate.Length(min=1, max=100))
+    arrival_from = fields.Date()
+    arrival_to = fields.Date()
+    q = fields.String(validate=validate.Length(min=1, max=200), metadata={"description": "subject words"})
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PER_PAGE))
+
+    @validates_schema
+    def _range(self, data: dict[str, Any], **_: Any) -> None:
+        start, end = data.get("arrival_from"), data.get("arrival_to")
+        if start is not None and end is not None and start > end:
+            raise ValidationError("must not be after arrival_to", field_name="arrival_from")
+
+
+class RegisterExportIn(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    year = fields.Integer(validate=validate.Range(min=1900, max=9999))

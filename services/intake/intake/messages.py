@@ -1,0 +1,138 @@
+"""Wire schema of intake.directive_registered.v1, the event intake emits (strict: unknown fields refused)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, fields, validate
+from shared.envelope import Envelope
+from shared.naming import events_exchange, routing_key
+
+from intake.domain.enums import Confidentiality, Urgency
+from intake.domain.models import Directive
+
+SERVICE = "intake"
+DIRECTIVE_REGISTERED = "directive_registered"
+DIRECTIVE_REGISTERED_TYPE = f"{SERVICE}.{DIRECTIVE_REGISTERED}"
+DIRECTIVE_REGISTERED_VERSION = 1
+EXCHANGE = events_exchange(SERVICE)
+DIRECTIVE_REGISTERED_KEY = routing_key(SERVICE, DIRECTIVE_REGISTERED, DIRECTIVE_REGISTERED_VERSION)
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class IssuerWire(_Strict):
+    name = fields.String(required=True)
+    code = fields.String(required=True, allow_none=True)
+
+
+class SignerWire(_Strict):
+    competence = fields.String(required=True, allow_none=True)
+    position = fields.String(required=True, allow_none=True)
+    full_name = fields.String(required=True, allow_none=True)
+
+
+class DirectiveMetadataWire(_Strict):
+    issuer = fields.Nested(IssuerWire, required=True)
+    number = fields.String(required=True)
+    code_number = fields.String(required=True)
+    code_notation = fields.String(required=True)
+    document_type = fields.String(required=True)
+    issued_date = fields.Date(required=True)
+    place = fields.String(required=True, allow_none=True)
+    subject = fields.String(required=True)
+    content = fields.String(required=True, allow_none=True)
+    signer = fields.Nested(SignerWire, required=True, allow_none=True)
+    urgency = fields.String(required=True, validate=validate.OneOf([u.value for u in Urgency]))
+    confidentiality = fields.String(
+        required=True, validate=validate.OneOf([c.value for c in Confidentiality])
+    )
+    due_date = fields.Date(required=True, allow_none=True)
+    page_amount = fields.Integer(required=True, allow_none=True)
+    to_places = fields.List(fields.String(), required=True)
+    external_id = fields.String(required=True, allow_none=True)
+
+
+class AttachmentWire(_Strict):
+    id = fields.String(required=True)
+    filename = fields.String(required=True)
+    content_type = fields.String(required=True)
+    size = fields.Integer(required=True, validate=validate.Range(min=0))
+    sha256 = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+    bucket = fields.String(required=True)
+    key = fields.String(required=True)
+
+
+class DirectiveRegisteredWire(_Strict):
+    """Payload of intake.directive_registered.v1 (docs/design.md, "Events")."""
+
+    directive_id = fields.String(required=True)
+    arrival_number = fields.Integer(required=True, validate=validate.Range(min=1))
+    arrival_date = fields.Date(required=True)
+    received_at = fields.AwareDateTime(required=True)
+    metadata = fields.Nested(DirectiveMetadataWire, required=True)
+    attachments = fields.List(fields.Nested(AttachmentWire), required=True)
+
+
+def directive_registered_payload(directive: Directive) -> dict[str, Any]:
+    """The event payload of a registered directive, checked against the wire schema before it leaves."""
+    meta = directive.metadata
+    signer = meta.signer
+    payload: dict[str, Any] = {
+        "directive_id": directive.id,
+        "arrival_number": directive.arrival_number,
+        "arrival_date": directive.arrival_date.isoformat(),
+        "received_at": directive.received_at.isoformat(),
+        "metadata": {
+            "issuer": {"name": meta.issuer.name, "code": meta.issuer.code},
+            "number": meta.number.display,
+            "code_number": meta.number.code_number,
+            "code_notation": meta.number.code_notation,
+            "document_type": meta.document_type,
+            "issued_date": meta.issued_date.isoformat(),
+            "place": meta.place,
+            "subject": meta.subject,
+            "content": meta.content,
+            "signer": None
+            if signer is None
+            else {
+                "competence": signer.competence,
+                "position": signer.position,
+                "full_name": signer.full_name,
+            },
+            "urgency": meta.urgency.value,
+            "confidentiality": meta.confidentiality.value,
+            "due_date": meta.due_date.isoformat() if meta.due_date else None,
+            "page_amount": meta.page_amount,
+            "to_places": list(meta.to_places),
+            "external_id": meta.external_id,
+        },
+        "attachments": [
+            {
+                "id": a.id,
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+                "bucket": a.bucket,
+                "key": a.key,
+            }
+            for a in directive.attachments
+        ],
+    }
+    errors = DirectiveRegisteredWire().validate(payload)
+    if errors:
+        raise ValueError(f"directive_registered payload breaks its wire schema: {errors}")
+    return payload
+
+
+def directive_registered_envelope(directive: Directive) -> Envelope:
+    return Envelope.new(
+        DIRECTIVE_REGISTERED_TYPE,
+        directive_registered_payload(directive),
+        producer=SERVICE,
+        version=DIRECTIVE_REGISTERED_VERSION,
+    )
