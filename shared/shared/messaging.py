@@ -1,0 +1,724 @@
+"""kombu messaging: topology, a confirming publisher, an ack/reject/dead-letter consumer base, DLQ tools."""
+
+# kombu ships py.typed but leaves most functions unannotated; strict mode would flag every call into it.
+# mypy: disable-error-code="no-untyped-call"
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import amqp.exceptions
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
+from kombu.exceptions import KombuError
+from kombu.messaging import Producer
+from kombu.mixins import ConsumerMixin
+from kombu.transport.base import Message
+
+from shared import metrics
+from shared.envelope import Envelope, MalformedMessage
+from shared.logs import correlation_scope, current_correlation_id
+from shared.naming import DEAD_LETTER_EXCHANGE, TASKS_EXCHANGE, dlq_name, unit_queue
+
+log = logging.getLogger(__name__)
+
+#: Header the consumer counts deliveries in on transports without quorum queues (memory://).
+ATTEMPTS_HEADER = "x-docroute-attempts"
+#: Headers the broker adds when dead-lettering; dropped when a message is replayed.
+_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-", "x-delivery-count", "x-docroute-")
+#: Where a message was first published; kept across the memory transport's republish-to-retry.
+ORIGIN_EXCHANGE_HEADER = "x-docroute-origin-exchange"
+ORIGIN_ROUTING_KEY_HEADER = "x-docroute-origin-routing-key"
+
+
+class PublishError(Exception):
+    """The broker did not confirm the message within the retry budget."""
+
+
+class Unroutable(PublishError):
+    """The broker confirmed but returned the message: no queue is bound for its routing key."""
+
+
+class PermanentError(Exception):
+    """Raised by a handler for a message that can never succeed; it goes to the dead-letter queue at once."""
+
+
+def is_amqp_url(url: str) -> bool:
+    """True for a real AMQP broker (quorum queues, confirms, dead-lettering); False for memory:// etc."""
+    return urlsplit(url).scheme in {"amqp", "amqps", "pyamqp"}
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    return (
+        OSError,  # includes socket.timeout and ConnectionRefusedError
+        KombuError,
+        amqp.exceptions.AMQPError,  # includes MessageNacked and channel/connection errors
+    )
+
+
+# --------------------------------------------------------------------------------------------- topology
+
+
+def _quorum_args(conn: Connection, queue: str, delivery_limit: int) -> dict[str, Any] | None:
+    if conn.transport.driver_type != "amqp":
+        return None
+    # delivery_limit counts deliveries; RabbitMQ's x-delivery-limit counts returns (deliveries - 1).
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": max(delivery_limit - 1, 0),
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "x-dead-letter-routing-key": dlq_name(queue),
+    }
+
+
+@contextmanager
+def _channel(conn: Connection) -> Iterator[Any]:
+    channel = conn.channel()
+    try:
+        yield channel
+    finally:
+        channel.close()
+
+
+def declare_events_exchange(conn: Connection, service: str) -> Exchange:
+    """Declare the durable topic exchange `<service>.events`."""
+    from shared.naming import events_exchange
+
+    exchange = Exchange(events_exchange(service), type="topic", durable=True)
+    with _channel(conn) as channel:
+        exchange(channel).declare()
+    return exchange
+
+
+def _declare_dead_letter(channel: Any, conn: Connection, queue: str) -> None:
+    dlx = Exchange(DEAD_LETTER_EXCHANGE, type="direct", durable=True)
+    dlx(channel).declare()
+    quorum = {"x-queue-type": "quorum"} if conn.transport.driver_type == "amqp" else None
+    dlq = Queue(
+        dlq_name(queue), exchange=dlx, routing_key=dlq_name(queue), durable=True, queue_arguments=quorum
+    )
+    dlq(channel).declare()
+
+
+def _declare_queue(
+    conn: Connection, queue: str, exchange: Exchange, routing_key: str, delivery_limit: int
+) -> Queue:
+    declared = Queue(
+        queue,
+        exchange=exchange,
+        routing_key=routing_key,
+        durable=True,
+        queue_arguments=_quorum_args(conn, queue, delivery_limit),
+    )
+    with _channel(conn) as channel:
+        _declare_dead_letter(channel, conn, queue)
+        declared(channel).declare()
+    return declared
+
+
+def declare_consumer_queue(
+    conn: Connection, queue: str, exchange: str, routing_key: str, *, delivery_limit: int = 5
+) -> Queue:
+    """Declare `queue` (quorum, at most `delivery_limit` deliveries) bound to the topic `exchange`.
+
+    It dead-letters to DEAD_LETTER_EXCHANGE with routing key `<queue>.dlq`, where `<queue>.dlq` is bound.
+    The exchange is declared too (idempotent), so a consumer may start before the producer.
+    """
+    topic = Exchange(exchange, type="topic", durable=True)
+    with _channel(conn) as channel:
+        topic(channel).declare()
+    return _declare_queue(conn, queue, topic, routing_key, delivery_limit)
+
+
+def declare_unit_queue(conn: Connection, code: str, *, delivery_limit: int = 5) -> Queue:
+    """Declare the task queue `routing.tasks.<code>`, bound to the direct `routing.tasks` by `code`."""
+    direct = Exchange(TASKS_EXCHANGE, type="direct", durable=True)
+    with _channel(conn) as channel:
+        direct(channel).declare()
+    return _declare_queue(conn, unit_queue(code), direct, code, delivery_limit)
+
+
+# -------------------------------------------------------------------------------------------- publisher
+
+
+class Publisher:
+    """Publishes with publisher confirms and `mandatory`; bounded in time, so it can never hang a request.
+
+    Thread-safe (one lock around one connection). On memory:// there are no confirms; unroutable messages
+    are detected by looking up the exchange's bindings instead.
+    """
+
+    def __init__(self, url: str, *, confirm_timeout: float = 5.0, retries: int = 3) -> None:
+        self.url = url
+        self.confirm_timeout = confirm_timeout
+        self.retries = retries
+        self._amqp = is_amqp_url(url)
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+        self._channel: Any = None
+        self._returned: list[str] = []
+
+    def _connect(self, timeout: float) -> Any:
+        if self._conn is not None and self._channel is not None:
+            return self._channel
+        if self._amqp:
+            conn = Connection(
+                self.url,
+                connect_timeout=timeout,
+                transport_options={
+                    "confirm_publish": True,
+                    # A broker that blocks publishers (resource alarm) must not stall a socket write forever.
+                    "read_timeout": self.confirm_timeout,
+                    "write_timeout": self.confirm_timeout,
+                },
+            )
+        else:
+            conn = Connection(self.url)
+        try:
+            # One attempt: kombu's own retry loop sleeps 2 s between tries and would break our deadline.
+            conn.ensure_connection(max_retries=0)
+            channel = conn.channel()
+            if self._amqp:
+                channel.events["basic_return"].add(self._on_return)
+        except BaseException:
+            conn.collect()  # no close handshake with a broker that just failed us
+            raise
+        self._conn, self._channel = conn, channel
+        return channel
+
+    def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
+        # Called from inside the confirm wait: RabbitMQ sends basic.return before the basic.ack.
+        self._returned.append(f"{exchange!r} routing key {routing_key!r}: {exc}")
+
+    def _discard(self, *, graceful: bool = False) -> None:
+        conn, self._conn, self._channel = self._conn, None, None
+        if conn is None:
+            return
+        try:
+            if graceful:
+                conn.release()
+            else:
+                # A broken or silent broker would never answer the AMQP close handshake: drop the socket.
+                conn.collect()
+        except Exception:  # the connection is dropped either way
+            log.debug("closing a broken broker connection failed", exc_info=True)
+
+    def _check_routable_in_memory(self, channel: Any, exchange: str, routing_key: str) -> None:
+        if not exchange:
+            return
+        try:
+            queues = channel.typeof(exchange).lookup(channel.get_table(exchange), exchange, routing_key, None)
+        except KeyError:
+            queues = []
+        if not queues:
+            raise Unroutable(f"no queue bound to {exchange!r} for routing key {routing_key!r}")
+
+    def publish(
+        self,
+        *,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        message_id: str,
+        headers: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        """Publish one persistent message and wait for the broker's confirm.
+
+        Raises Unroutable when no queue takes it, PublishError when the broker is unreachable or does not
+        confirm; the whole call stays within about confirm_timeout * (retries + 1) seconds.
+        """
+        all_headers = dict(headers or {})
+        correlation_id = all_headers.get("correlation_id") or current_correlation_id()
+        if correlation_id:
+            all_headers["correlation_id"] = correlation_id
+        deadline = time.monotonic() + self.confirm_timeout * (self.retries + 1)
+        last_error: BaseException | None = None
+        with self._lock:
+            for attempt in range(self.retries + 1):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    self._publish_once(
+                        min(self.confirm_timeout, remaining),
+                        exchange=exchange,
+                        routing_key=routing_key,
+                        body=body,
+                        message_id=message_id,
+                        headers=all_headers,
+                        content_type=content_type,
+                        correlation_id=correlation_id,
+                    )
+                except Unroutable:
+                    metrics.PUBLISH_FAILURES.labels(exchange, "unroutable").inc()
+                    raise
+                except _connection_errors() as exc:
+                    last_error = exc
+                    self._discard()
+                    log.warning(
+                        "publish attempt failed",
+                        extra={
+                            "exchange": exchange,
+                            "routing_key": routing_key,
+                            "attempt": attempt + 1,
+                            "error": repr(exc),
+                        },
+                    )
+                    # Short, growing pauses: a broker restart is often over within a second.
+                    pause = min(0.1 * 2**attempt, 1.0, max(deadline - time.monotonic(), 0))
+                    time.sleep(pause)
+                else:
+                    metrics.EVENTS_PUBLISHED.labels(exchange).inc()
+                    return
+        metrics.PUBLISH_FAILURES.labels(exchange, "unconfirmed").inc()
+        raise PublishError(
+            f"broker did not confirm message {message_id} to {exchange!r}/{routing_key!r}: {last_error!r}"
+        ) from last_error
+
+    def _publish_once(
+        self,
+        timeout: float,
+        *,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        message_id: str,
+        headers: dict[str, Any],
+        content_type: str,
+        correlation_id: str | None,
+    ) -> None:
+        channel = self._connect(timeout)
+        if not self._amqp:
+            self._check_routable_in_memory(channel, exchange, routing_key)
+        self._returned.clear()
+        properties: dict[str, Any] = {"message_id": message_id}
+        if correlation_id:
+            properties["correlation_id"] = correlation_id
+        try:
+            Producer(channel).publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                mandatory=True,
+                delivery_mode=2,
+                content_type=content_type,
+                content_encoding="utf-8",
+                headers=headers,
+                confirm_timeout=timeout,
+                timeout=timeout,
+                retry=False,
+                **properties,
+            )
+        except amqp.exceptions.NotFound as exc:
+            # The exchange does not exist, so nothing can be bound to it: same outcome as unroutable.
+            self._discard()
+            raise Unroutable(f"exchange {exchange!r} does not exist: {exc}") from exc
+        if self._returned:
+            raise Unroutable("broker returned the message: " + "; ".join(self._returned))
+
+    def close(self) -> None:
+        """Close the broker connection (a later publish reconnects)."""
+        with self._lock:
+            self._discard(graceful=True)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------- consumer
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One consumer queue, what it is bound to, and the handler for its events."""
+
+    queue: str
+    exchange: str
+    routing_key: str
+    handler: Callable[[Envelope], None]
+
+
+def body_bytes(message: Message) -> bytes:
+    """The raw body: py-amqp hands back str when the message names a content encoding (auto_decode)."""
+    body = message.body
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    return str(body).encode(message.content_encoding or "utf-8")
+
+
+def _header_int(headers: Mapping[str, Any], name: str) -> int:
+    value = headers.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+class EventConsumer(ConsumerMixin):
+    """Consumes envelopes and decides ack / requeue / dead-letter explicitly for every message.
+
+    - handler returns → ack;
+    - malformed envelope or PermanentError → dead letter at once (reject without requeue);
+    - any other exception → requeue after a short growing pause, until `delivery_limit` deliveries, then
+      dead letter.
+    On RabbitMQ the quorum queue counts deliveries and dead-letters; on memory:// the consumer does both
+    itself with a header counter and an `x-death` header shaped like RabbitMQ's.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        subscriptions: Sequence[Subscription],
+        *,
+        delivery_limit: int = 5,
+        prefetch_count: int = 10,
+        retry_delay: float = 0.2,
+    ) -> None:
+        self.url = url
+        self.retry_delay = retry_delay
+        self.subscriptions = list(subscriptions)
+        self.delivery_limit = max(delivery_limit, 1)
+        self.prefetch_count = prefetch_count
+        self._amqp = is_amqp_url(url)
+        self.connection = self._new_connection()
+        self._stop = threading.Event()
+        self.ready = threading.Event()
+
+    def _new_connection(self) -> Connection:
+        if self._amqp:
+            return Connection(self.url, heartbeat=20, connect_timeout=5)
+        return Connection(self.url)
+
+    @property
+    def should_stop(self) -> bool:  # type: ignore[override]
+        # ConsumerMixin polls this between drain_events calls; backing it by the Event makes stop prompt.
+        return self._stop.is_set()
+
+    def declare(self) -> None:
+        """Declare every subscription's queue, dead-letter queue and bindings."""
+        with self._new_connection() as conn:
+            conn.ensure_connection(max_retries=0)
+            for sub in self.subscriptions:
+                declare_consumer_queue(
+                    conn, sub.queue, sub.exchange, sub.routing_key, delivery_limit=self.delivery_limit
+                )
+
+    def get_consumers(self, consumer_cls: Any, channel: Any) -> list[Any]:
+        consumers = []
+        for sub in self.subscriptions:
+            queue = Queue(
+                sub.queue,
+                exchange=Exchange(sub.exchange, type="topic", durable=True),
+                routing_key=sub.routing_key,
+                durable=True,
+                queue_arguments=_quorum_args(self.connection, sub.queue, self.delivery_limit),
+                # declare() already did it, with the dead-letter queue; don't redo it per reconnect.
+                no_declare=True,
+            )
+            consumers.append(
+                consumer_cls(
+                    queues=[queue],
+                    on_message=self._make_callback(sub),
+                    prefetch_count=self.prefetch_count,
+                )
+            )
+        return consumers
+
+    def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kwargs: Any) -> None:
+        self.ready.set()
+
+    @contextmanager
+    def establish_connection(self) -> Iterator[Connection]:
+        # kombu's version retries forever inside ensure_connection and would not notice `stop`;
+        # run() below owns the retry loop instead.
+        with self.create_connection() as conn:
+            conn.ensure_connection(max_retries=0)
+            yield conn
+
+    def run(self, stop: threading.Event | None = None, _tokens: int = 1, **kwargs: Any) -> None:  # type: ignore[override]
+        """Consume until `stop` is set; survives broker outages (logs, backs off, reconnects)."""
+        self._stop = stop if stop is not None else threading.Event()
+        self.declare_with_retry()
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                super().run(_tokens, safety_interval=0.2)
+                backoff = 0.2
+            except Exception:
+                log.exception(
+                    "consumer lost its broker connection; reconnecting", extra={"url": _safe(self.url)}
+                )
+                self.ready.clear()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def declare_with_retry(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                self.declare()
+                return
+            except _connection_errors():
+                log.exception("declaring consumer queues failed; retrying", extra={"url": _safe(self.url)})
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _make_callback(self, sub: Subscription) -> Callable[[Message], None]:
+        def on_message(message: Message) -> None:
+            self._handle(sub, message)
+
+        return on_message
+
+    def _handle(self, sub: Subscription, message: Message) -> None:
+        headers = dict(message.headers or {})
+        try:
+            envelope = Envelope.from_bytes(body_bytes(message))
+        except MalformedMessage as exc:
+            log.error(
+                "malformed message dead-lettered",
+                extra={
+                    "queue": sub.queue,
+                    "error": str(exc),
+                    "correlation_id": headers.get("correlation_id"),
+                },
+            )
+            self._dead_letter(sub, message, "rejected")
+            return
+        with correlation_scope(envelope.correlation_id):
+            try:
+                sub.handler(envelope)
+            except PermanentError as exc:
+                log.error(
+                    "handler failed permanently; message dead-lettered",
+                    extra={"queue": sub.queue, "message_id": envelope.id, "error": str(exc)},
+                )
+                self._dead_letter(sub, message, "rejected")
+            except Exception as exc:  # noqa: BLE001 - not swallowed: _retry requeues or dead-letters it
+                self._retry(sub, message, envelope, exc)
+            else:
+                message.ack()
+                metrics.EVENTS_CONSUMED.labels(sub.queue).inc()
+
+    def _deliveries(self, message: Message) -> int:
+        headers = message.headers or {}
+        if self._amqp:
+            # Quorum queues count returns in x-delivery-count (absent on the first delivery).
+            return _header_int(headers, "x-delivery-count") + 1
+        return _header_int(headers, ATTEMPTS_HEADER) + 1
+
+    def _retry(self, sub: Subscription, message: Message, envelope: Envelope, exc: Exception) -> None:
+        deliveries = self._deliveries(message)
+        last = deliveries >= self.delivery_limit
+        log.warning(
+            "handler failed; %s",
+            "delivery limit reached, dead-lettering" if last else "requeued",
+            exc_info=exc,
+            extra={"queue": sub.queue, "message_id": envelope.id, "delivery": deliveries},
+        )
+        if last:
+            metrics.EVENTS_DEAD_LETTERED.labels(sub.queue, "delivery_limit").inc()
+            if self._amqp:
+                # The quorum queue itself dead-letters once the limit is exceeded.
+                message.requeue()
+            else:
+                self._memory_dead_letter(sub, message, "delivery_limit")
+            return
+        metrics.EVENTS_RETRIED.labels(sub.queue).inc()
+        # Without a pause a broker redelivers at once and a short outage (database restart) would burn
+        # through every delivery in milliseconds; the pause grows per delivery and ends early on stop.
+        self._stop.wait(min(self.retry_delay * 2 ** (deliveries - 1), 5.0))
+        if self._amqp:
+            message.requeue()
+            return
+        headers = dict(message.headers or {})
+        exchange, routing_key = self._origin(sub, message)
+        headers.update(
+            {
+                ATTEMPTS_HEADER: deliveries,
+                ORIGIN_EXCHANGE_HEADER: exchange,
+                ORIGIN_ROUTING_KEY_HEADER: routing_key,
+            }
+        )
+        # Straight back to this queue only (default exchange), not to every queue bound to the topic.
+        self._republish(message, "", sub.queue, headers)
+        message.ack()
+
+    @staticmethod
+    def _origin(sub: Subscription, message: Message) -> tuple[str, str]:
+        headers = message.headers or {}
+        info = message.delivery_info or {}
+        exchange = headers.get(ORIGIN_EXCHANGE_HEADER) or info.get("exchange") or sub.exchange
+        routing_key = headers.get(ORIGIN_ROUTING_KEY_HEADER) or info.get("routing_key") or sub.routing_key
+        return str(exchange), str(routing_key)
+
+    def _dead_letter(self, sub: Subscription, message: Message, reason: str) -> None:
+        metrics.EVENTS_DEAD_LETTERED.labels(sub.queue, reason).inc()
+        if self._amqp:
+            message.reject(requeue=False)
+        else:
+            self._memory_dead_letter(sub, message, reason)
+
+    def _memory_dead_letter(self, sub: Subscription, message: Message, reason: str) -> None:
+        exchange, routing_key = self._origin(sub, message)
+        headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-docroute-")}
+        death = {
+            "queue": sub.queue,
+            "reason": reason,
+            "exchange": exchange,
+            "routing-keys": [routing_key],
+            "count": 1,
+            "time": time.time(),
+        }
+        headers["x-death"] = [death, *headers.get("x-death", [])]
+        self._republish(message, DEAD_LETTER_EXCHANGE, dlq_name(sub.queue), headers)
+        message.ack()
+
+    @staticmethod
+    def _republish(message: Message, exchange: str, routing_key: str, headers: dict[str, Any]) -> None:
+        props = message.properties or {}
+        Producer(message.channel).publish(
+            body_bytes(message),
+            exchange=exchange,
+            routing_key=routing_key,
+            headers=headers,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding or "utf-8",
+            delivery_mode=2,
+            retry=False,
+            **{k: props[k] for k in ("message_id", "correlation_id") if props.get(k)},
+        )
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+# -------------------------------------------------------------------------------------------------- DLQ
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message waiting in a dead-letter queue."""
+
+    body: bytes
+    headers: dict[str, Any]
+    envelope: Envelope | None
+    reason: str | None
+    exchange: str | None
+    routing_key: str | None
+    queue: str | None = None
+
+    def __str__(self) -> str:
+        """One line for the operator: why, from where, and which event (or the start of the raw body)."""
+        what = (
+            f"{self.envelope.type} v{self.envelope.version} id={self.envelope.id}"
+            if self.envelope
+            else "malformed body " + self.body[:80].decode("utf-8", errors="replace")
+        )
+        return f"[{self.reason or '?'}] {self.exchange or '?'} {self.routing_key or '?'}: {what}"
+
+
+def _death(headers: Mapping[str, Any]) -> dict[str, Any]:
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return deaths[0]
+    return {}
+
+
+def _as_dead_letter(message: Any) -> DeadLetter:
+    headers = dict(message.headers or {})
+    body = body_bytes(message)
+    try:
+        envelope: Envelope | None = Envelope.from_bytes(body)
+    except MalformedMessage:
+        envelope = None
+    death = _death(headers)
+    keys = death.get("routing-keys") or []
+    reason = death.get("reason")
+    exchange = death.get("exchange")
+    queue = death.get("queue")
+    return DeadLetter(
+        body=body,
+        headers=headers,
+        envelope=envelope,
+        reason=reason if isinstance(reason, str) else None,
+        exchange=exchange if isinstance(exchange, str) else None,
+        routing_key=keys[0] if keys and isinstance(keys[0], str) else None,
+        queue=queue if isinstance(queue, str) else None,
+    )
+
+
+def _dlq_of(queue: str) -> str:
+    # Operators type either the consumer queue or its DLQ; both mean the same dead-letter queue.
+    return queue if queue.endswith(".dlq") else dlq_name(queue)
+
+
+def _get(channel: Any, queue: str) -> Message | None:
+    # kombu's Queue.get hands back a kombu Message on every transport (body as bytes, headers, ack()).
+    message: Message | None = Queue(_dlq_of(queue), no_declare=True)(channel).get(no_ack=False)
+    return message
+
+
+def list_dlq(url: str, queue: str, limit: int = 50) -> list[DeadLetter]:
+    """Look at up to `limit` messages of the dead-letter queue of `queue` (or of `queue` if it is a `.dlq`)
+    without removing them."""
+    fetched: list[Message] = []
+    with Connection(url, connect_timeout=5) as conn, _channel(conn) as channel:
+        for _ in range(limit):
+            message = _get(channel, queue)
+            if message is None:
+                break
+            fetched.append(message)
+        # Put them back only after fetching all, or the broker would hand the first one out again. (The
+        # memory transport does not restore unacked messages on close, so it is done explicitly.)
+        for message in fetched:
+            message.requeue()
+    return [_as_dead_letter(message) for message in fetched]
+
+
+def replay_dlq(url: str, queue: str, limit: int = 50, *, confirm_timeout: float = 5.0) -> int:
+    """Republish up to `limit` dead letters of `queue` to their original exchange and routing key.
+
+    Each message is acked from the DLQ only after the broker confirmed the republish; returns the count.
+    """
+    replayed = 0
+    with (
+        Publisher(url, confirm_timeout=confirm_timeout) as publisher,
+        Connection(url, connect_timeout=5) as conn,
+        _channel(conn) as channel,
+    ):
+        while replayed < limit:
+            message = _get(channel, queue)
+            if message is None:
+                break
+            dead = _as_dead_letter(message)
+            if dead.exchange is None or dead.routing_key is None:
+                log.warning("dead letter without x-death origin left in place", extra={"queue": queue})
+                break
+            headers = {k: v for k, v in dead.headers.items() if not k.startswith(_DEATH_HEADERS)}
+            message_id = (message.properties or {}).get("message_id") or (
+                dead.envelope.id if dead.envelope else ""
+            )
+            publisher.publish(
+                exchange=dead.exchange,
+                routing_key=dead.routing_key,
+                body=dead.body,
+                message_id=str(message_id),
+                headers=headers,
+                content_type=message.content_type or "application/json",
+            )
+            message.ack()
+            replayed += 1
+    return replayed

@@ -1,0 +1,31 @@
+"""Wire names (exchanges, routing keys, queues): one rule, defined once, pinned by a test."""
+
+from __future__ import annotations
+
+DEAD_LETTER_EXCHANGE = "docroute.dlx"
+TASKS_EXCHANGE = "routing.tasks"
+
+
+def events_exchange(service: str) -> str:
+    """The topic exchange a service publishes its events to."""
+    return f"{service}.events"
+
+
+def routing_key(service: str, event: str, version: int) -> str:
+    """The routing key of one version of one event."""
+    return f"{service}.{event}.v{version}"
+
+
+def queue_name(consumer: str, source: str, event: str) -> str:
+    """The queue a consuming service reads one source service's event from."""
+    return f"{consumer}.{source}.{event}"
+
+
+def dlq_name(queue: str) -> str:
+    """The dead-letter queue of a queue (also the dead-letter routing key on DEAD_LETTER_EXCHANGE)."""
+    return f"{queue}.dlq"
+
+
+def unit_queue(code: str) -> str:
+    """The task queue of one recipient unit, bound to TASKS_EXCHANGE with the unit code as routing key."""
+    return f"{TASKS_EXCHANGE}.{code}"

@@ -1,0 +1,83 @@
+"""run_all: workers run in threads and stop together, on the stop event, a signal or a failure."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from shared.runtime import WorkerFailed, run_all
+
+
+class LoopWorker:
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.stopped_cleanly = False
+
+    def run(self, stop: threading.Event) -> None:
+        self.started.set()
+        while not stop.wait(0.01):
+            pass
+        self.stopped_cleanly = True
+
+
+class FailingWorker:
+    def __init__(self, after: threading.Event) -> None:
+        self.after = after
+
+    def run(self, stop: threading.Event) -> None:
+        self.after.wait(5)
+        raise RuntimeError("relay broke")
+
+
+def test_stop_event_stops_every_worker():
+    workers = [LoopWorker(), LoopWorker()]
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+    t0 = time.monotonic()
+    run_all(workers, stop)
+    assert time.monotonic() - t0 < 2
+    assert all(w.stopped_cleanly for w in workers)
+
+
+def test_one_failure_stops_the_others_and_is_raised():
+    loop = LoopWorker()
+    failing = FailingWorker(loop.started)
+    with pytest.raises(WorkerFailed, match="relay broke") as info:
+        run_all([loop, failing], threading.Event())
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert loop.stopped_cleanly
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_workers_and_restores_the_handler(sig):
+    previous = signal.getsignal(sig)
+    worker = LoopWorker()
+
+    def send() -> None:
+        worker.started.wait(5)
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=send).start()
+    run_all([worker])
+    assert worker.stopped_cleanly
+    assert signal.getsignal(sig) is previous
+
+
+def test_outside_the_main_thread_no_signal_handler_is_installed():
+    errors = []
+    stop = threading.Event()
+
+    def body() -> None:
+        try:
+            run_all([LoopWorker()], stop)
+        except Exception as exc:  # noqa: BLE001 - ValueError if it tried signal.signal off the main thread
+            errors.append(exc)
+
+    t = threading.Thread(target=body)
+    t.start()
+    time.sleep(0.05)
+    stop.set()
+    t.join(5)
+    assert not t.is_alive()
+    assert errors == []
