@@ -1,0 +1,157 @@
+"""`docroute run` (what `make run` starts): three services in one process, no servers, state kept on restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCROUTE = ROOT / ".venv" / "bin" / "docroute"
+PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_base_port() -> int:
+    import socket
+
+    for base in range(18100, 19000, 3):
+        ok = True
+        for port in range(base, base + 3):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no three consecutive free ports")
+
+
+class Embedded:
+    def __init__(self, data_dir: Path, base_port: int) -> None:
+        self.data_dir = data_dir
+        self.base_port = base_port
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DOCROUTE_")}
+        self.env["DOCROUTE_DATA_DIR"] = str(data_dir)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.output = data_dir / "run.log"
+
+    def url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.base_port + index}"
+
+    def start(self) -> None:
+        log = self.output.open("ab")
+        self.proc = subprocess.Popen(
+            [str(DOCROUTE), "run", "--base-port", str(self.base_port)], env=self.env, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 60
+        for index in range(3):
+            while True:
+                assert self.proc.poll() is None, self.output.read_text(errors="replace")[-3000:]
+                try:
+                    if requests.get(self.url(index) + "/healthz", timeout=1).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert time.monotonic() < deadline, "embedded services did not come up"
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def token(self, role: str, unit: str | None = None) -> dict[str, str]:
+        args = [str(DOCROUTE), "token", "--role", role] + (["--unit", unit] if unit else [])
+        token = subprocess.run(args, env=self.env, check=True, capture_output=True, text=True).stdout.strip()
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[Embedded]:
+    runner = Embedded(tmp_path, _free_base_port())
+    runner.start()
+    yield runner
+    runner.stop()
+
+
+def _wait_for(predicate, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+
+
+def test_make_run_serves_all_three_and_routes_a_directive_and_keeps_state(embedded: Embedded) -> None:
+    startup = embedded.output.read_text(encoding="utf-8")
+    for index in range(3):
+        assert embedded.url(index) in startup
+    assert "clerk" in startup and "auditor" in startup  # a development token for each role is printed
+
+    admin = embedded.token("admin")
+    units = (ROOT / "samples" / "units.yaml").read_bytes()
+    rules = (ROOT / "samples" / "rules.yaml").read_bytes()
+    yaml_headers = {**admin, "Content-Type": "application/yaml"}
+    assert requests.post(embedded.url(1) + "/v1/units:import", data=units, headers=yaml_headers).ok
+    assert requests.put(embedded.url(1) + "/v1/rules", data=rules, headers=yaml_headers).ok
+
+    metadata = json.loads((ROOT / "samples" / "directives" / "1393-CVT-CL.json").read_text(encoding="utf-8"))
+    created = requests.post(
+        embedded.url(0) + "/v1/directives",
+        headers=embedded.token("clerk"),
+        files={
+            "metadata": (None, json.dumps(metadata, ensure_ascii=False).encode(), "application/json"),
+            "files": ("Công văn 1393.pdf", PDF, "application/pdf"),
+        },
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    directive = created.json()
+    assert directive["arrival_number"] == 1
+
+    # The event crosses kombu's in-process transport to routing, which derives the i-Speed tasks.
+    clerk = embedded.token("clerk")
+    progress_url = f"{embedded.url(1)}/v1/directives/{directive['id']}/progress"
+
+    def routed() -> dict | None:  # type: ignore[type-arg]
+        response = requests.get(progress_url, headers=clerk, timeout=5)
+        return response.json() if response.ok and response.json().get("tasks") else None
+
+    progress = _wait_for(routed)
+    assert len(progress["tasks"]) == 24  # every unit in bao-chi, ttdt and phong-vhtt
+
+    # And archive copies the signed attachment into its WORM store.
+    auditor = embedded.token("auditor")
+    records = _wait_for(
+        lambda: requests.get(
+            f"{embedded.url(2)}/v1/records", params={"directive": directive["id"]}, headers=auditor, timeout=5
+        ).json()["items"]
+    )
+    assert records[0]["sha256"] == directive["attachments"][0]["sha256"]
+
+    embedded.stop()
+    embedded.start()
+    again = requests.get(f"{embedded.url(0)}/v1/directives/{directive['id']}", headers=clerk, timeout=5)
+    assert again.status_code == 200
+    assert again.json()["subject"] == metadata["subject"]
+    metadata["number"] = "1394/CVT-CL"
+    second = requests.post(embedded.url(0) + "/v1/directives", json=metadata, headers=clerk, timeout=10)
+    assert second.status_code == 201, second.text
+    assert second.json()["arrival_number"] == 2
