@@ -22,15 +22,28 @@ from kombu.messaging import Producer
 from kombu.mixins import ConsumerMixin
 from kombu.transport.base import Message
 
-from shared import metrics
+from shared import metrics, naming
 from shared.envelope import Envelope, MalformedMessage
 from shared.logs import correlation_scope, current_correlation_id
-from shared.naming import DEAD_LETTER_EXCHANGE, TASKS_EXCHANGE, dlq_name, unit_queue
+from shared.naming import (
+    DEAD_LETTER_EXCHANGE,
+    PRODUCERS,
+    SUBSCRIPTIONS,
+    TASKS_EXCHANGE,
+    dlq_name,
+    events_exchange,
+    is_events_exchange,
+    queue_name,
+    unit_queue,
+    unrouted_name,
+)
 
 log = logging.getLogger(__name__)
 
 #: Header the consumer counts deliveries in on transports without quorum queues (memory://).
 ATTEMPTS_HEADER = "x-docroute-attempts"
+#: How many unrouted events an events exchange's alternate queue keeps (the oldest are dropped first).
+UNROUTED_MAX_LENGTH = 100_000
 #: Headers the broker adds when dead-lettering; dropped when a message is replayed.
 _DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-", "x-delivery-count", "x-docroute-")
 #: Where a message was first published; kept across the memory transport's republish-to-retry.
@@ -87,14 +100,65 @@ def _channel(conn: Connection) -> Iterator[Any]:
         channel.close()
 
 
-def declare_events_exchange(conn: Connection, service: str) -> Exchange:
-    """Declare the durable topic exchange `<service>.events`."""
-    from shared.naming import events_exchange
+def _topic_exchange(conn: Connection, name: str) -> Exchange:
+    """Declare a topic exchange; an events exchange gets its alternate exchange and unrouted queue.
 
-    exchange = Exchange(events_exchange(service), type="topic", durable=True)
+    Events are published `mandatory`, so an event no queue is bound for would come back and stall the
+    outbox behind it. RabbitMQ hands such events to the alternate exchange instead, whose queue keeps
+    them for an operator (bounded in length), and the publish counts as routed.
+    """
+    arguments: dict[str, Any] | None = None
     with _channel(conn) as channel:
+        if is_events_exchange(name) and conn.transport.driver_type == "amqp":
+            unrouted = unrouted_name(name)
+            fallback = Exchange(unrouted, type="fanout", durable=True)
+            fallback(channel).declare()
+            keep = {"x-queue-type": "quorum", "x-max-length": UNROUTED_MAX_LENGTH, "x-overflow": "drop-head"}
+            Queue(unrouted, exchange=fallback, durable=True, queue_arguments=keep)(channel).declare()
+            arguments = {"alternate-exchange": unrouted}
+        exchange = Exchange(name, type="topic", durable=True, arguments=arguments)
         exchange(channel).declare()
     return exchange
+
+
+def declare_events_exchange(conn: Connection, service: str) -> Exchange:
+    """Declare the durable topic exchange `<service>.events` (with its alternate exchange)."""
+    return _topic_exchange(conn, events_exchange(service))
+
+
+def declare_topology(conn: Connection, *, delivery_limit: int = 5) -> None:
+    """Declare every events exchange and every consumer queue of the system (idempotent).
+
+    Every worker calls it before its first publish, so that no start-up order can publish an event
+    before the queues that must receive it exist.
+    """
+    for service in PRODUCERS:
+        declare_events_exchange(conn, service)
+    for consumer, source, event, version in SUBSCRIPTIONS:
+        declare_consumer_queue(
+            conn,
+            queue_name(consumer, source, event),
+            events_exchange(source),
+            naming.routing_key(source, event, version),
+            delivery_limit=delivery_limit,
+        )
+
+
+def wait_for_topology(
+    url: str, stop: threading.Event, *, delivery_limit: int, timeout: float = 5.0, max_backoff: float = 5.0
+) -> bool:
+    """Declare the topology, retrying with backoff while the broker is away; False if stopped first."""
+    backoff = 0.2
+    while not stop.is_set():
+        try:
+            with Connection(url, connect_timeout=timeout) as conn:
+                declare_topology(conn, delivery_limit=delivery_limit)
+            return True
+        except _connection_errors() as exc:
+            log.warning("cannot declare the broker topology yet (%s); retrying in %.1fs", exc, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, max_backoff)
+    return False
 
 
 def _declare_dead_letter(channel: Any, conn: Connection, queue: str) -> None:
@@ -131,9 +195,7 @@ def declare_consumer_queue(
     It dead-letters to DEAD_LETTER_EXCHANGE with routing key `<queue>.dlq`, where `<queue>.dlq` is bound.
     The exchange is declared too (idempotent), so a consumer may start before the producer.
     """
-    topic = Exchange(exchange, type="topic", durable=True)
-    with _channel(conn) as channel:
-        topic(channel).declare()
+    topic = _topic_exchange(conn, exchange)
     return _declare_queue(conn, queue, topic, routing_key, delivery_limit)
 
 
@@ -211,7 +273,9 @@ class Publisher:
             log.debug("closing a broken broker connection failed", exc_info=True)
 
     def _check_routable_in_memory(self, channel: Any, exchange: str, routing_key: str) -> None:
-        if not exchange:
+        # Events exchanges have an alternate exchange on RabbitMQ, so an event nobody subscribes to is
+        # routed there; the memory transport has none, and such an event is simply not kept.
+        if not exchange or is_events_exchange(exchange):
             return
         try:
             queues = channel.typeof(exchange).lookup(channel.get_table(exchange), exchange, routing_key, None)
@@ -394,7 +458,14 @@ class EventConsumer(ConsumerMixin):
 
     def _new_connection(self) -> Connection:
         if self._amqp:
-            return Connection(self.url, heartbeat=20, connect_timeout=5)
+            # read/write timeouts bound the AMQP handshake too: a peer that accepts TCP but never speaks
+            # AMQP must not hold the consumer (and its stop) forever.
+            return Connection(
+                self.url,
+                heartbeat=20,
+                connect_timeout=5,
+                transport_options={"read_timeout": 10, "write_timeout": 10},
+            )
         return Connection(self.url)
 
     @property
@@ -722,3 +793,36 @@ def replay_dlq(url: str, queue: str, limit: int = 50, *, confirm_timeout: float 
             message.ack()
             replayed += 1
     return replayed
+
+
+class RelayWorker:
+    """Declares the broker topology (waiting while the broker is away), then relays an outbox until stopped.
+
+    Submissions keep landing in the outbox meanwhile; nothing is published before the consumer queues that
+    must receive it exist.
+    """
+
+    def __init__(
+        self,
+        relay: Any,
+        amqp_url: str,
+        *,
+        delivery_limit: int,
+        timeout: float = 5.0,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.relay = relay
+        self.amqp_url = amqp_url
+        self.delivery_limit = delivery_limit
+        self.timeout = timeout
+        self.max_backoff = max_backoff
+
+    def run(self, stop: threading.Event) -> None:
+        if wait_for_topology(
+            self.amqp_url,
+            stop,
+            delivery_limit=self.delivery_limit,
+            timeout=self.timeout,
+            max_backoff=self.max_backoff,
+        ):
+            self.relay.run(stop)

@@ -29,3 +29,28 @@ def dlq_name(queue: str) -> str:
 def unit_queue(code: str) -> str:
     """The task queue of one recipient unit, bound to TASKS_EXCHANGE with the unit code as routing key."""
     return f"{TASKS_EXCHANGE}.{code}"
+
+
+def unrouted_name(exchange: str) -> str:
+    """The alternate exchange (and its queue) that keeps events no consumer queue is bound for."""
+    return f"{exchange}.unrouted"
+
+
+def is_events_exchange(exchange: str) -> bool:
+    """True for the `<service>.events` exchanges (topic, with an alternate exchange)."""
+    return exchange.endswith(".events") and exchange.count(".") == 1
+
+
+#: Every (consumer, source, event, version) of the system: the consumer queues that must exist before a
+#: producer's first publish, or that event would miss them. One table, so that whichever worker starts
+#: first declares them all and no start-up order loses an event.
+SUBSCRIPTIONS: tuple[tuple[str, str, str, int], ...] = (
+    ("routing", "intake", "directive_registered", 1),
+    ("archive", "intake", "directive_registered", 1),
+    ("archive", "routing", "task_assigned", 1),
+    ("archive", "routing", "task_status_changed", 1),
+    ("archive", "routing", "task_overdue", 1),
+)
+
+#: Services that publish to a `<service>.events` exchange.
+PRODUCERS: tuple[str, ...] = ("intake", "routing", "archive")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import FrameType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +76,64 @@ def run_all(
             signal.signal(sig, handler)  # type: ignore[arg-type]
     if errors:
         raise WorkerFailed(f"{len(errors)} worker(s) failed: {errors[0]!r}") from errors[0]
+
+
+@dataclass
+class Periodic:
+    """Calls `job` every `interval` seconds until stopped; a failing round is logged and retried next time."""
+
+    name: str
+    job: Callable[[], object]
+    interval: float
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.job()
+            except Exception:
+                log.exception("%s round failed; retrying in %.1fs", self.name, self.interval)
+            stop.wait(self.interval)
+
+
+class _CommonHolder(Protocol):
+    @property
+    def common(self) -> _HasLogLevel: ...
+
+
+class _HasLogLevel(Protocol):
+    @property
+    def log_level(self) -> str: ...
+
+
+S = TypeVar("S", bound=_CommonHolder)
+
+
+def worker_main(service: str, load_settings: Callable[[], S], build: Callable[[S], Worker]) -> None:
+    """The `python -m <service>.worker` entry point shared by every service.
+
+    Settings are read once (a bad value stops the process with one line naming the variable, exit 2),
+    logs become JSON lines, `DOCROUTE_METRICS_PORT` (when set) serves Prometheus metrics, and the worker
+    runs until SIGTERM or SIGINT.
+    """
+    from prometheus_client import start_http_server
+
+    from shared.logs import configure_logging
+    from shared.settings import Env, SettingsError
+
+    try:
+        settings = load_settings()
+        metrics_port = Env().int("DOCROUTE_METRICS_PORT", 0, min=0, max=65535)
+    except SettingsError as exc:
+        print(f"{service} worker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.common.log_level)
+    if metrics_port:
+        start_http_server(metrics_port)
+    worker = build(settings)
+    log.info("%s worker started", service, extra={"metrics_port": metrics_port or None})
+    try:
+        run_all([worker])
+    finally:
+        close = getattr(worker, "close", None)
+        if callable(close):
+            close()

@@ -287,9 +287,17 @@ def test_broker_topology_declares_exchanges_quorum_and_dead_lettering(rendered: 
         "intake.events": "topic",
         "routing.events": "topic",
         "archive.events": "topic",
+        "intake.events.unrouted": "fanout",
+        "routing.events.unrouted": "fanout",
+        "archive.events.unrouted": "fanout",
         "routing.tasks": "direct",
         "docroute.dlx": "direct",
     }
+    # The services declare events exchanges with an alternate exchange; the operator must declare the same.
+    for exchange in find(manifests, "Exchange"):
+        name = exchange["spec"]["name"]
+        if name.endswith(".events"):
+            assert exchange["spec"]["arguments"] == {"alternate-exchange": f"{name}.unrouted"}
     assert one(manifests, "Vhost", "docroute")["spec"]["defaultQueueType"] == "quorum"
     policy = one(manifests, "Policy", "docroute-delivery-limit")["spec"]
     assert policy["definition"]["dead-letter-exchange"] == "docroute.dlx"
@@ -298,6 +306,7 @@ def test_broker_topology_declares_exchanges_quorum_and_dead_lettering(rendered: 
     pattern = re.compile(policy["pattern"])
     assert pattern.search("routing.intake.directive_registered")
     assert pattern.search("routing.tasks.PVHTT.DONGXOAI")
+    assert not pattern.search("archive.events.unrouted")
     assert not pattern.search("routing.intake.directive_registered.dlq")
 
 

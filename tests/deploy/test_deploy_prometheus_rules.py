@@ -19,8 +19,8 @@ REQUIRED_METRICS = {
     "docroute_outbox_oldest_age_seconds",
     "rabbitmq_queue_messages",
     "docroute_tasks_overdue",
-    "docroute_fixity_failures_total",
-    "docroute_audit_chain_broken",
+    "docroute_archive_fixity_failed_total",
+    "docroute_archive_audit_chain_ok",
 }
 
 
@@ -50,6 +50,17 @@ def test_expressions_are_balanced_and_cover_the_required_metrics() -> None:
         assert expr.count("{") == expr.count("}"), rule["alert"]
         used.update(re.findall(r"\b(?:docroute|rabbitmq)_[a-z_]+\b", expr))
     assert used >= REQUIRED_METRICS, f"missing: {sorted(REQUIRED_METRICS - used)}"
+
+
+def test_every_docroute_metric_an_alert_reads_is_exported_by_the_code() -> None:
+    sources = "\n".join(
+        path.read_text(encoding="utf-8")
+        for folder in ("shared", "services")
+        for path in (REPO / folder).rglob("*.py")
+    )
+    for rule in _rules():
+        for metric in re.findall(r"\bdocroute_[a-z_]+\b", rule["expr"]):
+            assert f'"{metric}"' in sources, f"{rule['alert']} reads {metric}, which no code exports"
 
 
 def test_dead_letter_alert_matches_only_dlq_queues() -> None:

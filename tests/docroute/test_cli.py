@@ -50,7 +50,9 @@ def test_unknown_role_is_refused(env: Path) -> None:
     assert "mayor" in result.output
 
 
-def test_bad_setting_stops_with_one_line_naming_the_variable(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_setting_stops_with_one_line_naming_the_variable(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCROUTE_AMQP_URL", "http://nope")
     result = CliRunner().invoke(main, ["token", "--role", "clerk"])
     assert result.exit_code == 1

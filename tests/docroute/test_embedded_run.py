@@ -1,4 +1,4 @@
-"""`docroute run` (what `make run` starts): three services in one process, no servers, state kept on restart."""
+"""`docroute run` (what `make run` starts): three services in one process, state kept on restart."""
 
 from __future__ import annotations
 

@@ -342,9 +342,12 @@ class EventTap:
 
     def __init__(self, amqp_url: str, exchange: str, routing_key: str = "#") -> None:
         from kombu import Connection, Exchange, Queue
+        from shared.messaging import declare_events_exchange
 
         self._conn = Connection(amqp_url, connect_timeout=5)
-        self._exchange = Exchange(exchange, type="topic", durable=True)
+        # Declared the way the services declare it (with its alternate exchange), then only referenced.
+        declare_events_exchange(self._conn, exchange.split(".")[0])
+        self._exchange = Exchange(exchange, type="topic", durable=True, no_declare=True)
         self._queue = Queue(
             f"e2e-tap-{uuid.uuid4().hex[:10]}",
             exchange=self._exchange,
@@ -355,7 +358,6 @@ class EventTap:
         )
         self._channel = self._conn.channel()
         self._bound = self._queue(self._channel)
-        self._exchange(self._channel).declare()
         self._bound.declare()
 
     def collect(

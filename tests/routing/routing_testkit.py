@@ -11,17 +11,17 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from kombu import Connection
 from routing.adapters import tables as t
 from routing.adapters.db import migrate
 from routing.adapters.unit_queue import KombuUnitQueues
 from routing.api import create_app
 from routing.api.deps import Deps, load_calendar
 from routing.settings import Settings, packaged_holidays
-from routing.worker import declare_topology
 from shared.auth import TokenVerifier, issue_token
 from shared.db import make_engine
 from shared.envelope import Envelope
-from shared.messaging import Publisher
+from shared.messaging import Publisher, declare_topology
 from shared.objectstore import FilesystemStore
 from shared.outbox import OutboxRelay
 
@@ -110,5 +110,6 @@ def build_routing_app(tmp_path: Path, db_url: str | None = None, amqp_url: str =
         lease_seconds=60,
     )
     app = create_app(settings, deps)
-    declare_topology(amqp_url, delivery_limit=5)
+    with Connection(amqp_url) as conn:
+        declare_topology(conn, delivery_limit=5)
     return RoutingApp(app, app.test_client(), deps, settings, amqp_url)

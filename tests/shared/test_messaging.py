@@ -21,10 +21,11 @@ from shared.messaging import (
     Subscription,
     Unroutable,
     declare_events_exchange,
+    declare_unit_queue,
     list_dlq,
     replay_dlq,
 )
-from shared.naming import dlq_name
+from shared.naming import TASKS_EXCHANGE, dlq_name
 
 # Not intake.events: the memory transport is process-wide, and other test folders' queues may be bound there.
 EXCHANGE = "sharedtest.events"
@@ -293,16 +294,24 @@ def test_retries_pause_longer_each_delivery(broker_url, queue, publisher):
 
 
 def test_an_unroutable_message_raises(broker_url, publisher):
+    # A task for a unit that has no queue has nowhere to go: mandatory makes that an error to retry.
     with Connection(broker_url) as conn:
-        declare_events_exchange(conn, "sharedtest")
+        declare_unit_queue(conn, "HAS.A.QUEUE")
     with pytest.raises(Unroutable):
-        publisher.publish(
-            exchange=EXCHANGE, routing_key="intake.nobody_listens.v1", body=b"{}", message_id="u-1"
-        )
+        publisher.publish(exchange=TASKS_EXCHANGE, routing_key="NO.QUEUE", body=b"{}", message_id="u-1")
     with pytest.raises(Unroutable):
         publisher.publish(
             exchange=f"missing-{uuid.uuid4().hex[:6]}", routing_key="x", body=b"{}", message_id="u-2"
         )
+
+
+def test_an_event_nobody_subscribes_to_is_not_an_error(broker_url, publisher):
+    # Events exchanges have an alternate exchange on RabbitMQ (the event is kept there); memory:// drops it.
+    with Connection(broker_url) as conn:
+        declare_events_exchange(conn, "sharedtest")
+    publisher.publish(
+        exchange=EXCHANGE, routing_key="sharedtest.nobody_listens.v1", body=b"{}", message_id="u-3"
+    )
 
 
 def test_replay_puts_dead_letters_back_on_the_original_queue(broker_url, queue, publisher):

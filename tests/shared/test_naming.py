@@ -40,3 +40,16 @@ def test_dead_letter_names():
 def test_unit_task_queues():
     assert naming.TASKS_EXCHANGE == "routing.tasks"
     assert naming.unit_queue("STTTT") == "routing.tasks.STTTT"
+
+
+def test_the_system_subscriptions_are_pinned():
+    from shared.naming import SUBSCRIPTIONS, queue_name, unrouted_name
+
+    assert [queue_name(c, s, e) for c, s, e, _ in SUBSCRIPTIONS] == [
+        "routing.intake.directive_registered",
+        "archive.intake.directive_registered",
+        "archive.routing.task_assigned",
+        "archive.routing.task_status_changed",
+        "archive.routing.task_overdue",
+    ]
+    assert unrouted_name("archive.events") == "archive.events.unrouted"

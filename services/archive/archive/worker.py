@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kombu import Connection
 from prometheus_client import Counter, Gauge
 from shared.envelope import Envelope
-from shared.logs import configure_logging
-from shared.messaging import EventConsumer, Publisher, Subscription, declare_events_exchange
+from shared.messaging import EventConsumer, Publisher, RelayWorker, Subscription
 from shared.outbox import OutboxPublisher, OutboxRelay
-from shared.runtime import Worker, run_all
-from shared.settings import SettingsError
+from shared.runtime import Periodic, Worker, run_all, worker_main
 
 from archive import handlers, messages
 from archive.adapters.db import outbox
@@ -38,51 +33,11 @@ MIN_INTERVAL = 1.0
 
 
 @dataclass
-class Periodic:
-    """Runs `job` every `interval` seconds until stopped; a failing round is logged and retried next time."""
-
-    name: str
-    job: Callable[[], object]
-    interval: float
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.job()
-            except Exception:
-                log.exception("%s round failed; retrying in %.0fs", self.name, self.interval)
-            stop.wait(self.interval)
-
-
-@dataclass
 class ConsumerWorker:
     consumer: EventConsumer
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.run(stop)
-
-
-@dataclass
-class RelayWorker:
-    """Declares archive.events (retrying while the broker is away), then relays the outbox."""
-
-    relay: OutboxRelay
-    amqp_url: str
-    timeout: float
-
-    def run(self, stop: threading.Event) -> None:
-        backoff = 0.2
-        while not stop.is_set():
-            try:
-                with Connection(self.amqp_url, connect_timeout=self.timeout) as conn:
-                    declare_events_exchange(conn, messages.SERVICE)
-                break
-            except Exception as exc:  # noqa: BLE001 - any broker failure means "try again later"
-                log.warning("cannot declare archive.events yet (%s); retrying in %.1fs", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-        if not stop.is_set():
-            self.relay.run(stop)
 
 
 def subscriptions(deps: ArchiveDeps) -> list[Subscription]:
@@ -153,7 +108,12 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
     relay = OutboxRelay(deps.engine, outbox, publisher, name=messages.SERVICE)
     worker.parts = [
         ConsumerWorker(consumer),
-        RelayWorker(relay, common.amqp_url, common.publish_confirm_timeout),
+        RelayWorker(
+            relay,
+            common.amqp_url,
+            delivery_limit=common.consumer_delivery_limit,
+            timeout=common.publish_confirm_timeout,
+        ),
         Periodic(
             "fixity sweep",
             worker.fixity_round,
@@ -167,18 +127,7 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
 
 
 def main() -> None:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"archive worker: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    configure_logging(settings.common.log_level)
-    worker = build_worker(settings)
-    log.info("archive worker started")
-    try:
-        worker.run(threading.Event())
-    finally:
-        worker.close()
+    worker_main(messages.SERVICE, Settings.from_env, build_worker)
 
 
 if __name__ == "__main__":

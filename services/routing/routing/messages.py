@@ -106,12 +106,3 @@ def check_task_document(payload: dict[str, Any]) -> None:
     errors = TaskDocument().validate(payload)
     if errors:
         raise ValidationError(errors)
-
-
-# The consumer queues of routing's events named in docs/design.md. Routing declares them too (the same
-# idempotent declaration their consumer makes), because the relay publishes `mandatory`: before the
-# archive first starts, an unbound routing.events would make every event unroutable and stall the outbox.
-DOWNSTREAM_QUEUES = tuple(
-    (queue_name("archive", "routing", event), routing_key("routing", event, 1))
-    for event in ("task_assigned", "task_status_changed", "task_overdue")
-)

@@ -5,23 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from kombu import Connection
 from marshmallow import ValidationError
 from shared.db import make_engine
 from shared.envelope import Envelope
-from shared.logs import configure_logging
 from shared.messaging import (
     EventConsumer,
     PermanentError,
     Publisher,
     Subscription,
-    declare_consumer_queue,
-    declare_events_exchange,
+    wait_for_topology,
 )
 from shared.outbox import OutboxRelay
-from shared.runtime import Worker, run_all
+from shared.runtime import Periodic, Worker, run_all, worker_main
 from sqlalchemy.engine import Engine
 
 from routing import handlers
@@ -33,30 +29,11 @@ from routing.messages import (
     DIRECTIVE_REGISTERED_EXCHANGE,
     DIRECTIVE_REGISTERED_KEY,
     DIRECTIVE_REGISTERED_QUEUE,
-    DOWNSTREAM_QUEUES,
-    ROUTING_EVENTS,
     validate_directive_registered,
 )
 from routing.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Periodic:
-    """Calls `job` every `interval` seconds until stopped; a failing round is logged and retried."""
-
-    name: str
-    job: Callable[[], object]
-    interval: float
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.job()
-            except Exception:
-                log.exception("%s round failed; retrying", self.name)
-            stop.wait(self.interval)
 
 
 class ConsumerWorker:
@@ -65,14 +42,6 @@ class ConsumerWorker:
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.run(stop)
-
-
-def declare_topology(url: str, *, delivery_limit: int) -> None:
-    """routing.events and the queues bound to it, so the relay's mandatory publishes are routable."""
-    with Connection(url, connect_timeout=5) as conn:
-        declare_events_exchange(conn, "routing")
-        for queue, key in DOWNSTREAM_QUEUES:
-            declare_consumer_queue(conn, queue, ROUTING_EVENTS, key, delivery_limit=delivery_limit)
 
 
 def directive_handler(engine: Engine, calendar: WorkingCalendar) -> Callable[[Envelope], None]:
@@ -112,10 +81,7 @@ class RoutingWorker:
         )
 
     def prepare(self) -> None:
-        """Topology first: task messages are published mandatory, so every unit queue must exist."""
-        declare_topology(
-            self.settings.common.amqp_url, delivery_limit=self.settings.common.consumer_delivery_limit
-        )
+        """Task messages are published mandatory, so every unit queue must exist before the relay runs."""
         handlers.ensure_unit_queues(engine=self.engine, queues=self.queues)
 
     def overdue_round(self) -> None:
@@ -138,10 +104,18 @@ class RoutingWorker:
         ]
 
     def run(self, stop: threading.Event) -> None:
+        common = self.settings.common
+        if not wait_for_topology(
+            common.amqp_url,
+            stop,
+            delivery_limit=common.consumer_delivery_limit,
+            timeout=common.publish_confirm_timeout,
+        ):
+            return
         try:
             self.prepare()
         except Exception:
-            log.exception("could not prepare the broker topology now; the lease round retries")
+            log.exception("could not declare the unit queues now; the lease round retries")
         try:
             run_all(self.parts(), stop)
         finally:
@@ -154,9 +128,7 @@ def build_worker(settings: Settings) -> RoutingWorker:
 
 
 def main() -> None:
-    settings = Settings.from_env()
-    configure_logging(settings.common.log_level)
-    build_worker(settings).run(threading.Event())
+    worker_main("routing", Settings.from_env, build_worker)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,10 @@ def test_worker_archives_redelivered_event_once_and_announces_it(
         declare_events_exchange(conn, "intake")
         declare_events_exchange(conn, "archive")
         tap = Queue(
-            f"tap-{suffix}", Exchange("archive.events", type="topic"), routing_key="#", exclusive=True
+            f"tap-{suffix}",
+            Exchange("archive.events", type="topic", no_declare=True),
+            routing_key="#",
+            exclusive=True,
         )
         channel = conn.channel()
         bound = tap(channel)

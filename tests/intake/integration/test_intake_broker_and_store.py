@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import QueueTap, s3_environ
 from intake.settings import Settings
 from intake.worker import IntakeWorker
+from intake_broker import QueueTap, s3_environ
 from intake_testing import IntakeApp, build_intake_app, intake_environ, minimal_pdf, sample
-from shared.messaging import Publisher
+from kombu import Connection
+from shared.messaging import Publisher, declare_topology
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,8 @@ def test_the_event_reaches_a_queue_bound_to_intake_events(
 ) -> None:
     amqp_url = amqp_vhost_factory()
     worker = IntakeWorker(settings_for(pg_intake, amqp_url), engine=pg_intake.deps.engine, idle_sleep=0.05)
-    worker.declare_topology()
+    with Connection(amqp_url) as conn:
+        declare_topology(conn)
     tap: QueueTap = tap_factory(amqp_url)
     content = minimal_pdf("event")
     created = pg_intake.post_json(with_pdf("120-KH-BCD", content)).get_json()
@@ -111,7 +113,8 @@ def test_with_the_broker_down_directives_are_accepted_and_delivered_later(
     # The broker is back: the relay delivers everything once, in order.
     amqp_url = amqp_vhost_factory()
     worker = IntakeWorker(settings_for(pg_intake, amqp_url), engine=pg_intake.deps.engine)
-    worker.declare_topology()
+    with Connection(amqp_url) as conn:
+        declare_topology(conn)
     tap = tap_factory(amqp_url)
     assert worker.relay.run_once() == 2
     assert worker.relay.run_once() == 0
