@@ -42,7 +42,7 @@ format: venv  ## apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
 
 bench: venv  ## benchmarks against raw baselines; writes bench/results/
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(ARGS)
 
 clean:  ## remove the virtual environment and local state
 	rm -rf $(VENV) var

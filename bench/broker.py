@@ -1,0 +1,188 @@
+"""Broker helpers of the suite (pika, like the unit-side client): queue depths, publishing task offers,
+an arrival recorder for unit queues and a tap on an events exchange."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+TASKS_EXCHANGE = "routing.tasks"
+
+
+def connect(amqp_url: str) -> BlockingConnection:
+    params = pika.URLParameters(amqp_url)
+    params.heartbeat = 0
+    return pika.BlockingConnection(params)
+
+
+def queue_depths(amqp_url: str, queues: Iterable[str]) -> dict[str, int | None]:
+    """Ready messages per queue (passive declares on ONE connection; None for a missing queue).
+
+    One connection per check, not per queue: connection churn at polling rates stalls RabbitMQ."""
+    conn = connect(amqp_url)
+    out: dict[str, int | None] = {}
+    try:
+        channel = conn.channel()
+        for queue in queues:
+            try:
+                out[queue] = int(channel.queue_declare(queue, passive=True).method.message_count)
+            except pika.exceptions.ChannelClosedByBroker:
+                # A failed passive declare closes the channel; the connection stays usable.
+                out[queue] = None
+                channel = conn.channel()
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+    return out
+
+
+def queue_depth(amqp_url: str, queue: str) -> int | None:
+    """Ready messages in `queue`, or None when the queue does not exist."""
+    return queue_depths(amqp_url, [queue])[queue]
+
+
+def offer_envelope(task_id: str, unit: str, directive_id: str) -> bytes:
+    """A routing.task_offered envelope as the routing outbox emits it (payload: the task, key `id`)."""
+    from shared.envelope import Envelope
+
+    body: bytes = Envelope.new(
+        "routing.task_offered",
+        {"id": task_id, "unit": unit, "directive_id": directive_id, "status": "assigned"},
+        producer="routing",
+    ).to_bytes()
+    return body
+
+
+def publish_offers(amqp_url: str, offers: Iterable[tuple[str, str, str]]) -> int:
+    """Publishes (task id, unit, directive id) offers to routing.tasks with the unit as routing key."""
+    conn = connect(amqp_url)
+    count = 0
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        for task_id, unit, directive_id in offers:
+            channel.basic_publish(
+                TASKS_EXCHANGE,
+                unit,
+                offer_envelope(task_id, unit, directive_id),
+                pika.BasicProperties(
+                    content_type="application/json",
+                    delivery_mode=2,
+                    message_id=str(uuid.uuid4()),
+                ),
+                mandatory=True,
+            )
+            count += 1
+    finally:
+        conn.close()
+    return count
+
+
+@dataclass
+class Arrival:
+    task_id: str
+    directive_id: str
+    unit: str
+    at: float  # wall clock (time.time) of the delivery to the recorder
+
+
+@dataclass
+class ArrivalRecorder:
+    """Consumes every unit queue (auto-ack) and records when each task offer arrived.
+
+    A task counts as "available in the unit's queue" at the moment the broker delivers it to a consumer
+    of routing.tasks.<code> — the earliest a unit (docroute-unit client or a REST poll) could have it."""
+
+    amqp_url: str
+    queues: list[str]
+    arrivals: list[Arrival] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _on_message(self, channel: BlockingChannel, method: Any, properties: Any, body: bytes) -> None:
+        at = time.time()
+        try:
+            envelope = json.loads(body.decode("utf-8"))
+            payload = envelope["payload"]
+            arrival = Arrival(str(payload["id"]), str(payload["directive_id"]), str(payload["unit"]), at)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.errors.append(f"unreadable offer on {method.routing_key}: {exc}")
+            return
+        with self._lock:
+            self.arrivals.append(arrival)
+
+    def _run(self) -> None:
+        conn = connect(self.amqp_url)
+        try:
+            channel = conn.channel()
+            channel.basic_qos(prefetch_count=1000)
+            for queue in self.queues:
+                channel.basic_consume(queue, self._on_message, auto_ack=True)
+            self._ready.set()
+            while not self._stop.is_set():
+                conn.process_data_events(time_limit=0.05)
+        except Exception as exc:  # noqa: BLE001 - reported by the row, which then fails
+            self.errors.append(f"recorder: {type(exc).__name__}: {exc}")
+            self._ready.set()
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="arrivals", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout=30) or self.errors:
+            raise RuntimeError(f"arrival recorder did not start: {self.errors}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def snapshot(self) -> list[Arrival]:
+        with self._lock:
+            return list(self.arrivals)
+
+
+class EventTap:
+    """An exclusive queue bound to an events exchange that its service has declared (passive check: the
+    bench must not guess the exchange's arguments, e.g. an alternate exchange)."""
+
+    def __init__(self, amqp_url: str, exchange: str, routing_key: str) -> None:
+        self._conn = connect(amqp_url)
+        try:
+            self._channel = self._conn.channel()
+            self._channel.exchange_declare(exchange, passive=True)
+        except Exception:
+            self.close()
+            raise
+        self.queue = self._channel.queue_declare("", exclusive=True).method.queue
+        self._channel.queue_bind(self.queue, exchange, routing_key)
+
+    def collect(self, count: int, timeout: float) -> list[tuple[float, dict[str, Any]]]:
+        """(arrival wall time, envelope) of up to `count` events, waiting at most `timeout` s."""
+        found: list[tuple[float, dict[str, Any]]] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < count and time.monotonic() < deadline:
+            method, _, body = self._channel.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                self._conn.sleep(0.01)
+                continue
+            found.append((time.time(), json.loads(body.decode("utf-8"))))
+        return found
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.close()

@@ -1,0 +1,234 @@
+"""Row 2: end to end, from a directive's 201 at intake to its last task being available in every unit's
+queue, at a steady rate (27 sample units, the sample rules)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.broker import ArrivalRecorder, queue_depth, queue_depths
+from bench.context import Context
+from bench.harness import ROOT, RssSampler, base_environ, migrate, progress, token, wait_until
+from bench.load import HttpClient, Request, open_loop
+from bench.payloads import directive_body, numbered, pdf_of_size, sample_directives
+from bench.report import Figure, RowResult
+from bench.stats import latency_percentiles, summarize
+
+TITLE = "end to end: 201 at intake → last task available in every unit's queue"
+SAMPLES = ROOT / "samples"
+SERIAL_START = 2_000_000
+
+
+def _send(client: HttpClient, method: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
+    answer = client.send(Request(method, path, body, headers))
+    if answer.status not in (200, 201):
+        raise RuntimeError(f"{method} {path} answered {answer.status}: {answer.body[:300]!r}")
+    return json.loads(answer.body)
+
+
+def run(ctx: Context) -> RowResult:
+    from shared.db import make_engine
+
+    row = RowResult("2", TITLE)
+    rate, duration = (20.0, 5.0) if ctx.quick else (50.0, 60.0)
+    amqp = ctx.infra.vhost()
+    urls = {"intake": ctx.infra.database("intake_e2e"), "routing": ctx.infra.database("routing_e2e")}
+    for svc, url in urls.items():
+        migrate(svc, url)
+    env = base_environ(
+        data_dir=ctx.scratch("e2e"), amqp_url=amqp, jwt_secret=ctx.jwt_secret, database_urls=urls
+    )
+    routing = ctx.launcher.service("routing", env)
+    assert routing.base_url is not None
+    clerk = {"Authorization": f"Bearer {token(ctx.jwt_secret, 'clerk')}"}
+    client = HttpClient(routing.base_url)
+    units_yaml = (SAMPLES / "units.yaml").read_bytes()
+    _send(client, "POST", "/v1/units:import", units_yaml, {**clerk, "Content-Type": "application/yaml"})
+    _send(
+        client,
+        "PUT",
+        "/v1/rules",
+        (SAMPLES / "rules.yaml").read_bytes(),
+        {**clerk, "Content-Type": "application/yaml"},
+    )
+    codes = [u["code"] for u in _send(client, "GET", "/v1/units?per_page=100", b"", clerk)["items"]]
+    samples = sample_directives()
+    expected_per_sample = [
+        len(
+            _send(
+                client,
+                "POST",
+                "/v1/rules:evaluate",
+                json.dumps(m, ensure_ascii=False).encode(),
+                {**clerk, "Content-Type": "application/json"},
+            )["tasks"]
+        )
+        for m in samples
+    ]
+    client.close()
+    routing_worker = ctx.launcher.worker("routing", env)
+    # The intake relay publishes `mandatory`: the routing consumer's queue must exist first.
+    wait_until(
+        lambda: queue_depth(amqp, "routing.intake.directive_registered") is not None,
+        timeout=60,
+        interval=0.5,
+        what="routing's directive_registered queue",
+    )
+    wait_until(
+        lambda: None not in queue_depths(amqp, [f"routing.tasks.{c}" for c in codes]).values(),
+        timeout=60,
+        interval=0.5,
+        what="the unit queues",
+    )
+    intake = ctx.launcher.service("intake", env)
+    intake_worker = ctx.launcher.worker("intake", env)
+    assert intake.base_url is not None
+    recorder = ArrivalRecorder(amqp, [f"routing.tasks.{c}" for c in codes])
+    recorder.start()
+
+    bearer = token(ctx.jwt_secret, "submitter")
+    pdf = pdf_of_size(100 * 1024)
+
+    def make(index: int) -> Request:
+        serial = SERIAL_START + index
+        body, content_type = directive_body(numbered(samples[index % len(samples)], serial), pdf)
+        return Request(
+            "POST",
+            "/v1/directives",
+            body,
+            {
+                "Authorization": f"Bearer {bearer}",
+                "Content-Type": content_type,
+                "Content-Length": str(len(body)),
+            },
+        )
+
+    sampler = RssSampler()
+    for proc, label in (
+        (intake, "intake (gunicorn master+workers)"),
+        (routing, "routing (gunicorn master+workers)"),
+        (routing_worker, "routing worker"),
+        (intake_worker, "intake worker"),
+    ):
+        sampler.watch(proc, label)
+    progress(f"row 2: {rate:.0f} directives/s for {duration:.0f} s")
+    with sampler:
+        sent, achieved = open_loop(intake.base_url, make, rate=rate, duration=duration, senders=16)
+        accepted: dict[str, tuple[float, int]] = {}
+        failures = [s for s in sent if s.status != 201]
+        for s in sent:
+            if s.status == 201:
+                body = json.loads(s.body)
+                accepted[body["id"]] = (s.answered_at, _sample_index(body, samples))
+        expected_total = sum(expected_per_sample[i] for _, i in accepted.values())
+        progress(
+            f"row 2: {len(accepted)} accepted ({achieved:.1f}/s sent); waiting for {expected_total} tasks"
+        )
+        deadline = time.monotonic() + (30 if ctx.quick else 90)
+        while time.monotonic() < deadline and len(recorder.snapshot()) < expected_total:
+            time.sleep(0.1)
+    recorder.stop()
+    ctx.record_memory(sampler, "2")
+    arrivals = recorder.snapshot()
+    last: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for a in arrivals:
+        last[a.directive_id] = max(last.get(a.directive_id, 0.0), a.at)
+        count[a.directive_id] = count.get(a.directive_id, 0) + 1
+    latencies = []
+    missing = 0
+    for directive_id, (answered_at, sample) in accepted.items():
+        got = count.get(directive_id, 0)
+        missing += max(expected_per_sample[sample] - got, 0)
+        if got >= expected_per_sample[sample]:
+            latencies.append(max(last[directive_id] - answered_at, 0.0))
+    engine = make_engine(urls["routing"])
+    try:
+        with engine.connect() as conn:
+            ledger_tasks = conn.execute(sa.text("SELECT count(*) FROM tasks")).scalar_one()
+            ledger_directives = conn.execute(sa.text("SELECT count(*) FROM directives")).scalar_one()
+    finally:
+        engine.dispose()
+    pct = latency_percentiles(latencies)
+    row.figures.append(
+        Figure(
+            row="2",
+            name=f"201 → last task in its units' queues, p99 ({rate:.0f}/s for {duration:.0f} s)",
+            unit="ms",
+            value=summarize([pct["p99_ms"]]) if latencies else None,
+            target="< 500 ms",
+            below=500.0,
+        )
+    )
+    row.figures.append(
+        Figure(row="2", name="same, p50", unit="ms", value=summarize([pct["p50_ms"]]) if latencies else None)
+    )
+    row.figures.append(
+        Figure(
+            row="2",
+            name="tasks not in their unit queues 90 s after the last 201 (missing or late)",
+            unit="",
+            value=summarize([float(missing)]),
+            target="0",
+            below=0.5,
+        )
+    )
+    row.figures.append(
+        Figure(
+            row="2",
+            name="directives accepted per second (offered rate)",
+            unit="/s",
+            value=summarize([len(accepted) / duration]),
+            note=f"offered {rate:.0f}/s",
+        )
+    )
+    row.details = {
+        "offered_rate": rate,
+        "send_rate_achieved": achieved,
+        "duration_s": duration,
+        "accepted": len(accepted),
+        "refused": len(failures),
+        "first_refusal": failures[0].body[:300].decode("utf-8", "replace") if failures else None,
+        "expected_tasks": expected_total,
+        "arrived_offers": len(arrivals),
+        "missing_tasks": missing,
+        "ledger_tasks": ledger_tasks,
+        "ledger_directives": ledger_directives,
+        "latency_ms": pct,
+        "intake_p99_ms": latency_percentiles([s.latency for s in sent if s.status == 201])["p99_ms"],
+        "expected_tasks_per_sample": expected_per_sample,
+        "recorder_errors": recorder.errors[:5],
+    }
+    row.notes.append(
+        "Stack: intake gunicorn + intake worker (outbox relay), routing gunicorn + routing worker, "
+        "PostgreSQL, "
+        "RabbitMQ, filesystem store; units from samples/units.yaml (27), rules from samples/rules.yaml; the "
+        "three sample directives in turn, each with a new number and one 100 KB PDF, sent open-loop at "
+        f"{rate:.0f}/s by 16 sender threads."
+    )
+    row.notes.append(
+        "Definition: a task is available when the broker delivers its routing.task_offered message from "
+        "routing.tasks.<unit> to a consumer the bench keeps on all 27 unit queues (pika, auto-ack, prefetch "
+        "1000); the figure is, per directive, the latest such delivery minus the moment its 201 arrived "
+        "(both wall clock in the bench process). Expected tasks per directive come from "
+        "POST /v1/rules:evaluate; "
+        "a task is missing when fewer offers than that arrived within 90 s after the last send. "
+        f"Routing's ledger held {ledger_tasks} tasks for {ledger_directives} directives at the end."
+    )
+    return row
+
+
+def _sample_index(body: dict[str, Any], samples: list[dict[str, Any]]) -> int:
+    number = str(body.get("number", ""))
+    for index, sample in enumerate(samples):
+        tail = (
+            sample["number"].split("/", 1)[1]
+            if "/" in sample["number"]
+            else sample["number"].split("-", 1)[1]
+        )
+        if number.endswith(tail):
+            return index
+    raise RuntimeError(f"cannot tell which sample directive {number!r} came from")

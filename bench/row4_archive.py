@@ -1,0 +1,211 @@
+"""Row 4: MB/s archived for 1 MB and 10 MB signed PDFs (copy into the object-lock bucket, SHA-256 and
+signature checks included); baseline: the plain minio client putting the same bytes to the same server."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+import uuid
+from typing import Any
+
+from bench.broker import EventTap, connect, queue_depth
+from bench.context import Context
+from bench.harness import RssSampler, base_environ, migrate, progress, wait_until
+from bench.payloads import make_signer, pdf_of_size, sign_pdf
+from bench.report import Figure, RowResult
+from bench.stats import summarize
+
+TITLE = "archive: MB/s archived for signed PDFs (1 MB and 10 MB)"
+MB = 1024 * 1024
+
+
+def _minio(endpoint: str) -> Any:
+    from minio import Minio
+
+    return Minio(endpoint, access_key="bench", secret_key="bench-secret", secure=False, region="us-east-1")
+
+
+def _publish_registered(amqp: str, bucket: str, items: list[tuple[str, bytes]]) -> None:
+    """intake.directive_registered.v1 envelopes, one directive per file, as intake's relay sends them."""
+    import pika
+    from shared.envelope import Envelope
+
+    conn = connect(amqp)
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        for key, data in items:
+            directive_id = key.split("/")[1]
+            envelope = Envelope.new(
+                "intake.directive_registered",
+                {
+                    "directive_id": directive_id,
+                    "arrival_number": 1,
+                    "arrival_date": "2026-01-05",
+                    "received_at": "2026-01-05T08:00:00+07:00",
+                    "metadata": {
+                        "issuer": {"name": "Cục Viễn thông", "code": None},
+                        "number": "1393/CVT-CL",
+                        "document_type": "Công văn",
+                        "subject": "Tuyên truyền ứng dụng i-Speed",
+                    },
+                    "attachments": [
+                        {
+                            "id": str(uuid.uuid4()),
+                            "filename": "công-văn-đã-ký.pdf",
+                            "content_type": "application/pdf",
+                            "size": len(data),
+                            "sha256": hashlib.sha256(data).hexdigest(),
+                            "bucket": bucket,
+                            "key": key,
+                        }
+                    ],
+                },
+                producer="intake",
+            )
+            channel.basic_publish(
+                "intake.events",
+                envelope.routing_key,
+                envelope.to_bytes(),
+                pika.BasicProperties(
+                    content_type="application/json", delivery_mode=2, message_id=envelope.id
+                ),
+                mandatory=True,
+            )
+    finally:
+        conn.close()
+
+
+def run(ctx: Context) -> RowResult:
+    row = RowResult("4", TITLE)
+    repeats = ctx.repeats(3)
+    sizes = {1: 2 if ctx.quick else 10, 10: 1 if ctx.quick else 3}  # MB -> files per round
+    endpoint = ctx.infra.s3()
+    amqp = ctx.infra.vhost()
+    pg = ctx.infra.database("archive")
+    migrate("archive", pg)
+    signer = make_signer()
+    workdir = ctx.scratch("archive")
+    trust = workdir / "trust.pem"
+    trust.write_bytes(signer.ca_pem)
+    suffix = uuid.uuid4().hex[:8]
+    env = base_environ(
+        data_dir=workdir,
+        amqp_url=amqp,
+        jwt_secret=ctx.jwt_secret,
+        database_urls={"archive": pg},
+        s3_endpoint=endpoint,
+        suffix=suffix,
+    )
+    env["DOCROUTE_TRUST_STORE"] = str(trust)
+    staging = env["DOCROUTE_STAGING_BUCKET"]
+    client = _minio(endpoint)
+    from shared.objectstore import S3Store
+
+    # Staging objects are written as intake writes them (shared S3Store: SHA-256 recorded in metadata).
+    store = S3Store(endpoint, "bench", "bench-secret", secure=False, region="us-east-1")
+    store.ensure_bucket(staging)
+    plain = f"bench-plain-{suffix}"
+    client.make_bucket(plain)
+    worker = ctx.launcher.worker("archive", env)
+    wait_until(
+        lambda: queue_depth(amqp, "archive.intake.directive_registered") is not None,
+        timeout=60,
+        interval=0.5,
+        what="archive's directive_registered queue",
+    )
+    progress("row 4: signing padded PDFs with pyHanko")
+    files = {size: sign_pdf(pdf_of_size(size * MB - 40 * 1024), signer) for size in sizes}
+    archive_rates: dict[int, list[float]] = {s: [] for s in sizes}
+    plain_rates: dict[int, list[float]] = {s: [] for s in sizes}
+    statuses: dict[str, int] = {}
+    sampler = RssSampler()
+    sampler.watch(worker, "archive worker")
+
+    def exchange_ready() -> bool:
+        try:
+            EventTap(amqp, "archive.events", "#").close()
+        except Exception:  # noqa: BLE001 - not declared yet by the worker
+            return False
+        return True
+
+    wait_until(exchange_ready, timeout=60, interval=0.5, what="archive.events")
+    tap = EventTap(amqp, "archive.events", "archive.record_archived.v1")
+    try:
+        with sampler:
+            for repeat in range(repeats):
+                for size, count in sizes.items():
+                    data = files[size]
+                    # Baseline: the same bytes, the same server, put by the plain minio client.
+                    started = time.perf_counter()
+                    for _ in range(count):
+                        client.put_object(
+                            plain,
+                            f"plain/{uuid.uuid4()}.pdf",
+                            io.BytesIO(data),
+                            len(data),
+                            content_type="application/pdf",
+                        )
+                    plain_rates[size].append(count * len(data) / MB / (time.perf_counter() - started))
+                    # The archive: staging objects are there first (intake's part, not timed).
+                    items = []
+                    for _ in range(count):
+                        key = f"directives/{uuid.uuid4()}/{hashlib.sha256(data).hexdigest()}"
+                        store.put(
+                            staging,
+                            key,
+                            data,
+                            size=len(data),
+                            content_type="application/pdf",
+                            sha256=hashlib.sha256(data).hexdigest(),
+                        )
+                        items.append((key, data))
+                    started = time.perf_counter()
+                    _publish_registered(amqp, staging, items)
+                    events = tap.collect(count, timeout=120)
+                    elapsed = time.perf_counter() - started
+                    if len(events) != count:
+                        raise RuntimeError(f"{len(events)} of {count} {size} MB files archived within 120 s")
+                    for _, envelope in events:
+                        status = str(envelope["payload"].get("signature_status"))
+                        statuses[status] = statuses.get(status, 0) + 1
+                    archive_rates[size].append(count * len(data) / MB / elapsed)
+                    progress(
+                        f"row 4: {size:2} MB x {count}, repeat {repeat + 1}/{repeats}: archive "
+                        f"{archive_rates[size][-1]:.1f} MB/s, minio put {plain_rates[size][-1]:.1f} MB/s"
+                    )
+    finally:
+        tap.close()
+    ctx.record_memory(sampler, "4")
+    for size in sizes:
+        row.figures.append(
+            Figure(
+                row="4",
+                name=f"MB/s archived, {size} MB signed PDFs",
+                unit="MB/s",
+                value=summarize(archive_rates[size]),
+                baseline=summarize(plain_rates[size]),
+                baseline_name="minio put_object",
+                target=">= 60% of baseline",
+                at_least_ratio=0.60,
+            )
+        )
+    row.details = {
+        "archive_mb_s": archive_rates,
+        "minio_put_mb_s": plain_rates,
+        "files_per_round": sizes,
+        "file_bytes": {s: len(d) for s, d in files.items()},
+        "signature_status": statuses,
+    }
+    row.notes.append(
+        "Per round, N signed PDFs (pyHanko, a throwaway EC CA given to the archive as DOCROUTE_TRUST_STORE, "
+        "padded with random bytes before signing) are put into the staging bucket untimed; "
+        "the clock runs from "
+        "publishing their intake.directive_registered.v1 events (one directive per file) to the last "
+        "archive.record_archived.v1 event, i.e. copy into the object-lock bucket, SHA-256 check, "
+        "read-back and "
+        "signature validation, database records and audit entries, outbox relay. One archive worker. "
+        f"Signature statuses reported: {statuses}. The S3 server is moto (a test double)."
+    )
+    return row
