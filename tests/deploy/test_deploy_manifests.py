@@ -249,10 +249,12 @@ def test_only_the_ingress_controller_reaches_the_apis(rendered: Render) -> None:
         for rule in spec["ingress"]
         for peer in rule["from"]
     ]
-    # The ingress controller, plus Prometheus from the monitoring component; never an open rule.
-    assert sorted(sources) == ["ingress-nginx", "monitoring"]
-    rules = [rule for spec in api_ingress for rule in spec["ingress"]]
-    assert all(rule.get("ports") == [{"port": "http", "protocol": "TCP"}] for rule in rules)
+    # The ingress controller and Prometheus to the APIs, Prometheus to the workers' metrics; never open.
+    assert sorted(sources) == ["ingress-nginx", "monitoring", "monitoring"]
+    for spec in api_ingress:
+        component = spec["podSelector"]["matchLabels"].get("app.kubernetes.io/component")
+        allowed = {"api": "http", "worker": "metrics"}[component]
+        assert all(rule.get("ports") == [{"port": allowed, "protocol": "TCP"}] for rule in spec["ingress"])
 
 
 def test_services_reach_only_broker_database_object_store_and_dns(rendered: Render) -> None:
