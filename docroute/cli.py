@@ -68,7 +68,7 @@ def run(host: str, base_port: int) -> None:
     ports = {spec.name: base_port + i for i, spec in enumerate(SERVICES)}
     workers = embedded.prepare(host, ports)
     for spec in SERVICES:
-        click.echo(f"{spec.name:8s} http://{host}:{ports[spec.name]}/docs", nl=True)
+        click.echo(f"{spec.name:8s} http://{host}:{ports[spec.name]}/docs")
     _print_tokens(os.environ["DOCROUTE_JWT_SECRET"])
     click.echo("Press Ctrl+C to stop.")
     from shared.runtime import run_all
@@ -79,7 +79,13 @@ def run(host: str, base_port: int) -> None:
 @main.command(help="Run each service as gunicorn + worker processes against the servers named by DOCROUTE_*.")
 @click.option("--service", "services", multiple=True, type=click.Choice(SERVICE_NAMES), help="Only these.")
 @click.option("--no-migrate", is_flag=True, help="Skip the database migrations before starting.")
-def up(services: tuple[str, ...], no_migrate: bool) -> None:
+@click.option(
+    "--base-port",
+    default=SERVICES[0].port,
+    show_default=True,
+    help="Port of intake; routing and archive take the next two.",
+)
+def up(services: tuple[str, ...], no_migrate: bool, base_port: int) -> None:
     common = _common()
     if common.amqp_url.startswith("memory://"):
         raise click.ClickException(
@@ -95,7 +101,8 @@ def up(services: tuple[str, ...], no_migrate: bool) -> None:
     bin_dir = Path(sys.executable).parent
     procs: list[subprocess.Popen[bytes]] = []
     for spec in chosen:
-        web_env = {**env, "DOCROUTE_PORT": str(spec.port)}
+        port = base_port + SERVICES.index(spec)
+        web_env = {**env, "DOCROUTE_PORT": str(port)}
         conf = REPO_ROOT / "services" / spec.name / "gunicorn.conf.py"
         procs.append(
             subprocess.Popen(  # noqa: S603 - our own executables, arguments from a fixed list
@@ -104,7 +111,7 @@ def up(services: tuple[str, ...], no_migrate: bool) -> None:
         )
         worker_cmd = [sys.executable, "-m", f"{spec.name}.worker"]
         procs.append(subprocess.Popen(worker_cmd, env=env))  # noqa: S603 - fixed module name
-        click.echo(f"{spec.name:8s} http://127.0.0.1:{spec.port}/docs (gunicorn + worker)")
+        click.echo(f"{spec.name:8s} http://127.0.0.1:{port}/docs (gunicorn + worker)")
     _print_tokens(env["DOCROUTE_JWT_SECRET"])
     _supervise(procs)
 
