@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import PurePath
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from shared import metrics
 from shared.envelope import Envelope
+from shared.messaging import BatchResult, OutgoingMessage
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,13 @@ class OutboxPublisher(Protocol):
         headers: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
     ) -> None: ...
+
+
+@runtime_checkable
+class BatchPublisher(OutboxPublisher, Protocol):
+    """A publisher that can pipeline a batch (shared.messaging.Publisher); the relay then uses it."""
+
+    def publish_batch(self, messages: Sequence[OutgoingMessage]) -> BatchResult: ...
 
 
 def outbox_table(metadata: sa.MetaData) -> sa.Table:
@@ -110,6 +117,7 @@ class OutboxRelay:
         *,
         batch_size: int = 100,
         idle_sleep: float = 0.2,
+        busy_sleep: float = 0.01,
         max_backoff: float = 5.0,
         name: str | None = None,
     ) -> None:
@@ -118,6 +126,7 @@ class OutboxRelay:
         self.publisher = publisher
         self.batch_size = batch_size
         self.idle_sleep = idle_sleep
+        self.busy_sleep = min(busy_sleep, idle_sleep)
         self.max_backoff = max_backoff
         self.name = name or _relay_name(engine)
 
@@ -136,22 +145,41 @@ class OutboxRelay:
             # Row locks held for the batch let several relays share the table without double publishing.
             with self.engine.begin() as conn:
                 rows = conn.execute(query.with_for_update(skip_locked=True)).all()
-                published, failure = self._publish_rows(rows, lambda: nullcontext(conn))
+                published, failure = self._publish(rows)
+                self._mark(conn, rows, published, failure)
         else:
             # SQLite has one writer at a time: a write transaction held across publishes would block the
-            # service's own writes, so rows are read first and each is marked in its own short transaction.
+            # service's own writes, so rows are read first and marked afterwards in one short transaction.
             with self.engine.connect() as conn:
                 rows = conn.execute(query).all()
-            published, failure = self._publish_rows(rows, self.engine.begin)
+            published, failure = self._publish(rows)
+            if rows:
+                with self.engine.begin() as conn:
+                    self._mark(conn, rows, published, failure)
         if failure is not None:
             # Raised only now, after the marks above were committed.
             raise failure
         return published
 
-    def _publish_rows(
-        self, rows: Sequence[sa.Row[Any]], transaction: Callable[[], AbstractContextManager[Connection]]
-    ) -> tuple[int, Exception | None]:
-        t = self.table
+    def _publish(self, rows: Sequence[sa.Row[Any]]) -> tuple[int, Exception | None]:
+        """Publish `rows` in order; (how many leading rows the broker confirmed, why the next one failed)."""
+        if not rows:
+            return 0, None
+        if isinstance(self.publisher, BatchPublisher):
+            # One round trip for the whole batch: the broker's confirms are awaited once, not per row.
+            result = self.publisher.publish_batch(
+                [
+                    OutgoingMessage(
+                        exchange=row.exchange,
+                        routing_key=row.routing_key,
+                        body=bytes(row.body),
+                        message_id=row.message_id,
+                        headers=row.headers or {},
+                    )
+                    for row in rows
+                ]
+            )
+            return result.confirmed, result.error
         published = 0
         for row in rows:
             try:
@@ -163,22 +191,29 @@ class OutboxRelay:
                     headers=row.headers or {},
                 )
             except Exception as exc:  # noqa: BLE001 - recorded on the row, then raised by run_once
-                with transaction() as conn:
-                    conn.execute(
-                        sa.update(t)
-                        .where(t.c.id == row.id)
-                        .values(attempts=t.c.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000])
-                    )
                 # Later rows wait for this one, which keeps the outbox's order on the wire.
                 return published, exc
-            with transaction() as conn:
-                conn.execute(
-                    sa.update(t)
-                    .where(t.c.id == row.id)
-                    .values(published_at=datetime.now(UTC), attempts=t.c.attempts + 1, last_error=None)
-                )
             published += 1
         return published, None
+
+    def _mark(
+        self, conn: Connection, rows: Sequence[sa.Row[Any]], published: int, failure: Exception | None
+    ) -> None:
+        """Mark the confirmed rows published (one UPDATE) and record the failure on the row that stopped."""
+        t = self.table
+        if published:
+            conn.execute(
+                sa.update(t)
+                .where(t.c.id.in_([row.id for row in rows[:published]]))
+                .values(published_at=datetime.now(UTC), attempts=t.c.attempts + 1, last_error=None)
+            )
+        if failure is not None and published < len(rows):
+            # Rows after the failed one stay unmarked, even if the broker took them: they go again after it.
+            conn.execute(
+                sa.update(t)
+                .where(t.c.id == rows[published].id)
+                .values(attempts=t.c.attempts + 1, last_error=f"{type(failure).__name__}: {failure}"[:2000])
+            )
 
     def backlog(self) -> tuple[int, float]:
         """(unpublished rows, age in seconds of the oldest one); also updates the backlog gauges."""
@@ -197,8 +232,14 @@ class OutboxRelay:
         return int(count), age
 
     def run(self, stop: threading.Event) -> None:
-        """Relay until `stop` is set; a broker or database outage is logged and retried with backoff."""
+        """Relay until `stop` is set; a broker or database outage is logged and retried with backoff.
+
+        A full batch means more is waiting: the next round starts at once. After a round that found rows,
+        the next poll comes `busy_sleep` later (events tend to come in streams); each empty round doubles
+        the pause up to `idle_sleep`, so an idle relay polls rarely and a busy one adds little latency.
+        """
         backoff = self.idle_sleep
+        pause = self.busy_sleep
         while not stop.is_set():
             try:
                 published = self.run_once()
@@ -209,6 +250,8 @@ class OutboxRelay:
                 backoff = min(max(backoff * 2, 0.1), self.max_backoff)
                 continue
             backoff = self.idle_sleep
-            # A full batch means more may be waiting: go again at once.
-            if published < self.batch_size:
-                stop.wait(self.idle_sleep)
+            if published >= self.batch_size:
+                pause = self.busy_sleep
+                continue
+            pause = self.busy_sleep if published else min(max(pause * 2, self.busy_sleep), self.idle_sleep)
+            stop.wait(pause)

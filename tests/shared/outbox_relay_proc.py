@@ -1,6 +1,7 @@
 """A stand-alone outbox relay process for the crash tests: `python outbox_relay_proc.py DB AMQP [DELAY]`.
 
-DELAY (seconds) slows every publish down so a test can SIGKILL the process in the middle of a batch.
+DELAY (seconds per message) is slept after the broker confirmed a batch and before the relay marks it, so a
+test can SIGKILL the process in the worst window: published, confirmed, not yet recorded.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from shared.db import make_engine
-from shared.messaging import Publisher
+from shared.messaging import BatchResult, OutgoingMessage, Publisher
 from shared.outbox import OutboxRelay, outbox_table
 
 
@@ -22,9 +23,10 @@ class SlowPublisher(Publisher):
         super().__init__(url, confirm_timeout=2.0, retries=2)
         self.delay = delay
 
-    def publish(self, **kwargs: Any) -> None:
-        time.sleep(self.delay)
-        super().publish(**kwargs)
+    def publish_batch(self, messages: Sequence[OutgoingMessage]) -> BatchResult:
+        result = super().publish_batch(messages)
+        time.sleep(self.delay * len(messages))
+        return result
 
 
 def main() -> None:
