@@ -126,6 +126,9 @@ def register_directive(
             max_bytes=max_upload_bytes,
         )
     if (existing := repository.find_duplicate(metadata.duplicate_key)) is not None:
+        # The first request with this key can commit between the two look-ups: that is a replay.
+        if key is not None and (hit := repository.find_idempotent(owner, key)) is not None:
+            return _replay(hit, fingerprint)
         raise _duplicate(existing, metadata)
 
     directive_id = new_id()

@@ -111,7 +111,9 @@ class FilesystemStore:
             raise ObjectNotFound(f"no such object: {bucket}/{key}")
         return meta
 
-    def _write_meta(self, meta_path: Path, meta: Mapping[str, Any]) -> None:
+    @staticmethod
+    def _stage_meta(meta_path: Path, meta: Mapping[str, Any]) -> Path:
+        """Writes and fsyncs the sidecar to a temp file beside `meta_path`; the caller renames it."""
         meta_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=meta_path.parent, prefix=".tmp-", suffix=".json")
         try:
@@ -119,10 +121,18 @@ class FilesystemStore:
                 json.dump(meta, fh, ensure_ascii=False, indent=1, sort_keys=True)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, meta_path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            raise
+        return Path(tmp)
+
+    def _write_meta(self, meta_path: Path, meta: Mapping[str, Any]) -> None:
+        tmp = self._stage_meta(meta_path, meta)
+        try:
+            os.replace(tmp, meta_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
             raise
         _fsync_dir(meta_path.parent)
 
@@ -194,6 +204,7 @@ class FilesystemStore:
         except (FileExistsError, NotADirectoryError) as exc:
             raise ObjectStoreError(f"{bucket}/{key}: key collides with another object's path") from exc
         tmp = Path(tmp_name)
+        meta_tmp: Path | None = None
         try:
             digest = hashlib.sha256()
             written = 0
@@ -227,16 +238,23 @@ class FilesystemStore:
                 "legal_hold": legal_hold,
                 "created_at": _now().isoformat(),
             }
+            # The sidecar is written and fsynced before the bucket lock too: every put of every worker
+            # queues on that lock, so it covers only the lock check and the two renames, never an fsync.
+            meta_tmp = self._stage_meta(meta_path, meta)
             with self._exclusive(bucket):
                 self._refuse_if_locked(bucket, key, config, "overwrite")
                 if data_path.is_dir():
                     raise ObjectStoreError(f"{bucket}/{key}: key collides with another object's path")
                 os.replace(tmp, data_path)
-                _fsync_dir(data_path.parent)
-                self._write_meta(meta_path, meta)
+                os.replace(meta_tmp, meta_path)
         except BaseException:
             tmp.unlink(missing_ok=True)
+            if meta_tmp is not None:
+                meta_tmp.unlink(missing_ok=True)
             raise
+        # Both renames are durable once their directory entries are on disk; only then does put return.
+        _fsync_dir(data_path.parent)
+        _fsync_dir(meta_path.parent)
         return self._to_stored(bucket, key, meta)
 
     def _refuse_if_locked(self, bucket: str, key: str, config: Mapping[str, Any], action: str) -> None:

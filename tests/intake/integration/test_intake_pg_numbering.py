@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, date, datetime
 
 import pytest
 import sqlalchemy as sa
 from intake.domain.errors import DuplicateDirective
-from intake.domain.models import new_metadata
+from intake.domain.models import Signer, new_metadata
 from intake.handlers import Submission, register_directive
 from intake_testing import IntakeApp
 
@@ -184,3 +185,50 @@ def test_concurrent_repeats_of_one_idempotency_key_register_once(pg_intake: Inta
         clock=lambda: datetime(2026, 6, 1, 3, 0, tzinfo=UTC),
     )
     assert nxt.directive.arrival_number == 2
+
+
+def test_every_field_survives_the_numbered_insert_on_postgresql(pg_intake: IntakeApp) -> None:
+    # On PostgreSQL the number and the directive row are written by one statement (a CTE); every column,
+    # JSON and dates included, must come back as written and the event must carry the same number.
+    deps = pg_intake.deps
+    metadata = new_metadata(
+        issuer_name="Sở Thông tin và Truyền thông tỉnh Đắk Lắk",
+        issuer_code="000.00.12.H17",
+        number="1393/STTTT-CĐS",
+        document_type="CV",
+        issued_date=date(2026, 3, 2),
+        subject="Về việc triển khai chữ ký số chuyên dùng",
+        place="Buôn Ma Thuột",
+        content="Nội dung đầy đủ của công văn",
+        signer=Signer(competence="KT. GIÁM ĐỐC", position="PHÓ GIÁM ĐỐC", full_name="Nguyễn Thị Hồng Nhung"),
+        urgency="khan",
+        due_date=date(2026, 3, 20),
+        page_amount=3,
+        to_places=["Như trên", "Lưu: VT, CĐS"],
+        external_id="ext-42",
+    )
+    registered = register_directive(
+        Submission(
+            metadata=metadata,
+            raw_metadata='{"subject": "Về việc triển khai chữ ký số chuyên dùng"}',
+            uploads=(),
+            submitted_by="e-office",
+            idempotency_key="key-1",
+        ),
+        repository=deps.repository,
+        staging=deps.staging,
+        organisation="STTTT",
+        max_upload_bytes=1024,
+        clock=lambda: datetime(2026, 3, 3, 1, 30, tzinfo=UTC),
+    ).directive
+    assert registered.arrival_number == 1
+    assert deps.repository.get(registered.id) == registered
+    with deps.engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT arrival_year, request_hash FROM directives")).one()
+        body = conn.execute(sa.text("SELECT body FROM outbox")).scalar_one()
+    assert row.arrival_year == 2026
+    assert len(row.request_hash) == 64
+    payload = json.loads(bytes(body).decode("utf-8"))["payload"]
+    assert payload["arrival_number"] == 1
+    assert payload["metadata"]["signer"]["full_name"] == "Nguyễn Thị Hồng Nhung"
+    assert payload["metadata"]["to_places"] == ["Như trên", "Lưu: VT, CĐS"]

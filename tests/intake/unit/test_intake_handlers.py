@@ -115,3 +115,29 @@ def test_bad_files_are_refused_before_anything_is_staged(repository: DirectiveRe
         register(submission(pdf_upload(0, "a")), repository, staging, max_bytes=10)
     assert staging.puts == []
     assert repository.count() == 0
+
+
+def test_a_key_whose_first_request_commits_between_the_lookups_is_a_replay(
+    repository: DirectiveRepository,
+) -> None:
+    # The idempotency look-up misses, then the first request with the key commits, then the duplicate
+    # look-up finds its document: the answer is that first registration again, not a 409.
+    keyed = Submission(
+        metadata=submission().metadata,
+        raw_metadata='{"n": 1}',
+        uploads=(),
+        submitted_by="s",
+        idempotency_key="k-1",
+    )
+    first = register(keyed, repository, FakeStaging()).directive
+    real_find = repository.find_idempotent
+    misses = iter([None])
+
+    def find_idempotent(owner: str, key: str):  # type: ignore[no-untyped-def]
+        return next(misses, None) or real_find(owner, key)
+
+    repository.find_idempotent = find_idempotent  # type: ignore[method-assign]
+    again = register(keyed, repository, FakeStaging())
+    assert not again.created
+    assert again.directive == first
+    assert repository.count() == 1

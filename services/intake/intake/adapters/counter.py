@@ -10,6 +10,39 @@ from intake.adapters.tables import arrival_counters
 from intake.domain.arrival import ArrivalSeries, next_arrival_number
 
 
+def numbered_insert_postgresql(table: sa.Table, number_column: str) -> sa.Insert:
+    """PostgreSQL: one INSERT INTO `table` whose `number_column` is the series' next number.
+
+    The counter UPSERT runs as a data-modifying CTE of the same statement, so taking the number and
+    writing the row that carries it cost one round trip while the counter row is locked. Parameters:
+    `counter_organisation`, `counter_year` and one per other column of `table`, named after it.
+    """
+    counter = arrival_counters
+    upsert = (
+        postgresql.insert(counter)
+        .values(
+            organisation=sa.bindparam("counter_organisation", type_=counter.c.organisation.type),
+            year=sa.bindparam("counter_year", type_=counter.c.year.type),
+            last_number=1,
+        )
+        .on_conflict_do_update(
+            index_elements=[counter.c.organisation, counter.c.year],
+            set_={"last_number": counter.c.last_number + 1},
+        )
+        .returning(counter.c.last_number)
+        .cte("next_number")
+    )
+    values = [
+        upsert.c.last_number if column.name == number_column else sa.bindparam(column.name, type_=column.type)
+        for column in table.columns
+    ]
+    return (
+        sa.insert(table)
+        .from_select([column.name for column in table.columns], sa.select(*values))
+        .returning(table.c[number_column])
+    )
+
+
 def take_arrival_number(conn: Connection, series: ArrivalSeries) -> int:
     """Increments the series' counter row and returns the new value.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -54,6 +55,13 @@ def invalid(errors: Mapping[str, list[str]], detail: str | None = None) -> Probl
     )
 
 
+@functools.cache
+def _schema(kind: type[Schema]) -> Schema:
+    # One instance per schema class and process, made on first use: constructing a marshmallow schema
+    # (binding every field) costs more than loading with it, and instances hold no per-request state.
+    return kind()
+
+
 def _load(schema: Schema, data: Any) -> dict[str, Any]:
     try:
         loaded: dict[str, Any] = schema.load(data)
@@ -97,7 +105,7 @@ def _from_json(request: Request) -> tuple[dict[str, Any], str, list[Upload]]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise invalid({"_body": ["the body must be a JSON object with the directive metadata"]})
-    loaded = _load(DirectiveJsonIn(), body)
+    loaded = _load(_schema(DirectiveJsonIn), body)
     uploads: list[Upload] = []
     for index, item in enumerate(loaded.pop("attachments")):
         try:
@@ -132,7 +140,7 @@ def _from_multipart(request: Request) -> tuple[dict[str, Any], str, list[Upload]
         raise invalid({"metadata": [f"not valid JSON: {exc}"]}) from None
     if not isinstance(body, dict):
         raise invalid({"metadata": ["must be a JSON object"]})
-    loaded = _load(DirectiveMetadataIn(), body)
+    loaded = _load(_schema(DirectiveMetadataIn), body)
     uploads = [
         Upload(
             field=f"files[{index}]",
