@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,7 +32,7 @@ from routing.adapters.repository import (
     unit_from_row,
     unit_json,
 )
-from routing.adapters.unit_queue import UnitQueues
+from routing.adapters.unit_queue import QueueMessage, UnitQueues
 from routing.domain.calendar import WorkingCalendar, end_of_day, local_date
 from routing.domain.errors import (
     AttachmentNotFound,
@@ -361,45 +362,125 @@ def _emit(conn: Connection, event: str, payload: dict[str, Any]) -> None:
     )
 
 
+def _task_row(
+    directive_id: str, planned: PlannedTask, *, rule_version: int | None, now: datetime
+) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "directive_id": directive_id,
+        "unit": planned.unit,
+        "role": planned.role.value,
+        "title": planned.title,
+        "instructions": planned.instructions,
+        "due_date": planned.due_date,
+        "due_at": end_of_day(planned.due_date).astimezone(UTC) if planned.due_date else None,
+        "status": Status.ASSIGNED.value,
+        "rule_id": planned.rule_id,
+        "rule_version": rule_version if planned.rule_id else None,
+        "lease_expires_at": None,
+        "lease_count": 0,
+        "overdue_at": None,
+        "reply_number": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _directive_view(directive: Any) -> dict[str, Any]:
+    """The directive columns task_query() joins onto a task, taken from a directives row or its values."""
+    get = directive.get if isinstance(directive, Mapping) else lambda key: getattr(directive, key)
+    return {
+        "d_number": get("number"),
+        "d_subject": get("subject"),
+        "d_issuer": get("issuer"),
+        "d_urgency": get("urgency"),
+        "d_arrival_number": get("arrival_number"),
+        "d_arrival_date": get("arrival_date"),
+        "d_attachments": get("attachments"),
+    }
+
+
+def _add_outbox_batch(conn: Connection, items: list[tuple[Envelope, str, str | None]]) -> None:
+    """add_to_outbox for many envelopes in one multi-row INSERT (same row shape, same publish order).
+
+    A directive fans out into ~25 tasks and two messages each; one statement instead of fifty keeps the
+    consumer ahead of the offered rate.
+    """
+    if not items:
+        return
+    now = utcnow()
+    conn.execute(
+        sa.insert(t.outbox),
+        [
+            {
+                "message_id": envelope.id,
+                "exchange": exchange,
+                "routing_key": routing_key or envelope.routing_key,
+                "body": envelope.to_bytes(),
+                "headers": {"correlation_id": envelope.correlation_id},
+                "created_at": now,
+                "published_at": None,
+                "attempts": 0,
+            }
+            for envelope, exchange, routing_key in items
+        ],
+    )
+
+
+def _create_tasks(
+    conn: Connection,
+    directive: Any,
+    planned: list[PlannedTask],
+    *,
+    rule_version: int | None,
+    actor: str,
+    now: datetime,
+) -> list[str]:
+    """Inserts the tasks, their first history entries and their offer/assigned messages, set-based."""
+    if not planned:
+        return []
+    directive_id = directive["id"] if isinstance(directive, Mapping) else directive.id
+    rows = [_task_row(directive_id, p, rule_version=rule_version, now=now) for p in planned]
+    conn.execute(sa.insert(t.tasks), rows)
+    conn.execute(
+        sa.insert(t.task_history),
+        [
+            {
+                "task_id": row["id"],
+                "at": utcnow(),
+                "from_status": None,
+                "to_status": Status.ASSIGNED.value,
+                "actor": actor,
+                "note": f"rule {p.rule_id}" if p.rule_id else None,
+                "reply_number": None,
+                "report": None,
+            }
+            for row, p in zip(rows, planned, strict=True)
+        ],
+    )
+    joined = _directive_view(directive)
+    messages: list[tuple[Envelope, str, str | None]] = []
+    for row in rows:
+        # The payload is built from what was just inserted: the same document a reload would give.
+        payload = task_json(SimpleNamespace(**row, **joined))
+        messages.append(
+            (Envelope.new("routing.task_offered", payload, producer=SERVICE), TASKS_EXCHANGE, row["unit"])
+        )
+        messages.append((Envelope.new("routing.task_assigned", payload, producer=SERVICE), EVENTS, None))
+    _add_outbox_batch(conn, messages)
+    return [row["id"] for row in rows]
+
+
 def _create_task(
     conn: Connection,
-    directive_id: str,
+    directive: Any,
     planned: PlannedTask,
     *,
     rule_version: int | None,
     actor: str,
     now: datetime,
 ) -> str:
-    task_id = str(uuid.uuid4())
-    conn.execute(
-        sa.insert(t.tasks).values(
-            id=task_id,
-            directive_id=directive_id,
-            unit=planned.unit,
-            role=planned.role.value,
-            title=planned.title,
-            instructions=planned.instructions,
-            due_date=planned.due_date,
-            due_at=end_of_day(planned.due_date).astimezone(UTC) if planned.due_date else None,
-            status=Status.ASSIGNED.value,
-            rule_id=planned.rule_id,
-            rule_version=rule_version if planned.rule_id else None,
-            lease_count=0,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    _history(
-        conn,
-        task_id,
-        None,
-        Status.ASSIGNED.value,
-        actor,
-        note=f"rule {planned.rule_id}" if planned.rule_id else None,
-    )
-    payload = _offer(conn, task_id)
-    _emit(conn, "task_assigned", payload)
-    return task_id
+    return _create_tasks(conn, directive, [planned], rule_version=rule_version, actor=actor, now=now)[0]
 
 
 def _arrival_date(payload: Mapping[str, Any]) -> date:
@@ -429,59 +510,61 @@ def route_directive(envelope: Envelope, *, engine: Engine, calendar: WorkingCale
         facts = facts_from_metadata(metadata, arrival)
         derivation = derive_tasks(current.ruleset if current else RuleSet(), facts, units, calendar)
         issuer = metadata.get("issuer") or {}
-        conn.execute(
-            sa.insert(t.directives).values(
-                id=directive_id,
-                arrival_number=payload.get("arrival_number"),
-                arrival_date=arrival,
-                received_at=datetime.fromisoformat(payload["received_at"])
-                if payload.get("received_at")
-                else None,
-                number=facts.number,
-                subject=facts.subject,
-                issuer={"name": issuer.get("name"), "code": issuer.get("code")}
-                if isinstance(issuer, Mapping)
-                else {"name": str(issuer)},
-                urgency=facts.urgency,
-                due_date=facts.due_date,
-                metadata=json.loads(json.dumps(dict(metadata), default=str)),
-                attachments=list(payload.get("attachments") or []),
-                status="routed" if derivation.tasks else "needs_assignment",
-                matched_rules=list(derivation.matched_rules),
-                rule_version=current.version if current else None,
-                created_at=now,
-                updated_at=now,
-            )
+        directive = {
+            "id": directive_id,
+            "arrival_number": payload.get("arrival_number"),
+            "arrival_date": arrival,
+            "received_at": datetime.fromisoformat(payload["received_at"])
+            if payload.get("received_at")
+            else None,
+            "number": facts.number,
+            "subject": facts.subject,
+            "issuer": {"name": issuer.get("name"), "code": issuer.get("code")}
+            if isinstance(issuer, Mapping)
+            else {"name": str(issuer)},
+            "urgency": facts.urgency,
+            "due_date": facts.due_date,
+            "metadata": json.loads(json.dumps(dict(metadata), default=str)),
+            "attachments": list(payload.get("attachments") or []),
+            "status": "routed" if derivation.tasks else "needs_assignment",
+            "matched_rules": list(derivation.matched_rules),
+            "rule_version": current.version if current else None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        conn.execute(sa.insert(t.directives).values(**directive))
+        # One transaction, three multi-row INSERTs (tasks, history, outbox) whatever the fan-out.
+        return _create_tasks(
+            conn,
+            directive,
+            list(derivation.tasks),
+            rule_version=current.version if current else None,
+            actor="rules",
+            now=now,
         )
-        return [
-            _create_task(
-                conn,
-                directive_id,
-                p,
-                rule_version=current.version if current else None,
-                actor="rules",
-                now=now,
-            )
-            for p in derivation.tasks
-        ]
 
 
 def _refresh_directive_status(conn: Connection, directive_id: str) -> str:
-    statuses = list(
-        conn.execute(sa.select(t.tasks.c.status).where(t.tasks.c.directive_id == directive_id)).scalars()
-    )
-    live = [s for s in statuses if s != Status.CANCELLED.value]
+    rows = conn.execute(
+        sa.select(t.tasks.c.status, t.directives.c.status.label("d_status"))
+        .join(t.directives, t.directives.c.id == t.tasks.c.directive_id)
+        .where(t.tasks.c.directive_id == directive_id)
+    ).all()
+    live = [r.status for r in rows if r.status != Status.CANCELLED.value]
     if not live or Status.REJECTED.value in live:
         status = "needs_assignment"
     elif all(s == Status.COMPLETED.value for s in live):
         status = "completed"
     else:
         status = "routed"
-    conn.execute(
-        sa.update(t.directives)
-        .where(t.directives.c.id == directive_id)
-        .values(status=status, updated_at=utcnow())
-    )
+    # Most changes (an ack, progress) leave the directive's status as it was: skip the write, which would
+    # also serialise concurrent changes of one directive's tasks on its row lock.
+    if not rows or rows[0].d_status != status:
+        conn.execute(
+            sa.update(t.directives)
+            .where(t.directives.c.id == directive_id)
+            .values(status=status, updated_at=utcnow())
+        )
     return status
 
 
@@ -524,7 +607,7 @@ def assign(
             if task is None:
                 _create_task(
                     conn,
-                    directive_id,
+                    directive,
                     PlannedTask(
                         a.unit,
                         a.role or Role.CHU_TRI,
@@ -578,7 +661,8 @@ def _move(
     note: str | None = None,
     reply_number: str | None = None,
     report: dict[str, Any] | None = None,
-) -> None:
+) -> Any:
+    """Moves the task to `target` (guarded by its current status); returns the task row as it is now."""
     current = Status(task.status)
     check_move(current, target, note=note)
     values: dict[str, Any] = {"status": target.value, "updated_at": utcnow()}
@@ -594,7 +678,7 @@ def _move(
     _history(
         conn, task.id, current.value, target.value, actor, note=note, reply_number=reply_number, report=report
     )
-    row = _load_task(conn, task.id)
+    row = _changed(conn, task, values)
     payload = {
         "task_id": task.id,
         "directive_id": row.directive_id,
@@ -611,6 +695,15 @@ def _move(
     if report is not None:
         payload["report"] = report
     _emit(conn, "task_status_changed", payload)
+    return row
+
+
+def _changed(conn: Connection, task: Any, values: Mapping[str, Any]) -> Any:
+    """The task row after an UPDATE of `values`: merged in memory when `task` came from task_query()."""
+    current = task._asdict() if hasattr(task, "_asdict") else dict(vars(task))
+    if "d_number" not in current:
+        return _load_task(conn, task.id)
+    return SimpleNamespace(**(current | dict(values)))
 
 
 # ------------------------------------------------------------------------------------------------ tasks
@@ -624,13 +717,18 @@ def _visible_task(conn: Connection, task_id: str, unit: str | None) -> Any:
     return row
 
 
+def _task_history(conn: Connection, task_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(t.task_history).where(t.task_history.c.task_id == task_id).order_by(t.task_history.c.id)
+    ).all()
+    return [history_json(h) for h in rows]
+
+
 def get_task(task_id: str, *, engine: Engine, unit: str | None) -> dict[str, Any]:
     with engine.connect() as conn:
         row = _visible_task(conn, task_id, unit)
-        history = conn.execute(
-            sa.select(t.task_history).where(t.task_history.c.task_id == task_id).order_by(t.task_history.c.id)
-        ).all()
-    return task_json(row) | {"history": [history_json(h) for h in history]}
+        history = _task_history(conn, task_id)
+    return task_json(row) | {"history": history}
 
 
 def list_unit_tasks(
@@ -658,13 +756,15 @@ def ack_task(task_id: str, *, engine: Engine, unit: str | None, actor: str) -> d
     with engine.begin() as conn:
         row = _visible_task(conn, task_id, unit)
         if Status(row.status) == Status.ASSIGNED:
-            _move(conn, row, Status.RECEIVED, actor=actor)
+            row = _move(conn, row, Status.RECEIVED, actor=actor)
             if row.role == Role.DE_BIET.value:
-                _move(conn, _load_task(conn, task_id), Status.COMPLETED, actor=actor, note="for information")
+                row = _move(conn, row, Status.COMPLETED, actor=actor, note="for information")
             _refresh_directive_status(conn, row.directive_id)
         elif Status(row.status) in (Status.REJECTED, Status.CANCELLED):
             raise InvalidTransition(f"the task is {row.status}")
-    return get_task(task_id, engine=engine, unit=unit)
+        # Answered from this transaction's view: what it wrote is what the unit reads back.
+        history = _task_history(conn, task_id)
+    return task_json(row) | {"history": history}
 
 
 @dataclass(frozen=True)
@@ -815,26 +915,80 @@ class PollResult:
     reminders: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _lease(
-    conn: Connection, task_id: str, code: str, lease_seconds: int, now: datetime
-) -> dict[str, Any] | None:
-    """Leases an assigned task not leased already; None for a message that must not be offered."""
+def _lease_many(
+    conn: Connection, task_ids: list[str], code: str, lease_seconds: int, now: datetime
+) -> dict[str, dict[str, Any]]:
+    """Leases the assigned, not yet leased tasks among `task_ids`; answers them by id.
+
+    The guard in WHERE makes two concurrent polls of duplicate messages lease a task only once; ids are
+    sorted so that overlapping batches lock rows in the same order.
+    """
     until = now + timedelta(seconds=lease_seconds)
-    # The guard in WHERE makes two concurrent polls of duplicate messages lease the task only once.
     lease_free = sa.or_(t.tasks.c.lease_expires_at.is_(None), t.tasks.c.lease_expires_at < now)
-    done = conn.execute(
-        sa.update(t.tasks)
-        .where(
-            t.tasks.c.id == task_id,
-            t.tasks.c.unit == code,
-            t.tasks.c.status == Status.ASSIGNED.value,
-            lease_free,
-        )
-        .values(lease_expires_at=until, lease_count=t.tasks.c.lease_count + 1, updated_at=now)
+    leased = list(
+        conn.execute(
+            sa.update(t.tasks)
+            .where(
+                t.tasks.c.id.in_(sorted(set(task_ids))),
+                t.tasks.c.unit == code,
+                t.tasks.c.status == Status.ASSIGNED.value,
+                lease_free,
+            )
+            .values(lease_expires_at=until, lease_count=t.tasks.c.lease_count + 1, updated_at=now)
+            .returning(t.tasks.c.id)
+        ).scalars()
     )
-    if done.rowcount != 1:
-        return None
-    return task_json(_load_task(conn, task_id), now=now)
+    if not leased:
+        return {}
+    rows = conn.execute(task_query().where(t.tasks.c.id.in_(leased))).all()
+    return {row.id: task_json(row, now=now) for row in rows}
+
+
+def _reminded(conn: Connection, task_ids: list[str], code: str) -> dict[str, dict[str, Any]]:
+    """The unit's open tasks among `task_ids`, by id (a reminder for anything else is dropped)."""
+    if not task_ids:
+        return {}
+    rows = conn.execute(task_query().where(t.tasks.c.id.in_(sorted(set(task_ids))))).all()
+    return {row.id: task_json(row) for row in rows if row.unit == code and row.status in OPEN}
+
+
+def _settle(
+    messages: list[QueueMessage], code: str, *, engine: Engine, lease_seconds: int, result: PollResult
+) -> None:
+    """Leases what a batch of messages offers in one transaction, then acks the batch.
+
+    Only with the leases in the ledger does the broker forget the messages; if anything fails first, the
+    reader gives its unacked messages back to the queue.
+    """
+    offers: list[tuple[QueueMessage, str]] = []
+    reminders: list[tuple[QueueMessage, str]] = []
+    for message in messages:
+        try:
+            envelope = Envelope.from_bytes(message.body)
+            task_id = str(envelope.payload["id"])
+        except Exception:  # noqa: BLE001 - a malformed message is dead-lettered, never offered
+            log.warning("malformed message on %s dead-lettered", code)
+            message.reject()
+            continue
+        (reminders if envelope.type == "routing.task_reminder" else offers).append((message, task_id))
+    if not offers and not reminders:
+        return
+    with engine.begin() as conn:
+        reminded = _reminded(conn, [task_id for _, task_id in reminders], code)
+        leased = (
+            _lease_many(conn, [task_id for _, task_id in offers], code, lease_seconds, utcnow())
+            if offers
+            else {}
+        )
+    for message, task_id in reminders:
+        if task_id in reminded:
+            result.reminders.append(reminded.pop(task_id))
+        message.ack()
+    for message, task_id in offers:
+        message.ack()
+        if task_id in leased:
+            # pop: a duplicate message in the same batch is acked but offers the task once.
+            result.items.append(leased.pop(task_id))
 
 
 def poll_tasks(
@@ -854,33 +1008,23 @@ def poll_tasks(
     result = PollResult()
     deadline = time.monotonic() + wait_seconds
     with queues.reader(code) as reader:
-        while len(result.items) + len(result.reminders) < max_tasks:
-            message = reader.get()
-            if message is None:
-                if result.items or result.reminders or time.monotonic() >= deadline:
+        while True:
+            wanted = max_tasks - len(result.items) - len(result.reminders)
+            batch: list[QueueMessage] = []
+            while len(batch) < wanted:
+                message = reader.get()
+                if message is None:
+                    break
+                batch.append(message)
+            if batch:
+                _settle(batch, code, engine=engine, lease_seconds=lease_seconds, result=result)
+            taken = len(result.items) + len(result.reminders)
+            if taken >= max_tasks:
+                break
+            if len(batch) < wanted:  # the queue is empty for now
+                if taken or time.monotonic() >= deadline:
                     break
                 time.sleep(min(interval, max(deadline - time.monotonic(), 0)))
-                continue
-            try:
-                envelope = Envelope.from_bytes(message.body)
-                task_id = str(envelope.payload["id"])
-            except Exception:  # noqa: BLE001 - a malformed message is dead-lettered, never offered
-                log.warning("malformed message on %s dead-lettered", code)
-                message.reject()
-                continue
-            if envelope.type == "routing.task_reminder":
-                with engine.connect() as conn:
-                    row = conn.execute(task_query().where(t.tasks.c.id == task_id)).first()
-                if row is not None and row.unit == code and row.status in OPEN:
-                    result.reminders.append(task_json(row))
-                message.ack()
-                continue
-            with engine.begin() as conn:
-                leased = _lease(conn, task_id, code, lease_seconds, utcnow())
-            # Only now, with the lease in the ledger, does the broker forget the message.
-            message.ack()
-            if leased is not None:
-                result.items.append(leased)
     return result
 
 
@@ -936,6 +1080,23 @@ def scan_overdue(*, engine: Engine, now: datetime | None = None) -> int:
             _emit(conn, "task_overdue", payload | {"overdue_since": now.isoformat()})
             count += 1
     return count
+
+
+def overdue_by_unit(*, engine: Engine, now: datetime | None = None) -> dict[str, int]:
+    """How many open tasks are past their due time, per unit (units with none are absent)."""
+    now = now or utcnow()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(t.tasks.c.unit, sa.func.count())
+            .where(t.tasks.c.status.in_([s.value for s in OPEN]), t.tasks.c.due_at < now)
+            .group_by(t.tasks.c.unit)
+        ).all()
+    return {unit: int(count) for unit, count in rows}
+
+
+def unit_codes(*, engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(t.units.c.code).order_by(t.units.c.code)).scalars())
 
 
 def list_overdue(*, engine: Engine, now: datetime | None = None) -> list[dict[str, Any]]:

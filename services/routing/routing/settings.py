@@ -24,6 +24,14 @@ class Settings:
     task_lease_seconds: int = 300
     overdue_scan_seconds: float = 60.0
     lease_scan_seconds: float = 5.0
+    consumers: int | None = None
+    consumer_prefetch: int = 10
+
+    def consumers_for(self, dialect: str) -> int:
+        """directive_registered consumer threads: 2 on PostgreSQL; 1 on SQLite, which has one writer."""
+        if self.consumers is not None:
+            return self.consumers
+        return 2 if dialect == "postgresql" else 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -31,6 +31,7 @@ from routing.messages import (
     DIRECTIVE_REGISTERED_QUEUE,
     validate_directive_registered,
 )
+from routing.metrics import TASK_QUEUE_DEPTH, TASKS_OVERDUE, UnitGauge
 from routing.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,40 +68,53 @@ class RoutingWorker:
         self.queues = KombuUnitQueues(common.amqp_url, delivery_limit=common.consumer_delivery_limit)
         self.publisher = Publisher(common.amqp_url, confirm_timeout=common.publish_confirm_timeout)
         self.relay = OutboxRelay(self.engine, t.outbox, self.publisher, name="routing")
-        self.consumer = EventConsumer(
-            common.amqp_url,
-            [
-                Subscription(
-                    DIRECTIVE_REGISTERED_QUEUE,
-                    DIRECTIVE_REGISTERED_EXCHANGE,
-                    DIRECTIVE_REGISTERED_KEY,
-                    directive_handler(self.engine, self.calendar),
-                )
-            ],
-            delivery_limit=common.consumer_delivery_limit,
-        )
+        # Several consumers (own connections, prefetch each) keep routing ahead of a burst; the inbox
+        # claim makes a directive delivered twice route once whichever consumer gets it.
+        self.consumers = [
+            EventConsumer(
+                common.amqp_url,
+                [
+                    Subscription(
+                        DIRECTIVE_REGISTERED_QUEUE,
+                        DIRECTIVE_REGISTERED_EXCHANGE,
+                        DIRECTIVE_REGISTERED_KEY,
+                        directive_handler(self.engine, self.calendar),
+                    )
+                ],
+                delivery_limit=common.consumer_delivery_limit,
+                prefetch_count=settings.consumer_prefetch,
+            )
+            for _ in range(settings.consumers_for(self.engine.dialect.name))
+        ]
+        self.consumer = self.consumers[0]
+        self.overdue_gauge = UnitGauge(TASKS_OVERDUE)
+        self.depth_gauge = UnitGauge(TASK_QUEUE_DEPTH)
 
     def prepare(self) -> None:
         """Task messages are published mandatory, so every unit queue must exist before the relay runs."""
         handlers.ensure_unit_queues(engine=self.engine, queues=self.queues)
 
     def overdue_round(self) -> None:
-        handlers.scan_overdue(engine=self.engine)
+        """Marks newly overdue tasks, then sets docroute_tasks_overdue from one GROUP BY."""
+        now = handlers.utcnow()
+        handlers.scan_overdue(engine=self.engine, now=now)
+        self.overdue_gauge.update(handlers.overdue_by_unit(engine=self.engine, now=now))
 
     def lease_round(self) -> None:
         handlers.ensure_unit_queues(engine=self.engine, queues=self.queues)
         handlers.expire_leases(engine=self.engine)
 
+    def depth_round(self) -> None:
+        """Sets docroute_task_queue_depth from passive declares of every unit's queue."""
+        self.depth_gauge.update(self.queues.depths(handlers.unit_codes(engine=self.engine)))
+
     def parts(self) -> list[Worker]:
         return [
             self.relay,
-            ConsumerWorker(self.consumer),
-            Periodic(
-                "overdue scan",
-                lambda: handlers.scan_overdue(engine=self.engine),
-                self.settings.overdue_scan_seconds,
-            ),
+            *(ConsumerWorker(consumer) for consumer in self.consumers),
+            Periodic("overdue scan", self.overdue_round, self.settings.overdue_scan_seconds),
             Periodic("lease expiry", self.lease_round, self.settings.lease_scan_seconds),
+            Periodic("queue depth", self.depth_round, self.settings.lease_scan_seconds),
         ]
 
     def run(self, stop: threading.Event) -> None:
@@ -120,6 +134,7 @@ class RoutingWorker:
             run_all(self.parts(), stop)
         finally:
             self.publisher.close()
+            self.queues.close()
             self.engine.dispose()
 
 

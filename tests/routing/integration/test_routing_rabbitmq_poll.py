@@ -125,3 +125,18 @@ def test_duplicate_messages_are_not_offered_twice(live):
         conn.execute(sa.update(t.outbox).where(t.outbox.c.routing_key == "CTTDT").values(published_at=None))
     live.relay()
     assert poll(live, "CTTDT", max=10, wait_seconds=0.3)["items"] == []
+
+
+def test_offers_built_at_routing_equal_the_task_as_read_back_on_postgresql(live):
+    import json
+
+    _, ids = route(live, "1393-CVT-CL.json")
+    with live.deps.engine.connect() as conn:
+        bodies = conn.execute(sa.select(t.outbox.c.body)).scalars().all()
+    offered = [json.loads(bytes(b))["payload"] for b in bodies]
+    offered = {p["id"]: p for p in offered if "from_status" not in p}
+    assert sorted(offered) == sorted(ids)
+    for task_id in ids:
+        read = live.client.get(f"/v1/tasks/{task_id}", headers=live.auth("clerk")).get_json()
+        read.pop("history")
+        assert offered[task_id] == read

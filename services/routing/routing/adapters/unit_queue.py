@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kombu import Connection, Queue
@@ -13,6 +15,8 @@ from shared.messaging import body_bytes, declare_unit_queue
 from shared.naming import unit_queue
 
 log = logging.getLogger(__name__)
+
+ACCEPT = ["json", "application/json", "application/octet-stream"]
 
 
 class QueueMessage(Protocol):
@@ -39,8 +43,31 @@ class UnitQueues(Protocol):
 
 
 @dataclass
+class _Lane:
+    """One pooled broker connection with its open channel, used by one thread at a time."""
+
+    connection: Connection
+    channel: Any
+    pid: int
+
+    def close(self) -> None:
+        if self.pid != os.getpid():
+            # Inherited through fork: the socket is the parent's session too; closing it here would
+            # end the parent's connection. Dropping the reference is enough.
+            return
+        try:
+            # Closing the channel gives its unacked messages back to the queue (kombu's memory
+            # transport does it only here, not on connection close).
+            self.channel.close()
+            self.connection.close()
+        except Exception:  # a dead connection is being thrown away anyway
+            log.debug("closing a broken unit-queue connection failed", exc_info=True)
+
+
+@dataclass
 class _KombuMessage:
     message: Any
+    reader: _PooledReader
 
     @property
     def body(self) -> bytes:
@@ -48,52 +75,199 @@ class _KombuMessage:
 
     def ack(self) -> None:
         self.message.ack()
+        self.reader.unsettled -= 1
 
     def reject(self) -> None:
         # Without requeue the quorum queue dead-letters it to routing.tasks.<code>.dlq.
         self.message.reject(requeue=False)
+        self.reader.unsettled -= 1
 
 
 @dataclass
-class _KombuReader:
-    queue: Any
+class _PooledReader:
+    """basic_get on one unit's queue over a pooled lane; counts messages taken but not yet settled."""
+
+    queues: KombuUnitQueues
+    code: str
+    lane: _Lane
+    taken: int = 0
+    unsettled: int = 0
+    _queue: Any = field(default=None, repr=False)
+
+    def _bind(self) -> None:
+        self._queue = Queue(unit_queue(self.code), channel=self.lane.channel, no_declare=True)
 
     def get(self) -> QueueMessage | None:
-        message = self.queue.get(
-            no_ack=False, accept=["json", "application/json", "application/octet-stream"]
-        )
-        return None if message is None else _KombuMessage(message)
+        if self._queue is None:
+            self._bind()
+        try:
+            message = self._queue.get(no_ack=False, accept=ACCEPT)
+        except self.queues.recoverable_errors(self.lane):
+            if self.taken:
+                raise  # messages of this poll live on that channel: fail the poll, they go back
+            # A pooled connection the broker dropped while idle, or a queue deleted behind our back:
+            # start over once on a fresh connection, declaring the queue again.
+            log.info("unit queue %s: pooled connection unusable; reconnecting", self.code, exc_info=True)
+            self.queues.forget(self.code)
+            self.lane.close()
+            self.lane = self.queues.open_lane()
+            self.queues.ensure_declared(self.lane, self.code)
+            self._bind()
+            message = self._queue.get(no_ack=False, accept=ACCEPT)
+        if message is None:
+            return None
+        self.taken += 1
+        self.unsettled += 1
+        return _KombuMessage(message, self)
 
 
 class KombuUnitQueues:
-    """Unit queues on the broker named by an AMQP URL (or kombu's memory:// transport)."""
+    """Unit queues on the broker named by an AMQP URL (or kombu's memory:// transport).
 
-    def __init__(self, url: str, *, delivery_limit: int = 5, connect_timeout: float = 5.0) -> None:
+    A poll borrows a connection and channel from a small per-process pool instead of connecting, and
+    each unit's queue is declared once per process. The pool is thread-safe (gunicorn threads) and is
+    dropped in a forked child, which opens its own connections lazily.
+    """
+
+    def __init__(
+        self, url: str, *, delivery_limit: int = 5, connect_timeout: float = 5.0, max_idle: int = 8
+    ) -> None:
         self.url = url
         self.delivery_limit = delivery_limit
         self.connect_timeout = connect_timeout
+        self.max_idle = max_idle
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._idle: list[_Lane] = []
+        self._declared: set[str] = set()
 
     def _connection(self) -> Connection:
         return Connection(self.url, connect_timeout=self.connect_timeout)
 
+    def _this_process(self) -> None:
+        """Call with the lock held: forget what a parent process pooled or declared before a fork."""
+        pid = os.getpid()
+        if pid != self._pid:
+            self._pid = pid
+            self._idle = []
+            self._declared = set()
+
+    def recoverable_errors(self, lane: _Lane) -> tuple[type[BaseException], ...]:
+        return tuple(lane.connection.connection_errors) + tuple(lane.connection.channel_errors)
+
+    def open_lane(self) -> _Lane:
+        conn = self._connection()
+        try:
+            conn.ensure_connection(max_retries=1)
+            return _Lane(conn, conn.channel(), os.getpid())
+        except BaseException:
+            conn.close()
+            raise
+
+    def _acquire(self) -> tuple[_Lane, bool]:
+        """A lane and whether it came from the pool (and may have gone stale while idle)."""
+        with self._lock:
+            self._this_process()
+            if self._idle:
+                return self._idle.pop(), True
+        return self.open_lane(), False
+
+    def _release(self, lane: _Lane, *, reusable: bool) -> None:
+        if reusable:
+            with self._lock:
+                self._this_process()
+                if lane.pid == self._pid and len(self._idle) < self.max_idle:
+                    self._idle.append(lane)
+                    return
+        lane.close()
+
+    def forget(self, code: str) -> None:
+        with self._lock:
+            self._declared.discard(code)
+
+    def ensure_declared(self, lane: _Lane, code: str) -> None:
+        with self._lock:
+            self._this_process()
+            if code in self._declared:
+                return
+        # Declaring makes a poll on a brand-new unit work before the worker ran; once per process is
+        # enough (a queue deleted later is noticed by the failing get, which declares it again).
+        declare_unit_queue(lane.connection, code, delivery_limit=self.delivery_limit)
+        with self._lock:
+            self._declared.add(code)
+
     def ping(self) -> None:
+        # A fresh connection on purpose: readiness must prove the broker answers now.
         with self._connection() as conn:
             conn.ensure_connection(max_retries=1)
 
+    def _with_lane(self, job: Callable[[_Lane], None]) -> _Lane:
+        """Runs `job` on a pooled lane, once more on a fresh one if the pooled one had gone stale."""
+        lane, pooled = self._acquire()
+        try:
+            job(lane)
+            return lane
+        except Exception:
+            lane.close()
+            if not pooled:
+                raise
+        lane = self.open_lane()
+        try:
+            job(lane)
+        except BaseException:
+            lane.close()
+            raise
+        return lane
+
     def declare(self, codes: Iterable[str]) -> None:
-        with self._connection() as conn:
-            conn.ensure_connection(max_retries=1)
-            for code in codes:
-                declare_unit_queue(conn, code, delivery_limit=self.delivery_limit)
+        pending = list(codes)
+
+        def declare_all(lane: _Lane) -> None:
+            for code in pending:
+                declare_unit_queue(lane.connection, code, delivery_limit=self.delivery_limit)
+                with self._lock:
+                    self._this_process()
+                    self._declared.add(code)
+
+        self._release(self._with_lane(declare_all), reusable=True)
 
     @contextmanager
     def reader(self, code: str) -> Iterator[QueueReader]:
-        with self._connection() as conn:
-            conn.ensure_connection(max_retries=1)
-            # Declaring is idempotent and makes a poll on a brand-new unit work before the worker ran.
-            declare_unit_queue(conn, code, delivery_limit=self.delivery_limit)
-            channel = conn.channel()
+        lane = self._with_lane(lambda lane: self.ensure_declared(lane, code))
+        reader = _PooledReader(self, code, lane)
+        reusable = False
+        try:
+            yield reader
+            # A message taken and neither acked nor rejected stays unacked for the channel's life:
+            # only a fully settled channel goes back to the pool; closing any other requeues them.
+            reusable = reader.unsettled == 0
+        finally:
+            self._release(reader.lane, reusable=reusable)
+
+    def depths(self, codes: Iterable[str]) -> dict[str, int]:
+        """Messages ready in each unit's queue, by passive declares on one connection; a missing queue is
+        left out."""
+        pending = list(codes)
+        found: dict[str, int] = {}
+
+        def measure(lane: _Lane) -> None:
+            channel = lane.connection.channel()
             try:
-                yield _KombuReader(Queue(unit_queue(code), channel=channel, no_declare=True))
+                for code in pending:
+                    try:
+                        found[code] = int(channel.queue_declare(unit_queue(code), passive=True).message_count)
+                    except tuple(lane.connection.channel_errors):
+                        # 404 closes the channel: note the gap and carry on with a new one.
+                        channel = lane.connection.channel()
             finally:
                 channel.close()
+
+        self._release(self._with_lane(measure), reusable=True)
+        return found
+
+    def close(self) -> None:
+        """Closes the pooled connections (tests, shutdown); the pool refills on the next use."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for lane in idle:
+            lane.close()

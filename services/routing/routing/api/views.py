@@ -152,6 +152,7 @@ def rules_problem(exc: RuleSetInvalid) -> Problem:
 @require_roles(*READERS)
 @units_blp.arguments(UnitListArgs, location="query")
 def list_units(args: dict[str, Any]) -> Response:
+    """List recipient units, filtered by group or active flag."""
     items, total = handlers.list_units(
         engine=deps().engine,
         group=args.get("group"),
@@ -165,6 +166,7 @@ def list_units(args: dict[str, Any]) -> Response:
 @units_blp.route("/units:import", methods=["POST"])
 @require_roles(*MANAGERS)
 def import_units() -> Response:
+    """Import units from a YAML or JSON document (upsert); declares the new units' task queues."""
     doc, _ = body_document()
     result = handlers.import_units(parse_units_document(doc), engine=deps().engine, queues=deps().queues)
     return jsonify({"created": result.created, "updated": result.updated, "unchanged": result.unchanged})
@@ -173,12 +175,14 @@ def import_units() -> Response:
 @units_blp.route("/units/<code>", methods=["GET"])
 @require_roles(*READERS)
 def get_unit(code: str) -> Response:
+    """Read one unit."""
     return jsonify(handlers.get_unit(code, engine=deps().engine))
 
 
 @units_blp.route("/units/<code>", methods=["PUT"])
 @require_roles(*MANAGERS)
 def put_unit(code: str) -> Response:
+    """Create or replace one unit; 201 when it is new."""
     body = load(UnitIn(), request.get_json(silent=True) or {})
     unit = parse_unit(body, code=code)
     result, created = handlers.put_unit(unit, engine=deps().engine, queues=deps().queues)
@@ -192,6 +196,7 @@ def put_unit(code: str) -> Response:
 @units_blp.route("/units/<code>", methods=["DELETE"])
 @require_roles(*MANAGERS)
 def delete_unit(code: str) -> Response:
+    """Deactivate a unit: its tasks and history stay, it gets no new assignments."""
     return jsonify(handlers.deactivate_unit(code, engine=deps().engine))
 
 
@@ -201,12 +206,14 @@ def delete_unit(code: str) -> Response:
 @rules_blp.route("/rules", methods=["GET"])
 @require_roles(*READERS)
 def get_rules() -> Response:
+    """Read the active rule set."""
     return jsonify(handlers.get_rules(engine=deps().engine))
 
 
 @rules_blp.route("/rules", methods=["PUT"])
 @require_roles(*MANAGERS)
 def put_rules() -> Response:
+    """Store a new rule set version (YAML or JSON), validated against the known units."""
     doc, source = body_document()
     try:
         version = handlers.put_rules(
@@ -225,6 +232,7 @@ def put_rules() -> Response:
 @require_roles(*READERS)
 @rules_blp.arguments(PageArgs, location="query")
 def rule_versions(args: dict[str, Any]) -> Response:
+    """List the stored rule set versions, newest first."""
     items, total = handlers.list_rule_versions(
         engine=deps().engine, page=args["page"], per_page=args["per_page"]
     )
@@ -234,12 +242,14 @@ def rule_versions(args: dict[str, Any]) -> Response:
 @rules_blp.route("/rules/versions/<int:version>", methods=["GET"])
 @require_roles(*READERS)
 def rule_version(version: int) -> Response:
+    """Read one rule set version with its source text."""
     return jsonify(handlers.get_rule_version(version, engine=deps().engine))
 
 
 @rules_blp.route("/rules:evaluate", methods=["POST"])
 @require_roles(*READERS)
 def evaluate_rules() -> Response:
+    """Show the tasks the active rules would create for a directive, without creating them."""
     body = load(EvaluateIn(), request.get_json(silent=True) or {})
     # "Today" is the business calendar's day, not the server's.
     arrival = body.pop("arrival_date", None) or local_date(datetime.now(UTC))
@@ -252,6 +262,7 @@ def evaluate_rules() -> Response:
 @tasks_blp.route("/units/<code>/tasks:poll", methods=["POST"])
 @require_roles("unit")
 def poll(code: str) -> Response:
+    """Take up to `max` tasks from the unit's queue, leased until acknowledged (long-poll)."""
     own_unit_only(current_principal(), code)
     body = load(PollIn(), request.get_json(silent=True) or {})
     result = handlers.poll_tasks(
@@ -269,6 +280,7 @@ def poll(code: str) -> Response:
 @require_roles("unit", *READERS)
 @tasks_blp.arguments(UnitTaskListArgs, location="query")
 def unit_tasks(args: dict[str, Any], code: str) -> Response:
+    """The unit's task ledger, oldest first, filtered by status."""
     own_unit_only(current_principal(), code)
     items, total = handlers.list_unit_tasks(
         code, engine=deps().engine, status=args.get("status"), page=args["page"], per_page=args["per_page"]
@@ -279,12 +291,14 @@ def unit_tasks(args: dict[str, Any], code: str) -> Response:
 @tasks_blp.route("/tasks/<task_id>", methods=["GET"])
 @require_roles("unit", *READERS)
 def get_task(task_id: str) -> Response:
+    """Read one task with its status history."""
     return jsonify(handlers.get_task(task_id, engine=deps().engine, unit=unit_scope(current_principal())))
 
 
 @tasks_blp.route("/tasks/<task_id>/ack", methods=["POST"])
 @require_roles("unit")
 def ack(task_id: str) -> Response:
+    """Acknowledge receipt of a task (assigned → received); repeating it is harmless."""
     principal = current_principal()
     return jsonify(
         handlers.ack_task(task_id, engine=deps().engine, unit=unit_scope(principal), actor=actor(principal))
@@ -294,6 +308,7 @@ def ack(task_id: str) -> Response:
 @tasks_blp.route("/tasks/<task_id>/status", methods=["POST"])
 @require_roles("unit")
 def change_status(task_id: str) -> Response:
+    """Report progress on a task (JSON, or multipart with a report file)."""
     principal = current_principal()
     report = None
     if request.mimetype == "multipart/form-data":
@@ -326,6 +341,7 @@ def change_status(task_id: str) -> Response:
 @tasks_blp.route("/tasks/<task_id>/attachments/<attachment_id>", methods=["GET"])
 @require_roles("unit", *READERS)
 def attachment(task_id: str, attachment_id: str) -> Response:
+    """Download a directive attachment of the task, checked against its SHA-256."""
     meta, data = handlers.read_attachment(
         task_id, attachment_id, engine=deps().engine, store=deps().store, unit=unit_scope(current_principal())
     )
@@ -341,6 +357,7 @@ def attachment(task_id: str, attachment_id: str) -> Response:
 @require_roles(*READERS)
 @tasks_blp.arguments(DirectiveListArgs, location="query")
 def list_directives(args: dict[str, Any]) -> Response:
+    """List routed directives, filtered by status."""
     items, total = handlers.list_directives(
         engine=deps().engine, status=args.get("status"), page=args["page"], per_page=args["per_page"]
     )
@@ -350,12 +367,14 @@ def list_directives(args: dict[str, Any]) -> Response:
 @tasks_blp.route("/directives/<directive_id>/progress", methods=["GET"])
 @require_roles(*READERS)
 def progress(directive_id: str) -> Response:
+    """A directive's progress: every unit's task, status counts and overdue units."""
     return jsonify(handlers.directive_progress(directive_id, engine=deps().engine))
 
 
 @tasks_blp.route("/directives/<directive_id>/assignments", methods=["POST"])
 @require_roles(*MANAGERS)
 def assignments(directive_id: str) -> Response:
+    """Add, change or cancel a directive's assignments by hand."""
     body = load(AssignmentsIn(), request.get_json(silent=True) or {})
     items = [handlers.Assignment(**a) for a in body["assignments"]]
     return jsonify(
@@ -372,5 +391,6 @@ def assignments(directive_id: str) -> Response:
 @tasks_blp.route("/overdue", methods=["GET"])
 @require_roles(*READERS)
 def overdue() -> Response:
+    """Open tasks past their due time, grouped by unit."""
     items = handlers.list_overdue(engine=deps().engine)
     return jsonify({"items": items, "total": len(items), "page": 1, "per_page": max(len(items), 1)})
