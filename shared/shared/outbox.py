@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any, Protocol, runtime_checkable
@@ -63,6 +64,32 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
     return table
 
 
+@dataclass(frozen=True)
+class OutboxItem:
+    """One message to queue: the envelope, where it goes, and extra AMQP headers."""
+
+    envelope: Envelope
+    exchange: str
+    routing_key: str | None = None
+    headers: Mapping[str, Any] | None = None
+
+
+def _row(item: OutboxItem, now: datetime) -> dict[str, Any]:
+    headers = dict(item.headers or {})
+    # The relay publishes later, outside the request: the correlation id must travel with the row.
+    headers.setdefault("correlation_id", item.envelope.correlation_id)
+    return {
+        "message_id": item.envelope.id,
+        "exchange": item.exchange,
+        "routing_key": item.routing_key or item.envelope.routing_key,
+        "body": item.envelope.to_bytes(),
+        "headers": headers,
+        "created_at": now,
+        "published_at": None,
+        "attempts": 0,
+    }
+
+
 def add_to_outbox(
     conn: Connection | Session,
     table: sa.Table,
@@ -73,21 +100,15 @@ def add_to_outbox(
     headers: Mapping[str, Any] | None = None,
 ) -> None:
     """Queue `envelope` for publishing, inside the caller's transaction (it commits or rolls back with it)."""
-    all_headers = dict(headers or {})
-    # The relay publishes later, outside the request: the correlation id must travel with the row.
-    all_headers.setdefault("correlation_id", envelope.correlation_id)
-    conn.execute(
-        sa.insert(table).values(
-            message_id=envelope.id,
-            exchange=exchange,
-            routing_key=routing_key or envelope.routing_key,
-            body=envelope.to_bytes(),
-            headers=all_headers,
-            created_at=datetime.now(UTC),
-            published_at=None,
-            attempts=0,
-        )
-    )
+    add_many_to_outbox(conn, table, [OutboxItem(envelope, exchange, routing_key, headers)])
+
+
+def add_many_to_outbox(conn: Connection | Session, table: sa.Table, items: Sequence[OutboxItem]) -> None:
+    """Queue several messages in one multi-row INSERT, in the caller's transaction, in publish order."""
+    if not items:
+        return
+    now = datetime.now(UTC)
+    conn.execute(sa.insert(table), [_row(item, now) for item in items])
 
 
 def _aware(value: datetime) -> datetime:

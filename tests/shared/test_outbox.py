@@ -12,7 +12,7 @@ from shared.envelope import Envelope
 from shared.logs import correlation_scope
 from shared.messaging import PublishError, Unroutable
 from shared.naming import TASKS_EXCHANGE
-from shared.outbox import OutboxRelay, add_to_outbox, outbox_table
+from shared.outbox import OutboxItem, OutboxRelay, add_many_to_outbox, add_to_outbox, outbox_table
 from sqlalchemy.orm import Session
 
 META = sa.MetaData()
@@ -105,6 +105,20 @@ def test_outbox_rows_can_be_added_in_an_orm_session_with_explicit_routing(engine
     (row,) = _rows(engine)
     assert (row.exchange, row.routing_key, row.message_id) == ("routing.tasks", "PHONG_VHTT", env.id)
     assert row.headers == {"x": "1", "correlation_id": env.correlation_id}
+
+
+def test_many_rows_in_one_insert_keep_their_order_routing_and_correlation(engine):
+    envs = [Envelope.new("routing.task_offered", {"đơn_vị": f"U{i}"}, producer="routing") for i in range(4)]
+    with engine.begin() as conn:
+        add_many_to_outbox(
+            conn, OUTBOX, [OutboxItem(env, TASKS_EXCHANGE, f"U{i}") for i, env in enumerate(envs)]
+        )
+        add_many_to_outbox(conn, OUTBOX, [])  # nothing to queue is not an error
+    rows = _rows(engine)
+    assert [r.message_id for r in rows] == [e.id for e in envs]
+    assert [r.routing_key for r in rows] == ["U0", "U1", "U2", "U3"]
+    assert all(r.headers == {"correlation_id": e.correlation_id} for r, e in zip(rows, envs, strict=True))
+    assert all(r.published_at is None and r.attempts == 0 for r in rows)
 
 
 def test_correlation_id_travels_in_the_row_headers(engine):

@@ -18,7 +18,7 @@ from shared.envelope import Envelope
 from shared.inbox import claim
 from shared.naming import TASKS_EXCHANGE, events_exchange
 from shared.objectstore import ObjectStore
-from shared.outbox import add_to_outbox
+from shared.outbox import OutboxItem, add_many_to_outbox, add_to_outbox
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -400,33 +400,6 @@ def _directive_view(directive: Any) -> dict[str, Any]:
     }
 
 
-def _add_outbox_batch(conn: Connection, items: list[tuple[Envelope, str, str | None]]) -> None:
-    """add_to_outbox for many envelopes in one multi-row INSERT (same row shape, same publish order).
-
-    A directive fans out into ~25 tasks and two messages each; one statement instead of fifty keeps the
-    consumer ahead of the offered rate.
-    """
-    if not items:
-        return
-    now = utcnow()
-    conn.execute(
-        sa.insert(t.outbox),
-        [
-            {
-                "message_id": envelope.id,
-                "exchange": exchange,
-                "routing_key": routing_key or envelope.routing_key,
-                "body": envelope.to_bytes(),
-                "headers": {"correlation_id": envelope.correlation_id},
-                "created_at": now,
-                "published_at": None,
-                "attempts": 0,
-            }
-            for envelope, exchange, routing_key in items
-        ],
-    )
-
-
 def _create_tasks(
     conn: Connection,
     directive: Any,
@@ -467,7 +440,7 @@ def _create_tasks(
             (Envelope.new("routing.task_offered", payload, producer=SERVICE), TASKS_EXCHANGE, row["unit"])
         )
         messages.append((Envelope.new("routing.task_assigned", payload, producer=SERVICE), EVENTS, None))
-    _add_outbox_batch(conn, messages)
+    add_many_to_outbox(conn, t.outbox, [OutboxItem(env, ex, key) for env, ex, key in messages])
     return [row["id"] for row in rows]
 
 
