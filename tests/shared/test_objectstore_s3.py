@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import socket
 import time
 import uuid
@@ -9,7 +11,7 @@ import uuid
 import pytest
 from minio.error import S3Error
 from objectstore_contract import ObjectStoreContract
-from shared.objectstore import ObjectNotFound, S3Store, StoreUnavailable
+from shared.objectstore import ChecksumMismatch, ObjectNotFound, S3Store, StoreUnavailable
 from urllib3 import HTTPResponse
 
 
@@ -71,3 +73,101 @@ def test_error_codes_translate_to_port_errors(monkeypatch):
     monkeypatch.setattr(store._client, "stat_object", missing)
     with pytest.raises(ObjectNotFound):
         store.stat("docroute-staging", "k")
+
+
+# -- how many requests an upload and a read cost, and what stands in for the read-back ----------------
+
+
+@pytest.fixture
+def s3_store(s3_endpoint: str) -> S3Store:
+    return S3Store(s3_endpoint, "testing", "testing", secure=False, region="us-east-1")
+
+
+@pytest.fixture
+def s3_bucket(s3_store: S3Store) -> str:
+    name = f"plain-{uuid.uuid4().hex[:12]}"
+    s3_store.ensure_bucket(name)
+    return name
+
+
+def _spy(monkeypatch, obj, name: str) -> list[tuple]:
+    calls: list[tuple] = []
+    original = getattr(obj, name)
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(obj, name, spy)
+    return calls
+
+
+@pytest.mark.integration
+def test_put_confirmed_by_the_servers_checksum_is_not_read_back(monkeypatch, s3_store, s3_bucket):
+    data = "Công văn số 1393/CVT-CL".encode()
+    gets = _spy(monkeypatch, s3_store._client, "get_object")
+
+    stored = s3_store.put(
+        s3_bucket,
+        "a.txt",
+        data,
+        size=len(data),
+        content_type="text/plain",
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+    assert gets == []  # the server echoed x-amz-checksum-sha256: it checked the body against it
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert s3_store.read(s3_bucket, "a.txt") == data
+
+
+@pytest.mark.integration
+def test_put_reads_back_and_refuses_when_the_server_does_not_confirm_the_checksum(
+    monkeypatch, s3_store, s3_bucket
+):
+    data = "Quyết định".encode()
+    original = s3_store._client.put_object
+
+    def lossy_server(bucket, key, body, length, **kwargs):
+        # A server that ignores the checksum header: it stores other bytes and answers without the echo.
+        result = original(bucket, key, io.BytesIO(b"X" * length), length, **kwargs)
+        result.http_headers.pop("x-amz-checksum-sha256", None)
+        return result
+
+    monkeypatch.setattr(s3_store._client, "put_object", lossy_server)
+    with pytest.raises(ChecksumMismatch, match="stored data hashes to"):
+        s3_store.put(
+            s3_bucket,
+            "b.txt",
+            data,
+            size=len(data),
+            content_type="text/plain",
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+    assert not s3_store.exists(s3_bucket, "b.txt")
+
+
+@pytest.mark.integration
+def test_open_checks_the_recorded_checksum_from_the_get_alone(monkeypatch, s3_store, s3_bucket):
+    data = "Báo cáo".encode()
+    s3_store.put(
+        s3_bucket,
+        "c.txt",
+        data,
+        size=len(data),
+        content_type="text/plain",
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    # The same key rewritten behind the store's back, its recorded SHA-256 left as it was.
+    s3_store._client.put_object(
+        s3_bucket,
+        "c.txt",
+        io.BytesIO(b"changed"),
+        7,
+        metadata={"x-amz-meta-docroute-sha256": hashlib.sha256(data).hexdigest()},
+    )
+    heads = _spy(monkeypatch, s3_store._client, "stat_object")
+
+    with pytest.raises(ChecksumMismatch), s3_store.open(s3_bucket, "c.txt") as chunks:
+        b"".join(chunks)
+    assert heads == []

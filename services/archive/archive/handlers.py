@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any, cast
+from typing import IO, Any, BinaryIO, cast
 
 import sqlalchemy as sa
 from marshmallow import ValidationError
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 CONSUMER = "archive"
 CHECKPOINT_PREFIX = "checkpoints/"
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
+# Archiving holds one file at a time; typical scans (up to tens of MB) stay in memory, larger spill to disk.
+ARCHIVE_SPOOL_IN_MEMORY = 64 * 1024 * 1024
 
 Clock = Callable[[], datetime]
 
@@ -99,34 +102,80 @@ class Prepared:
     report: SignatureReport
 
 
+def _spool_verified(store: ObjectStore, bucket: str, key: str, sha256: str, size: int) -> IO[bytes]:
+    """One read of the object into a spool, hashed on the way; ChecksumMismatch unless it hashes to sha256."""
+    # pyHanko parses with many tiny reads: a plain BytesIO (or a real file when large) keeps each one a C
+    # call, where SpooledTemporaryFile would add a Python-level hop to every read.
+    spool: IO[bytes] = io.BytesIO() if size <= ARCHIVE_SPOOL_IN_MEMORY else tempfile.TemporaryFile()  # noqa: SIM115
+    try:
+        digest = hashlib.sha256()
+        with store.open(bucket, key) as chunks:
+            for chunk in chunks:
+                digest.update(chunk)
+                spool.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise ChecksumMismatch(f"{bucket}/{key} hashes to {digest.hexdigest()}, expected {sha256}")
+    except StoreChecksumMismatch as exc:
+        spool.close()
+        raise ChecksumMismatch(str(exc)) from exc
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool
+
+
 def _ensure_archived(
     vault: Vault, directive_id: str, doc: IncomingDocument, now: datetime
-) -> tuple[StoredObject, str]:
-    """Copies staging → archive once: the key is deterministic, so a redelivery finds the first copy."""
+) -> tuple[StoredObject, str, IO[bytes]]:
+    """Copies staging → archive once and returns the archived bytes, read once, in a spool.
+
+    The key is deterministic, so a redelivery finds the first copy. Either way the spool holds bytes that
+    hash to the announced SHA-256 and that the archive holds: a fresh copy is written from the spool and
+    the store's put verifies what it stored against that same SHA-256.
+    """
     key = archive_key(directive_id, doc.sha256)
     klass = vault.retention.class_for(doc.document_type, is_report=doc.source_kind == SOURCE_REPORT)
-    decision = vault.retention.decide(klass, now)
-    if vault.store.exists(vault.archive_bucket, key):
-        stored = vault.store.stat(vault.archive_bucket, key)
+    try:
+        stored: StoredObject | None = vault.store.stat(vault.archive_bucket, key)
+    except ObjectNotFound:
+        stored = None
+    if stored is not None:
         if stored.sha256 != doc.sha256:
             raise ChecksumMismatch(
                 f"{vault.archive_bucket}/{key} holds {stored.sha256}, expected {doc.sha256}"
             )
-        return stored, klass
-    retention = Retention(mode=cast(RetentionMode, vault.lock_mode), retain_until=decision.retain_until)
+        return stored, klass, _spool_verified(vault.store, vault.archive_bucket, key, doc.sha256, stored.size)
+    source = vault.store.stat(doc.bucket, doc.key)
+    if source.sha256 != doc.sha256:
+        raise ChecksumMismatch(
+            f"{doc.bucket}/{doc.key}: recorded sha256 {source.sha256}, expected {doc.sha256}"
+        )
+    spool = _spool_verified(vault.store, doc.bucket, doc.key, doc.sha256, source.size)
     try:
-        stored = vault.store.copy(
-            doc.bucket,
-            doc.key,
+        decision = vault.retention.decide(klass, now)
+        size = spool.seek(0, 2)
+        spool.seek(0)
+        stored = vault.store.put(
             vault.archive_bucket,
             key,
+            cast(BinaryIO, spool),
+            size=size,
+            content_type=source.content_type,
             sha256=doc.sha256,
-            retention=retention,
+            metadata=source.metadata,
+            retention=Retention(
+                mode=cast(RetentionMode, vault.lock_mode), retain_until=decision.retain_until
+            ),
             legal_hold=decision.legal_hold,
         )
     except StoreChecksumMismatch as exc:
+        spool.close()
         raise ChecksumMismatch(str(exc)) from exc
-    return stored, klass
+    except BaseException:
+        spool.close()
+        raise
+    return stored, klass, spool
 
 
 def _prepare(
@@ -134,9 +183,11 @@ def _prepare(
 ) -> list[Prepared]:
     prepared = []
     for doc in docs:
-        stored, klass = _ensure_archived(vault, directive_id, doc, now)
-        # Verify what the archive holds, not what staging held: that is what auditors will retrieve.
-        report = verifier.verify(vault.store.read(vault.archive_bucket, stored.key))
+        stored, klass, spool = _ensure_archived(vault, directive_id, doc, now)
+        # The spool holds exactly what the archive holds (same SHA-256), read once: validating it is
+        # validating what auditors will retrieve, without fetching the object again.
+        with spool:
+            report = verifier.verify_stream(spool)
         prepared.append(Prepared(doc, stored, klass, report))
     return prepared
 

@@ -7,13 +7,15 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from archive.domain.signatures import SignatureInfo, SignatureReport
 
 log = logging.getLogger(__name__)
 
 PDF_MAGIC = b"%PDF-"
+# How far into a file the PDF header may sit behind leading whitespace and still be recognised.
+_HEADER_WINDOW = 1024
 
 
 def load_trust_roots(path: Path | None) -> list[Any]:
@@ -55,17 +57,31 @@ class SignatureVerifier:
         # what was checked at archiving time (intact, trusted chain, coverage).
         return ValidationContext(trust_roots=self._roots, allow_fetching=False, revocation_mode="soft-fail")
 
+    def warm_up(self) -> None:
+        """Imports pyHanko and builds one validation context, so the first archived file does not pay it."""
+        from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: F401 - imported for its side effect
+        from pyhanko.sign.validation import validate_pdf_signature  # noqa: F401 - same
+
+        self._context()
+
     def verify(self, data: bytes) -> SignatureReport:
         """The report for these bytes; a non-PDF or an unreadable PDF counts as unsigned with a note."""
+        # A private copy: the validator works on its own buffer, the caller's bytes stay as they are.
+        return self.verify_stream(io.BytesIO(bytes(data)))
+
+    def verify_stream(self, stream: IO[bytes]) -> SignatureReport:
+        """The report for a seekable binary stream the caller owns and no longer writes to; only read."""
         checked_at = self._clock()
-        if not data.lstrip()[:5].startswith(PDF_MAGIC):
+        stream.seek(0)
+        head = stream.read(_HEADER_WINDOW)
+        stream.seek(0)
+        if not head.lstrip()[:5].startswith(PDF_MAGIC):
             return SignatureReport(checked_at=checked_at, signatures=(), is_pdf=False, note="not a PDF")
         from pyhanko.pdf_utils.misc import PdfError
         from pyhanko.pdf_utils.reader import PdfFileReader
 
         try:
-            # A private copy in memory: the validator works on its own buffer, the archived bytes stay as is.
-            reader = PdfFileReader(io.BytesIO(bytes(data)), strict=False)
+            reader = PdfFileReader(stream, strict=False)
             embedded = list(reader.embedded_signatures)
         except (PdfError, ValueError, KeyError, TypeError) as exc:
             return SignatureReport(checked_at=checked_at, signatures=(), note=f"unreadable PDF: {exc}")

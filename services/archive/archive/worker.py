@@ -88,6 +88,9 @@ class ArchiveWorker:
 
     def run(self, stop: threading.Event) -> None:
         self.deps.vault.ensure_ready()
+        # pyHanko's imports and first validation context cost about a second: paid before consuming, not
+        # by the first archived file.
+        self.deps.verifier.warm_up()
         run_all(self.parts, stop)
 
     def close(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 
 import pytest
@@ -9,6 +11,7 @@ import sqlalchemy as sa
 from archive.adapters.db import audit_entries, outbox, records, task_events
 from archive.handlers import handle_directive_registered, handle_task_event
 from archive_testkit import ARCHIVE, directive_event, task_event
+from shared.messaging import PermanentError
 from shared.objectstore import ObjectLocked
 
 
@@ -119,3 +122,75 @@ def test_task_events_build_history_and_archive_reports(engine, vault, verifier, 
     ]
     assert created == [row.id] and row.source_kind == "report" and row.filename == "báo cáo kết quả.pdf"
     assert row.subject.startswith("V/v phối hợp")  # directive metadata carried onto the report record
+
+
+class CountingStore:
+    """The real filesystem store, counting the reads (`open`/`read`) per bucket."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.reads: list[str] = []
+
+    def open(self, bucket, key):
+        self.reads.append(bucket)
+        return self._inner.open(bucket, key)
+
+    def read(self, bucket, key):
+        self.reads.append(bucket)
+        return self._inner.read(bucket, key)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_each_file_is_read_once_and_validated_from_that_read(engine, vault, verifier, samples, stage_file):
+    staged = stage_file(samples.valid, "một lần.pdf")
+    counting = CountingStore(vault.store)
+    one_read = dataclasses.replace(vault, store=counting)
+
+    handle_directive_registered(
+        directive_event("dir-once", [staged.attachment]), engine=engine, vault=one_read, verifier=verifier
+    )
+
+    assert counting.reads == [staged.attachment["bucket"]]  # staging once; the archived copy is not re-read
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(records)).one()
+    assert (
+        row.signature_status == "valid"
+        and row.signature_report["signatures"][0]["signer"] == "Nguyễn Văn Thử"
+    )
+    assert vault.store.read(ARCHIVE, row.key) == samples.valid
+
+
+def test_redelivery_validates_the_archived_copy_from_one_read(engine, vault, verifier, samples, stage_file):
+    staged = stage_file(samples.valid, "lại.pdf")
+    event = directive_event("dir-again", [staged.attachment])
+    handle_directive_registered(event, engine=engine, vault=vault, verifier=verifier)
+    with engine.begin() as conn:  # as if the worker died after the object was written, before its commit
+        conn.execute(sa.delete(records))
+        conn.execute(sa.text("DELETE FROM inbox"))
+    counting = CountingStore(vault.store)
+
+    created = handle_directive_registered(
+        event, engine=engine, vault=dataclasses.replace(vault, store=counting), verifier=verifier
+    )
+
+    assert len(created) == 1 and counting.reads == [ARCHIVE]
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(records.c.signature_status)).scalar_one() == "valid"
+
+
+def test_staged_bytes_that_do_not_match_the_announced_checksum_are_refused(
+    engine, vault, verifier, samples, stage_file
+):
+    staged = stage_file(samples.valid, "sai.pdf")
+    attachment = {**staged.attachment, "sha256": hashlib.sha256(b"other bytes").hexdigest()}
+
+    with pytest.raises(PermanentError, match="sha256"):
+        handle_directive_registered(
+            directive_event("dir-bad", [attachment]), engine=engine, vault=vault, verifier=verifier
+        )
+
+    assert not vault.store.exists(ARCHIVE, f"records/dir-bad/{attachment['sha256']}")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one() == 0

@@ -76,3 +76,14 @@ def test_bottom_line_worst_signature_wins():
     assert bottom_line([_sig(trusted=False), _sig(intact=False)]) is BottomLine.INVALID
     assert bottom_line([_sig(modification_ok=False)]) is BottomLine.INVALID
     assert bottom_line([_sig(), _sig()]) is BottomLine.VALID
+
+
+def test_stream_from_a_file_reports_like_bytes_and_leaves_the_file_unchanged(verifier, samples, tmp_path):
+    path = tmp_path / "văn bản.pdf"
+    path.write_bytes(samples.tampered)
+    verifier.warm_up()
+    with path.open("rb") as fh:
+        report = verifier.verify_stream(fh)
+    assert report.bottom_line is BottomLine.INVALID
+    assert report.to_dict()["signatures"] == verifier.verify(samples.tampered).to_dict()["signatures"]
+    assert path.read_bytes() == samples.tampered
