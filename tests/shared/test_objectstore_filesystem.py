@@ -42,6 +42,38 @@ def test_stored_files_are_read_only(tmp_path):
     assert stat.S_IMODE(data_file.stat().st_mode) == 0o444
 
 
+def test_new_directories_are_made_durable_in_their_parents(tmp_path, monkeypatch):
+    from shared.objectstore import filesystem
+
+    synced: list[Path] = []
+    real = filesystem._fsync_dir
+    monkeypatch.setattr(filesystem, "_fsync_dir", lambda d: (synced.append(Path(d)), real(d)))
+    store = FilesystemStore(tmp_path)
+    store.ensure_bucket("docs")
+    synced.clear()
+    store.put(
+        "docs",
+        "directives/d-1/x",
+        VIETNAMESE,
+        size=len(VIETNAMESE),
+        content_type="text/plain",
+        sha256=sha(VIETNAMESE),
+    )
+    data = tmp_path / "docs" / "data"
+    # Each directory created for the key has its entry synced in its parent, then the file's rename too.
+    assert data in synced and data / "directives" in synced and data / "directives" / "d-1" in synced
+    synced.clear()
+    store.put(
+        "docs",
+        "directives/d-1/y",
+        VIETNAMESE,
+        size=len(VIETNAMESE),
+        content_type="text/plain",
+        sha256=sha(VIETNAMESE),
+    )
+    assert data / "directives" not in synced  # nothing new to make durable above the file's own directory
+
+
 def test_checksum_mismatch_leaves_no_temp_files(tmp_path):
     store = FilesystemStore(tmp_path)
     store.ensure_bucket("docs")

@@ -50,6 +50,25 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _mkdirs_durably(directory: Path) -> None:
+    """`mkdir -p` that also fsyncs the parent of every directory it creates.
+
+    A file renamed into a brand-new directory survives a power loss only if that directory's own entry
+    reached the disk too; existing directories cost nothing.
+    """
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir()
+        except FileExistsError:
+            continue  # another thread or process made it (and syncs it)
+        _fsync_dir(new.parent)
+
+
 def _chunks_of(data: bytes | BinaryIO) -> Iterator[bytes]:
     if isinstance(data, bytes | bytearray | memoryview):
         view = memoryview(data)
@@ -114,7 +133,7 @@ class FilesystemStore:
     @staticmethod
     def _stage_meta(meta_path: Path, meta: Mapping[str, Any]) -> Path:
         """Writes and fsyncs the sidecar to a temp file beside `meta_path`; the caller renames it."""
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        _mkdirs_durably(meta_path.parent)
         fd, tmp = tempfile.mkstemp(dir=meta_path.parent, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -198,7 +217,7 @@ class FilesystemStore:
             raise ObjectStoreError(f"bucket {bucket} has no object lock; retention and legal hold need it")
         data_path, meta_path = self._paths(bucket, key)
         try:
-            data_path.parent.mkdir(parents=True, exist_ok=True)
+            _mkdirs_durably(data_path.parent)
             # Hash while writing to a temp file; only a verified, fsynced file is renamed into place.
             fd, tmp_name = tempfile.mkstemp(dir=data_path.parent, prefix=".tmp-")
         except (FileExistsError, NotADirectoryError) as exc:
