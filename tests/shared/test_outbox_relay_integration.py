@@ -110,7 +110,8 @@ def test_relay_killed_mid_batch_and_restarted_delivers_every_event_once_after_th
     n = 120
     ids = write_events(producer_engine, n)
     with running(InboxConsumer(rabbit_url, queue, sqlite_url)) as side:
-        # Slow publishes (5 ms) make a 50-row batch last long enough to kill it half way.
+        # 5 ms per row slept between the broker's confirm of a 50-row batch and its mark: the kill lands
+        # while confirmed rows are not yet recorded, so they are published again after the restart.
         first = subprocess.Popen([sys.executable, str(RELAY_SCRIPT), pg_url, rabbit_url, "0.005"])
         try:
             assert wait_until(lambda: sum(side.deliveries.values()) >= 30), "relay never got going"
