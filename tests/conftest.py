@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import uuid
@@ -71,8 +73,23 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+def _rabbitmqctl(*args: str, timeout: float = 120) -> None:
+    """Runs one rabbitmqctl command; on a timeout the whole process group goes, leaving no CLI node behind.
+
+    (A stuck CLI node keeps one of the few Erlang distribution ports rabbitmqctl may use; enough of them and
+    every later call fails.)
+    """
+    proc = subprocess.Popen(
+        ["rabbitmqctl", "-q", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {output.decode(errors='replace')}")
 
 
 @pytest.fixture(scope="session")
@@ -83,20 +100,17 @@ def amqp_vhost_factory() -> Iterator[Callable[[], str]]:
     def make() -> str:
         vhost = f"docroute-test-{uuid.uuid4().hex[:10]}"
         _rabbitmqctl("add_vhost", vhost)
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         created.append(vhost)
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         return f"{AMQP_BASE}/{quote(vhost, safe='')}"
 
     yield make
-    # Each rabbitmqctl call boots an Erlang VM (about a second): delete the vhosts in parallel.
-    deleting = [
-        subprocess.Popen(
-            ["rabbitmqctl", "-q", "delete_vhost", vhost], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        for vhost in created
-    ]
-    for proc in deleting:
-        proc.wait(timeout=120)
+    # One at a time: deleting vhosts in parallel with other vhost operations has wedged RabbitMQ 3.10's
+    # vhost supervisor here (every later add_vhost hung).
+    for vhost in created:
+        # A vhost that cannot be deleted now is left for the next cleanup; no test result depends on it.
+        with contextlib.suppress(subprocess.TimeoutExpired, RuntimeError):
+            _rabbitmqctl("delete_vhost", vhost, timeout=60)
 
 
 @pytest.fixture(scope="session")
