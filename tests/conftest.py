@@ -92,10 +92,19 @@ def _rabbitmqctl(*args: str, timeout: float = 120) -> None:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {output.decode(errors='replace')}")
 
 
+_CREATED_VHOSTS: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def amqp_vhost_factory() -> Iterator[Callable[[], str]]:
-    """Creates isolated RabbitMQ virtual hosts on demand (guest has full rights); deletes them at the end."""
-    created: list[str] = []
+    """Creates isolated RabbitMQ virtual hosts on demand (guest has full rights).
+
+    A vhost made during a test (by the test or a function-scoped fixture) is deleted when that test ends
+    (see `_release_test_vhosts`); those made for a module or the session, at the end of the session. Every
+    live vhost holds message-store files open in the broker, and a broker out of file handles stops
+    creating vhosts.
+    """
+    created = _CREATED_VHOSTS
 
     def make() -> str:
         vhost = f"docroute-test-{uuid.uuid4().hex[:10]}"
@@ -109,6 +118,19 @@ def amqp_vhost_factory() -> Iterator[Callable[[], str]]:
     # vhost supervisor here (every later add_vhost hung).
     for vhost in created:
         # A vhost that cannot be deleted now is left for the next cleanup; no test result depends on it.
+        with contextlib.suppress(subprocess.TimeoutExpired, RuntimeError):
+            _rabbitmqctl("delete_vhost", vhost, timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def _release_test_vhosts() -> Iterator[None]:
+    # Session- and module-scoped fixtures are set up before this one, so only what the test itself (or
+    # its function-scoped fixtures) created comes after the mark.
+    mark = len(_CREATED_VHOSTS)
+    yield
+    made = _CREATED_VHOSTS[mark:]
+    del _CREATED_VHOSTS[mark:]
+    for vhost in made:
         with contextlib.suppress(subprocess.TimeoutExpired, RuntimeError):
             _rabbitmqctl("delete_vhost", vhost, timeout=60)
 
