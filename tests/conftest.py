@@ -95,50 +95,51 @@ def _rabbitmqctl(*args: str, timeout: float = 120) -> None:
 _CREATED_VHOSTS: list[str] = []
 
 
+_SESSION_VHOSTS: list[str] = []
+
+
 @pytest.fixture(scope="session")
-def amqp_vhost_factory() -> Iterator[Callable[[], str]]:
+def amqp_vhost_factory() -> Iterator[Callable[..., str]]:
     """Creates isolated RabbitMQ virtual hosts on demand (guest has full rights).
 
-    A vhost made during a test (by the test or a function-scoped fixture) is deleted when that test ends
-    (see `_release_test_vhosts`); those made for a module or the session, at the end of the session. Every
-    live vhost holds message-store files open in the broker, and a broker out of file handles stops
-    creating vhosts.
+    `factory()` gives a vhost that lives until the end of the current test module (see
+    `_release_module_vhosts`); `factory(session=True)`, one for session-scoped fixtures. Every live vhost
+    holds message-store files open in the broker, and a broker out of file handles stops creating vhosts.
     """
-    created = _CREATED_VHOSTS
 
-    def make() -> str:
+    def make(*, session: bool = False) -> str:
         vhost = f"docroute-test-{uuid.uuid4().hex[:10]}"
         _rabbitmqctl("add_vhost", vhost)
-        created.append(vhost)
+        (_SESSION_VHOSTS if session else _CREATED_VHOSTS).append(vhost)
         _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         return f"{AMQP_BASE}/{quote(vhost, safe='')}"
 
     yield make
+    _delete_vhosts(_CREATED_VHOSTS + _SESSION_VHOSTS)
+
+
+def _delete_vhosts(vhosts: list[str]) -> None:
     # One at a time: deleting vhosts in parallel with other vhost operations has wedged RabbitMQ 3.10's
     # vhost supervisor here (every later add_vhost hung).
-    for vhost in created:
+    for vhost in vhosts:
         # A vhost that cannot be deleted now is left for the next cleanup; no test result depends on it.
         with contextlib.suppress(subprocess.TimeoutExpired, RuntimeError):
             _rabbitmqctl("delete_vhost", vhost, timeout=60)
 
 
-@pytest.fixture(autouse=True)
-def _release_test_vhosts() -> Iterator[None]:
-    # Session- and module-scoped fixtures are set up before this one, so only what the test itself (or
-    # its function-scoped fixtures) created comes after the mark.
+@pytest.fixture(scope="module", autouse=True)
+def _release_module_vhosts() -> Iterator[None]:
     mark = len(_CREATED_VHOSTS)
     yield
     made = _CREATED_VHOSTS[mark:]
     del _CREATED_VHOSTS[mark:]
-    for vhost in made:
-        with contextlib.suppress(subprocess.TimeoutExpired, RuntimeError):
-            _rabbitmqctl("delete_vhost", vhost, timeout=60)
+    _delete_vhosts(made)
 
 
 @pytest.fixture(scope="session")
-def amqp_url(amqp_vhost_factory: Callable[[], str]) -> str:
+def amqp_url(amqp_vhost_factory: Callable[..., str]) -> str:
     """One RabbitMQ virtual host shared by the session; tests that need isolation ask the factory."""
-    return amqp_vhost_factory()
+    return amqp_vhost_factory(session=True)
 
 
 @pytest.fixture(scope="session")

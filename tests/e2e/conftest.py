@@ -122,14 +122,14 @@ class E2EEnv:
 def e2e_env(
     tmp_path_factory: pytest.TempPathFactory,
     pg_database_factory: Callable[[], str],
-    amqp_vhost_factory: Callable[[], str],
+    amqp_vhost_factory: Callable[..., str],
     s3_endpoint: str,
 ) -> E2EEnv:
     """Fresh PostgreSQL database per service, one isolated RabbitMQ vhost, moto S3, a JWT secret."""
     data_dir = tmp_path_factory.mktemp("e2e-data")
     logs_dir = tmp_path_factory.mktemp("e2e-logs")
     suffix = uuid.uuid4().hex[:8]
-    amqp_url = amqp_vhost_factory()
+    amqp_url = amqp_vhost_factory(session=True)
     database_urls = {svc: pg_database_factory() for svc in SERVICES}
     jwt_secret = f"e2e-secret-{uuid.uuid4().hex}"
     staging_bucket = f"docroute-staging-{suffix}"
