@@ -31,10 +31,14 @@ def _three_free_ports() -> int:
 
 
 def test_up_serves_all_three_services_against_the_real_servers_and_stops_cleanly(
-    e2e_env: Any, pg_database_factory: Callable[[], str], tmp_path: Path
+    e2e_env: Any,
+    pg_database_factory: Callable[[], str],
+    amqp_vhost_factory: Callable[..., str],
+    tmp_path: Path,
 ) -> None:
     env = e2e_env.environ(
         {
+            "DOCROUTE_AMQP_URL": amqp_vhost_factory(),
             "DOCROUTE_INTAKE_DATABASE_URL": pg_database_factory(),
             "DOCROUTE_ROUTING_DATABASE_URL": pg_database_factory(),
             "DOCROUTE_ARCHIVE_DATABASE_URL": pg_database_factory(),

@@ -24,9 +24,11 @@ def stack(
     start_service: Callable[..., str],
     start_worker: Callable[..., object],
     pg_database_factory: Callable[[], str],
+    amqp_vhost_factory: Callable[..., str],
 ) -> dict[str, str]:
-    """Own databases for intake and routing, so other e2e modules' directives stay out of the way."""
+    """Own databases and broker vhost, so other e2e modules' workers never take this module's events."""
     env = {
+        "DOCROUTE_AMQP_URL": amqp_vhost_factory(session=True),
         "DOCROUTE_INTAKE_DATABASE_URL": pg_database_factory(),
         "DOCROUTE_ROUTING_DATABASE_URL": pg_database_factory(),
         "DOCROUTE_ORGANISATION": "STTTT",

@@ -26,15 +26,19 @@ def stack(
     start_service: Callable[..., str],
     start_worker: Callable[..., object],
     pg_database_factory: Callable[[], str],
+    amqp_vhost_factory: Callable[..., str],
 ) -> dict[str, str]:
+    # Own databases and broker vhost: another module's routing worker must not take these events.
+    amqp_url = amqp_vhost_factory(session=True)
     env = {
+        "DOCROUTE_AMQP_URL": amqp_url,
         "DOCROUTE_INTAKE_DATABASE_URL": pg_database_factory(),
         "DOCROUTE_ROUTING_DATABASE_URL": pg_database_factory(),
     }
     urls = {"intake": start_service("intake", env=env), "routing": start_service("routing", env=env)}
     start_worker("routing", env=env)
     start_worker("intake", env=env)
-    return urls
+    return urls | {"amqp": amqp_url}
 
 
 def unit_account(amqp_url: str, unit: str) -> str:
@@ -77,7 +81,7 @@ def test_a_unit_takes_its_task_over_amqp_and_routing_records_the_receipt(
     assert r.status_code == 201, r.text
     directive_id = r.json()["id"]
 
-    amqp_url = unit_account(e2e_env.amqp_url, "SYT")
+    amqp_url = unit_account(stack["amqp"], "SYT")
     token = e2e_env.token("unit", "SYT")
     result = subprocess.run(
         [

@@ -94,13 +94,13 @@ def test_worker_archives_redelivered_event_once_and_announces_it(
             assert envelope["type"] == "archive.record_archived"
             assert envelope["payload"]["filename"] == "Kế hoạch 120.pdf"
             assert envelope["payload"]["signature_status"] == "valid"
-            checkpoint_key = _wait(
-                lambda: (
-                    worker.deps.engine.connect()
-                    .execute(sa.text("SELECT key FROM audit_checkpoints"))
-                    .scalar()
-                )
-            )
+
+            def latest_checkpoint() -> str | None:
+                # Each poll returns its connection to the pool (a bare connect() would hold one per poll).
+                with worker.deps.engine.connect() as polled:
+                    return polled.execute(sa.text("SELECT key FROM audit_checkpoints")).scalar()
+
+            checkpoint_key = _wait(latest_checkpoint)
             assert store.exists(settings.archive_bucket, checkpoint_key)
             time.sleep(0.5)  # let a second delivery be processed, if it were to archive anything
             with worker.deps.engine.connect() as conn2:
