@@ -25,6 +25,8 @@ from shared.objectstore.port import (
     StoredObject,
     StoreUnavailable,
     check_metadata,
+    check_received,
+    check_recorded,
     check_retention_change,
     validate_bucket,
     validate_key,
@@ -234,13 +236,8 @@ class FilesystemStore:
                     written += len(chunk)
                 fh.flush()
                 os.fsync(fh.fileno())
-            if written != size:
-                raise ChecksumMismatch(f"{bucket}/{key}: declared size {size}, received {written} bytes")
             actual = digest.hexdigest()
-            if actual != sha256:
-                raise ChecksumMismatch(
-                    f"{bucket}/{key}: declared sha256 {sha256}, stored data hashes to {actual}"
-                )
+            check_received(bucket, key, size=size, sha256=sha256, received=written, digest=actual)
             os.chmod(tmp, 0o444)
             meta = {
                 "key": key,
@@ -371,10 +368,7 @@ class FilesystemStore:
         legal_hold: bool = False,
     ) -> StoredObject:
         source = self.stat(src_bucket, src_key)
-        if source.sha256 != sha256:
-            raise ChecksumMismatch(
-                f"{src_bucket}/{src_key}: recorded sha256 {source.sha256}, expected {sha256}"
-            )
+        check_recorded(src_bucket, src_key, source, sha256)
         data_path, _ = self._paths(src_bucket, src_key)
         with data_path.open("rb") as fh:
             # put() re-hashes the bytes it writes, so a source that rotted on disk is refused here too.

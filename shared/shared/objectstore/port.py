@@ -173,3 +173,17 @@ def check_retention_change(
     weakened = new is None or new.retain_until < current.retain_until
     if weakened and not bypass_governance:
         raise ObjectLocked(f"{bucket}/{key}: shortening GOVERNANCE retention needs bypass_governance")
+
+
+def check_received(bucket: str, key: str, *, size: int, sha256: str, received: int, digest: str) -> None:
+    """Refuses bytes whose length or SHA-256 differ from what the caller declared (every store)."""
+    if received != size:
+        raise ChecksumMismatch(f"{bucket}/{key}: declared size {size}, received {received} bytes")
+    if digest != sha256:
+        raise ChecksumMismatch(f"{bucket}/{key}: declared sha256 {sha256}, received bytes hash to {digest}")
+
+
+def check_recorded(bucket: str, key: str, source: StoredObject, sha256: str) -> None:
+    """Refuses to copy an object whose recorded SHA-256 is not the one the caller expects."""
+    if source.sha256 != sha256:
+        raise ChecksumMismatch(f"{bucket}/{key}: recorded sha256 {source.sha256}, expected {sha256}")

@@ -29,6 +29,8 @@ from shared.objectstore.port import (
     StoredObject,
     StoreUnavailable,
     check_metadata,
+    check_received,
+    check_recorded,
     check_retention_change,
     validate_bucket,
     validate_key,
@@ -233,13 +235,8 @@ class S3Store:
         if size > _MAX_SINGLE_PUT:
             raise ValueError("objects larger than 5 GiB are not supported")
         body = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else data.read(size + 1)
-        if len(body) != size:
-            raise ChecksumMismatch(f"{bucket}/{key}: declared size {size}, received {len(body)} bytes")
         digest = hashlib.sha256(body)
-        if digest.hexdigest() != sha256:
-            raise ChecksumMismatch(
-                f"{bucket}/{key}: declared sha256 {sha256}, data hashes to {digest.hexdigest()}"
-            )
+        check_received(bucket, key, size=size, sha256=sha256, received=len(body), digest=digest.hexdigest())
         try:
             current = self.stat(bucket, key)
         except ObjectNotFound:
@@ -414,10 +411,7 @@ class S3Store:
         legal_hold: bool = False,
     ) -> StoredObject:
         source = self.stat(src_bucket, src_key)
-        if source.sha256 != sha256:
-            raise ChecksumMismatch(
-                f"{src_bucket}/{src_key}: recorded sha256 {source.sha256}, expected {sha256}"
-            )
+        check_recorded(src_bucket, src_key, source, sha256)
         # Copy through us rather than server-side so the bytes are hashed on the way (put() re-checks them).
         data = self.read(src_bucket, src_key)
         return self.put(
