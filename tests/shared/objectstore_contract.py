@@ -98,6 +98,37 @@ class ObjectStoreContract:
         assert len(parts) >= 2
         assert b"".join(parts) == data
 
+    def test_open_with_info_yields_what_stat_says_and_the_bytes(self, store, bucket):
+        data = b"y" * (2 * 1024 * 1024 + 5)
+        stored = self.put(store, bucket, "tài liệu.bin", data, metadata={"filename": "Công văn.pdf"})
+        with store.open_with_info(bucket, "tài liệu.bin") as (info, chunks):
+            body = b"".join(chunks)
+        assert body == data
+        assert info == store.stat(bucket, "tài liệu.bin")
+        assert (info.size, info.sha256, info.version_id) == (len(data), sha(data), stored.version_id)
+        assert info.metadata == {"filename": "Công văn.pdf"}
+        assert info.content_type == "text/plain; charset=utf-8"
+
+    def test_open_with_info_of_a_missing_object_raises_object_not_found(self, store, bucket):
+        with pytest.raises(ObjectNotFound), store.open_with_info(bucket, "không-có") as (_, chunks):
+            list(chunks)
+
+    def test_put_into_a_lock_bucket_returns_what_stat_then_says(self, store, lock_bucket):
+        until = datetime.now(UTC) + timedelta(days=2)
+        stored = self.put(
+            store,
+            lock_bucket,
+            "records/x",
+            metadata={"filename": "Quyết định.pdf"},
+            retention=Retention("GOVERNANCE", until),
+            legal_hold=True,
+        )
+        assert stored == store.stat(lock_bucket, "records/x")
+        assert stored.retention is not None and abs(stored.retention.retain_until - until) < timedelta(
+            seconds=1
+        )
+        assert stored.legal_hold is True and stored.sha256 == sha(VIETNAMESE)
+
     def test_exists_tells_present_from_absent(self, store, bucket):
         self.put(store, bucket, "present")
         assert store.exists(bucket, "present") is True

@@ -104,6 +104,9 @@ def test_bit_rot_is_detected_on_read(tmp_path):
         store.read("docs", "k")
     with pytest.raises(ChecksumMismatch):
         store.copy("docs", "k", "docs", "copy", sha256=hashlib.sha256(b"original").hexdigest())
+    with pytest.raises(ChecksumMismatch), store.open_with_info("docs", "k") as (info, chunks):
+        assert info.sha256 == sha(b"original")
+        b"".join(chunks)
 
 
 def test_ping_fails_when_the_root_cannot_be_created(tmp_path):

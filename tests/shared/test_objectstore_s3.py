@@ -171,3 +171,27 @@ def test_open_checks_the_recorded_checksum_from_the_get_alone(monkeypatch, s3_st
     with pytest.raises(ChecksumMismatch), s3_store.open(s3_bucket, "c.txt") as chunks:
         b"".join(chunks)
     assert heads == []
+
+    with pytest.raises(ChecksumMismatch), s3_store.open_with_info(s3_bucket, "c.txt") as (info, chunks):
+        assert info.sha256 == hashlib.sha256(data).hexdigest() and info.size == 7
+        b"".join(chunks)
+    assert heads == []
+
+
+@pytest.mark.integration
+def test_a_server_confirmed_put_costs_one_head_and_one_put(monkeypatch, s3_store, s3_bucket):
+    data = "Kế hoạch".encode()
+    heads = _spy(monkeypatch, s3_store._client, "stat_object")
+    puts = _spy(monkeypatch, s3_store._client, "put_object")
+
+    stored = s3_store.put(
+        s3_bucket,
+        "d.txt",
+        data,
+        size=len(data),
+        content_type="text/plain",
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+    assert len(heads) == 1 and len(puts) == 1  # the lock check before; nothing after the confirmed upload
+    assert stored == s3_store.stat(s3_bucket, "d.txt")

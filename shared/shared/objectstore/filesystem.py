@@ -295,6 +295,20 @@ class FilesystemStore:
         with fh:
             yield self._verified_chunks(fh, bucket, key, str(meta["sha256"]))
 
+    @contextlib.contextmanager
+    def open_with_info(self, bucket: str, key: str) -> Iterator[tuple[StoredObject, Iterator[bytes]]]:
+        meta = self._read_meta(bucket, key)
+        data_path, _ = self._paths(bucket, key)
+        try:
+            fh = data_path.open("rb")
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no such object: {bucket}/{key}") from None
+        with fh:
+            yield (
+                self._to_stored(bucket, key, meta),
+                self._verified_chunks(fh, bucket, key, str(meta["sha256"])),
+            )
+
     @staticmethod
     def _verified_chunks(fh: BinaryIO, bucket: str, key: str, expected: str) -> Iterator[bytes]:
         # A reader that consumes everything learns about bit rot at the end instead of trusting it.

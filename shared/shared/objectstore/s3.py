@@ -60,6 +60,14 @@ def _http_pool(connect_timeout: float, read_timeout: float) -> urllib3.PoolManag
     )
 
 
+def _as_sent(retention: Retention | None) -> Retention | None:
+    """The retention as the request carries it: the header has millisecond precision."""
+    if retention is None:
+        return None
+    until = retention.retain_until.astimezone(UTC)
+    return Retention(retention.mode, until.replace(microsecond=until.microsecond // 1000 * 1000))
+
+
 def _parse_retention(mode: str | None, until: str | None) -> Retention | None:
     if not mode or not until:
         return None
@@ -276,7 +284,19 @@ class S3Store:
         )
         version_id = result.version_id
         if self._server_verified(result.http_headers, checksum):
-            return self.stat(bucket, key)
+            # The server stored exactly these bytes with exactly these headers (it would have refused the
+            # request otherwise): what it holds is what we sent, no HEAD needed to learn it.
+            return StoredObject(
+                bucket=bucket,
+                key=key,
+                size=len(body),
+                sha256=sha256,
+                content_type=content_type,
+                version_id=version_id or None,
+                metadata=user_metadata,
+                retention=_as_sent(retention),
+                legal_hold=legal_hold,
+            )
         # A server that did not confirm the checksum may not have checked it: hash what it now holds.
         stored_sha = self._hash_object(bucket, key, version_id)
         if stored_sha != sha256:
@@ -306,6 +326,15 @@ class S3Store:
         # one request instead of two, and from the very version being read.
         with self._stream(bucket, key) as (headers, chunks):
             yield self._verified(chunks, bucket, key, headers.get(_META_PREFIX + SHA256_META, ""))
+
+    @contextlib.contextmanager
+    def open_with_info(self, bucket: str, key: str) -> Iterator[tuple[StoredObject, Iterator[bytes]]]:
+        validate_bucket(bucket)
+        validate_key(key)
+        # What stat() would say, taken from the GET's own headers: one request, and about this very version.
+        with self._stream(bucket, key) as (headers, chunks):
+            info = self._to_stored(bucket, key, headers, int(headers.get("content-length") or 0))
+            yield info, self._verified(chunks, bucket, key, info.sha256)
 
     @staticmethod
     def _verified(chunks: Iterator[bytes], bucket: str, key: str, expected: str) -> Iterator[bytes]:
