@@ -108,8 +108,8 @@ def register_directive(
     """Stages the files, then numbers and stores the directive with its event in one transaction.
 
     Raises InvalidAttachment / AttachmentTooLarge (nothing stored), DuplicateDirective, IdempotencyConflict,
-    StoreUnavailable (staged objects removed). A broker outage does not matter here: the outbox relay
-    delivers the event later.
+    StoreUnavailable (staged objects removed, as they are for a duplicate). A broker outage does not matter
+    here: the outbox relay delivers the event later.
     """
     metadata = submission.metadata
     fingerprint = request_fingerprint(submission)
@@ -125,12 +125,8 @@ def register_directive(
             data=upload.data,
             max_bytes=max_upload_bytes,
         )
-    if (existing := repository.find_duplicate(metadata.duplicate_key)) is not None:
-        # The first request with this key can commit between the two look-ups: that is a replay.
-        if key is not None and (hit := repository.find_idempotent(owner, key)) is not None:
-            return _replay(hit, fingerprint)
-        raise _duplicate(existing, metadata)
-
+    # A document registered before is caught by the unique index inside the numbering transaction (its
+    # number rolls back with it, its staged file is removed): no look-up round trip on every registration.
     directive_id = new_id()
     staged: list[str] = []
     files: list[StoredAttachment] = []

@@ -159,7 +159,8 @@ def test_same_document_again_without_key_is_a_conflict_naming_the_existing_one(i
     first = intake.post_json(sample("1393-CVT-CL")).get_json()
     # Same issuer, same number (zero padding is not significant), same issued date.
     again = {**sample("1393-CVT-CL"), "number": "01393/CVT-CL", "subject": "khác"}
-    response = intake.post_json(again)
+    # With a file: the duplicate is found inside the numbering transaction, after its file was staged.
+    response = intake.post_json(with_pdf(again, minimal_pdf("the duplicate's file")))
     assert response.status_code == 409
     problem = response.get_json()
     assert problem["existing_id"] == first["id"]
