@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from routing.adapters import tables as t
 from routing.adapters.repository import (
+    TASK_COLUMNS,
     all_units,
     aware,
     history_json,
@@ -517,28 +519,49 @@ def route_directive(envelope: Envelope, *, engine: Engine, calendar: WorkingCale
         )
 
 
-def _refresh_directive_status(conn: Connection, directive_id: str) -> str:
-    rows = conn.execute(
-        sa.select(t.tasks.c.status, t.directives.c.status.label("d_status"))
-        .join(t.directives, t.directives.c.id == t.tasks.c.directive_id)
-        .where(t.tasks.c.directive_id == directive_id)
-    ).all()
-    live = [r.status for r in rows if r.status != Status.CANCELLED.value]
+def _rollup(statuses: list[str]) -> str:
+    """A directive's status from its tasks' statuses."""
+    live = [s for s in statuses if s != Status.CANCELLED.value]
     if not live or Status.REJECTED.value in live:
-        status = "needs_assignment"
-    elif all(s == Status.COMPLETED.value for s in live):
-        status = "completed"
-    else:
-        status = "routed"
+        return "needs_assignment"
+    if all(s == Status.COMPLETED.value for s in live):
+        return "completed"
+    return "routed"
+
+
+def _refresh_directive_statuses(conn: Connection, directive_ids: Iterable[str]) -> dict[str, str]:
+    """Recomputes the status of each directive from its tasks in one query; answers them by id."""
+    wanted = sorted(set(directive_ids))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        sa.select(t.tasks.c.directive_id, t.tasks.c.status, t.directives.c.status.label("d_status"))
+        .join(t.directives, t.directives.c.id == t.tasks.c.directive_id)
+        .where(t.tasks.c.directive_id.in_(wanted))
+    ).all()
+    statuses: dict[str, list[str]] = {}
+    stored: dict[str, str] = {}
+    for row in rows:
+        statuses.setdefault(row.directive_id, []).append(row.status)
+        stored[row.directive_id] = row.d_status
+    result = {directive_id: _rollup(statuses.get(directive_id, [])) for directive_id in wanted}
     # Most changes (an ack, progress) leave the directive's status as it was: skip the write, which would
     # also serialise concurrent changes of one directive's tasks on its row lock.
-    if not rows or rows[0].d_status != status:
+    changed: dict[str, list[str]] = {}
+    for directive_id, status in result.items():
+        if stored.get(directive_id) != status:
+            changed.setdefault(status, []).append(directive_id)
+    for status, ids in changed.items():
         conn.execute(
             sa.update(t.directives)
-            .where(t.directives.c.id == directive_id)
+            .where(t.directives.c.id.in_(ids))
             .values(status=status, updated_at=utcnow())
         )
-    return status
+    return result
+
+
+def _refresh_directive_status(conn: Connection, directive_id: str) -> str:
+    return _refresh_directive_statuses(conn, [directive_id])[directive_id]
 
 
 @dataclass(frozen=True)
@@ -679,6 +702,22 @@ def _changed(conn: Connection, task: Any, values: Mapping[str, Any]) -> Any:
     return SimpleNamespace(**(current | dict(values)))
 
 
+def _update_tasks(conn: Connection, update: sa.Update) -> list[Any]:
+    """Runs an UPDATE of tasks and answers the changed rows as task_query() reads them.
+
+    One statement on PostgreSQL (UPDATE … FROM directives … RETURNING, the directive's columns
+    included); elsewhere the UPDATE answers the ids and a SELECT reads the rows (SQLite's RETURNING
+    cannot name another table).
+    """
+    if conn.dialect.name == "postgresql":
+        joined = update.where(t.tasks.c.directive_id == t.directives.c.id).returning(*TASK_COLUMNS)
+        return list(conn.execute(joined).all())
+    ids = list(conn.execute(update.returning(t.tasks.c.id)).scalars())
+    if not ids:
+        return []
+    return list(conn.execute(task_query().where(t.tasks.c.id.in_(ids))).all())
+
+
 # ------------------------------------------------------------------------------------------------ tasks
 
 
@@ -724,20 +763,148 @@ def list_unit_tasks(
     return [task_json(r) for r in rows], int(total)
 
 
+ACK_BATCH_MAX = 100
+
+
+class AckResult(StrEnum):
+    ACKED = "acked"  # assigned → received now (de_biet: → received → completed)
+    UNCHANGED = "unchanged"  # already received or further on: a repeated ack, nothing to do
+    CONFLICT = "conflict"  # rejected or cancelled: the single ack answers 409
+    NOT_FOUND = "not_found"  # unknown, or another unit's task (both answer the same)
+
+
+@dataclass(frozen=True)
+class AckOutcome:
+    id: str
+    result: AckResult
+    status: str | None
+    detail: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "result": self.result.value, "status": self.status, "detail": self.detail}
+
+
+def _ack_many(conn: Connection, task_ids: list[str], *, unit: str | None, actor: str) -> list[AckOutcome]:
+    """Records receipt of tasks set-based, in the caller's transaction; one outcome per distinct id.
+
+    One UPDATE moves every assigned task among `task_ids` (of `unit`, when given) to received, or
+    straight on to completed for a de_biet task, as the single ack always did; then one multi-row insert
+    each for the history and the outbox (a task_status_changed event per step). The guard on the status
+    makes a repeated or concurrent ack move a task once.
+    """
+    ids = list(dict.fromkeys(task_ids))
+    now = utcnow()
+    where = [t.tasks.c.id.in_(sorted(ids)), t.tasks.c.status == Status.ASSIGNED.value]
+    if unit is not None:
+        where.append(t.tasks.c.unit == unit)
+    on_receipt = sa.case(
+        (t.tasks.c.role == Role.DE_BIET.value, Status.COMPLETED.value), else_=Status.RECEIVED.value
+    )
+    moved = _update_tasks(
+        conn,
+        sa.update(t.tasks).where(*where).values(status=on_receipt, lease_expires_at=None, updated_at=now),
+    )
+    outcomes: dict[str, AckOutcome] = {}
+    if moved:
+        history: list[dict[str, Any]] = []
+        events: list[OutboxItem] = []
+        steps = [(Status.ASSIGNED, Status.RECEIVED, None)]
+        for row in moved:
+            final = SimpleNamespace(**row._asdict())
+            path = steps + (
+                [(Status.RECEIVED, Status.COMPLETED, "for information")]
+                if row.role == Role.DE_BIET.value
+                else []
+            )
+            for current, target, note in path:
+                check_move(current, target, note=note)
+                view = SimpleNamespace(**(vars(final) | {"status": target.value}))
+                history.append(
+                    {
+                        "task_id": row.id,
+                        "at": now,
+                        "from_status": current.value,
+                        "to_status": target.value,
+                        "actor": actor,
+                        "note": note,
+                        "reply_number": None,
+                        "report": None,
+                    }
+                )
+                payload = {
+                    "task_id": row.id,
+                    "directive_id": row.directive_id,
+                    "unit": row.unit,
+                    "role": row.role,
+                    "from_status": current.value,
+                    "status": target.value,
+                    "note": note,
+                    "reply_number": None,
+                    "actor": actor,
+                    "changed_at": now.isoformat(),
+                    "task": task_json(view, now=now),
+                }
+                events.append(
+                    OutboxItem(Envelope.new("routing.task_status_changed", payload, producer=SERVICE), EVENTS)
+                )
+            outcomes[row.id] = AckOutcome(row.id, AckResult.ACKED, row.status)
+        conn.execute(sa.insert(t.task_history), history)
+        add_many_to_outbox(conn, t.outbox, events)
+        # assigned and received weigh the same in the roll-up: only a completed de_biet task can change
+        # its directive's status.
+        _refresh_directive_statuses(
+            conn, {r.directive_id for r in moved if r.status == Status.COMPLETED.value}
+        )
+    rest = [task_id for task_id in ids if task_id not in outcomes]
+    if rest:
+        query = sa.select(t.tasks.c.id, t.tasks.c.status).where(t.tasks.c.id.in_(sorted(rest)))
+        if unit is not None:
+            query = query.where(t.tasks.c.unit == unit)
+        for row in conn.execute(query):
+            status = Status(row.status)
+            if status in (Status.REJECTED, Status.CANCELLED):
+                outcomes[row.id] = AckOutcome(
+                    row.id, AckResult.CONFLICT, status.value, f"the task is {status.value}"
+                )
+            elif status == Status.ASSIGNED:
+                # Handed back to the unit between the UPDATE and this read (a clerk's reassignment).
+                outcomes[row.id] = AckOutcome(
+                    row.id, AckResult.CONFLICT, status.value, "the task changed meanwhile; ack it again"
+                )
+            else:
+                outcomes[row.id] = AckOutcome(row.id, AckResult.UNCHANGED, status.value)
+    return [outcomes.get(task_id) or AckOutcome(task_id, AckResult.NOT_FOUND, None) for task_id in ids]
+
+
 def ack_task(task_id: str, *, engine: Engine, unit: str | None, actor: str) -> dict[str, Any]:
     """The unit has the task: assigned → received; de_biet tasks complete on receipt. Idempotent."""
     with engine.begin() as conn:
-        row = _visible_task(conn, task_id, unit)
-        if Status(row.status) == Status.ASSIGNED:
-            row = _move(conn, row, Status.RECEIVED, actor=actor)
-            if row.role == Role.DE_BIET.value:
-                row = _move(conn, row, Status.COMPLETED, actor=actor, note="for information")
-            _refresh_directive_status(conn, row.directive_id)
-        elif Status(row.status) in (Status.REJECTED, Status.CANCELLED):
-            raise InvalidTransition(f"the task is {row.status}")
+        outcome = _ack_many(conn, [task_id], unit=unit, actor=actor)[0]
+        if outcome.result == AckResult.NOT_FOUND:
+            raise TaskNotFound(f"no task {task_id}")
+        if outcome.result == AckResult.CONFLICT:
+            raise InvalidTransition(outcome.detail or f"the task is {outcome.status}")
         # Answered from this transaction's view: what it wrote is what the unit reads back.
+        row = _load_task(conn, task_id)
         history = _task_history(conn, task_id)
     return task_json(row) | {"history": history}
+
+
+def ack_tasks(code: str, task_ids: list[str], *, engine: Engine, actor: str) -> list[AckOutcome]:
+    """Receipt of up to ACK_BATCH_MAX tasks of unit `code` in one transaction; an outcome per distinct id.
+
+    Tasks of other units are left alone and answer not_found, exactly like unknown ids; a rejected or
+    cancelled task answers conflict without failing the rest.
+    """
+    if len(set(task_ids)) > ACK_BATCH_MAX:
+        raise ValueError(f"at most {ACK_BATCH_MAX} ids per acknowledgement")
+    with engine.begin() as conn:
+        outcomes = _ack_many(conn, task_ids, unit=code, actor=actor)
+        if any(o.result == AckResult.NOT_FOUND for o in outcomes) and (
+            conn.execute(sa.select(t.units.c.code).where(t.units.c.code == code)).first() is None
+        ):
+            raise UnitNotFound(f"no unit {code}")
+    return outcomes
 
 
 @dataclass(frozen=True)
@@ -898,22 +1065,17 @@ def _lease_many(
     """
     until = now + timedelta(seconds=lease_seconds)
     lease_free = sa.or_(t.tasks.c.lease_expires_at.is_(None), t.tasks.c.lease_expires_at < now)
-    leased = list(
-        conn.execute(
-            sa.update(t.tasks)
-            .where(
-                t.tasks.c.id.in_(sorted(set(task_ids))),
-                t.tasks.c.unit == code,
-                t.tasks.c.status == Status.ASSIGNED.value,
-                lease_free,
-            )
-            .values(lease_expires_at=until, lease_count=t.tasks.c.lease_count + 1, updated_at=now)
-            .returning(t.tasks.c.id)
-        ).scalars()
+    rows = _update_tasks(
+        conn,
+        sa.update(t.tasks)
+        .where(
+            t.tasks.c.id.in_(sorted(set(task_ids))),
+            t.tasks.c.unit == code,
+            t.tasks.c.status == Status.ASSIGNED.value,
+            lease_free,
+        )
+        .values(lease_expires_at=until, lease_count=t.tasks.c.lease_count + 1, updated_at=now),
     )
-    if not leased:
-        return {}
-    rows = conn.execute(task_query().where(t.tasks.c.id.in_(leased))).all()
     return {row.id: task_json(row, now=now) for row in rows}
 
 
@@ -973,22 +1135,26 @@ def poll_tasks(
     wait_seconds: float,
     lease_seconds: int,
     interval: float = 0.1,
+    known_units: set[str] | None = None,
 ) -> PollResult:
-    """Takes up to `max_tasks` offers from the unit's queue; each is leased in the DB before its ack."""
-    with engine.connect() as conn:
-        if conn.execute(sa.select(t.units.c.code).where(t.units.c.code == code)).first() is None:
-            raise UnitNotFound(f"no unit {code}")
+    """Takes up to `max_tasks` offers from the unit's queue; each is leased in the DB before its ack.
+
+    `known_units` remembers the codes found in the database (units are deactivated, never deleted), so a
+    unit's polls after its first skip that query; the check must come before the reader, which declares
+    the queue.
+    """
+    if known_units is None or code not in known_units:
+        with engine.connect() as conn:
+            if conn.execute(sa.select(t.units.c.code).where(t.units.c.code == code)).first() is None:
+                raise UnitNotFound(f"no unit {code}")
+        if known_units is not None:
+            known_units.add(code)
     result = PollResult()
     deadline = time.monotonic() + wait_seconds
     with queues.reader(code) as reader:
         while True:
             wanted = max_tasks - len(result.items) - len(result.reminders)
-            batch: list[QueueMessage] = []
-            while len(batch) < wanted:
-                message = reader.get()
-                if message is None:
-                    break
-                batch.append(message)
+            batch: list[QueueMessage] = reader.get_many(wanted)
             if batch:
                 _settle(batch, code, engine=engine, lease_seconds=lease_seconds, result=result)
             taken = len(result.items) + len(result.reminders)

@@ -10,7 +10,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from amqp import spec
+from amqp.channel import Channel as AmqpChannel
 from kombu import Connection, Queue
+from kombu.serialization import prepare_accept_content
 from shared.messaging import body_bytes, declare_unit_queue
 from shared.naming import unit_queue
 
@@ -30,6 +33,8 @@ class QueueMessage(Protocol):
 
 class QueueReader(Protocol):
     def get(self) -> QueueMessage | None: ...
+
+    def get_many(self, limit: int) -> list[QueueMessage]: ...
 
 
 class UnitQueues(Protocol):
@@ -98,6 +103,9 @@ class _PooledReader:
         self._queue = Queue(unit_queue(self.code), channel=self.lane.channel, no_declare=True)
 
     def get(self) -> QueueMessage | None:
+        return self._get()
+
+    def _get(self) -> _KombuMessage | None:
         if self._queue is None:
             self._bind()
         try:
@@ -116,9 +124,54 @@ class _PooledReader:
             message = self._queue.get(no_ack=False, accept=ACCEPT)
         if message is None:
             return None
+        return self._taken(message)
+
+    def _taken(self, message: Any) -> _KombuMessage:
         self.taken += 1
         self.unsettled += 1
         return _KombuMessage(message, self)
+
+    def get_many(self, limit: int) -> list[QueueMessage]:
+        """Up to `limit` messages: a first basic_get, which also tells how many more are ready, then the
+        rest asked for in one pipelined burst — two round trips to the broker instead of `limit`.
+
+        Each message is still taken with its own basic_get (unacked, settled by the caller); a get that
+        finds the queue emptied meanwhile (another poll of the unit) simply brings nothing.
+        """
+        first = self._get()
+        if first is None:
+            return []
+        got: list[QueueMessage] = [first]
+        channel = self.lane.channel
+        if not isinstance(channel, AmqpChannel):  # kombu's memory transport: one get at a time
+            while len(got) < limit and (message := self.get()) is not None:
+                got.append(message)
+            return got
+        ready = int(first.message.delivery_info.get("message_count") or 0)
+        burst = min(limit - 1, ready)
+        name = unit_queue(self.code)
+        for _ in range(burst):
+            channel.send_method(spec.Basic.Get, "Bsb", (0, name, False))
+        accept = prepare_accept_content(ACCEPT)
+        for _ in range(burst):
+            # The answers come back in order: GetOk (delivery_tag, redelivered, exchange, routing_key,
+            # message_count, message) or GetEmpty.
+            answer = channel.wait([spec.Basic.GetOk, spec.Basic.GetEmpty], returns_tuple=True)
+            if not answer or len(answer) < 6:
+                continue
+            tag, redelivered, exchange, routing_key, count, raw = answer
+            raw.channel = channel
+            raw.delivery_info = {
+                "delivery_tag": tag,
+                "redelivered": redelivered,
+                "exchange": exchange,
+                "routing_key": routing_key,
+                "message_count": count,
+            }
+            message = channel.message_to_python(raw)
+            message.accept = accept
+            got.append(self._taken(message))
+        return got
 
 
 class KombuUnitQueues:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -25,6 +25,8 @@ class Deps:
     verifier: Verifier
     staging_bucket: str
     lease_seconds: int = 300
+    # Unit codes a poll found in the database; units are deactivated, never deleted.
+    known_units: set[str] = field(default_factory=set)
 
 
 def load_calendar(path: Path) -> WorkingCalendar:

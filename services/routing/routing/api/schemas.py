@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from routing.domain.tasks import Role
+from routing.handlers import ACK_BATCH_MAX
 
 MAX_PER_PAGE = 100
 
@@ -50,6 +51,17 @@ class PollIn(Schema):
     max = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
     wait_seconds = fields.Float(load_default=0, validate=validate.Range(min=0, max=30))
     lease_seconds = fields.Integer(validate=validate.Range(min=1, max=3600))
+
+
+class AckIn(Schema):
+    class Meta:
+        unknown = RAISE
+
+    ids = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)),
+        required=True,
+        validate=validate.Length(min=1, max=ACK_BATCH_MAX),
+    )
 
 
 class StatusIn(Schema):

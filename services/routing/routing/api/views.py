@@ -18,6 +18,7 @@ from shared.problems import Problem
 from routing import handlers
 from routing.api.deps import Deps
 from routing.api.schemas import (
+    AckIn,
     AssignmentsIn,
     DirectiveListArgs,
     EvaluateIn,
@@ -272,6 +273,7 @@ def poll(code: str) -> Response:
         max_tasks=body["max"],
         wait_seconds=body["wait_seconds"],
         lease_seconds=body.get("lease_seconds") or deps().lease_seconds,
+        known_units=deps().known_units,
     )
     return jsonify({"items": result.items, "reminders": result.reminders})
 
@@ -303,6 +305,20 @@ def ack(task_id: str) -> Response:
     return jsonify(
         handlers.ack_task(task_id, engine=deps().engine, unit=unit_scope(principal), actor=actor(principal))
     )
+
+
+@tasks_blp.route("/units/<code>/tasks:ack", methods=["POST"])
+@require_roles("unit")
+def ack_many(code: str) -> Response:
+    """Acknowledge receipt of up to 100 of the unit's tasks at once; answers an outcome per distinct id."""
+    principal = current_principal()
+    own_unit_only(principal, code)
+    body = load(AckIn(), request.get_json(silent=True) or {})
+    outcomes = handlers.ack_tasks(code, body["ids"], engine=deps().engine, actor=actor(principal))
+    counts = {result.value: 0 for result in handlers.AckResult}
+    for outcome in outcomes:
+        counts[outcome.result.value] += 1
+    return jsonify({"items": [o.to_json() for o in outcomes], "counts": counts})
 
 
 @tasks_blp.route("/tasks/<task_id>/status", methods=["POST"])
