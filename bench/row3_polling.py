@@ -34,7 +34,8 @@ def _wait_depth(amqp_url: str, codes: list[str], expected: int) -> None:
 
 
 def drain_rest(base_url: str, codes: list[str], tokens: dict[str, str], expected: int) -> tuple[int, float]:
-    """CLIENTS threads poll their units round-robin (max POLL_MAX, no wait) and ack every task taken."""
+    """CLIENTS threads poll their units round-robin (max POLL_MAX, no wait) and ack the tasks each poll
+    returned in one batch acknowledgement."""
     acked = 0
     lock = threading.Lock()
     errors: list[str] = []
@@ -55,13 +56,20 @@ def drain_rest(base_url: str, codes: list[str], tokens: dict[str, str], expected
                         errors.append(f"poll {code}: HTTP {answer.status} {answer.body[:200]!r}")
                         done.set()
                         return
-                    for item in json.loads(answer.body)["items"]:
-                        ack = client.send(Request("POST", f"/v1/tasks/{item['id']}/ack", b"", auth))
-                        if ack.status != 200:
-                            errors.append(f"ack {item['id']}: HTTP {ack.status} {ack.body[:200]!r}")
-                            done.set()
-                            return
-                        got += 1
+                    ids = [item["id"] for item in json.loads(answer.body)["items"]]
+                    if not ids:
+                        continue
+                    ack = client.send(
+                        Request(
+                            "POST", f"/v1/units/{code}/tasks:ack", json.dumps({"ids": ids}).encode(), auth
+                        )
+                    )
+                    results = json.loads(ack.body)["items"] if ack.status == 200 else []
+                    if [r["id"] for r in results if r["result"] == "acked"] != ids:
+                        errors.append(f"ack {code}: HTTP {ack.status} {ack.body[:200]!r}")
+                        done.set()
+                        return
+                    got += len(ids)
                 with lock:
                     acked += got
                     if acked >= expected:
@@ -220,8 +228,10 @@ def run(ctx: Context) -> RowResult:
         f"Each round puts {per_unit} offers on each of the 100 unit queues (routing.tasks.<code>, quorum), "
         f"then {CLIENTS} client threads drain them round-robin over their units until all are taken. REST: "
         f"POST /v1/units/<code>/tasks:poll {{max: {POLL_MAX}, wait_seconds: 0}} with that unit's token, then "
-        "POST /v1/tasks/<id>/ack for every task returned (the ledger row goes assigned → received; verified "
-        "by counting). The REST tasks are real ledger rows inserted by SQL; baseline messages are the same "
+        "POST /v1/units/<code>/tasks:ack {ids: [...]} with the ids that poll returned, one request per "
+        "poll (each answer must say acked for every id; the ledger rows go assigned → received, with their "
+        "history and status-changed events; verified by counting). The REST tasks are real ledger rows "
+        "inserted by SQL; baseline messages are the same "
         f"envelopes, taken with basic_get (up to {POLL_MAX} per queue visit) and basic_ack on one pika "
         "connection per thread."
     )
