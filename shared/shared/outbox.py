@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePath
@@ -43,6 +44,10 @@ class BatchPublisher(OutboxPublisher, Protocol):
     def publish_batch(self, messages: Sequence[OutgoingMessage]) -> BatchResult: ...
 
 
+PENDING_INDEX = "ix_outbox_pending"
+_OLD_INDEX = "ix_outbox_unpublished"
+
+
 def outbox_table(metadata: sa.MetaData) -> sa.Table:
     """The `outbox` table; `id` is the publish order, `published_at` stays null until the broker confirmed."""
     table = sa.Table(
@@ -59,9 +64,25 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("attempts", sa.Integer, nullable=False, default=0),
         sa.Column("last_error", sa.Text, nullable=True),
     )
-    # The relay's query: unpublished rows in id order.
-    sa.Index("ix_outbox_unpublished", table.c.published_at, table.c.id)
+    # The relay's query: unpublished rows in id order. Partial, so that it holds only the rows still to
+    # send: published rows leave it (their entries die and are skipped), and the relay's ordered LIMIT
+    # scan never depends on fresh statistics to avoid sorting the whole backlog.
+    sa.Index(
+        PENDING_INDEX,
+        table.c.id,
+        postgresql_where=table.c.published_at.is_(None),
+        sqlite_where=table.c.published_at.is_(None),
+    )
     return table
+
+
+def migrate_to_pending_index(execute: Callable[[str], Any]) -> None:
+    """Replaces the two-column (published_at, id) index with the partial pending index; idempotent.
+
+    For the services' Alembic migrations (`execute` is `op.execute`); the same SQL on PostgreSQL and SQLite.
+    """
+    execute(f"DROP INDEX IF EXISTS {_OLD_INDEX}")
+    execute(f"CREATE INDEX IF NOT EXISTS {PENDING_INDEX} ON outbox (id) WHERE published_at IS NULL")
 
 
 @dataclass(frozen=True)
@@ -121,6 +142,23 @@ def _relay_name(engine: Engine) -> str:
     return PurePath(database).stem or "outbox"
 
 
+def batch_query(table: sa.Table, limit: int) -> sa.Select[Any]:
+    """The relay's batch: the oldest unpublished rows, in id order."""
+    return sa.select(table).where(table.c.published_at.is_(None)).order_by(table.c.id).limit(limit)
+
+
+def steer_planner_to_ordered_scan(conn: Connection) -> None:
+    """For this transaction only: read the pending index in order, never sort the whole backlog.
+
+    The statistics of a queue table are stale by nature (empty at the last ANALYZE, 80,000 rows a minute
+    later); PostgreSQL then estimates a handful of pending rows and picks a bitmap scan plus a sort of
+    all of them, 100+ ms per batch. The ordered index scan stops at the LIMIT whatever the backlog.
+    """
+    conn.execute(
+        sa.text("SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)")
+    )
+
+
 class OutboxRelay:
     """Publishes unpublished outbox rows in id order; marks a row published only after the broker confirmed.
 
@@ -140,9 +178,11 @@ class OutboxRelay:
         idle_sleep: float = 0.2,
         busy_sleep: float = 0.01,
         max_backoff: float = 5.0,
+        backlog_interval: float = 1.0,
         name: str | None = None,
     ) -> None:
         self.engine = engine
+        self.backlog_interval = backlog_interval
         self.table = table
         self.publisher = publisher
         self.batch_size = batch_size
@@ -156,15 +196,11 @@ class OutboxRelay:
 
         Raises the publisher's error after recording it on the row (rows confirmed before it stay marked).
         """
-        query = (
-            sa.select(self.table)
-            .where(self.table.c.published_at.is_(None))
-            .order_by(self.table.c.id)
-            .limit(self.batch_size)
-        )
+        query = batch_query(self.table, self.batch_size)
         if self.engine.dialect.name == "postgresql":
             # Row locks held for the batch let several relays share the table without double publishing.
             with self.engine.begin() as conn:
+                steer_planner_to_ordered_scan(conn)
                 rows = conn.execute(query.with_for_update(skip_locked=True)).all()
                 published, failure = self._publish(rows)
                 self._mark(conn, rows, published, failure)
@@ -261,10 +297,14 @@ class OutboxRelay:
         """
         backoff = self.idle_sleep
         pause = self.busy_sleep
+        counted_at = float("-inf")
         while not stop.is_set():
             try:
                 published = self.run_once()
-                self.backlog()
+                # The backlog gauges need a count: once per interval, not after every batch.
+                if time.monotonic() - counted_at >= self.backlog_interval:
+                    self.backlog()
+                    counted_at = time.monotonic()
             except Exception:
                 log.exception("outbox relay round failed; retrying", extra={"relay": self.name})
                 stop.wait(backoff)

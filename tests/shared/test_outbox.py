@@ -12,7 +12,15 @@ from shared.envelope import Envelope
 from shared.logs import correlation_scope
 from shared.messaging import PublishError, Unroutable
 from shared.naming import TASKS_EXCHANGE
-from shared.outbox import OutboxItem, OutboxRelay, add_many_to_outbox, add_to_outbox, outbox_table
+from shared.outbox import (
+    OutboxItem,
+    OutboxRelay,
+    add_many_to_outbox,
+    add_to_outbox,
+    batch_query,
+    outbox_table,
+    steer_planner_to_ordered_scan,
+)
 from sqlalchemy.orm import Session
 
 META = sa.MetaData()
@@ -238,4 +246,53 @@ def test_two_relays_on_postgresql_never_publish_a_row_twice(pg_url: str):
     assert len(ids) == len(set(ids)) == 200
     assert set(ids) == {e.id for e in envs}
     assert OutboxRelay(engine, OUTBOX, publisher).backlog()[0] == 0
+    engine.dispose()
+
+
+def test_the_relay_counts_its_backlog_once_per_interval_not_after_every_batch(engine):
+    _add(engine, 30)
+    relay = OutboxRelay(engine, OUTBOX, FakePublisher(), batch_size=5, busy_sleep=0.0, backlog_interval=60.0)
+    counts: list[int] = []
+    original = relay.backlog
+
+    def counting_backlog() -> tuple[int, float]:
+        counts.append(1)
+        return original()
+
+    relay.backlog = counting_backlog  # type: ignore[method-assign]
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while len(relay.publisher.sent) < 30 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.01)
+    stop.set()
+    thread.join(5)
+    assert len(relay.publisher.sent) == 30  # type: ignore[attr-defined]
+    assert len(counts) == 1  # six full batches, one count
+
+
+@pytest.mark.integration
+def test_on_postgresql_the_relay_reads_pending_rows_in_order_from_the_partial_index(pg_url: str):
+    """A long published history and stale statistics must not turn the batch query into a sort."""
+    engine = make_engine(pg_url)
+    META.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ANALYZE outbox"))  # statistics of an empty table, as after a quiet night
+    _add(engine, 3000)
+    with engine.begin() as conn:
+        conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id <= 2500).values(published_at=datetime.now(UTC)))
+    with engine.begin() as conn:
+        steer_planner_to_ordered_scan(conn)
+        compiled = (
+            batch_query(OUTBOX, 100)
+            .with_for_update(skip_locked=True)
+            .compile(engine, compile_kwargs={"literal_binds": True})
+        )
+        plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {compiled}").scalars())
+    assert "ix_outbox_pending" in plan, plan
+    assert "Sort" not in plan, plan
+    publisher = FakePublisher()
+    assert OutboxRelay(engine, OUTBOX, publisher, batch_size=100).run_once() == 100
+    assert publisher.sent[0]["id"] == _rows(engine)[2500].message_id
     engine.dispose()
