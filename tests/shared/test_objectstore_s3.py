@@ -7,11 +7,19 @@ import io
 import socket
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from minio.error import S3Error
 from objectstore_contract import ObjectStoreContract
-from shared.objectstore import ChecksumMismatch, ObjectNotFound, S3Store, StoreUnavailable
+from shared.objectstore import (
+    ChecksumMismatch,
+    ObjectLocked,
+    ObjectNotFound,
+    Retention,
+    S3Store,
+    StoreUnavailable,
+)
 from urllib3 import HTTPResponse
 
 
@@ -126,15 +134,15 @@ def test_put_reads_back_and_refuses_when_the_server_does_not_confirm_the_checksu
     monkeypatch, s3_store, s3_bucket
 ):
     data = "Quyết định".encode()
-    original = s3_store._client.put_object
+    original = s3_store._client._put_object
 
-    def lossy_server(bucket, key, body, length, **kwargs):
+    def lossy_server(bucket, key, body, headers, query_params=None):
         # A server that ignores the checksum header: it stores other bytes and answers without the echo.
-        result = original(bucket, key, io.BytesIO(b"X" * length), length, **kwargs)
+        result = original(bucket, key, b"X" * len(body), headers, query_params)
         result.http_headers.pop("x-amz-checksum-sha256", None)
         return result
 
-    monkeypatch.setattr(s3_store._client, "put_object", lossy_server)
+    monkeypatch.setattr(s3_store._client, "_put_object", lossy_server)
     with pytest.raises(ChecksumMismatch, match="stored data hashes to"):
         s3_store.put(
             s3_bucket,
@@ -182,7 +190,7 @@ def test_open_checks_the_recorded_checksum_from_the_get_alone(monkeypatch, s3_st
 def test_a_server_confirmed_put_costs_one_head_and_one_put(monkeypatch, s3_store, s3_bucket):
     data = "Kế hoạch".encode()
     heads = _spy(monkeypatch, s3_store._client, "stat_object")
-    puts = _spy(monkeypatch, s3_store._client, "put_object")
+    puts = _spy(monkeypatch, s3_store._client, "_put_object")
 
     stored = s3_store.put(
         s3_bucket,
@@ -195,3 +203,46 @@ def test_a_server_confirmed_put_costs_one_head_and_one_put(monkeypatch, s3_store
 
     assert len(heads) == 1 and len(puts) == 1  # the lock check before; nothing after the confirmed upload
     assert stored == s3_store.stat(s3_bucket, "d.txt")
+
+
+@pytest.mark.integration
+def test_a_writer_that_gets_in_between_the_lock_check_and_the_put_is_not_overwritten(
+    monkeypatch, s3_store, s3_endpoint
+):
+    bucket = f"locked-{uuid.uuid4().hex[:12]}"
+    s3_store.ensure_bucket(bucket, object_lock=True)
+    data = "Hồ sơ lưu trữ".encode()
+    sha = hashlib.sha256(data).hexdigest()
+    until = datetime.now(UTC) + timedelta(days=1)
+    other = S3Store(s3_endpoint, "testing", "testing", secure=False, region="us-east-1")
+    original = s3_store._client._put_object
+    raced: list[str] = []
+
+    def slow_put(bucket_name, key, body, headers, query_params=None):
+        # Another worker archives the same object between this store's HEAD and its PUT.
+        if not raced:
+            raced.append(key)
+            other.put(
+                bucket_name,
+                key,
+                data,
+                size=len(data),
+                content_type="text/plain",
+                sha256=sha,
+                retention=Retention("GOVERNANCE", until),
+            )
+        return original(bucket_name, key, body, headers, query_params)
+
+    monkeypatch.setattr(s3_store._client, "_put_object", slow_put)
+    with pytest.raises(ObjectLocked):
+        s3_store.put(
+            bucket,
+            "records/x",
+            data,
+            size=len(data),
+            content_type="text/plain",
+            sha256=sha,
+            retention=Retention("GOVERNANCE", until),
+        )
+    versions = list(other._client.list_objects(bucket, prefix="records/x", include_version=True))
+    assert len(versions) == 1  # one version, the first writer's: no second copy stacked on it

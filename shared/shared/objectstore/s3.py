@@ -6,7 +6,6 @@ import base64
 import contextlib
 import dataclasses
 import hashlib
-import io
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, TypeVar, cast
@@ -16,6 +15,7 @@ import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE, GOVERNANCE
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from minio.helpers import ObjectWriteResult, genheaders
 from minio.retention import Retention as MinioRetention
 from urllib3.util import Retry, Timeout
 
@@ -44,8 +44,9 @@ _META_PREFIX = "x-amz-meta-"
 _NOT_FOUND = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchObject", "ResourceNotFound"})
 _LOCKED = frozenset({"AccessDenied", "ObjectLocked", "InvalidRetentionPeriod"})
 # S3 takes a single PUT up to 5 GiB; one request keeps one checksum header valid for the whole object.
-_MIN_PART = 5 * 1024 * 1024
 _MAX_SINGLE_PUT = 5 * 1024 * 1024 * 1024
+# A conditional write lost to a concurrent writer: 412, or 409 while the other upload is still in flight.
+_WRITE_RACE = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _AUTH_FAILED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
 _S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
@@ -268,20 +269,30 @@ class S3Store:
             if retention is not None
             else None
         )
-        result = self._call(
-            f"put {bucket}/{key}",
-            lambda: self._client.put_object(
-                bucket,
-                key,
-                io.BytesIO(body),
-                len(body),
-                content_type=content_type,
-                metadata=headers,
-                part_size=max(_MIN_PART, len(body)),
-                retention=minio_retention,
-                legal_hold=legal_hold,
-            ),
-        )
+        request = genheaders(headers, None, None, minio_retention, legal_hold)
+        request["Content-Type"] = content_type
+
+        def upload(only_if_absent: bool) -> ObjectWriteResult | None:
+            # One PUT of the bytes we hashed (minio's put_object would copy them into a part first).
+            # "If-None-Match: *" makes "absent" atomic on the server: a writer that got there between our
+            # HEAD and our PUT makes this one fail (412) instead of stacking a second version on it.
+            extra = {"If-None-Match": "*"} if only_if_absent else {}
+            try:
+                return self._client._put_object(bucket, key, body, {**request, **extra})
+            except S3Error as exc:
+                if only_if_absent and exc.code in _WRITE_RACE:
+                    return None
+                raise
+
+        what = f"put {bucket}/{key}"
+        result = self._call(what, lambda: upload(current is None))
+        if result is None:
+            current = self.stat(bucket, key)
+            if (reason := self._locked_reason(current)) is not None:
+                raise ObjectLocked(f"cannot overwrite {bucket}/{key}: {reason}")
+            result = self._call(what, lambda: upload(False))
+        if result is None:  # an unconditional upload answers or raises; this is for the type checker
+            raise ObjectStoreError(f"{what}: no answer")
         version_id = result.version_id
         if self._server_verified(result.http_headers, checksum):
             # The server stored exactly these bytes with exactly these headers (it would have refused the
