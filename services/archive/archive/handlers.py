@@ -18,7 +18,14 @@ from shared.envelope import Envelope
 from shared.inbox import claim
 from shared.messaging import PermanentError
 from shared.objectstore.port import ChecksumMismatch as StoreChecksumMismatch
-from shared.objectstore.port import ObjectNotFound, ObjectStore, Retention, RetentionMode, StoredObject
+from shared.objectstore.port import (
+    ObjectLocked,
+    ObjectNotFound,
+    ObjectStore,
+    Retention,
+    RetentionMode,
+    StoredObject,
+)
 from shared.outbox import add_to_outbox
 from sqlalchemy.engine import Connection, Engine
 
@@ -102,27 +109,48 @@ class Prepared:
     report: SignatureReport
 
 
-def _spool_verified(store: ObjectStore, bucket: str, key: str, sha256: str, size: int) -> IO[bytes]:
-    """One read of the object into a spool, hashed on the way; ChecksumMismatch unless it hashes to sha256."""
-    # pyHanko parses with many tiny reads: a plain BytesIO (or a real file when large) keeps each one a C
-    # call, where SpooledTemporaryFile would add a Python-level hop to every read.
-    spool: IO[bytes] = io.BytesIO() if size <= ARCHIVE_SPOOL_IN_MEMORY else tempfile.TemporaryFile()  # noqa: SIM115
+def _read_verified(store: ObjectStore, bucket: str, key: str, sha256: str) -> tuple[StoredObject, IO[bytes]]:
+    """One GET of the object: its stat and its bytes in a spool; ChecksumMismatch unless they are `sha256`.
+
+    The recorded SHA-256 must be the announced one before a byte is read, and the store re-hashes every byte
+    it returns against that record (ChecksumMismatch at the end otherwise), so the spool holds exactly the
+    bytes that hash to `sha256`.
+    """
     try:
-        digest = hashlib.sha256()
-        with store.open(bucket, key) as chunks:
-            for chunk in chunks:
-                digest.update(chunk)
-                spool.write(chunk)
-        if digest.hexdigest() != sha256:
-            raise ChecksumMismatch(f"{bucket}/{key} hashes to {digest.hexdigest()}, expected {sha256}")
+        with store.open_with_info(bucket, key) as (info, chunks):
+            if info.sha256 != sha256:
+                raise ChecksumMismatch(f"{bucket}/{key}: recorded sha256 {info.sha256}, expected {sha256}")
+            if info.size <= ARCHIVE_SPOOL_IN_MEMORY:
+                # pyHanko parses with many tiny reads: a BytesIO over one bytes object keeps each a C call,
+                # and shares that object with the upload instead of copying it.
+                return info, io.BytesIO(b"".join(chunks))
+            spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
+            try:
+                for chunk in chunks:
+                    spool.write(chunk)
+            except BaseException:
+                spool.close()
+                raise
+            spool.seek(0)
+            return info, spool
     except StoreChecksumMismatch as exc:
-        spool.close()
         raise ChecksumMismatch(str(exc)) from exc
-    except BaseException:
-        spool.close()
-        raise
+
+
+def _upload_body(spool: IO[bytes]) -> bytes | BinaryIO:
+    """The spool's bytes without a copy when they are in memory, else the file itself."""
+    if isinstance(spool, io.BytesIO):
+        return spool.getvalue()
     spool.seek(0)
-    return spool
+    return cast(BinaryIO, spool)
+
+
+def _archived_copy(vault: Vault, key: str, doc: IncomingDocument) -> tuple[StoredObject, IO[bytes]]:
+    """The copy an earlier delivery put into the archive, read once and checked against the announced hash."""
+    try:
+        return _read_verified(vault.store, vault.archive_bucket, key, doc.sha256)
+    except ChecksumMismatch as exc:
+        raise ChecksumMismatch(f"the archived copy does not match: {exc}") from exc
 
 
 def _ensure_archived(
@@ -130,37 +158,30 @@ def _ensure_archived(
 ) -> tuple[StoredObject, str, IO[bytes]]:
     """Copies staging → archive once and returns the archived bytes, read once, in a spool.
 
-    The key is deterministic, so a redelivery finds the first copy. Either way the spool holds bytes that
-    hash to the announced SHA-256 and that the archive holds: a fresh copy is written from the spool and
-    the store's put verifies what it stored against that same SHA-256.
+    The staged file is read once (its recorded and its actual SHA-256 must be the announced one) and written
+    to the archive from that same buffer; the store's put checks the bytes against the SHA-256 again and the
+    server confirms the checksum of what it stored. The key is deterministic and the put refuses to replace
+    a locked object, so a redelivery finds the first copy (ObjectLocked), which is then read and checked
+    instead. Either way the spool holds bytes that hash to the announced SHA-256 and that the archive holds.
     """
     key = archive_key(directive_id, doc.sha256)
     klass = vault.retention.class_for(doc.document_type, is_report=doc.source_kind == SOURCE_REPORT)
     try:
-        stored: StoredObject | None = vault.store.stat(vault.archive_bucket, key)
+        source, spool = _read_verified(vault.store, doc.bucket, doc.key, doc.sha256)
     except ObjectNotFound:
-        stored = None
-    if stored is not None:
-        if stored.sha256 != doc.sha256:
-            raise ChecksumMismatch(
-                f"{vault.archive_bucket}/{key} holds {stored.sha256}, expected {doc.sha256}"
-            )
-        return stored, klass, _spool_verified(vault.store, vault.archive_bucket, key, doc.sha256, stored.size)
-    source = vault.store.stat(doc.bucket, doc.key)
-    if source.sha256 != doc.sha256:
-        raise ChecksumMismatch(
-            f"{doc.bucket}/{doc.key}: recorded sha256 {source.sha256}, expected {doc.sha256}"
-        )
-    spool = _spool_verified(vault.store, doc.bucket, doc.key, doc.sha256, source.size)
+        # Staging may be cleaned up after a first, successful copy: the archived copy is then the one to use.
+        try:
+            stored, spool = _archived_copy(vault, key, doc)
+        except ObjectNotFound:
+            raise ObjectNotFound(f"{doc.bucket}/{doc.key} is missing and was never archived") from None
+        return stored, klass, spool
     try:
         decision = vault.retention.decide(klass, now)
-        size = spool.seek(0, 2)
-        spool.seek(0)
         stored = vault.store.put(
             vault.archive_bucket,
             key,
-            cast(BinaryIO, spool),
-            size=size,
+            _upload_body(spool),
+            size=source.size,
             content_type=source.content_type,
             sha256=doc.sha256,
             metadata=source.metadata,
@@ -169,12 +190,16 @@ def _ensure_archived(
             ),
             legal_hold=decision.legal_hold,
         )
+    except ObjectLocked:
+        spool.close()
+        stored, spool = _archived_copy(vault, key, doc)
     except StoreChecksumMismatch as exc:
         spool.close()
         raise ChecksumMismatch(str(exc)) from exc
     except BaseException:
         spool.close()
         raise
+    spool.seek(0)
     return stored, klass, spool
 
 
@@ -200,7 +225,10 @@ def _store_records(
     context: DocumentContext,
     vault: Vault,
     now: datetime,
+    audit: list[AuditEvent],
 ) -> list[str]:
+    """Inserts the records and their events; their audit entries go to `audit`, for the caller to append
+    last (the audit chain's lock is then held only for the append and the commit)."""
     created: list[str] = []
     for item in prepared:
         doc, stored = item.document, item.stored
@@ -251,8 +279,7 @@ def _store_records(
             "legal_hold": record.legal_hold,
             "signature_status": record.signature_status,
         }
-        audit_log.append(
-            conn,
+        audit.append(
             AuditEvent(
                 action="record_archived",
                 actor="service:archive",
@@ -270,13 +297,12 @@ def _store_records(
                     "legal_hold": record.legal_hold,
                     "signature_status": record.signature_status,
                 },
-            ),
+            )
         )
         _emit(conn, messages.RECORD_ARCHIVED, payload)
         if item.report.bottom_line is BottomLine.INVALID:
             signatures = report_dict["signatures"]
-            audit_log.append(
-                conn,
+            audit.append(
                 AuditEvent(
                     action="signature_invalid",
                     actor="service:archive",
@@ -285,7 +311,7 @@ def _store_records(
                     record_id=record.id,
                     source_event_id=envelope.id,
                     details={"filename": record.filename, "signatures": signatures},
-                ),
+                )
             )
             _emit(
                 conn,
@@ -354,8 +380,7 @@ def handle_directive_registered(
                 "registered_at": envelope.occurred_at,
             },
         )
-        audit_log.append(
-            conn,
+        audit = [
             AuditEvent(
                 action="directive_registered",
                 actor=f"service:{envelope.producer}",
@@ -369,11 +394,13 @@ def handle_directive_registered(
                     "subject": metadata.get("subject"),
                     "attachments": [{"filename": d.filename, "sha256": d.sha256} for d in docs],
                 },
-            ),
+            )
+        ]
+        created = _store_records(
+            conn, envelope, directive_id, prepared, DocumentContext.from_metadata(metadata), vault, now, audit
         )
-        return _store_records(
-            conn, envelope, directive_id, prepared, DocumentContext.from_metadata(metadata), vault, now
-        )
+        audit_log.append_many(conn, audit)
+        return created
 
 
 def handle_task_event(
@@ -434,8 +461,7 @@ def handle_task_event(
                 "payload": envelope.payload,
             },
         )
-        audit_log.append(
-            conn,
+        audit = [
             AuditEvent(
                 action=event_name,
                 actor=f"service:{envelope.producer}",
@@ -443,11 +469,13 @@ def handle_task_event(
                 directive_id=directive_id,
                 source_event_id=envelope.id,
                 details={"task_id": task_id, "unit": unit, "status": status, "report": report},
-            ),
+            )
+        ]
+        created = _store_records(
+            conn, envelope, directive_id, prepared, DocumentContext.from_metadata(metadata), vault, now, audit
         )
-        return _store_records(
-            conn, envelope, directive_id, prepared, DocumentContext.from_metadata(metadata), vault, now
-        )
+        audit_log.append_many(conn, audit)
+        return created
 
 
 # --- fixity ---------------------------------------------------------------------------------------

@@ -216,6 +216,105 @@ def test_concurrent_appends_never_fork_the_chain(pg_engine):
     assert result.ok and result.count == 60
 
 
+def test_concurrent_batched_appends_never_fork_the_chain(pg_engine):
+    errors: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        try:
+            for i in range(10):
+                with pg_engine.begin() as conn:
+                    audit_log.append_many(
+                        conn,
+                        [
+                            AuditEvent(
+                                action="a", actor=name, occurred_at=datetime.now(UTC), details={"i": i}
+                            ),
+                            AuditEvent(
+                                action="b", actor=name, occurred_at=datetime.now(UTC), details={"i": i}
+                            ),
+                        ],
+                    )
+        except Exception as exc:  # noqa: BLE001 - any failure is reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    result = audit_log.verify(pg_engine)
+    assert result.ok and result.count == 80
+    with pg_engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(audit_entries.c.action, audit_entries.c.actor).order_by(audit_entries.c.seq)
+        )
+        pairs = [(r.action, r.actor) for r in rows]
+    # Each transaction's entries stay together and in order.
+    assert all(pairs[i][0] == "a" and pairs[i + 1] == ("b", pairs[i][1]) for i in range(0, 80, 2))
+
+
+def test_concurrent_archiving_with_redeliveries_keeps_one_record_each_and_an_intact_chain(
+    pg_engine, s3, verifier, samples
+):
+    """Several consumers at once (as with DOCROUTE_ARCHIVE_CONSUMERS), every event delivered twice."""
+    store, staging, archive, _ = s3
+    vault = make_vault(store, bucket=archive)
+    events = []
+    for n in range(6):
+        data = samples.valid if n % 2 == 0 else samples.unsigned
+        staged = stage(store, data, f"tệp {n}.pdf", bucket=staging)
+        events.append(directive_event(f"d-conc-{n}-{uuid.uuid4().hex[:6]}", [staged.attachment]))
+    deliveries = [e for e in events for _ in range(2)]
+    errors: list[BaseException] = []
+    created: list[str] = []
+    lock = threading.Lock()
+    cursor = iter(deliveries)
+
+    def consumer() -> None:
+        while True:
+            with lock:
+                envelope = next(cursor, None)
+            if envelope is None:
+                return
+            try:
+                ids = handle_directive_registered(envelope, engine=pg_engine, vault=vault, verifier=verifier)
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+                continue
+            with lock:
+                created.extend(ids)
+
+    threads = [threading.Thread(target=consumer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    with pg_engine.connect() as conn:
+        rows = conn.execute(sa.select(records.c.id, records.c.source_event_id)).all()
+        actions = [r.action for r in conn.execute(sa.select(audit_entries.c.action))]
+    assert sorted(created) == sorted(r.id for r in rows)
+    assert sorted(r.source_event_id for r in rows) == sorted(e.id for e in events)
+    assert actions.count("directive_registered") == 6 and actions.count("record_archived") == 6
+    chain = audit_log.verify(pg_engine)
+    assert chain.ok and chain.count == 12
+    with pg_engine.connect() as conn:
+        archived = conn.execute(sa.select(records.c.key, records.c.version_id)).all()
+    for row in archived:
+        # One version per object, the recorded one: duplicates never stacked a second copy (fixity would
+        # then report "another object version than the one archived").
+        versions = list(_raw_versions(store, archive, row.key))
+        assert versions == [row.version_id]
+
+
+def _raw_versions(store, bucket: str, key: str):
+    for v in store._client.list_objects(bucket, prefix=key, include_version=True):
+        if v.object_name == key:
+            yield v.version_id
+
+
 def test_fixity_catches_a_file_rewritten_behind_the_service(engine, vault, verifier, samples, fs_store):
     staged = stage(fs_store, samples.valid, "a.pdf")
     handle_directive_registered(

@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 from archive.adapters.db import audit_entries, outbox, records, task_events
 from archive.handlers import handle_directive_registered, handle_task_event
-from archive_testkit import ARCHIVE, directive_event, task_event
+from archive_testkit import ARCHIVE, STAGING, directive_event, task_event
 from shared.messaging import PermanentError
-from shared.objectstore import ObjectLocked
+from shared.objectstore import ObjectLocked, ObjectNotFound
 
 
 def _outbox_types(engine) -> list[str]:
@@ -139,6 +139,10 @@ class CountingStore:
         self.reads.append(bucket)
         return self._inner.read(bucket, key)
 
+    def open_with_info(self, bucket, key):
+        self.reads.append(bucket)
+        return self._inner.open_with_info(bucket, key)
+
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
@@ -162,10 +166,14 @@ def test_each_file_is_read_once_and_validated_from_that_read(engine, vault, veri
     assert vault.store.read(ARCHIVE, row.key) == samples.valid
 
 
-def test_redelivery_validates_the_archived_copy_from_one_read(engine, vault, verifier, samples, stage_file):
+def test_redelivery_validates_the_archived_copy_and_writes_nothing(
+    engine, vault, verifier, samples, stage_file
+):
     staged = stage_file(samples.valid, "lại.pdf")
     event = directive_event("dir-again", [staged.attachment])
     handle_directive_registered(event, engine=engine, vault=vault, verifier=verifier)
+    with engine.connect() as conn:
+        archived = conn.execute(sa.select(records)).one()
     with engine.begin() as conn:  # as if the worker died after the object was written, before its commit
         conn.execute(sa.delete(records))
         conn.execute(sa.text("DELETE FROM inbox"))
@@ -175,9 +183,70 @@ def test_redelivery_validates_the_archived_copy_from_one_read(engine, vault, ver
         event, engine=engine, vault=dataclasses.replace(vault, store=counting), verifier=verifier
     )
 
-    assert len(created) == 1 and counting.reads == [ARCHIVE]
+    # The staged file is read, the locked first copy refuses the second upload, and the archived copy is
+    # what gets checked and validated.
+    assert len(created) == 1 and counting.reads == [STAGING, ARCHIVE]
+    assert vault.store.stat(ARCHIVE, archived.key).version_id == archived.version_id
     with engine.connect() as conn:
         assert conn.execute(sa.select(records.c.signature_status)).scalar_one() == "valid"
+
+
+def test_redelivery_after_staging_was_cleaned_up_validates_the_archived_copy(
+    engine, vault, verifier, samples, stage_file
+):
+    staged = stage_file(samples.valid, "đã dọn.pdf")
+    event = directive_event("dir-cleaned", [staged.attachment])
+    handle_directive_registered(event, engine=engine, vault=vault, verifier=verifier)
+    with engine.begin() as conn:  # the first delivery wrote the object, then died before its commit
+        conn.execute(sa.delete(records))
+        conn.execute(sa.text("DELETE FROM inbox"))
+    vault.store.delete(STAGING, staged.attachment["key"])
+    counting = CountingStore(vault.store)
+
+    created = handle_directive_registered(
+        event, engine=engine, vault=dataclasses.replace(vault, store=counting), verifier=verifier
+    )
+
+    assert len(created) == 1 and counting.reads == [STAGING, ARCHIVE]
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(records.c.signature_status)).scalar_one() == "valid"
+
+
+def test_a_staged_file_that_is_missing_and_never_archived_is_retried_not_dead_lettered(
+    engine, vault, verifier, samples, stage_file
+):
+    staged = stage_file(samples.valid, "mất.pdf")
+    vault.store.delete(STAGING, staged.attachment["key"])
+
+    with pytest.raises(ObjectNotFound, match="never archived"):
+        handle_directive_registered(
+            directive_event("dir-missing", [staged.attachment]), engine=engine, vault=vault, verifier=verifier
+        )
+
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one() == 0
+
+
+def test_an_archived_copy_that_differs_from_the_announced_bytes_is_refused(
+    engine, vault, verifier, samples, stage_file
+):
+    staged = stage_file(samples.valid, "giả.pdf")
+    sha = staged.attachment["sha256"]
+    # Something else sits, locked, under the archive key of this file (it can only be a tampered copy).
+    vault.store.put(
+        ARCHIVE,
+        f"records/dir-forged/{sha}",
+        samples.unsigned,
+        size=len(samples.unsigned),
+        content_type="application/pdf",
+        sha256=hashlib.sha256(samples.unsigned).hexdigest(),
+        legal_hold=True,
+    )
+
+    with pytest.raises(PermanentError, match="archived copy does not match"):
+        handle_directive_registered(
+            directive_event("dir-forged", [staged.attachment]), engine=engine, vault=vault, verifier=verifier
+        )
 
 
 def test_staged_bytes_that_do_not_match_the_announced_checksum_are_refused(

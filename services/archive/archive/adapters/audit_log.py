@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,32 +29,50 @@ def _details_text(details: Any) -> str:
 
 
 def append(conn: Connection, event: AuditEvent) -> AuditEntry:
-    """Appends inside the caller's transaction.
+    """Appends inside the caller's transaction (see append_many)."""
+    return append_many(conn, [event])[0]
+
+
+def append_many(conn: Connection, events: Sequence[AuditEvent]) -> list[AuditEntry]:
+    """Appends the events, in order, inside the caller's transaction: one lock, one read, one insert.
 
     Updating the single audit_head row first takes a row lock on PostgreSQL and the write lock on SQLite,
-    so two workers can never read the same head and fork the chain; the lock ends with the transaction.
+    so two workers can never read the same head and fork the chain; the lock ends with the transaction,
+    so callers append last, just before committing, to keep other writers waiting as briefly as possible.
     """
-    conn.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(appends=audit_head.c.appends + 1))
+    if not events:
+        return []
+    conn.execute(
+        sa.update(audit_head).where(audit_head.c.id == 1).values(appends=audit_head.c.appends + len(events))
+    )
     last = conn.execute(
         sa.select(audit_entries.c.seq, audit_entries.c.hash).order_by(audit_entries.c.seq.desc()).limit(1)
     ).first()
     prev_seq, prev_hash = (int(last.seq), str(last.hash)) if last is not None else (0, GENESIS_HASH)
-    entry = next_entry(event, prev_seq=prev_seq, prev_hash=prev_hash)
+    entries: list[AuditEntry] = []
+    for event in events:
+        entry = next_entry(event, prev_seq=prev_seq, prev_hash=prev_hash)
+        entries.append(entry)
+        prev_seq, prev_hash = entry.seq, entry.hash
     conn.execute(
-        sa.insert(audit_entries).values(
-            seq=entry.seq,
-            action=entry.action,
-            actor=entry.actor,
-            occurred_at=utc_text(entry.occurred_at),
-            directive_id=entry.directive_id,
-            record_id=entry.record_id,
-            source_event_id=entry.source_event_id,
-            details=_details_text(entry.details),
-            prev_hash=entry.prev_hash,
-            hash=entry.hash,
-        )
+        sa.insert(audit_entries),
+        [
+            {
+                "seq": entry.seq,
+                "action": entry.action,
+                "actor": entry.actor,
+                "occurred_at": utc_text(entry.occurred_at),
+                "directive_id": entry.directive_id,
+                "record_id": entry.record_id,
+                "source_event_id": entry.source_event_id,
+                "details": _details_text(entry.details),
+                "prev_hash": entry.prev_hash,
+                "hash": entry.hash,
+            }
+            for entry in entries
+        ],
     )
-    return entry
+    return entries
 
 
 def _entry(row: Any) -> AuditEntry:
