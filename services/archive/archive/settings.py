@@ -23,6 +23,7 @@ class Settings:
     trust_store: Path | None
     fixity_period_seconds: int
     audit_checkpoint_seconds: int
+    consumers: int = 1
 
     @property
     def staging_bucket(self) -> str:
@@ -52,4 +53,5 @@ class Settings:
             trust_store=trust_path,
             fixity_period_seconds=env.int("DOCROUTE_FIXITY_PERIOD_SECONDS", 86400, min=1),
             audit_checkpoint_seconds=env.int("DOCROUTE_AUDIT_CHECKPOINT_SECONDS", 3600, min=1),
+            consumers=env.int("DOCROUTE_ARCHIVE_CONSUMERS", 1, min=1, max=8),
         )

@@ -30,6 +30,8 @@ AUDIT_CHAIN_OK = Gauge("docroute_archive_audit_chain_ok", "1 when the last audit
 # Sweeps run several times per period so a long period's load is spread out; a sweep covers what is due.
 SWEEPS_PER_PERIOD = 24
 MIN_INTERVAL = 1.0
+# EventConsumer's own default, kept for a single consumer.
+CONSUMER_PREFETCH = 10
 
 
 @dataclass
@@ -105,12 +107,23 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
     common = settings.common
     publisher = Publisher(common.amqp_url, confirm_timeout=common.publish_confirm_timeout)
     worker = ArchiveWorker(settings=settings, deps=deps, publisher=publisher)
-    consumer = EventConsumer(
-        common.amqp_url, subscriptions(deps), delivery_limit=common.consumer_delivery_limit
-    )
+    # Each consumer is a thread with its own broker connection handling one message at a time: while one
+    # waits on the object store or the database, another hashes or validates. With several, each takes
+    # one message at a time (prefetch 1) so that a short burst is spread over all of them.
+    consumers = [
+        ConsumerWorker(
+            EventConsumer(
+                common.amqp_url,
+                subscriptions(deps),
+                delivery_limit=common.consumer_delivery_limit,
+                prefetch_count=CONSUMER_PREFETCH if settings.consumers == 1 else 1,
+            )
+        )
+        for _ in range(settings.consumers)
+    ]
     relay = OutboxRelay(deps.engine, outbox, publisher, name=messages.SERVICE)
     worker.parts = [
-        ConsumerWorker(consumer),
+        *consumers,
         RelayWorker(
             relay,
             common.amqp_url,

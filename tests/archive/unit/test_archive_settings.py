@@ -16,6 +16,7 @@ def test_development_defaults(tmp_path):
     assert settings.retention_classes == PACKAGED_RETENTION
     assert settings.trust_store is None
     assert (settings.fixity_period_seconds, settings.audit_checkpoint_seconds) == (86400, 3600)
+    assert settings.consumers == 1
 
 
 def test_production_defaults_to_compliance(tmp_path):
@@ -30,9 +31,26 @@ def test_production_defaults_to_compliance(tmp_path):
         ("DOCROUTE_TRUST_STORE", "/nonexistent/trust.pem"),
         ("DOCROUTE_RETENTION_CLASSES", "/nonexistent/retention.yaml"),
         ("DOCROUTE_FIXITY_PERIOD_SECONDS", "0"),
+        ("DOCROUTE_ARCHIVE_CONSUMERS", "0"),
+        ("DOCROUTE_ARCHIVE_CONSUMERS", "9"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path, name, value):
     with pytest.raises(SettingsError) as err:
         Settings.from_env({**BASE, "DOCROUTE_DATA_DIR": str(tmp_path), name: value})
     assert str(err.value).startswith(f"{name}:") and "\n" not in str(err.value)
+
+
+def test_consumers_build_that_many_consuming_parts_each_with_its_own_connection(tmp_path):
+    from archive.worker import ConsumerWorker, build_worker
+
+    settings = Settings.from_env(
+        {**BASE, "DOCROUTE_DATA_DIR": str(tmp_path), "DOCROUTE_ARCHIVE_CONSUMERS": "3"}
+    )
+    worker = build_worker(settings)
+    try:
+        consumers = [part.consumer for part in worker.parts if isinstance(part, ConsumerWorker)]
+        assert len(consumers) == 3 and len({id(c.connection) for c in consumers}) == 3
+        assert {c.prefetch_count for c in consumers} == {1}  # a burst spreads over all of them
+    finally:
+        worker.close()
