@@ -34,7 +34,7 @@ from routing.adapters.repository import (
     unit_from_row,
     unit_json,
 )
-from routing.adapters.unit_queue import QueueMessage, UnitQueues
+from routing.adapters.unit_queue import QueueMessage, QueueReader, UnitQueues
 from routing.domain.calendar import WorkingCalendar, end_of_day, local_date
 from routing.domain.errors import (
     AttachmentNotFound,
@@ -702,20 +702,72 @@ def _changed(conn: Connection, task: Any, values: Mapping[str, Any]) -> Any:
     return SimpleNamespace(**(current | dict(values)))
 
 
-def _update_tasks(conn: Connection, update: sa.Update) -> list[Any]:
-    """Runs an UPDATE of tasks and answers the changed rows as task_query() reads them.
+@dataclass(frozen=True)
+class _TaskUpdate:
+    """An UPDATE of tasks built once with bind parameters, answering the changed rows as task_query()
+    reads them.
 
     One statement on PostgreSQL (UPDATE … FROM directives … RETURNING, the directive's columns
     included); elsewhere the UPDATE answers the ids and a SELECT reads the rows (SQLite's RETURNING
-    cannot name another table).
+    cannot name another table). Built once, the statements skip the construction and cache-key work a
+    fresh statement costs on every call.
     """
-    if conn.dialect.name == "postgresql":
-        joined = update.where(t.tasks.c.directive_id == t.directives.c.id).returning(*TASK_COLUMNS)
-        return list(conn.execute(joined).all())
-    ids = list(conn.execute(update.returning(t.tasks.c.id)).scalars())
-    if not ids:
-        return []
-    return list(conn.execute(task_query().where(t.tasks.c.id.in_(ids))).all())
+
+    joined: sa.Update
+    plain: sa.Update
+
+    @classmethod
+    def of(cls, update: sa.Update) -> _TaskUpdate:
+        return cls(
+            update.where(t.tasks.c.directive_id == t.directives.c.id).returning(*TASK_COLUMNS),
+            update.returning(t.tasks.c.id),
+        )
+
+    def run(self, conn: Connection, params: dict[str, Any]) -> list[Any]:
+        if conn.dialect.name == "postgresql":
+            return list(conn.execute(self.joined, params).all())
+        ids = list(conn.execute(self.plain, params).scalars())
+        if not ids:
+            return []
+        return list(conn.execute(_TASKS_BY_ID, {"ids": ids}).all())
+
+
+_TASKS_BY_ID = task_query().where(t.tasks.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
+def _assigned_among(*, of_unit: bool) -> list[sa.ColumnElement[bool]]:
+    where = [t.tasks.c.id.in_(sa.bindparam("ids", expanding=True)), t.tasks.c.status == Status.ASSIGNED.value]
+    if of_unit:
+        where.append(t.tasks.c.unit == sa.bindparam("p_unit"))
+    return where
+
+
+def _ack_update(*, of_unit: bool) -> _TaskUpdate:
+    """assigned → received, or straight on to completed for a de_biet task."""
+    on_receipt = sa.case(
+        (t.tasks.c.role == Role.DE_BIET.value, Status.COMPLETED.value), else_=Status.RECEIVED.value
+    )
+    return _TaskUpdate.of(
+        sa.update(t.tasks)
+        .where(*_assigned_among(of_unit=of_unit))
+        .values(status=on_receipt, lease_expires_at=None, updated_at=sa.bindparam("p_now"))
+    )
+
+
+_ACK_OF_UNIT = _ack_update(of_unit=True)
+_ACK_ANY_UNIT = _ack_update(of_unit=False)
+_LEASE = _TaskUpdate.of(
+    sa.update(t.tasks)
+    .where(
+        *_assigned_among(of_unit=True),
+        sa.or_(t.tasks.c.lease_expires_at.is_(None), t.tasks.c.lease_expires_at < sa.bindparam("p_now")),
+    )
+    .values(
+        lease_expires_at=sa.bindparam("p_until"),
+        lease_count=t.tasks.c.lease_count + 1,
+        updated_at=sa.bindparam("p_now"),
+    )
+)
 
 
 # ------------------------------------------------------------------------------------------------ tasks
@@ -794,16 +846,10 @@ def _ack_many(conn: Connection, task_ids: list[str], *, unit: str | None, actor:
     """
     ids = list(dict.fromkeys(task_ids))
     now = utcnow()
-    where = [t.tasks.c.id.in_(sorted(ids)), t.tasks.c.status == Status.ASSIGNED.value]
-    if unit is not None:
-        where.append(t.tasks.c.unit == unit)
-    on_receipt = sa.case(
-        (t.tasks.c.role == Role.DE_BIET.value, Status.COMPLETED.value), else_=Status.RECEIVED.value
-    )
-    moved = _update_tasks(
-        conn,
-        sa.update(t.tasks).where(*where).values(status=on_receipt, lease_expires_at=None, updated_at=now),
-    )
+    if unit is None:
+        moved = _ACK_ANY_UNIT.run(conn, {"ids": sorted(ids), "p_now": now})
+    else:
+        moved = _ACK_OF_UNIT.run(conn, {"ids": sorted(ids), "p_unit": unit, "p_now": now})
     outcomes: dict[str, AckOutcome] = {}
     if moved:
         history: list[dict[str, Any]] = []
@@ -1064,18 +1110,7 @@ def _lease_many(
     sorted so that overlapping batches lock rows in the same order.
     """
     until = now + timedelta(seconds=lease_seconds)
-    lease_free = sa.or_(t.tasks.c.lease_expires_at.is_(None), t.tasks.c.lease_expires_at < now)
-    rows = _update_tasks(
-        conn,
-        sa.update(t.tasks)
-        .where(
-            t.tasks.c.id.in_(sorted(set(task_ids))),
-            t.tasks.c.unit == code,
-            t.tasks.c.status == Status.ASSIGNED.value,
-            lease_free,
-        )
-        .values(lease_expires_at=until, lease_count=t.tasks.c.lease_count + 1, updated_at=now),
-    )
+    rows = _LEASE.run(conn, {"ids": sorted(set(task_ids)), "p_unit": code, "p_now": now, "p_until": until})
     return {row.id: task_json(row, now=now) for row in rows}
 
 
@@ -1088,7 +1123,13 @@ def _reminded(conn: Connection, task_ids: list[str], code: str) -> dict[str, dic
 
 
 def _settle(
-    messages: list[QueueMessage], code: str, *, engine: Engine, lease_seconds: int, result: PollResult
+    messages: list[QueueMessage],
+    code: str,
+    *,
+    reader: QueueReader,
+    engine: Engine,
+    lease_seconds: int,
+    result: PollResult,
 ) -> None:
     """Leases what a batch of messages offers in one transaction, then acks the batch.
 
@@ -1115,12 +1156,11 @@ def _settle(
             if offers
             else {}
         )
-    for message, task_id in reminders:
+    reader.ack([message for message, _ in reminders] + [message for message, _ in offers])
+    for _, task_id in reminders:
         if task_id in reminded:
             result.reminders.append(reminded.pop(task_id))
-        message.ack()
-    for message, task_id in offers:
-        message.ack()
+    for _, task_id in offers:
         if task_id in leased:
             # pop: a duplicate message in the same batch is acked but offers the task once.
             result.items.append(leased.pop(task_id))
@@ -1156,7 +1196,7 @@ def poll_tasks(
             wanted = max_tasks - len(result.items) - len(result.reminders)
             batch: list[QueueMessage] = reader.get_many(wanted)
             if batch:
-                _settle(batch, code, engine=engine, lease_seconds=lease_seconds, result=result)
+                _settle(batch, code, reader=reader, engine=engine, lease_seconds=lease_seconds, result=result)
             taken = len(result.items) + len(result.reminders)
             if taken >= max_tasks:
                 break

@@ -36,6 +36,8 @@ class QueueReader(Protocol):
 
     def get_many(self, limit: int) -> list[QueueMessage]: ...
 
+    def ack(self, messages: list[QueueMessage]) -> None: ...
+
 
 class UnitQueues(Protocol):
     """Port: declare a unit's queue; read one unit's queue for the length of a poll."""
@@ -130,6 +132,23 @@ class _PooledReader:
         self.taken += 1
         self.unsettled += 1
         return _KombuMessage(message, self)
+
+    def ack(self, messages: list[QueueMessage]) -> None:
+        """Acks `messages`. When they are every message this reader holds unsettled (a pooled channel
+        carries one reader's messages at a time), one basic.ack with `multiple` for the highest delivery
+        tag settles them all: one frame, and one settle command in a quorum queue, instead of one each."""
+        taken = [m for m in messages if isinstance(m, _KombuMessage) and m.reader is self]
+        channel = self.lane.channel
+        if len(taken) < 2 or len(taken) != len(messages) or len(taken) != self.unsettled:
+            for message in messages:
+                message.ack()
+            return
+        if not isinstance(channel, AmqpChannel):
+            for message in taken:
+                message.ack()
+            return
+        channel.basic_ack(max(m.message.delivery_tag for m in taken), multiple=True)
+        self.unsettled -= len(taken)
 
     def get_many(self, limit: int) -> list[QueueMessage]:
         """Up to `limit` messages: a first basic_get, which also tells how many more are ready, then the

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 from shared.auth import TokenVerifier, Verifier
-from shared.db import make_engine
 from shared.objectstore import ObjectStore, make_store
 from sqlalchemy.engine import Engine
 
+from routing.adapters.db import connect
 from routing.adapters.unit_queue import KombuUnitQueues, UnitQueues
 from routing.domain.calendar import WorkingCalendar
 from routing.settings import Settings
@@ -37,7 +37,7 @@ def load_calendar(path: Path) -> WorkingCalendar:
 def build_deps(settings: Settings) -> Deps:
     common = settings.common
     return Deps(
-        engine=make_engine(settings.database_url),
+        engine=connect(settings.database_url),
         queues=KombuUnitQueues(common.amqp_url, delivery_limit=common.consumer_delivery_limit),
         store=make_store(common),
         calendar=load_calendar(settings.holidays_file),
