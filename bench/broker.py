@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pika
@@ -93,6 +94,7 @@ class Arrival:
     directive_id: str
     unit: str
     at: float  # wall clock (time.time) of the delivery to the recorder
+    created: float  # wall clock of the offer's envelope (routing created the task and its offer then)
 
 
 @dataclass
@@ -116,7 +118,10 @@ class ArrivalRecorder:
         try:
             envelope = json.loads(body.decode("utf-8"))
             payload = envelope["payload"]
-            arrival = Arrival(str(payload["id"]), str(payload["directive_id"]), str(payload["unit"]), at)
+            created = datetime.fromisoformat(envelope["occurred_at"]).timestamp()
+            arrival = Arrival(
+                str(payload["id"]), str(payload["directive_id"]), str(payload["unit"]), at, created
+            )
         except (ValueError, KeyError, TypeError) as exc:
             self.errors.append(f"unreadable offer on {method.routing_key}: {exc}")
             return

@@ -138,13 +138,20 @@ def run(ctx: Context) -> RowResult:
     for a in arrivals:
         last[a.directive_id] = max(last.get(a.directive_id, 0.0), a.at)
         count[a.directive_id] = count.get(a.directive_id, 0) + 1
+    created: dict[str, float] = {}
+    for a in arrivals:
+        created[a.directive_id] = max(created.get(a.directive_id, 0.0), a.created)
     latencies = []
+    to_ledger = []  # 201 → routing created the directive's last task (intake relay, broker, routing consumer)
     missing = 0
     for directive_id, (answered_at, sample) in accepted.items():
         got = count.get(directive_id, 0)
         missing += max(expected_per_sample[sample] - got, 0)
         if got >= expected_per_sample[sample]:
             latencies.append(max(last[directive_id] - answered_at, 0.0))
+            to_ledger.append(max(created[directive_id] - answered_at, 0.0))
+    # Task created → delivered from its unit queue (routing's outbox relay and the broker).
+    to_queue = [max(a.at - a.created, 0.0) for a in arrivals]
     engine = make_engine(urls["routing"])
     try:
         with engine.connect() as conn:
@@ -166,6 +173,23 @@ def run(ctx: Context) -> RowResult:
     row.figures.append(
         Figure(row="2", name="same, p50", unit="ms", value=summarize([pct["p50_ms"]]) if latencies else None)
     )
+    for name, stage in (
+        ("stage 1: 201 → the directive's last task created by routing", to_ledger),
+        ("stage 2: a task created → delivered from its unit queue", to_queue),
+    ):
+        if stage:
+            stage_pct = latency_percentiles(stage)
+            row.figures.append(
+                Figure(
+                    row="2",
+                    name=f"{name}, p50",
+                    unit="ms",
+                    value=summarize([stage_pct["p50_ms"]]),
+                )
+            )
+            row.figures.append(
+                Figure(row="2", name=f"{name}, p99", unit="ms", value=summarize([stage_pct["p99_ms"]]))
+            )
     row.figures.append(
         Figure(
             row="2",

@@ -12,6 +12,7 @@ from pathlib import PurePath
 from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -159,6 +160,17 @@ def steer_planner_to_ordered_scan(conn: Connection) -> None:
     )
 
 
+def relax_commit_durability(conn: Connection) -> None:
+    """For this transaction only: commit without waiting for the WAL flush.
+
+    Used for the relay's marks alone. A mark lost in a database crash only means its rows are published
+    again, which at-least-once delivery already allows (the consumers' inbox drops the duplicate); the
+    messages themselves were committed durably by the services' own transactions. Not waiting saves a
+    WAL flush per batch, which on this class of disk is a third of the relay's time.
+    """
+    conn.execute(sa.text("SELECT set_config('synchronous_commit', 'off', true)"))
+
+
 class OutboxRelay:
     """Publishes unpublished outbox rows in id order; marks a row published only after the broker confirmed.
 
@@ -201,6 +213,7 @@ class OutboxRelay:
             # Row locks held for the batch let several relays share the table without double publishing.
             with self.engine.begin() as conn:
                 steer_planner_to_ordered_scan(conn)
+                relax_commit_durability(conn)
                 rows = conn.execute(query.with_for_update(skip_locked=True)).all()
                 published, failure = self._publish(rows)
                 self._mark(conn, rows, published, failure)
@@ -259,9 +272,16 @@ class OutboxRelay:
         """Mark the confirmed rows published (one UPDATE) and record the failure on the row that stopped."""
         t = self.table
         if published:
+            ids = [row.id for row in rows[:published]]
+            # On PostgreSQL one array parameter, not one bind parameter per row of the batch.
+            chosen = (
+                t.c.id == sa.any_(sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.Integer)))
+                if conn.dialect.name == "postgresql"
+                else t.c.id.in_(ids)
+            )
             conn.execute(
                 sa.update(t)
-                .where(t.c.id.in_([row.id for row in rows[:published]]))
+                .where(chosen)
                 .values(published_at=datetime.now(UTC), attempts=t.c.attempts + 1, last_error=None)
             )
         if failure is not None and published < len(rows):

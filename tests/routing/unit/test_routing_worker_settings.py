@@ -9,7 +9,7 @@ def settings(**overrides):
 
 
 def test_two_consumers_on_postgresql_one_on_sqlite_which_has_a_single_writer():
-    assert settings().consumers_for("postgresql") == 2
+    assert settings().consumers_for("postgresql") == 4
     assert settings().consumers_for("sqlite") == 1
 
 
