@@ -1,5 +1,6 @@
 """REST polling against a real RabbitMQ vhost and PostgreSQL: waiting, leases, expiry, duplicates."""
 
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -140,3 +141,42 @@ def test_offers_built_at_routing_equal_the_task_as_read_back_on_postgresql(live)
         read = live.client.get(f"/v1/tasks/{task_id}", headers=live.auth("clerk")).get_json()
         read.pop("history")
         assert offered[task_id] == read
+
+
+def test_poll_then_batch_ack_on_postgresql(live):
+    _, ids = route(live, "1393-CVT-CL.json")
+    route(live, "120-KH-BCD.json")
+    live.relay()
+    got = poll(live, "CTTDT", max=10)["items"]
+    assert len(got) == 2 and all(x["lease_expires_at"] for x in got)
+    taken = [x["id"] for x in got]
+    other = next(i for i in ids if i not in taken)  # another unit's task of the first directive
+    unit = live.auth("unit", "CTTDT")
+    r = live.client.post("/v1/units/CTTDT/tasks:ack", json={"ids": [*taken, other]}, headers=unit)
+    assert r.status_code == 200, r.get_json()
+    assert [(x["result"], x["status"]) for x in r.get_json()["items"]] == [
+        ("acked", "received"),
+        ("acked", "received"),
+        ("not_found", None),
+    ]
+    repeat = live.client.post("/v1/units/CTTDT/tasks:ack", json={"ids": taken}, headers=unit).get_json()
+    assert [x["result"] for x in repeat["items"]] == ["unchanged", "unchanged"]
+    with live.deps.engine.connect() as conn:
+        statuses = dict(conn.execute(sa.select(t.tasks.c.id, t.tasks.c.status)).all())
+        leases = conn.execute(sa.select(t.tasks.c.lease_expires_at).where(t.tasks.c.id.in_(taken))).scalars()
+        assert all(lease is None for lease in leases)
+        history = conn.execute(
+            sa.select(t.task_history.c.task_id).where(t.task_history.c.to_status == "received")
+        ).scalars()
+        assert sorted(history) == sorted(taken)
+    assert [statuses[i] for i in taken] == ["received", "received"] and statuses[other] == "assigned"
+    # The events' task documents (built from UPDATE … FROM … RETURNING) equal the tasks as read back.
+    with live.deps.engine.connect() as conn:
+        bodies = conn.execute(sa.select(t.outbox.c.body)).scalars().all()
+    changed = [json.loads(bytes(b))["payload"] for b in bodies]
+    changed = {p["task_id"]: p for p in changed if p.get("from_status") == "assigned"}
+    assert sorted(changed) == sorted(taken)
+    for task_id in taken:
+        read = live.client.get(f"/v1/tasks/{task_id}", headers=unit).get_json()
+        read.pop("history")
+        assert changed[task_id]["task"] == read

@@ -84,3 +84,34 @@ def test_depths_count_ready_messages_and_skip_missing_queues(queues, vhost, code
     queues.declare([code])
     put(vhost, code, 3)
     assert queues.depths([f"{code}.missing", code]) == {code: 3}
+
+
+def test_get_many_takes_what_is_ready_in_order_and_one_multiple_ack_settles_it(queues, vhost, code):
+    queues.declare([code])
+    put(vhost, code, 7)
+    with queues.reader(code) as reader:
+        taken = reader.get_many(5)
+        assert [m.body for m in taken] == [f'{{"n": {i}}}'.encode() for i in range(5)]
+        reader.ack(taken)
+        rest = reader.get_many(10)  # fewer ready than asked: the two left, then nothing
+        assert [m.body for m in rest] == [b'{"n": 5}', b'{"n": 6}']
+        assert reader.get_many(10) == []
+        reader.ack(rest)
+        lane = reader.lane
+    assert depth(vhost, code) == 0
+    # Every message settled: the channel went back to the pool, and closing it gives nothing back.
+    with queues.reader(code) as reader:
+        assert reader.lane is lane
+    queues.close()
+    assert depth(vhost, code) == 0
+
+
+def test_messages_taken_by_get_many_and_not_acked_go_back(queues, vhost, code):
+    queues.declare([code])
+    put(vhost, code, 4)
+    with pytest.raises(RuntimeError), queues.reader(code) as reader:
+        taken = reader.get_many(4)
+        assert len(taken) == 4
+        reader.ack(taken[:1])  # not every unsettled message: acked one by one
+        raise RuntimeError("the lease transaction failed")
+    assert depth(vhost, code) == 3
