@@ -19,6 +19,7 @@ from shared.outbox import (
     add_to_outbox,
     batch_query,
     outbox_table,
+    relax_commit_durability,
     steer_planner_to_ordered_scan,
 )
 from sqlalchemy.orm import Session
@@ -295,4 +296,15 @@ def test_on_postgresql_the_relay_reads_pending_rows_in_order_from_the_partial_in
     publisher = FakePublisher()
     assert OutboxRelay(engine, OUTBOX, publisher, batch_size=100).run_once() == 100
     assert publisher.sent[0]["id"] == _rows(engine)[2500].message_id
+    engine.dispose()
+
+
+@pytest.mark.integration
+def test_only_the_relays_own_transaction_skips_the_wal_flush_wait(pg_url: str):
+    engine = make_engine(pg_url)
+    with engine.begin() as conn:
+        relax_commit_durability(conn)
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == "off"
+    with engine.begin() as conn:  # the pooled connection is back to the server's setting
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == "on"
     engine.dispose()

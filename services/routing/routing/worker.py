@@ -67,7 +67,7 @@ class RoutingWorker:
         self.calendar = load_calendar(settings.holidays_file)
         self.queues = KombuUnitQueues(common.amqp_url, delivery_limit=common.consumer_delivery_limit)
         self.publisher = Publisher(common.amqp_url, confirm_timeout=common.publish_confirm_timeout)
-        self.relay = OutboxRelay(self.engine, t.outbox, self.publisher, name="routing")
+        self.relay = OutboxRelay(self.engine, t.outbox, self.publisher, batch_size=500, name="routing")
         # Several consumers (own connections, prefetch each) keep routing ahead of a burst; the inbox
         # claim makes a directive delivered twice route once whichever consumer gets it.
         self.consumers = [
