@@ -189,7 +189,14 @@ def _esc(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(document: Mapping[str, Any], rows: Sequence[RowResult]) -> str:
+# The profiles taken where a target was missed and what each fix changed, measured back to back: kept
+# by hand (each entry names its command and figures) and appended to every Markdown report.
+FINDINGS = Path(__file__).with_name("findings.md")
+
+
+def render_markdown(
+    document: Mapping[str, Any], rows: Sequence[RowResult], findings: str | None = None
+) -> str:
     run = document["run"]
     machine = document["machine"]
     versions = document["versions"]
@@ -232,6 +239,11 @@ def render_markdown(document: Mapping[str, Any], rows: Sequence[RowResult]) -> s
             lines.append(f"- {note}")
         if row.notes:
             lines.append("")
+    if findings:
+        lines.append("## Profiles and fixes: before → after")
+        lines.append("")
+        lines.append(findings.strip())
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -248,7 +260,8 @@ def write_reports(
     directory.mkdir(parents=True, exist_ok=True)
     rows = list(rows)
     text_json = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
-    text_md = render_markdown(document, rows)
+    findings = FINDINGS.read_text(encoding="utf-8") if FINDINGS.is_file() else None
+    text_md = render_markdown(document, rows, findings)
     written = []
     for name, text in (
         (f"bench-{stamp}.json", text_json),

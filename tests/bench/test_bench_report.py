@@ -96,3 +96,17 @@ def test_reports_are_written_as_stamped_and_latest_files(tmp_path: Path) -> None
     )
     assert "Cục Viễn thông" in (tmp_path / "results" / "latest.md").read_text(encoding="utf-8")
     assert not list((tmp_path / "results").glob("*.tmp"))
+
+
+def test_the_findings_log_closes_every_markdown_report(tmp_path: Path) -> None:
+    from bench.report import FINDINGS
+
+    document, rows = _document()
+    assert "## Profiles and fixes" not in render_markdown(document, rows)
+    text = render_markdown(document, rows, "- row 1: relay 482 → 3,932 msg/s")
+    assert text.rstrip().endswith("- row 1: relay 482 → 3,932 msg/s")
+    assert "## Profiles and fixes: before → after" in text
+    # The committed log is what write_reports appends.
+    write_reports(tmp_path, "20260101T000000Z", document, rows)
+    written = (tmp_path / "latest.md").read_text(encoding="utf-8")
+    assert FINDINGS.read_text(encoding="utf-8").strip() in written
