@@ -315,6 +315,30 @@ def _raw_versions(store, bucket: str, key: str):
             yield v.version_id
 
 
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_a_second_registration_of_a_directive_keeps_the_first(backend, pg_engine, engine):
+    from archive.adapters import repository
+    from archive.adapters.db import directives
+
+    eng = pg_engine if backend == "postgresql" else engine
+    values = {
+        "directive_id": "d-twice",
+        "source_event_id": "e-1",
+        "arrival_number": 7,
+        "arrival_date": "2026-01-05",
+        "received_at": "2026-01-05T08:00:00+07:00",
+        "metadata": {"number": "7/UBND"},
+        "registered_at": datetime.now(UTC),
+    }
+    with eng.begin() as conn:
+        first = repository.upsert_directive(conn, values)
+        again = repository.upsert_directive(conn, {**values, "source_event_id": "e-2", "arrival_number": 8})
+    with eng.connect() as conn:
+        row = conn.execute(sa.select(directives)).one()
+    assert (first, again) == (True, False)
+    assert (row.source_event_id, row.arrival_number) == ("e-1", 7)
+
+
 def test_fixity_catches_a_file_rewritten_behind_the_service(engine, vault, verifier, samples, fs_store):
     staged = stage(fs_store, samples.valid, "a.pdf")
     handle_directive_registered(

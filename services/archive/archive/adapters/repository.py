@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from archive.adapters.db import audit_checkpoints, directives, fixity_runs, records, task_events
@@ -235,7 +236,18 @@ def count_records(conn: Connection) -> int:
 
 
 def upsert_directive(conn: Connection, values: dict[str, Any]) -> bool:
-    """True when the directive was new; a second registration of the same id keeps the first."""
+    """True when the directive was new; a second registration of the same id keeps the first.
+
+    One statement on PostgreSQL and SQLite (insert, or nothing on a duplicate id), so two registrations
+    of the same directive handled at once never fail on the primary key.
+    """
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = (
+            insert(directives).values(**values).on_conflict_do_nothing().returning(directives.c.directive_id)
+        )
+        return conn.execute(stmt).first() is not None
     exists = conn.execute(
         sa.select(directives.c.directive_id).where(directives.c.directive_id == values["directive_id"])
     ).first()
