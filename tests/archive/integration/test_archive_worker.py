@@ -35,8 +35,9 @@ def _checkpoint_key(engine):
         return conn.execute(sa.text("SELECT key FROM audit_checkpoints")).scalar()
 
 
+@pytest.mark.parametrize("consumers", [1, 3])
 def test_worker_archives_redelivered_event_once_and_announces_it(
-    amqp_vhost_factory, pg_url, s3_endpoint, trust_bundle, samples, tmp_path
+    amqp_vhost_factory, pg_url, s3_endpoint, trust_bundle, samples, tmp_path, consumers
 ):
     amqp_url = amqp_vhost_factory()
     suffix = uuid.uuid4().hex[:8]
@@ -53,6 +54,8 @@ def test_worker_archives_redelivered_event_once_and_announces_it(
         "DOCROUTE_JWT_SECRET": "x" * 40,
         "DOCROUTE_TRUST_STORE": str(trust_bundle),
         "DOCROUTE_AUDIT_CHECKPOINT_SECONDS": "1",
+        # With several consumers the two copies below can be handled at the same time.
+        "DOCROUTE_ARCHIVE_CONSUMERS": str(consumers),
     }
     settings = Settings.from_env(env)
     store = S3Store(s3_endpoint, "testing", "testing", secure=False, region="us-east-1")
@@ -78,8 +81,8 @@ def test_worker_archives_redelivered_event_once_and_announces_it(
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         thread.start()
         try:
-            consumer = worker.parts[0].consumer
-            assert consumer.ready.wait(20)
+            for part in worker.parts[:consumers]:
+                assert part.consumer.ready.wait(20)
             with Publisher(amqp_url) as publisher:
                 for _ in range(2):  # the broker redelivers / intake's relay publishes twice
                     publisher.publish(
