@@ -1181,12 +1181,18 @@ def poll_tasks(
 
     `known_units` remembers the codes found in the database (units are deactivated, never deleted), so a
     unit's polls after its first skip that query; the check must come before the reader, which declares
-    the queue.
+    the queue — unless the database records it as declared already (a queue deleted behind our back is
+    noticed by the reader, which declares it again).
     """
     if known_units is None or code not in known_units:
         with engine.connect() as conn:
-            if conn.execute(sa.select(t.units.c.code).where(t.units.c.code == code)).first() is None:
-                raise UnitNotFound(f"no unit {code}")
+            unit = conn.execute(
+                sa.select(t.units.c.code, t.units.c.queue_declared_at).where(t.units.c.code == code)
+            ).first()
+        if unit is None:
+            raise UnitNotFound(f"no unit {code}")
+        if unit.queue_declared_at is not None:
+            queues.assume_declared(code)
         if known_units is not None:
             known_units.add(code)
     result = PollResult()

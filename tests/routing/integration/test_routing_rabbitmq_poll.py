@@ -180,3 +180,35 @@ def test_poll_then_batch_ack_on_postgresql(live):
         read = live.client.get(f"/v1/tasks/{task_id}", headers=unit).get_json()
         read.pop("history")
         assert changed[task_id]["task"] == read
+
+
+def test_a_fresh_process_trusts_recorded_declarations_and_declares_the_rest(live, monkeypatch):
+    from routing.adapters import unit_queue
+    from routing.adapters.unit_queue import KombuUnitQueues
+
+    declared: list[str] = []
+    real = unit_queue.declare_unit_queue
+
+    def spy(conn, code, **kw):
+        declared.append(code)
+        return real(conn, code, **kw)
+
+    monkeypatch.setattr(unit_queue, "declare_unit_queue", spy)
+    with live.deps.engine.begin() as conn:
+        conn.execute(sa.update(t.units).where(t.units.c.code == "SYT").values(queue_declared_at=None))
+    queues = KombuUnitQueues(live.amqp_url)  # as in a new gunicorn worker: nothing declared yet
+    try:
+        for code in ("CTTDT", "SYT"):
+            handlers.poll_tasks(
+                code, engine=live.deps.engine, queues=queues, max_tasks=1, wait_seconds=0, lease_seconds=60
+            )
+        assert declared == ["SYT"]  # CTTDT's queue is recorded as declared
+        # A recorded queue that was deleted meanwhile is declared again by the reader.
+        with Connection(live.amqp_url) as broker:
+            broker.channel().queue_delete("routing.tasks.BPTV")
+        handlers.poll_tasks(
+            "BPTV", engine=live.deps.engine, queues=queues, max_tasks=1, wait_seconds=0, lease_seconds=60
+        )
+        assert declared == ["SYT", "BPTV"]
+    finally:
+        queues.close()

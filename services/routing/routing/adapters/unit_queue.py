@@ -46,6 +46,8 @@ class UnitQueues(Protocol):
 
     def declare(self, codes: Iterable[str]) -> None: ...
 
+    def assume_declared(self, code: str) -> None: ...
+
     def reader(self, code: str) -> Any: ...  # a context manager yielding a QueueReader
 
 
@@ -268,6 +270,13 @@ class KombuUnitQueues:
     def forget(self, code: str) -> None:
         with self._lock:
             self._declared.discard(code)
+
+    def assume_declared(self, code: str) -> None:
+        """The unit's queue is known to exist (the database says it was declared): the first poll in
+        this process need not declare it again."""
+        with self._lock:
+            self._this_process()
+            self._declared.add(code)
 
     def ensure_declared(self, lane: _Lane, code: str) -> None:
         with self._lock:
