@@ -20,8 +20,10 @@ from bench.stats import summarize
 TITLE = "archive: MB/s archived for signed PDFs (1 MB and 10 MB)"
 MB = 1024 * 1024
 # Files in flight on each side: the archive worker runs this many consumers (DOCROUTE_ARCHIVE_CONSUMERS)
-# and the baseline this many threads putting, so the ratio compares like with like.
-CONCURRENCY = 4
+# and the baseline this many threads putting, so the ratio compares like with like. 1 is the shipped
+# setting; at 4 both sides move more MB/s (the archive about 1.6x for 1 MB files) but the ratio does not
+# improve on these 2 cores (10 MB: the client's hashing spreads over both cores better than the archive).
+CONCURRENCY = 1
 
 
 def _minio(endpoint: str) -> Any:
@@ -193,7 +195,7 @@ def run(ctx: Context) -> RowResult:
                 unit="MB/s",
                 value=summarize(archive_rates[size]),
                 baseline=summarize(plain_rates[size]),
-                baseline_name=f"minio put_object, {CONCURRENCY} threads",
+                baseline_name=f"minio put_object, {CONCURRENCY} thread(s)",
                 target=">= 60% of baseline",
                 at_least_ratio=0.60,
             )
@@ -216,7 +218,7 @@ def run(ctx: Context) -> RowResult:
         "which MinIO and S3 verify; moto only echoes it), signature validation of those same bytes, "
         "database records and audit entries, outbox relay. One archive worker "
         f"process with DOCROUTE_ARCHIVE_CONSUMERS={CONCURRENCY} (that many files in flight); the baseline "
-        f"puts the same bytes to the same server from {CONCURRENCY} threads of one minio client. "
+        f"puts the same bytes to the same server from {CONCURRENCY} thread(s) of one minio client. "
         f"Signature statuses reported: {statuses}. The S3 server is moto (a test double)."
     )
     return row
