@@ -50,6 +50,10 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str]] = {
     StoreUnavailable: (503, "store-unavailable", "Object store unavailable"),
 }
 
+# The hot paths' schemas are built once (loading with a schema instance keeps no state between calls).
+POLL_IN = PollIn()
+ACK_IN = AckIn()
+
 MANAGERS = ("clerk", "admin")
 READERS = ("clerk", "admin", "auditor")
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -265,7 +269,7 @@ def evaluate_rules() -> Response:
 def poll(code: str) -> Response:
     """Take up to `max` tasks from the unit's queue, leased until acknowledged (long-poll)."""
     own_unit_only(current_principal(), code)
-    body = load(PollIn(), request.get_json(silent=True) or {})
+    body = load(POLL_IN, request.get_json(silent=True) or {})
     result = handlers.poll_tasks(
         code,
         engine=deps().engine,
@@ -313,7 +317,7 @@ def ack_many(code: str) -> Response:
     """Acknowledge receipt of up to 100 of the unit's tasks at once; answers an outcome per distinct id."""
     principal = current_principal()
     own_unit_only(principal, code)
-    body = load(AckIn(), request.get_json(silent=True) or {})
+    body = load(ACK_IN, request.get_json(silent=True) or {})
     outcomes = handlers.ack_tasks(code, body["ids"], engine=deps().engine, actor=actor(principal))
     counts = {result.value: 0 for result in handlers.AckResult}
     for outcome in outcomes:
