@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -28,7 +29,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
-    """An engine for docroute: SQLite with WAL, foreign keys and busy timeout; PostgreSQL with pre-ping."""
+    """An engine for docroute: SQLite with WAL, foreign keys and busy timeout; PostgreSQL pings a pooled
+    connection before use when it has been idle (`ping_after_idle` seconds, default 1)."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -43,9 +45,46 @@ def make_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
         engine = sa.create_engine(parsed, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    options = {"pool_pre_ping": True}
-    options.update(kwargs)
-    return sa.create_engine(parsed, **options)
+    ping_after_idle = float(kwargs.pop("ping_after_idle", PING_AFTER_IDLE_SECONDS))
+    engine = sa.create_engine(parsed, **kwargs)
+    _ping_connections_back_from_idle(engine, ping_after_idle)
+    return engine
+
+
+# A pooled connection that went back to the pool less than this long ago was working then; one that sat
+# longer is pinged before use (the server may have restarted or dropped it meanwhile).
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_connections_back_from_idle(engine: Engine, idle_seconds: float) -> None:
+    """Pessimistic disconnect handling, paid only where it buys something.
+
+    SQLAlchemy's `pool_pre_ping` costs a round trip on every checkout — a busy service checks a connection
+    out for every request, moments after the last one used it. Here a checkout pings only a connection
+    that sat in the pool for `idle_seconds` or more; a dead one raises DisconnectionError, which makes the
+    pool throw it away and connect afresh (up to three times). A server restart within the last second
+    is noticed by the statement itself: SQLAlchemy then invalidates the whole pool, and that one request
+    fails (503, to be retried).
+    """
+
+    def fresh(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def back(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise sa.exc.DisconnectionError(f"connection lost while idle: {exc}") from exc
+
+    event.listen(engine, "connect", fresh)
+    event.listen(engine, "checkin", back)
+    event.listen(engine, "checkout", out)
 
 
 def transaction(engine: Engine) -> AbstractContextManager[Connection]:

@@ -1,6 +1,7 @@
 """make_engine, transaction helpers and programmatic migrations on SQLite and PostgreSQL."""
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -85,12 +86,50 @@ def test_session_scope_commits_or_rolls_back(db_url: str):
     engine.dispose()
 
 
+def _pings(engine) -> list[int]:
+    calls: list[int] = []
+    original = engine.dialect.do_ping
+
+    def counting(dbapi_connection) -> bool:
+        calls.append(1)
+        return original(dbapi_connection)
+
+    engine.dialect.do_ping = counting
+    return calls
+
+
+def _backend_pid(engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+
+
 @pytest.mark.integration
-def test_postgresql_engine_pre_pings(pg_url: str):
-    engine = make_engine(pg_url)
-    assert engine.pool._pre_ping is True
+def test_postgresql_engine_pings_only_a_connection_back_from_idle(pg_url: str):
+    engine = make_engine(pg_url, ping_after_idle=0.3)
+    pings = _pings(engine)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SHOW server_encoding")).scalar() == "UTF8"
+    for _ in range(5):  # back to back, as request after request: no ping
+        _backend_pid(engine)
+    assert pings == []
+    time.sleep(0.4)
+    _backend_pid(engine)
+    assert len(pings) == 1
+    engine.dispose()
+
+
+@pytest.mark.integration
+def test_a_connection_the_server_dropped_while_idle_is_replaced_at_checkout(pg_url: str):
+    engine = make_engine(pg_url, ping_after_idle=0.1)
+    first = _backend_pid(engine)
+    admin = make_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+    time.sleep(0.2)
+    # The ping at checkout finds the dead connection; the pool connects afresh and the caller never knows.
+    second = _backend_pid(engine)
+    assert second != first
+    admin.dispose()
     engine.dispose()
 
 
