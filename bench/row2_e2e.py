@@ -20,6 +20,7 @@ from bench.stats import latency_percentiles, summarize
 TITLE = "end to end: 201 at intake → last task available in every unit's queue"
 SAMPLES = ROOT / "samples"
 SERIAL_START = 2_000_000
+ROUTING_WORKERS = 2  # deploy/k8s/overlays/production: routing-worker replicas
 
 
 def _send(client: HttpClient, method: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
@@ -69,7 +70,8 @@ def run(ctx: Context) -> RowResult:
         for m in samples
     ]
     client.close()
-    routing_worker = ctx.launcher.worker("routing", env)
+    # As the production overlay runs it: two routing worker replicas, each with its consumers and relay.
+    routing_workers = [ctx.launcher.worker("routing", env) for _ in range(ROUTING_WORKERS)]
     # The intake relay publishes `mandatory`: the routing consumer's queue must exist first.
     wait_until(
         lambda: queue_depth(amqp, "routing.intake.directive_registered") is not None,
@@ -110,7 +112,7 @@ def run(ctx: Context) -> RowResult:
     for proc, label in (
         (intake, "intake (gunicorn master+workers)"),
         (routing, "routing (gunicorn master+workers)"),
-        (routing_worker, "routing worker"),
+        *((w, "routing worker" + (f" {i + 1}" if i else "")) for i, w in enumerate(routing_workers)),
         (intake_worker, "intake worker"),
     ):
         sampler.watch(proc, label)
@@ -227,8 +229,9 @@ def run(ctx: Context) -> RowResult:
         "recorder_errors": recorder.errors[:5],
     }
     row.notes.append(
-        "Stack: intake gunicorn + intake worker (outbox relay), routing gunicorn + routing worker, "
-        "PostgreSQL, "
+        "Stack: intake gunicorn + intake worker (outbox relay), routing gunicorn + "
+        f"{ROUTING_WORKERS} routing workers (the production overlay's replica count; each runs 4 directive "
+        "consumers and an outbox relay, the relays sharing the outbox with SKIP LOCKED), PostgreSQL, "
         "RabbitMQ, filesystem store; units from samples/units.yaml (27), rules from samples/rules.yaml; the "
         "three sample directives in turn, each with a new number and one 100 KB PDF, sent open-loop at "
         f"{rate:.0f}/s by 16 sender threads."
