@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
@@ -63,8 +65,17 @@ class Verifier(Protocol):
 class TokenVerifier:
     """Verifies docroute JWTs: signature, expiry, and issuer/audience when configured."""
 
-    def __init__(self, settings: AuthSettings) -> None:
+    # A token verified once is remembered (bounded, and never past its expiry or a minute): the clients of a
+    # busy service send the same token request after request, and decoding plus the signature check is
+    # a tenth of a small request's CPU. A minute also bounds how long a rotated-out key keeps working.
+    CACHE_ENTRIES = 4096
+    CACHE_SECONDS = 60.0
+
+    def __init__(self, settings: AuthSettings, *, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
+        self._clock = clock
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._lock = threading.Lock()
         self._jwks: jwt.PyJWKClient | None = None
         if settings.algorithm == "HS256":
             if not settings.secret:
@@ -78,6 +89,24 @@ class TokenVerifier:
             raise ValueError(f"unsupported JWT algorithm {settings.algorithm!r}")
 
     def verify(self, token: str) -> Principal:
+        now = self._clock()
+        with self._lock:
+            remembered = self._verified.get(token)
+            if remembered is not None:
+                principal, good_until = remembered
+                if now < good_until:
+                    self._verified.move_to_end(token)
+                    return principal
+                del self._verified[token]
+        principal, expires = self._decode(token)
+        with self._lock:
+            self._verified[token] = (principal, min(expires + LEEWAY_SECONDS, now + self.CACHE_SECONDS))
+            while len(self._verified) > self.CACHE_ENTRIES:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
+        """Full verification; the principal and the token's `exp`."""
         settings = self._settings
         try:
             key: Any
@@ -104,7 +133,7 @@ class TokenVerifier:
             raise Unauthorized(f"signing key not available: {exc}") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"invalid token: {exc}") from None
-        return principal_from_claims(claims)
+        return principal_from_claims(claims), float(claims["exp"])
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

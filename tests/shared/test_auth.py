@@ -11,6 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from shared.auth import (
+    LEEWAY_SECONDS,
     ROLES,
     Principal,
     TokenVerifier,
@@ -161,3 +162,37 @@ def test_rs256_token_is_verified_against_the_jwks(jwks_server):
     hs = issue_token(SECRET, sub="x", roles=["admin"], audience="docroute")
     with pytest.raises(Unauthorized):
         rs.verify(hs)
+
+
+def test_a_verified_token_is_remembered_until_it_expires(monkeypatch):
+    cached = verifier()
+    # Valid for about one more second: exp lies in the past, within the leeway.
+    token = issue_token(SECRET, sub="u", roles=["clerk"], ttl_seconds=1, now=time.time() - LEEWAY_SECONDS)
+    decodes: list[str] = []
+    original = jwt.decode
+
+    def counting(*args, **kwargs):
+        decodes.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    assert cached.verify(token) == cached.verify(token) == cached.verify(token)
+    assert len(decodes) == 1
+    # Past exp + leeway the remembered answer is gone and the full check refuses the token.
+    time.sleep(1.2)
+    with pytest.raises(Unauthorized, match="expired"):
+        cached.verify(token)
+    assert len(decodes) == 2
+
+
+def test_a_refused_token_is_never_remembered_and_the_memory_is_bounded(monkeypatch):
+    cached = verifier()
+    bad = issue_token("another-secret-that-is-long-enough!!", sub="u", roles=["clerk"])
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            cached.verify(bad)
+    monkeypatch.setattr(TokenVerifier, "CACHE_ENTRIES", 3)
+    tokens = [issue_token(SECRET, sub=f"u{i}", roles=["clerk"]) for i in range(5)]
+    for token in tokens:
+        cached.verify(token)
+    assert list(cached._verified) == tokens[2:]
