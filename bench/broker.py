@@ -15,6 +15,14 @@ from typing import Any
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from shared.naming import (
+    PRODUCERS,
+    SUBSCRIPTIONS,
+    dlq_name,
+    events_exchange,
+    queue_name,
+    unrouted_name,
+)
 
 TASKS_EXCHANGE = "routing.tasks"
 
@@ -44,6 +52,36 @@ def queue_depths(amqp_url: str, queues: Iterable[str]) -> dict[str, int | None]:
         with contextlib.suppress(Exception):
             conn.close()
     return out
+
+
+def system_queues() -> list[str]:
+    """The queues every docroute worker declares (consumer queues with their DLQs, unrouted-event queues)."""
+    consumers = [queue_name(consumer, source, event) for consumer, source, event, _ in SUBSCRIPTIONS]
+    return [
+        *consumers,
+        *(dlq_name(queue) for queue in consumers),
+        *(unrouted_name(events_exchange(service)) for service in PRODUCERS),
+    ]
+
+
+def purge_queues(amqp_url: str, queues: Iterable[str]) -> int:
+    """Empties `queues` (missing ones are skipped); the messages purged.
+
+    The rows share one vhost: events one row's producers left for a service that row did not run (row 2's
+    3,000 directive_registered for the archive) would otherwise meet the next row's workers."""
+    conn = connect(amqp_url)
+    purged = 0
+    try:
+        channel = conn.channel()
+        for queue in queues:
+            try:
+                purged += int(channel.queue_purge(queue).method.message_count)
+            except pika.exceptions.ChannelClosedByBroker:
+                channel = conn.channel()
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+    return purged
 
 
 def queue_depth(amqp_url: str, queue: str) -> int | None:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import environment
+from bench.broker import purge_queues, system_queues
 from bench.context import Context
 from bench.harness import ROOT, Infra, Launcher, progress, workspace
 from bench.report import RowResult, build_document, row_from_dict, write_reports
@@ -89,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
                     launcher.stop_all()
                     with contextlib.suppress(Exception):
                         infra.release()
+                    if infra.has_vhost:
+                        # What this row's producers left for services it did not run must not meet the
+                        # next row's workers in the shared vhost.
+                        with contextlib.suppress(Exception):
+                            purge_queues(infra.vhost(), system_queues())
                 result.seconds = time.monotonic() - begun
                 progress(f"row {row}: done in {result.seconds:.0f} s")
                 results.append(result)

@@ -93,6 +93,10 @@ class Infra:
         with contextlib.suppress(ValueError):
             self._databases.remove(name)
 
+    @property
+    def has_vhost(self) -> bool:
+        return bool(self._vhosts)
+
     def vhost(self) -> str:
         """The run's own vhost, made once: rows keep apart by queue names (unit codes differ per row),
         because vhost operations get slow (minutes) on a broker that is busy with other test suites."""
