@@ -30,6 +30,11 @@ TASKS_EXCHANGE = "routing.tasks"
 def connect(amqp_url: str) -> BlockingConnection:
     params = pika.URLParameters(amqp_url)
     params.heartbeat = 0
+    # The broker can take many seconds to answer a handshake while it creates a burst of quorum queues
+    # (row 5's first pass declares fifty): wait for it rather than lose the row.
+    params.stack_timeout = 120
+    params.connection_attempts = 3
+    params.retry_delay = 2
     return pika.BlockingConnection(params)
 
 
