@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         kept = [row_from_dict(r) for r in previous.get("rows", []) if r["row"] not in fresh]
         results = sorted([*results, *kept], key=lambda r: ALL_ROWS.index(r.row))
         run_info["merged_from"] = previous.get("run", {}).get("started_at")
+        run_info["merged_rows"] = [r.row for r in kept]
         run_info["command"] = "make bench"
         progress(f"merged rows {','.join(r.row for r in kept)} from the run of {run_info['merged_from']}")
     document = build_document(rows=results, machine=machine, versions=versions, run=run_info)

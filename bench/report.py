@@ -206,6 +206,16 @@ def render_markdown(
         f"Run {run.get('started_at', '?')} ({run.get('mode', 'full')} mode, {run.get('seconds', 0):.0f} s); "
         f"reproduce with `{run.get('command', 'make bench')}`.",
         "",
+        *(
+            [
+                f"Rows {', '.join(run.get('rows', []))} were measured in this run; rows "
+                f"{', '.join(run.get('merged_rows', []))} come from the run of {run['merged_from']} "
+                "(same service code), merged with `--merge`.",
+                "",
+            ]
+            if run.get("merged_from")
+            else []
+        ),
         f"Machine: {machine.get('cpu_model', '?')}, {machine.get('cpu_count', '?')} CPUs, "
         f"{fmt(machine.get('memory_gb'), 'GB')} RAM, {machine.get('os', '?')}.",
         "",

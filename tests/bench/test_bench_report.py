@@ -110,3 +110,10 @@ def test_the_findings_log_closes_every_markdown_report(tmp_path: Path) -> None:
     write_reports(tmp_path, "20260101T000000Z", document, rows)
     written = (tmp_path / "latest.md").read_text(encoding="utf-8")
     assert FINDINGS.read_text(encoding="utf-8").strip() in written
+
+
+def test_a_merged_report_says_which_rows_come_from_which_run() -> None:
+    document, rows = _document()
+    document["run"] |= {"rows": ["5"], "merged_from": "2026-01-01T00:00:00+00:00", "merged_rows": ["1", "4"]}
+    text = render_markdown(document, rows)
+    assert "Rows 5 were measured in this run; rows 1, 4 come from the run of 2026-01-01T00:00:00" in text
