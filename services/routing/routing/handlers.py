@@ -675,8 +675,36 @@ def _move(
         conn, task.id, current.value, target.value, actor, note=note, reply_number=reply_number, report=report
     )
     row = _changed(conn, task, values)
-    payload = {
-        "task_id": task.id,
+    payload = _status_changed_payload(
+        row,
+        current,
+        target,
+        note=note,
+        reply_number=reply_number,
+        actor=actor,
+        at=values["updated_at"],
+        task=task_json(row),
+    )
+    if report is not None:
+        payload["report"] = report
+    _emit(conn, "task_status_changed", payload)
+    return row
+
+
+def _status_changed_payload(
+    row: Any,
+    current: Status,
+    target: Status,
+    *,
+    note: str | None,
+    reply_number: str | None,
+    actor: str,
+    at: datetime,
+    task: dict[str, Any],
+) -> dict[str, Any]:
+    """The routing.task_status_changed payload of one move of `row` (its id, directive, unit and role)."""
+    return {
+        "task_id": row.id,
         "directive_id": row.directive_id,
         "unit": row.unit,
         "role": row.role,
@@ -685,13 +713,9 @@ def _move(
         "note": note,
         "reply_number": reply_number,
         "actor": actor,
-        "changed_at": values["updated_at"].isoformat(),
-        "task": task_json(row),
+        "changed_at": at.isoformat(),
+        "task": task,
     }
-    if report is not None:
-        payload["report"] = report
-    _emit(conn, "task_status_changed", payload)
-    return row
 
 
 def _changed(conn: Connection, task: Any, values: Mapping[str, Any]) -> Any:
@@ -875,19 +899,16 @@ def _ack_many(conn: Connection, task_ids: list[str], *, unit: str | None, actor:
                         "note": note,
                     }
                 )
-                payload = {
-                    "task_id": row.id,
-                    "directive_id": row.directive_id,
-                    "unit": row.unit,
-                    "role": row.role,
-                    "from_status": current.value,
-                    "status": target.value,
-                    "note": note,
-                    "reply_number": None,
-                    "actor": actor,
-                    "changed_at": now.isoformat(),
-                    "task": task_json(view, now=now),
-                }
+                payload = _status_changed_payload(
+                    row,
+                    current,
+                    target,
+                    note=note,
+                    reply_number=None,
+                    actor=actor,
+                    at=now,
+                    task=task_json(view, now=now),
+                )
                 events.append(
                     OutboxItem(Envelope.new("routing.task_status_changed", payload, producer=SERVICE), EVENTS)
                 )

@@ -286,14 +286,8 @@ class FilesystemStore:
 
     @contextlib.contextmanager
     def open(self, bucket: str, key: str) -> Iterator[Iterator[bytes]]:
-        meta = self._read_meta(bucket, key)
-        data_path, _ = self._paths(bucket, key)
-        try:
-            fh = data_path.open("rb")
-        except FileNotFoundError:
-            raise ObjectNotFound(f"no such object: {bucket}/{key}") from None
-        with fh:
-            yield self._verified_chunks(fh, bucket, key, str(meta["sha256"]))
+        with self.open_with_info(bucket, key) as (_info, chunks):
+            yield chunks
 
     @contextlib.contextmanager
     def open_with_info(self, bucket: str, key: str) -> Iterator[tuple[StoredObject, Iterator[bytes]]]:
