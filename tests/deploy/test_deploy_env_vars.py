@@ -32,6 +32,7 @@ DEFAULTED: dict[str, str] = {
     "DOCROUTE_RETENTION_CLASSES": "the packaged retention schedule; mount a file and set it to override",
     "DOCROUTE_RULES_FILE": "rules live in the routing database, managed through its API; no seed file",
     "DOCROUTE_UNITS_FILE": "units live in the routing database, managed through its API; no seed file",
+    "DOCROUTE_ARCHIVE_CONSUMERS": "one file in flight per worker; the overlays scale with worker replicas",
 }
 
 # Read by the code, but meaningless for one overlay's choices.
