@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import threading
 import time
 import uuid
@@ -87,6 +88,36 @@ def purge_queues(amqp_url: str, queues: Iterable[str]) -> int:
         with contextlib.suppress(Exception):
             conn.close()
     return purged
+
+
+def delete_queues(amqp_url: str, queues: Iterable[str]) -> int:
+    """Deletes `queues` (missing ones count as deleted); how many were deleted."""
+    conn = connect(amqp_url)
+    deleted = 0
+    try:
+        channel = conn.channel()
+        for queue in queues:
+            try:
+                channel.queue_delete(queue)
+                deleted += 1
+            except pika.exceptions.ChannelClosedByBroker:
+                channel = conn.channel()
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+    return deleted
+
+
+def unit_queues_in(vhost: str) -> list[str]:
+    """The unit task queues (and their DLQs) that exist in `vhost`, listed by rabbitmqctl."""
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "--no-table-headers", "name"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return [name for name in listed.stdout.split() if name.startswith(f"{TASKS_EXCHANGE}.")]
 
 
 def queue_depth(amqp_url: str, queue: str) -> int | None:

@@ -97,6 +97,10 @@ class Infra:
     def has_vhost(self) -> bool:
         return bool(self._vhosts)
 
+    @property
+    def vhost_name(self) -> str:
+        return self._vhosts[0]
+
     def vhost(self) -> str:
         """The run's own vhost, made once: rows keep apart by queue names (unit codes differ per row),
         because vhost operations get slow (minutes) on a broker that is busy with other test suites."""
