@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -70,42 +70,42 @@ def system_queues() -> list[str]:
     ]
 
 
+def _each_queue(amqp_url: str, queues: Iterable[str], act: Callable[[BlockingChannel, str], int]) -> int:
+    """Applies `act` to every queue on one connection (a missing queue closes the channel: skipped, with a
+    new channel for the next); the sum of what `act` returned."""
+    conn = connect(amqp_url)
+    total = 0
+    try:
+        channel = conn.channel()
+        for queue in queues:
+            try:
+                total += act(channel, queue)
+            except pika.exceptions.ChannelClosedByBroker:
+                channel = conn.channel()
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+    return total
+
+
 def purge_queues(amqp_url: str, queues: Iterable[str]) -> int:
     """Empties `queues` (missing ones are skipped); the messages purged.
 
     The rows share one vhost: events one row's producers left for a service that row did not run (row 2's
     3,000 directive_registered for the archive) would otherwise meet the next row's workers."""
-    conn = connect(amqp_url)
-    purged = 0
-    try:
-        channel = conn.channel()
-        for queue in queues:
-            try:
-                purged += int(channel.queue_purge(queue).method.message_count)
-            except pika.exceptions.ChannelClosedByBroker:
-                channel = conn.channel()
-    finally:
-        with contextlib.suppress(Exception):
-            conn.close()
-    return purged
+    return _each_queue(
+        amqp_url, queues, lambda channel, queue: int(channel.queue_purge(queue).method.message_count)
+    )
 
 
 def delete_queues(amqp_url: str, queues: Iterable[str]) -> int:
     """Deletes `queues` (missing ones count as deleted); how many were deleted."""
-    conn = connect(amqp_url)
-    deleted = 0
-    try:
-        channel = conn.channel()
-        for queue in queues:
-            try:
-                channel.queue_delete(queue)
-                deleted += 1
-            except pika.exceptions.ChannelClosedByBroker:
-                channel = conn.channel()
-    finally:
-        with contextlib.suppress(Exception):
-            conn.close()
-    return deleted
+
+    def delete(channel: BlockingChannel, queue: str) -> int:
+        channel.queue_delete(queue)
+        return 1
+
+    return _each_queue(amqp_url, queues, delete)
 
 
 def unit_queues_in(vhost: str) -> list[str]:

@@ -8,6 +8,7 @@ import io
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -190,59 +191,51 @@ def test_rewritten_history_is_caught_by_the_checkpoint(pg_engine, s3, verifier, 
     assert not result.ok and "rewritten" in result.checkpoint_problem
 
 
-def test_concurrent_appends_never_fork_the_chain(pg_engine):
+def _in_four_threads(write: Callable[[str], None]) -> list[BaseException]:
+    """Runs write("w0") … write("w3") at once; what they raised."""
     errors: list[BaseException] = []
 
-    def writer(name: str) -> None:
+    def guarded(name: str) -> None:
         try:
-            for i in range(15):
-                with pg_engine.begin() as conn:
-                    audit_log.append(
-                        conn,
-                        AuditEvent(
-                            action="read", actor=name, occurred_at=datetime.now(UTC), details={"i": i}
-                        ),
-                    )
-        except Exception as exc:  # noqa: BLE001 - any failure is reported by the assertion below
+            write(name)
+        except Exception as exc:  # noqa: BLE001 - any failure is reported by the caller's assertion
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(4)]
+    threads = [threading.Thread(target=guarded, args=(f"w{n}",)) for n in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert errors == []
+    return errors
+
+
+def test_concurrent_appends_never_fork_the_chain(pg_engine):
+    def writer(name: str) -> None:
+        for i in range(15):
+            with pg_engine.begin() as conn:
+                audit_log.append(
+                    conn,
+                    AuditEvent(action="read", actor=name, occurred_at=datetime.now(UTC), details={"i": i}),
+                )
+
+    assert _in_four_threads(writer) == []
     result = audit_log.verify(pg_engine)
     assert result.ok and result.count == 60
 
 
 def test_concurrent_batched_appends_never_fork_the_chain(pg_engine):
-    errors: list[BaseException] = []
-
     def writer(name: str) -> None:
-        try:
-            for i in range(10):
-                with pg_engine.begin() as conn:
-                    audit_log.append_many(
-                        conn,
-                        [
-                            AuditEvent(
-                                action="a", actor=name, occurred_at=datetime.now(UTC), details={"i": i}
-                            ),
-                            AuditEvent(
-                                action="b", actor=name, occurred_at=datetime.now(UTC), details={"i": i}
-                            ),
-                        ],
-                    )
-        except Exception as exc:  # noqa: BLE001 - any failure is reported by the assertion below
-            errors.append(exc)
+        for i in range(10):
+            with pg_engine.begin() as conn:
+                audit_log.append_many(
+                    conn,
+                    [
+                        AuditEvent(action=action, actor=name, occurred_at=datetime.now(UTC), details={"i": i})
+                        for action in ("a", "b")
+                    ],
+                )
 
-    threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert _in_four_threads(writer) == []
     result = audit_log.verify(pg_engine)
     assert result.ok and result.count == 80
     with pg_engine.connect() as conn:
