@@ -213,7 +213,7 @@ def run(ctx: Context) -> RowResult:
         "the clock runs from "
         "publishing their intake.directive_registered.v1 events (one directive per file) to the last "
         "archive.record_archived.v1 event, i.e. one GET of the staged file (its recorded and actual "
-        "SHA-256 checked), one conditional PUT into the object-lock bucket after a lock-check HEAD (the "
+        "SHA-256 checked), one conditional PUT (If-None-Match: *) into the object-lock bucket (the "
         "store hashes the bytes against the announced SHA-256 first and sends it as x-amz-checksum-sha256, "
         "which MinIO and S3 verify; moto only echoes it), signature validation of those same bytes, "
         "database records and audit entries, outbox relay. One archive worker "

@@ -186,11 +186,37 @@ def test_open_checks_the_recorded_checksum_from_the_get_alone(monkeypatch, s3_st
     assert heads == []
 
 
+def _requests(monkeypatch, store: S3Store) -> list[tuple[str, str | None, str]]:
+    """Every HTTP request the store's minio client makes: (method, key, outcome: status or S3 error code)."""
+    seen: list[tuple[str, str | None, str]] = []
+    original = store._client._url_open
+
+    def recording(method, region, *args, **kwargs):
+        key = kwargs.get("object_name")
+        try:
+            response = original(method, region, *args, **kwargs)
+        except S3Error as exc:
+            seen.append((method, key, str(exc.code)))
+            raise
+        seen.append((method, key, str(response.status)))
+        return response
+
+    monkeypatch.setattr(store._client, "_url_open", recording)
+    return seen
+
+
 @pytest.mark.integration
-def test_a_server_confirmed_put_costs_one_head_and_one_put(monkeypatch, s3_store, s3_bucket):
+def test_a_put_of_a_new_key_is_one_conditional_put_and_nothing_else(monkeypatch, s3_store, s3_bucket):
     data = "Kế hoạch".encode()
-    heads = _spy(monkeypatch, s3_store._client, "stat_object")
-    puts = _spy(monkeypatch, s3_store._client, "_put_object")
+    sent: list[dict] = []
+    original = s3_store._client._put_object
+
+    def keep_headers(bucket, key, body, headers, query_params=None):
+        sent.append(dict(headers))
+        return original(bucket, key, body, headers, query_params)
+
+    monkeypatch.setattr(s3_store._client, "_put_object", keep_headers)
+    requests = _requests(monkeypatch, s3_store)
 
     stored = s3_store.put(
         s3_bucket,
@@ -201,14 +227,119 @@ def test_a_server_confirmed_put_costs_one_head_and_one_put(monkeypatch, s3_store
         sha256=hashlib.sha256(data).hexdigest(),
     )
 
-    assert len(heads) == 1 and len(puts) == 1  # the lock check before; nothing after the confirmed upload
+    # No lock-check HEAD before and no HEAD after: the server decides "absent" and confirms the checksum.
+    assert requests == [("PUT", "d.txt", "200")]
+    assert sent[0]["If-None-Match"] == "*"
+    monkeypatch.undo()
     assert stored == s3_store.stat(s3_bucket, "d.txt")
 
 
 @pytest.mark.integration
-def test_a_writer_that_gets_in_between_the_lock_check_and_the_put_is_not_overwritten(
-    monkeypatch, s3_store, s3_endpoint
+@pytest.mark.parametrize("lock", ["retention", "legal_hold"])
+def test_a_put_over_a_locked_object_is_refused_after_one_head_and_leaves_one_version(
+    monkeypatch, s3_store, lock
 ):
+    bucket = f"locked-{uuid.uuid4().hex[:12]}"
+    s3_store.ensure_bucket(bucket, object_lock=True)
+    first = "Hồ sơ gốc".encode()
+    s3_store.put(
+        bucket,
+        "records/y",
+        first,
+        size=len(first),
+        content_type="text/plain",
+        sha256=hashlib.sha256(first).hexdigest(),
+        retention=Retention("GOVERNANCE", datetime.now(UTC) + timedelta(days=1))
+        if lock == "retention"
+        else None,
+        legal_hold=lock == "legal_hold",
+    )
+    other = "Bản thay thế".encode()
+    requests = _requests(monkeypatch, s3_store)
+
+    with pytest.raises(ObjectLocked, match="legal hold" if lock == "legal_hold" else "GOVERNANCE retention"):
+        s3_store.put(
+            bucket,
+            "records/y",
+            other,
+            size=len(other),
+            content_type="text/plain",
+            sha256=hashlib.sha256(other).hexdigest(),
+        )
+
+    # The conditional PUT finds the key taken (412); only then is the holder looked at, and it is locked.
+    assert requests == [("PUT", "records/y", "PreconditionFailed"), ("HEAD", "records/y", "200")]
+    monkeypatch.undo()
+    versions = list(s3_store._client.list_objects(bucket, prefix="records/y", include_version=True))
+    assert len(versions) == 1
+    assert s3_store.read(bucket, "records/y") == first
+
+
+@pytest.mark.integration
+def test_a_put_over_an_unlocked_object_replaces_it_after_the_conditional_put_fails(
+    monkeypatch, s3_store, s3_bucket
+):
+    old, new = b"first", b"second"
+    s3_store.put(
+        s3_bucket,
+        "e.txt",
+        old,
+        size=len(old),
+        content_type="text/plain",
+        sha256=hashlib.sha256(old).hexdigest(),
+    )
+    requests = _requests(monkeypatch, s3_store)
+
+    s3_store.put(
+        s3_bucket,
+        "e.txt",
+        new,
+        size=len(new),
+        content_type="text/plain",
+        sha256=hashlib.sha256(new).hexdigest(),
+    )
+
+    assert requests == [
+        ("PUT", "e.txt", "PreconditionFailed"),
+        ("HEAD", "e.txt", "200"),
+        ("PUT", "e.txt", "200"),
+    ]
+    monkeypatch.undo()
+    assert s3_store.read(s3_bucket, "e.txt") == new
+
+
+@pytest.mark.integration
+def test_a_conflict_with_an_upload_still_in_flight_retries_the_conditional_put(
+    monkeypatch, s3_store, s3_bucket
+):
+    data = "Tờ trình".encode()
+    original = s3_store._client._put_object
+    headers_sent: list[dict] = []
+
+    def busy_once(bucket, key, body, headers, query_params=None):
+        headers_sent.append(dict(headers))
+        if len(headers_sent) == 1:
+            # S3's answer while another conditional upload of the key has not completed.
+            raise S3Error(HTTPResponse(status=409), "ConditionalRequestConflict", "busy", key, "req", "host")
+        return original(bucket, key, body, headers, query_params)
+
+    monkeypatch.setattr(s3_store._client, "_put_object", busy_once)
+    s3_store.put(
+        s3_bucket,
+        "f.txt",
+        data,
+        size=len(data),
+        content_type="text/plain",
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+    # The other upload never landed (HEAD: not found), so the retry is conditional again, never blind.
+    assert [h.get("If-None-Match") for h in headers_sent] == ["*", "*"]
+    assert s3_store.read(s3_bucket, "f.txt") == data
+
+
+@pytest.mark.integration
+def test_a_writer_that_gets_there_first_is_not_overwritten(monkeypatch, s3_store, s3_endpoint):
     bucket = f"locked-{uuid.uuid4().hex[:12]}"
     s3_store.ensure_bucket(bucket, object_lock=True)
     data = "Hồ sơ lưu trữ".encode()
@@ -219,7 +350,7 @@ def test_a_writer_that_gets_in_between_the_lock_check_and_the_put_is_not_overwri
     raced: list[str] = []
 
     def slow_put(bucket_name, key, body, headers, query_params=None):
-        # Another worker archives the same object between this store's HEAD and its PUT.
+        # Another worker archives the same object just before this store's PUT reaches the server.
         if not raced:
             raced.append(key)
             other.put(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -45,8 +46,11 @@ _NOT_FOUND = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchObj
 _LOCKED = frozenset({"AccessDenied", "ObjectLocked", "InvalidRetentionPeriod"})
 # S3 takes a single PUT up to 5 GiB; one request keeps one checksum header valid for the whole object.
 _MAX_SINGLE_PUT = 5 * 1024 * 1024 * 1024
-# A conditional write lost to a concurrent writer: 412, or 409 while the other upload is still in flight.
+# A conditional write ("If-None-Match: *") that found the key taken: 412 when an object is there, 409 while
+# another upload of the key is still in flight.
 _WRITE_RACE = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+# Conditional PUTs tried before giving up on a key that other writers keep taking and dropping again.
+_PUT_ATTEMPTS = 3
 _AUTH_FAILED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
 _S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
@@ -246,12 +250,6 @@ class S3Store:
         body = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else data.read(size + 1)
         digest = hashlib.sha256(body)
         check_received(bucket, key, size=size, sha256=sha256, received=len(body), digest=digest.hexdigest())
-        try:
-            current = self.stat(bucket, key)
-        except ObjectNotFound:
-            current = None
-        if current is not None and (reason := self._locked_reason(current)) is not None:
-            raise ObjectLocked(f"cannot overwrite {bucket}/{key}: {reason}")
         headers: dict[str, str | list[str] | tuple[str]] = {
             _META_PREFIX + name: quote(value, safe="") for name, value in user_metadata.items()
         }
@@ -274,8 +272,6 @@ class S3Store:
 
         def upload(only_if_absent: bool) -> ObjectWriteResult | None:
             # One PUT of the bytes we hashed (minio's put_object would copy them into a part first).
-            # "If-None-Match: *" makes "absent" atomic on the server: a writer that got there between our
-            # HEAD and our PUT makes this one fail (412) instead of stacking a second version on it.
             extra = {"If-None-Match": "*"} if only_if_absent else {}
             try:
                 return self._client._put_object(bucket, key, body, {**request, **extra})
@@ -284,15 +280,29 @@ class S3Store:
                     return None
                 raise
 
+        # The first request is the upload itself, conditional on the key being absent: for a new key (every
+        # archived file) that is the whole cost, and the server decides "absent" atomically, so no writer
+        # can slip in between a check and the write. This needs a server that honours "If-None-Match: *" on
+        # PUT (S3 since August 2024, MinIO since mid-2024, moto 5): one that ignored it would stack a new
+        # version on a locked object instead of refusing (docs/design.md and docs/operations.md say so).
+        # Only when the key is taken do we look at what holds it: a locked object is refused, an unlocked
+        # one is replaced (an unconditional PUT, as a plain bucket's overwrite always was).
         what = f"put {bucket}/{key}"
-        result = self._call(what, lambda: upload(current is None))
-        if result is None:
-            current = self.stat(bucket, key)
-            if (reason := self._locked_reason(current)) is not None:
+        result: ObjectWriteResult | None = None
+        only_if_absent = True
+        for _attempt in range(_PUT_ATTEMPTS):
+            result = self._call(what, functools.partial(upload, only_if_absent))
+            if result is not None:
+                break
+            try:
+                current: StoredObject | None = self.stat(bucket, key)
+            except ObjectNotFound:
+                current = None  # a 409 whose other upload has not landed (or failed): try the same again
+            if current is not None and (reason := self._locked_reason(current)) is not None:
                 raise ObjectLocked(f"cannot overwrite {bucket}/{key}: {reason}")
-            result = self._call(what, lambda: upload(False))
-        if result is None:  # an unconditional upload answers or raises; this is for the type checker
-            raise ObjectStoreError(f"{what}: no answer")
+            only_if_absent = current is None
+        if result is None:
+            raise ObjectStoreError(f"{what}: other writers kept taking the key ({_PUT_ATTEMPTS} attempts)")
         version_id = result.version_id
         if self._server_verified(result.http_headers, checksum):
             # The server stored exactly these bytes with exactly these headers (it would have refused the
