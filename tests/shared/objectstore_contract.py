@@ -16,6 +16,7 @@ from shared.objectstore import (
     ObjectStore,
     ObjectStoreError,
     Retention,
+    VerifiedBytes,
 )
 
 VIETNAMESE = "Quyết định số 123/QĐ-UBND về việc giao nhiệm vụ".encode()
@@ -31,6 +32,24 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> None
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(interval)
+
+
+def counting_sha256(monkeypatch, module) -> list[int]:
+    """Counts the SHA-256 objects `module` makes (its `hashlib` swapped for a counting stand-in)."""
+    made: list[int] = []
+    real = hashlib
+
+    class CountingHashlib:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        @staticmethod
+        def sha256(*args, **kwargs):
+            made.append(1)
+            return real.sha256(*args, **kwargs)
+
+    monkeypatch.setattr(module, "hashlib", CountingHashlib())
+    return made
 
 
 class ObjectStoreContract:
@@ -306,3 +325,65 @@ class ObjectStoreContract:
 
     def test_ping_succeeds_on_a_working_store(self, store):
         store.ping()
+
+    # -- verified reads handed to put -------------------------------------------------------------------
+
+    def test_read_all_gives_verified_bytes_that_put_stores_as_they_are(self, store, bucket, lock_bucket):
+        data = bytes(range(256)) * 9000  # several read chunks
+        self.put(store, bucket, "staged.pdf", data, metadata={"filename": "Công văn.pdf"})
+        with store.open_with_info(bucket, "staged.pdf") as (info, chunks):
+            verified = chunks.read_all()
+        assert isinstance(verified, VerifiedBytes)
+        assert verified.data == data and verified.sha256 == sha(data) == info.sha256
+
+        until = datetime.now(UTC) + timedelta(days=1)
+        stored = store.put(
+            lock_bucket,
+            "records/staged.pdf",
+            verified,
+            size=info.size,
+            content_type="application/pdf",
+            sha256=sha(data),
+            retention=Retention("GOVERNANCE", until),
+        )
+        assert stored.sha256 == sha(data) and stored.size == len(data)
+        assert store.read(lock_bucket, "records/staged.pdf") == data
+        with pytest.raises(ObjectLocked):  # the lock rules are the same whatever the body's type
+            store.put(
+                lock_bucket,
+                "records/staged.pdf",
+                verified,
+                size=len(data),
+                content_type="application/pdf",
+                sha256=sha(data),
+            )
+
+    def test_verified_bytes_declared_with_another_sha256_or_size_are_refused(self, store, bucket):
+        verified = VerifiedBytes(VIETNAMESE)
+        with pytest.raises(ChecksumMismatch):
+            store.put(
+                bucket,
+                "wrong-sha",
+                verified,
+                size=len(VIETNAMESE),
+                content_type="text/plain",
+                sha256=sha(b"x"),
+            )
+        with pytest.raises(ChecksumMismatch):
+            store.put(
+                bucket,
+                "wrong-size",
+                verified,
+                size=len(VIETNAMESE) + 1,
+                content_type="text/plain",
+                sha256=sha(VIETNAMESE),
+            )
+        assert not store.exists(bucket, "wrong-sha") and not store.exists(bucket, "wrong-size")
+
+    def test_read_all_needs_the_stream_from_its_first_chunk(self, store, bucket):
+        data = b"z" * (2 * 1024 * 1024 + 1)
+        self.put(store, bucket, "k", data)
+        with store.open(bucket, "k") as chunks:
+            next(chunks)
+            with pytest.raises(ValueError, match="first chunk"):
+                chunks.read_all()

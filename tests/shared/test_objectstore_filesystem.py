@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from objectstore_contract import VIETNAMESE, ObjectStoreContract, sha
+from objectstore_contract import VIETNAMESE, ObjectStoreContract, counting_sha256, sha
 from shared.objectstore import (
     ChecksumMismatch,
     FilesystemStore,
@@ -107,6 +107,28 @@ def test_bit_rot_is_detected_on_read(tmp_path):
     with pytest.raises(ChecksumMismatch), store.open_with_info("docs", "k") as (info, chunks):
         assert info.sha256 == sha(b"original")
         b"".join(chunks)
+    with pytest.raises(ChecksumMismatch), store.open("docs", "k") as chunks:
+        chunks.read_all()  # rotten bytes never become VerifiedBytes
+
+
+def test_a_put_of_verified_bytes_writes_them_without_hashing_them_again(tmp_path, monkeypatch):
+    from shared.objectstore import filesystem
+
+    store = FilesystemStore(tmp_path)
+    store.ensure_bucket("docs")
+    data = VIETNAMESE * 1000
+    store.put("docs", "a", data, size=len(data), content_type="text/plain", sha256=sha(data))
+    with store.open("docs", "a") as chunks:
+        verified = chunks.read_all()
+    made = counting_sha256(monkeypatch, filesystem)
+
+    store.put("docs", "b", verified, size=len(data), content_type="text/plain", sha256=sha(data))
+    assert made == []
+    store.put("docs", "c", data, size=len(data), content_type="text/plain", sha256=sha(data))
+    assert made == [1]  # plain bytes are still hashed while written
+
+    monkeypatch.undo()
+    assert store.read("docs", "b") == data and store.stat("docs", "b").sha256 == sha(data)
 
 
 def test_ping_fails_when_the_root_cannot_be_created(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import socket
@@ -11,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from minio.error import S3Error
-from objectstore_contract import ObjectStoreContract
+from objectstore_contract import ObjectStoreContract, counting_sha256
 from shared.objectstore import (
     ChecksumMismatch,
     ObjectLocked,
@@ -19,6 +20,7 @@ from shared.objectstore import (
     Retention,
     S3Store,
     StoreUnavailable,
+    VerifiedBytes,
 )
 from urllib3 import HTTPResponse
 
@@ -130,8 +132,9 @@ def test_put_confirmed_by_the_servers_checksum_is_not_read_back(monkeypatch, s3_
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("verified", [False, True], ids=["bytes", "verified-bytes"])
 def test_put_reads_back_and_refuses_when_the_server_does_not_confirm_the_checksum(
-    monkeypatch, s3_store, s3_bucket
+    monkeypatch, s3_store, s3_bucket, verified
 ):
     data = "Quyết định".encode()
     original = s3_store._client._put_object
@@ -147,7 +150,7 @@ def test_put_reads_back_and_refuses_when_the_server_does_not_confirm_the_checksu
         s3_store.put(
             s3_bucket,
             "b.txt",
-            data,
+            VerifiedBytes(data) if verified else data,
             size=len(data),
             content_type="text/plain",
             sha256=hashlib.sha256(data).hexdigest(),
@@ -183,7 +186,45 @@ def test_open_checks_the_recorded_checksum_from_the_get_alone(monkeypatch, s3_st
     with pytest.raises(ChecksumMismatch), s3_store.open_with_info(s3_bucket, "c.txt") as (info, chunks):
         assert info.sha256 == hashlib.sha256(data).hexdigest() and info.size == 7
         b"".join(chunks)
+    with pytest.raises(ChecksumMismatch), s3_store.open(s3_bucket, "c.txt") as chunks:
+        chunks.read_all()  # changed bytes never become VerifiedBytes
     assert heads == []
+
+
+@pytest.mark.integration
+def test_a_put_of_verified_bytes_makes_no_sha256_pass_and_still_sends_the_checksum(
+    monkeypatch, s3_store, s3_bucket
+):
+    from shared.objectstore import s3
+
+    data = "Kế hoạch số 12/KH-UBND".encode() * 50_000
+    digest = hashlib.sha256(data).digest()
+    s3_store.put(
+        s3_bucket, "staged", data, size=len(data), content_type="application/pdf", sha256=digest.hex()
+    )
+    with s3_store.open(s3_bucket, "staged") as chunks:
+        verified = chunks.read_all()
+    made = counting_sha256(monkeypatch, s3)
+    sent: list[dict] = []
+    gets = _spy(monkeypatch, s3_store._client, "get_object")
+    original = s3_store._client._put_object
+
+    def keep_headers(bucket, key, body, headers, query_params=None):
+        sent.append(dict(headers))
+        return original(bucket, key, body, headers, query_params)
+
+    monkeypatch.setattr(s3_store._client, "_put_object", keep_headers)
+    stored = s3_store.put(
+        s3_bucket, "archived", verified, size=len(data), content_type="application/pdf", sha256=digest.hex()
+    )
+
+    assert made == []  # the digest the read computed stands in for a second pass
+    # The server still gets the checksum to verify the body against, and its echo spares the read-back.
+    assert sent[0]["x-amz-checksum-sha256"] == base64.b64encode(digest).decode("ascii")
+    assert gets == []
+    assert stored.sha256 == digest.hex()
+    monkeypatch.undo()
+    assert s3_store.read(s3_bucket, "archived") == data
 
 
 def _requests(monkeypatch, store: S3Store) -> list[tuple[str, str | None, str]]:

@@ -25,6 +25,7 @@ from shared.objectstore.port import (
     Retention,
     RetentionMode,
     StoredObject,
+    VerifiedBytes,
 )
 from shared.outbox import add_to_outbox
 from sqlalchemy.engine import Connection, Engine
@@ -109,7 +110,26 @@ class Prepared:
     report: SignatureReport
 
 
-def _read_verified(store: ObjectStore, bucket: str, key: str, sha256: str) -> tuple[StoredObject, IO[bytes]]:
+@dataclass(frozen=True)
+class Spooled:
+    """One stored object read once: what the store says about it and its bytes, in a spool to validate.
+
+    In memory the bytes are also `verified`: the store hashed them as they arrived, so the archive's put can
+    take that digest instead of hashing them again. A file too large for memory is spooled to disk and put
+    from there (the put then hashes it, once)."""
+
+    info: StoredObject
+    spool: IO[bytes]
+    verified: VerifiedBytes | None
+
+    def upload_body(self) -> VerifiedBytes | BinaryIO:
+        if self.verified is not None:
+            return self.verified
+        self.spool.seek(0)
+        return cast(BinaryIO, self.spool)
+
+
+def _read_verified(store: ObjectStore, bucket: str, key: str, sha256: str) -> Spooled:
     """One GET of the object: its stat and its bytes in a spool; ChecksumMismatch unless they are `sha256`.
 
     The recorded SHA-256 must be the announced one before a byte is read, and the store re-hashes every byte
@@ -121,9 +141,10 @@ def _read_verified(store: ObjectStore, bucket: str, key: str, sha256: str) -> tu
             if info.sha256 != sha256:
                 raise ChecksumMismatch(f"{bucket}/{key}: recorded sha256 {info.sha256}, expected {sha256}")
             if info.size <= ARCHIVE_SPOOL_IN_MEMORY:
+                verified = chunks.read_all()
                 # pyHanko parses with many tiny reads: a BytesIO over one bytes object keeps each a C call,
                 # and shares that object with the upload instead of copying it.
-                return info, io.BytesIO(b"".join(chunks))
+                return Spooled(info, io.BytesIO(verified.data), verified)
             spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
             try:
                 for chunk in chunks:
@@ -132,25 +153,18 @@ def _read_verified(store: ObjectStore, bucket: str, key: str, sha256: str) -> tu
                 spool.close()
                 raise
             spool.seek(0)
-            return info, spool
+            return Spooled(info, spool, None)
     except StoreChecksumMismatch as exc:
         raise ChecksumMismatch(str(exc)) from exc
-
-
-def _upload_body(spool: IO[bytes]) -> bytes | BinaryIO:
-    """The spool's bytes without a copy when they are in memory, else the file itself."""
-    if isinstance(spool, io.BytesIO):
-        return spool.getvalue()
-    spool.seek(0)
-    return cast(BinaryIO, spool)
 
 
 def _archived_copy(vault: Vault, key: str, doc: IncomingDocument) -> tuple[StoredObject, IO[bytes]]:
     """The copy an earlier delivery put into the archive, read once and checked against the announced hash."""
     try:
-        return _read_verified(vault.store, vault.archive_bucket, key, doc.sha256)
+        read = _read_verified(vault.store, vault.archive_bucket, key, doc.sha256)
     except ChecksumMismatch as exc:
         raise ChecksumMismatch(f"the archived copy does not match: {exc}") from exc
+    return read.info, read.spool
 
 
 def _ensure_archived(
@@ -159,15 +173,16 @@ def _ensure_archived(
     """Copies staging → archive once and returns the archived bytes, read once, in a spool.
 
     The staged file is read once (its recorded and its actual SHA-256 must be the announced one) and written
-    to the archive from that same buffer; the store's put checks the bytes against the SHA-256 again and the
-    server confirms the checksum of what it stored. The key is deterministic and the put refuses to replace
-    a locked object, so a redelivery finds the first copy (ObjectLocked), which is then read and checked
-    instead. Either way the spool holds bytes that hash to the announced SHA-256 and that the archive holds.
+    to the archive from that same buffer; the put compares the digest that read computed with the announced
+    SHA-256 (it hashes only a file spooled to disk) and the server confirms the checksum of what it stored.
+    The key is deterministic and the put refuses to replace a locked object, so a redelivery finds the first
+    copy (ObjectLocked), which is then read and checked instead. Either way the spool holds bytes that hash
+    to the announced SHA-256 and that the archive holds.
     """
     key = archive_key(directive_id, doc.sha256)
     klass = vault.retention.class_for(doc.document_type, is_report=doc.source_kind == SOURCE_REPORT)
     try:
-        source, spool = _read_verified(vault.store, doc.bucket, doc.key, doc.sha256)
+        staged = _read_verified(vault.store, doc.bucket, doc.key, doc.sha256)
     except ObjectNotFound:
         # Staging may be cleaned up after a first, successful copy: the archived copy is then the one to use.
         try:
@@ -175,12 +190,13 @@ def _ensure_archived(
         except ObjectNotFound:
             raise ObjectNotFound(f"{doc.bucket}/{doc.key} is missing and was never archived") from None
         return stored, klass, spool
+    source, spool = staged.info, staged.spool
     try:
         decision = vault.retention.decide(klass, now)
         stored = vault.store.put(
             vault.archive_bucket,
             key,
-            _upload_body(spool),
+            staged.upload_body(),
             size=source.size,
             content_type=source.content_type,
             sha256=doc.sha256,

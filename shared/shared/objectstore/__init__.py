@@ -12,6 +12,8 @@ from shared.objectstore.port import (
     RetentionMode,
     StoredObject,
     StoreUnavailable,
+    VerifiedBytes,
+    VerifiedChunks,
 )
 from shared.objectstore.s3 import S3Store
 from shared.settings import ObjectStoreSettings
@@ -29,5 +31,7 @@ __all__ = [
     "S3Store",
     "StoreUnavailable",
     "StoredObject",
+    "VerifiedBytes",
+    "VerifiedChunks",
     "make_store",
 ]

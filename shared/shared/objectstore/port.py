@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -69,6 +70,79 @@ class StoredObject:
     legal_hold: bool = False
 
 
+@dataclass(frozen=True, init=False, eq=False)
+class VerifiedBytes:
+    """Bytes together with their SHA-256 (hex), known to be theirs because it was computed from them.
+
+    `put` trusts the digest of a VerifiedBytes instead of hashing the bytes again (it still compares it with
+    the declared `sha256` and size, and S3/MinIO still verify the body server-side). Hence both ways of
+    making one compute the digest from the bytes: this constructor hashes them, and a store's verified read
+    (`VerifiedChunks.read_all`) hashed them as they arrived. The bytes are `bytes`, immutable, so the digest
+    cannot go stale.
+    """
+
+    data: bytes = field(repr=False)
+    sha256: str
+
+    def __init__(self, data: bytes) -> None:
+        if not isinstance(data, bytes):
+            raise TypeError("VerifiedBytes holds immutable bytes")
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "sha256", hashlib.sha256(data).hexdigest())
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def _hashed_on_read(data: bytes, sha256: str) -> VerifiedBytes:
+    """A VerifiedBytes for bytes whose digest was computed as they were read (VerifiedChunks only)."""
+    verified = object.__new__(VerifiedBytes)
+    object.__setattr__(verified, "data", data)
+    object.__setattr__(verified, "sha256", sha256)
+    return verified
+
+
+class VerifiedChunks(Iterator[bytes]):
+    """A stored object's bytes in chunks, hashed as they pass; ChecksumMismatch once the last chunk is out if
+    they do not hash to the SHA-256 the store recorded (no recorded SHA-256: nothing to compare with).
+
+    Both stores hand out their reads through this, so a caller that needs the whole object in memory can take
+    it with `read_all()` as VerifiedBytes and give it to `put` without a second SHA-256 pass.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], *, bucket: str, key: str, expected: str) -> None:
+        self._chunks = chunks
+        self._where = f"{bucket}/{key}"
+        self._expected = expected
+        self._digest = hashlib.sha256()
+        self._started = False
+        self._finished = False
+
+    def __next__(self) -> bytes:
+        if self._finished:
+            raise StopIteration
+        self._started = True
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self._finished = True
+            if self._expected and self._digest.hexdigest() != self._expected:
+                raise ChecksumMismatch(
+                    f"{self._where}: stored data no longer hashes to {self._expected}"
+                ) from None
+            raise
+        self._digest.update(chunk)
+        return chunk
+
+    def read_all(self) -> VerifiedBytes:
+        """The whole object as VerifiedBytes; only from an untouched stream (ValueError otherwise), so the
+        digest covers every byte returned. ChecksumMismatch as for iterating."""
+        if self._started:
+            raise ValueError(f"{self._where}: read_all needs the stream from its first chunk")
+        data = b"".join(self)
+        return _hashed_on_read(data, self._digest.hexdigest())
+
+
 @runtime_checkable
 class ObjectStore(Protocol):
     """Blob storage with SHA-256 verification and S3-style object lock."""
@@ -79,7 +153,7 @@ class ObjectStore(Protocol):
         self,
         bucket: str,
         key: str,
-        data: bytes | BinaryIO,
+        data: bytes | BinaryIO | VerifiedBytes,
         *,
         size: int,
         content_type: str,
@@ -89,11 +163,11 @@ class ObjectStore(Protocol):
         legal_hold: bool = False,
     ) -> StoredObject: ...
 
-    def open(self, bucket: str, key: str) -> AbstractContextManager[Iterator[bytes]]: ...
+    def open(self, bucket: str, key: str) -> AbstractContextManager[VerifiedChunks]: ...
 
     def open_with_info(
         self, bucket: str, key: str
-    ) -> AbstractContextManager[tuple[StoredObject, Iterator[bytes]]]: ...
+    ) -> AbstractContextManager[tuple[StoredObject, VerifiedChunks]]: ...
 
     def read(self, bucket: str, key: str) -> bytes: ...
 

@@ -29,6 +29,8 @@ from shared.objectstore.port import (
     Retention,
     StoredObject,
     StoreUnavailable,
+    VerifiedBytes,
+    VerifiedChunks,
     check_metadata,
     check_received,
     check_recorded,
@@ -232,7 +234,7 @@ class S3Store:
         self,
         bucket: str,
         key: str,
-        data: bytes | BinaryIO,
+        data: bytes | BinaryIO | VerifiedBytes,
         *,
         size: int,
         content_type: str,
@@ -247,9 +249,13 @@ class S3Store:
         user_metadata = check_metadata(metadata)
         if size > _MAX_SINGLE_PUT:
             raise ValueError("objects larger than 5 GiB are not supported")
-        body = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else data.read(size + 1)
-        digest = hashlib.sha256(body)
-        check_received(bucket, key, size=size, sha256=sha256, received=len(body), digest=digest.hexdigest())
+        if isinstance(data, VerifiedBytes):
+            # Hashed when they were read (or made): a second SHA-256 pass over them would only repeat it.
+            body, digest = data.data, data.sha256
+        else:
+            body = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else data.read(size + 1)
+            digest = hashlib.sha256(body).hexdigest()
+        check_received(bucket, key, size=size, sha256=sha256, received=len(body), digest=digest)
         headers: dict[str, str | list[str] | tuple[str]] = {
             _META_PREFIX + name: quote(value, safe="") for name, value in user_metadata.items()
         }
@@ -257,7 +263,8 @@ class S3Store:
         # Object-lock buckets refuse uploads without an integrity header (Content-MD5 or x-amz-checksum-*);
         # the SHA-256 checksum also lets the server verify the body itself.
         headers["x-amz-sdk-checksum-algorithm"] = "SHA256"
-        checksum = base64.b64encode(digest.digest()).decode("ascii")
+        # check_received made `sha256` the body's digest; the header wants its raw bytes, base64-encoded.
+        checksum = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
         headers["x-amz-checksum-sha256"] = checksum
         minio_retention = (
             MinioRetention(
@@ -340,31 +347,23 @@ class S3Store:
         return echoed == sent_checksum
 
     @contextlib.contextmanager
-    def open(self, bucket: str, key: str) -> Iterator[Iterator[bytes]]:
+    def open(self, bucket: str, key: str) -> Iterator[VerifiedChunks]:
         validate_bucket(bucket)
         validate_key(key)
         # The GET answers with the same user metadata as a HEAD: the recorded SHA-256 comes with the bytes,
         # one request instead of two, and from the very version being read.
         with self._stream(bucket, key) as (headers, chunks):
-            yield self._verified(chunks, bucket, key, headers.get(_META_PREFIX + SHA256_META, ""))
+            expected = headers.get(_META_PREFIX + SHA256_META, "")
+            yield VerifiedChunks(chunks, bucket=bucket, key=key, expected=expected)
 
     @contextlib.contextmanager
-    def open_with_info(self, bucket: str, key: str) -> Iterator[tuple[StoredObject, Iterator[bytes]]]:
+    def open_with_info(self, bucket: str, key: str) -> Iterator[tuple[StoredObject, VerifiedChunks]]:
         validate_bucket(bucket)
         validate_key(key)
         # What stat() would say, taken from the GET's own headers: one request, and about this very version.
         with self._stream(bucket, key) as (headers, chunks):
             info = self._to_stored(bucket, key, headers, int(headers.get("content-length") or 0))
-            yield info, self._verified(chunks, bucket, key, info.sha256)
-
-    @staticmethod
-    def _verified(chunks: Iterator[bytes], bucket: str, key: str, expected: str) -> Iterator[bytes]:
-        digest = hashlib.sha256()
-        for chunk in chunks:
-            digest.update(chunk)
-            yield chunk
-        if expected and digest.hexdigest() != expected:
-            raise ChecksumMismatch(f"{bucket}/{key}: stored data no longer hashes to {expected}")
+            yield info, VerifiedChunks(chunks, bucket=bucket, key=key, expected=info.sha256)
 
     def read(self, bucket: str, key: str) -> bytes:
         with self.open(bucket, key) as chunks:
@@ -462,8 +461,10 @@ class S3Store:
     ) -> StoredObject:
         source = self.stat(src_bucket, src_key)
         check_recorded(src_bucket, src_key, source, sha256)
-        # Copy through us rather than server-side so the bytes are hashed on the way (put() re-checks them).
-        data = self.read(src_bucket, src_key)
+        # Copy through us rather than server-side so the bytes are hashed on the way; that one pass is what
+        # put() checks against `sha256` (and the server against the checksum header).
+        with self.open(src_bucket, src_key) as chunks:
+            data = chunks.read_all()
         return self.put(
             dst_bucket,
             dst_key,

@@ -12,7 +12,7 @@ from archive.adapters.db import audit_entries, outbox, records, task_events
 from archive.handlers import handle_directive_registered, handle_task_event
 from archive_testkit import ARCHIVE, STAGING, directive_event, task_event
 from shared.messaging import PermanentError
-from shared.objectstore import ObjectLocked, ObjectNotFound
+from shared.objectstore import ObjectLocked, ObjectNotFound, VerifiedBytes
 
 
 def _outbox_types(engine) -> list[str]:
@@ -163,6 +163,49 @@ def test_each_file_is_read_once_and_validated_from_that_read(engine, vault, veri
         row.signature_status == "valid"
         and row.signature_report["signatures"][0]["signer"] == "Nguyễn Văn Thử"
     )
+    assert vault.store.read(ARCHIVE, row.key) == samples.valid
+
+
+class PutRecordingStore(CountingStore):
+    """CountingStore that also keeps what kind of body each put was given."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.put_bodies: list[object] = []
+
+    def put(self, bucket, key, data, **kwargs):
+        self.put_bodies.append(data)
+        return self._inner.put(bucket, key, data, **kwargs)
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "spooled-to-disk"])
+def test_the_archive_put_takes_the_digest_of_the_verified_read(
+    monkeypatch, engine, vault, verifier, samples, stage_file, in_memory
+):
+    from archive import handlers
+
+    if not in_memory:
+        monkeypatch.setattr(handlers, "ARCHIVE_SPOOL_IN_MEMORY", 1024)  # the sample is larger: to disk
+    staged = stage_file(samples.valid, "đã xác minh.pdf")
+    recording = PutRecordingStore(vault.store)
+
+    handle_directive_registered(
+        directive_event("dir-verified", [staged.attachment]),
+        engine=engine,
+        vault=dataclasses.replace(vault, store=recording),
+        verifier=verifier,
+    )
+
+    (body,) = recording.put_bodies
+    if in_memory:
+        # The staged read hashed these bytes as they arrived: the put need not hash them a second time.
+        assert isinstance(body, VerifiedBytes)
+        assert body.data == samples.valid and body.sha256 == staged.attachment["sha256"]
+    else:
+        assert not isinstance(body, VerifiedBytes)  # a file on disk is hashed by the put, once
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(records)).one()
+    assert row.sha256 == staged.attachment["sha256"] and row.signature_status == "valid"
     assert vault.store.read(ARCHIVE, row.key) == samples.valid
 
 
