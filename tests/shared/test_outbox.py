@@ -126,8 +126,33 @@ def test_many_rows_in_one_insert_keep_their_order_routing_and_correlation(engine
     rows = _rows(engine)
     assert [r.message_id for r in rows] == [e.id for e in envs]
     assert [r.routing_key for r in rows] == ["U0", "U1", "U2", "U3"]
+    assert [bytes(r.body) for r in rows] == [e.to_bytes() for e in envs]
     assert all(r.headers == {"correlation_id": e.correlation_id} for r, e in zip(rows, envs, strict=True))
     assert all(r.published_at is None and r.attempts == 0 for r in rows)
+    assert len({r.created_at for r in rows}) == 1
+
+
+def test_many_rows_through_a_session_keep_headers_and_vietnamese_intact(engine):
+    envs = [
+        Envelope.new("routing.task_offered", {"tiêu_đề": f"Báo cáo số {i}"}, producer="routing")
+        for i in range(3)
+    ]
+    with Session(engine) as session, session.begin():
+        add_many_to_outbox(
+            session,
+            OUTBOX,
+            [
+                OutboxItem(env, "routing.events", headers={"ghi_chú": "khẩn", "lần": i})
+                for i, env in enumerate(envs)
+            ],
+        )
+    rows = _rows(engine)
+    assert [r.message_id for r in rows] == [e.id for e in envs]
+    assert [r.headers["ghi_chú"] for r in rows] == ["khẩn"] * 3
+    assert [r.headers["lần"] for r in rows] == [0, 1, 2]
+    assert [Envelope.from_bytes(bytes(r.body)).payload["tiêu_đề"] for r in rows] == [
+        f"Báo cáo số {i}" for i in range(3)
+    ]
 
 
 def test_correlation_id_travels_in_the_row_headers(engine):

@@ -58,6 +58,8 @@ class _Lane:
     connection: Connection
     channel: Any
     pid: int
+    # The consumer prefetch last set on the channel: a poll sets it only when it needs another value.
+    prefetch: int = 0
 
     def close(self) -> None:
         if self.pid != os.getpid():
@@ -174,7 +176,7 @@ class _PooledReader:
         if want <= 0:
             return got
         accept = prepare_accept_content(ACCEPT)
-        for raw in _consume(channel, unit_queue(self.code), want):
+        for raw in _consume(self.lane, unit_queue(self.code), want):
             message = channel.message_to_python(raw)
             message.accept = accept
             got.append(self._taken(message))
@@ -186,12 +188,18 @@ class _PooledReader:
 CONSUME_WAIT = 0.2
 
 
-def _consume(channel: AmqpChannel, queue: str, want: int) -> list[Any]:
+def _consume(lane: _Lane, queue: str, want: int) -> list[Any]:
     """Takes up to `want` messages with a consumer of prefetch `want`, then cancels it. Deliveries that
     arrive before the broker confirms the cancel are kept too: none is left behind on the channel."""
+    channel: AmqpChannel = lane.channel
     raws: list[Any] = []
-    channel.basic_qos(0, want, False)
+    if lane.prefetch != want:
+        # Per consumer (global=False), so it applies to the consumers started after it; polls of a busy
+        # unit all want the same batch, so this round trip is mostly skipped.
+        channel.basic_qos(0, want, False)
+        lane.prefetch = want
     tag = channel.basic_consume(queue, callback=raws.append)
+    full = False
     try:
         deadline = time.monotonic() + CONSUME_WAIT
         while len(raws) < want:
@@ -202,8 +210,17 @@ def _consume(channel: AmqpChannel, queue: str, want: int) -> list[Any]:
                 channel.connection.drain_events(timeout=remaining)
             except TimeoutError:
                 break
+        full = len(raws) >= want
     finally:
-        channel.basic_cancel(tag)
+        if full:
+            # The consumer holds `want` unacked deliveries, its whole prefetch: the broker sends it nothing
+            # more, and it handles this cancel before the ack that follows on the same channel. Nothing
+            # can arrive after it, so there is no confirmation to wait for.
+            channel.basic_cancel(tag, nowait=True)
+            channel.callbacks.pop(tag, None)
+            channel.cancel_callbacks.pop(tag, None)
+        else:
+            channel.basic_cancel(tag)
     return raws
 
 
