@@ -14,6 +14,7 @@ from flask import Request
 from marshmallow import Schema, ValidationError
 from shared.problems import Problem
 
+from intake.api.multipart import MalformedMultipart, read_parts
 from intake.api.schemas import DirectiveJsonIn, DirectiveMetadataIn
 from intake.domain.models import DirectiveMetadata, Signer, new_metadata
 from intake.handlers import Submission, Upload
@@ -126,10 +127,15 @@ def _from_json(request: Request) -> tuple[dict[str, Any], str, list[Upload]]:
 
 
 def _from_multipart(request: Request) -> tuple[dict[str, Any], str, list[Upload]]:
-    text: str | None = request.form.get("metadata")
-    if text is None and (part := request.files.get("metadata")) is not None:
+    try:
+        parts = read_parts(request)
+    except MalformedMultipart as exc:
+        raise invalid({"_body": [str(exc)]}) from None
+    metadata = next((part for part in parts if part.name == "metadata"), None)
+    text: str | None = None
+    if metadata is not None:
         try:
-            text = part.read().decode("utf-8")
+            text = metadata.data.decode("utf-8")
         except UnicodeDecodeError:
             raise invalid({"metadata": ["must be UTF-8 encoded JSON"]}) from None
     if text is None or not text.strip():
@@ -144,11 +150,11 @@ def _from_multipart(request: Request) -> tuple[dict[str, Any], str, list[Upload]
     uploads = [
         Upload(
             field=f"files[{index}]",
-            filename=storage.filename or "",
-            content_type=storage.mimetype or "application/octet-stream",
-            data=storage.read(),
+            filename=part.filename or "",
+            content_type=part.content_type or "application/octet-stream",
+            data=part.data,
         )
-        for index, storage in enumerate(request.files.getlist("files"))
+        for index, part in enumerate(part for part in parts if part.name == "files" and part.is_file)
     ]
     return loaded, text, uploads
 
