@@ -54,7 +54,9 @@ def test_batches_drain_the_queue_once_each_and_leave_no_consumer_behind(broker, 
                     monkeypatch.setattr(
                         channel,
                         "basic_qos",
-                        lambda size, count, glob: qos_calls.append(count) or real_qos(size, count, glob),
+                        lambda size, count, glob, real=real_qos: (
+                            qos_calls.append(count) or real(size, count, glob)
+                        ),
                     )
                 batch = reader.get_many(10)
                 sizes.append(len(batch))
