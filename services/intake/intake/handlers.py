@@ -27,7 +27,7 @@ from intake.domain.errors import (
 from intake.domain.files import check_attachment
 from intake.domain.models import Directive, DirectiveMetadata, StoredAttachment
 from intake.domain.text import sanitize_filename
-from intake.messages import EXCHANGE, directive_registered_envelope
+from intake.messages import EXCHANGE, directive_registered_event
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def register_directive(
                 request_hash=fingerprint,
                 correlation_id=current_correlation_id(),
                 build=build,
-                event=directive_registered_envelope,
+                event=directive_registered_event(build(1)),
                 exchange=EXCHANGE,
             )
         )

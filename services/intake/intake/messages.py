@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from marshmallow import RAISE, Schema, fields, validate
@@ -81,7 +83,7 @@ class DirectiveRegisteredWire(_Strict):
 @functools.cache
 def _wire_schema() -> DirectiveRegisteredWire:
     # One instance per process (made on first use): building a marshmallow schema costs far more than
-    # validating with it, and this runs inside the registration transaction, under the counter lock.
+    # validating with it.
     return DirectiveRegisteredWire()
 
 
@@ -138,9 +140,28 @@ def directive_registered_payload(directive: Directive) -> dict[str, Any]:
 
 
 def directive_registered_envelope(directive: Directive) -> Envelope:
-    return Envelope.new(
-        DIRECTIVE_REGISTERED_TYPE,
-        directive_registered_payload(directive),
-        producer=SERVICE,
-        version=DIRECTIVE_REGISTERED_VERSION,
-    )
+    return directive_registered_event(directive)(directive)
+
+
+def directive_registered_event(provisional: Directive) -> Callable[[Directive], Envelope]:
+    """Checks the event of `provisional` against the wire schema now; returns what makes the event of the
+    numbered directive later.
+
+    A registration takes its arrival number inside its transaction, and from then until the commit the
+    year's counter row is locked: every other registration waits. The directive that comes out of the
+    numbering differs from `provisional` only in that number (the database gives it, always >= 1), so the
+    payload is built and checked here, before the lock, and only the number is set under it.
+    """
+    checked = directive_registered_payload(dataclasses.replace(provisional, arrival_number=1))
+
+    def event(directive: Directive) -> Envelope:
+        if directive.id != provisional.id or directive.arrival_number < 1:
+            raise ValueError(f"not the numbered form of directive {provisional.id}: {directive.id}")
+        return Envelope.new(
+            DIRECTIVE_REGISTERED_TYPE,
+            {**checked, "arrival_number": directive.arrival_number},
+            producer=SERVICE,
+            version=DIRECTIVE_REGISTERED_VERSION,
+        )
+
+    return event

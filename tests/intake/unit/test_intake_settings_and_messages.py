@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from intake.domain.models import Directive, StoredAttachment, new_metadata
 from intake.messages import (
     DirectiveRegisteredWire,
     directive_registered_envelope,
+    directive_registered_event,
     directive_registered_payload,
 )
 from intake.settings import Settings
@@ -101,3 +103,26 @@ def test_the_wire_schema_refuses_unknown_and_missing_fields() -> None:
     assert "arrival_number" in DirectiveRegisteredWire().validate(
         {k: v for k, v in payload.items() if k != "arrival_number"}
     )
+
+
+def test_the_event_is_checked_before_numbering_and_only_the_number_is_set_after() -> None:
+    provisional = dataclasses.replace(directive(), arrival_number=0)
+    make = directive_registered_event(provisional)
+    numbered = dataclasses.replace(provisional, arrival_number=41)
+    envelope = make(numbered)
+    assert envelope.payload == directive_registered_payload(numbered)
+    assert envelope.payload["arrival_number"] == 41
+    assert envelope.routing_key == directive_registered_envelope(numbered).routing_key
+    with pytest.raises(ValueError, match="not the numbered form"):
+        make(dataclasses.replace(numbered, id="d-2"))
+    with pytest.raises(ValueError, match="not the numbered form"):
+        make(provisional)  # a number the database never gives
+
+
+def test_a_payload_that_breaks_the_wire_schema_fails_before_any_number_is_taken() -> None:
+    broken = dataclasses.replace(
+        directive(),
+        attachments=(StoredAttachment("a-1", "cv.pdf", "application/pdf", -1, "0" * 64, "b", "k"),),
+    )
+    with pytest.raises(ValueError, match="breaks its wire schema"):
+        directive_registered_event(broken)
