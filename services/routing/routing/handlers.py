@@ -819,24 +819,45 @@ def get_task(task_id: str, *, engine: Engine, unit: str | None) -> dict[str, Any
     return task_json(row) | {"history": history}
 
 
+def _ledger_statements(*, by_status: bool) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """A unit's task count and one page of its ledger, in creation order (ix_tasks_unit_created).
+
+    Built once with bind parameters: at 50 rows a page, building and cache-keying a fresh statement on every
+    request cost as much as fetching the rows.
+    """
+    where = [t.tasks.c.unit == sa.bindparam("p_unit")]
+    if by_status:
+        where.append(t.tasks.c.status == sa.bindparam("p_status"))
+    count = sa.select(sa.func.count()).select_from(t.tasks).where(*where)
+    page = (
+        task_query()
+        .where(*where)
+        .order_by(t.tasks.c.created_at, t.tasks.c.id)
+        .offset(sa.bindparam("p_offset"))
+        .limit(sa.bindparam("p_limit"))
+    )
+    return count, page
+
+
+_LEDGER = _ledger_statements(by_status=False)
+_LEDGER_BY_STATUS = _ledger_statements(by_status=True)
+_UNIT_EXISTS = sa.select(t.units.c.code).where(t.units.c.code == sa.bindparam("p_unit"))
+
+
 def list_unit_tasks(
     code: str, *, engine: Engine, status: str | None, page: int, per_page: int
 ) -> tuple[list[dict[str, Any]], int]:
+    count, select_page = _LEDGER_BY_STATUS if status else _LEDGER
+    params: dict[str, Any] = {"p_unit": code, "p_offset": (page - 1) * per_page, "p_limit": per_page}
+    if status:
+        params["p_status"] = status
     with engine.connect() as conn:
-        if conn.execute(sa.select(t.units.c.code).where(t.units.c.code == code)).first() is None:
+        if conn.execute(_UNIT_EXISTS, params).first() is None:
             raise UnitNotFound(f"no unit {code}")
-        where = [t.tasks.c.unit == code]
-        if status:
-            where.append(t.tasks.c.status == status)
-        total = conn.execute(sa.select(sa.func.count()).select_from(t.tasks).where(*where)).scalar_one()
-        rows = conn.execute(
-            task_query()
-            .where(*where)
-            .order_by(t.tasks.c.created_at, t.tasks.c.id)
-            .offset((page - 1) * per_page)
-            .limit(per_page)
-        ).all()
-    return [task_json(r) for r in rows], int(total)
+        total = conn.execute(count, params).scalar_one()
+        rows = conn.execute(select_page, params).all()
+    now = utcnow()
+    return [task_json(r, now=now) for r in rows], int(total)
 
 
 ACK_BATCH_MAX = 100
