@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -252,7 +253,7 @@ def _store_records(
             continue
         retention = stored.retention
         record = Record(
-            id=str(__import__("uuid").uuid4()),
+            id=str(uuid.uuid4()),
             directive_id=directive_id,
             source_event_id=envelope.id,
             source_kind=doc.source_kind,
