@@ -25,6 +25,21 @@ from shared.objectstore import (
 from urllib3 import HTTPResponse
 
 
+def put_bytes(
+    store: S3Store, bucket: str, key: str, data: bytes, *, content_type: str = "text/plain", **kwargs
+):
+    """A put of `data` declared with its true size and SHA-256."""
+    return store.put(
+        bucket,
+        key,
+        data,
+        size=len(data),
+        content_type=content_type,
+        sha256=hashlib.sha256(data).hexdigest(),
+        **kwargs,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -117,13 +132,11 @@ def test_put_confirmed_by_the_servers_checksum_is_not_read_back(monkeypatch, s3_
     data = "Công văn số 1393/CVT-CL".encode()
     gets = _spy(monkeypatch, s3_store._client, "get_object")
 
-    stored = s3_store.put(
+    stored = put_bytes(
+        s3_store,
         s3_bucket,
         "a.txt",
         data,
-        size=len(data),
-        content_type="text/plain",
-        sha256=hashlib.sha256(data).hexdigest(),
     )
 
     assert gets == []  # the server echoed x-amz-checksum-sha256: it checked the body against it
@@ -161,13 +174,11 @@ def test_put_reads_back_and_refuses_when_the_server_does_not_confirm_the_checksu
 @pytest.mark.integration
 def test_open_checks_the_recorded_checksum_from_the_get_alone(monkeypatch, s3_store, s3_bucket):
     data = "Báo cáo".encode()
-    s3_store.put(
+    put_bytes(
+        s3_store,
         s3_bucket,
         "c.txt",
         data,
-        size=len(data),
-        content_type="text/plain",
-        sha256=hashlib.sha256(data).hexdigest(),
     )
     # The same key rewritten behind the store's back, its recorded SHA-256 left as it was.
     s3_store._client.put_object(
@@ -259,13 +270,11 @@ def test_a_put_of_a_new_key_is_one_conditional_put_and_nothing_else(monkeypatch,
     monkeypatch.setattr(s3_store._client, "_put_object", keep_headers)
     requests = _requests(monkeypatch, s3_store)
 
-    stored = s3_store.put(
+    stored = put_bytes(
+        s3_store,
         s3_bucket,
         "d.txt",
         data,
-        size=len(data),
-        content_type="text/plain",
-        sha256=hashlib.sha256(data).hexdigest(),
     )
 
     # No lock-check HEAD before and no HEAD after: the server decides "absent" and confirms the checksum.
@@ -283,13 +292,11 @@ def test_a_put_over_a_locked_object_is_refused_after_one_head_and_leaves_one_ver
     bucket = f"locked-{uuid.uuid4().hex[:12]}"
     s3_store.ensure_bucket(bucket, object_lock=True)
     first = "Hồ sơ gốc".encode()
-    s3_store.put(
+    put_bytes(
+        s3_store,
         bucket,
         "records/y",
         first,
-        size=len(first),
-        content_type="text/plain",
-        sha256=hashlib.sha256(first).hexdigest(),
         retention=Retention("GOVERNANCE", datetime.now(UTC) + timedelta(days=1))
         if lock == "retention"
         else None,
@@ -299,13 +306,11 @@ def test_a_put_over_a_locked_object_is_refused_after_one_head_and_leaves_one_ver
     requests = _requests(monkeypatch, s3_store)
 
     with pytest.raises(ObjectLocked, match="legal hold" if lock == "legal_hold" else "GOVERNANCE retention"):
-        s3_store.put(
+        put_bytes(
+            s3_store,
             bucket,
             "records/y",
             other,
-            size=len(other),
-            content_type="text/plain",
-            sha256=hashlib.sha256(other).hexdigest(),
         )
 
     # The conditional PUT finds the key taken (412); only then is the holder looked at, and it is locked.
@@ -321,23 +326,19 @@ def test_a_put_over_an_unlocked_object_replaces_it_after_the_conditional_put_fai
     monkeypatch, s3_store, s3_bucket
 ):
     old, new = b"first", b"second"
-    s3_store.put(
+    put_bytes(
+        s3_store,
         s3_bucket,
         "e.txt",
         old,
-        size=len(old),
-        content_type="text/plain",
-        sha256=hashlib.sha256(old).hexdigest(),
     )
     requests = _requests(monkeypatch, s3_store)
 
-    s3_store.put(
+    put_bytes(
+        s3_store,
         s3_bucket,
         "e.txt",
         new,
-        size=len(new),
-        content_type="text/plain",
-        sha256=hashlib.sha256(new).hexdigest(),
     )
 
     assert requests == [
@@ -365,13 +366,11 @@ def test_a_conflict_with_an_upload_still_in_flight_retries_the_conditional_put(
         return original(bucket, key, body, headers, query_params)
 
     monkeypatch.setattr(s3_store._client, "_put_object", busy_once)
-    s3_store.put(
+    put_bytes(
+        s3_store,
         s3_bucket,
         "f.txt",
         data,
-        size=len(data),
-        content_type="text/plain",
-        sha256=hashlib.sha256(data).hexdigest(),
     )
 
     # The other upload never landed (HEAD: not found), so the retry is conditional again, never blind.

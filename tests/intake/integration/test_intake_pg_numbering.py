@@ -112,23 +112,11 @@ def test_a_failed_transaction_leaves_no_gap(pg_intake: IntakeApp) -> None:
 
 
 def test_migrations_match_the_table_definitions(pg_intake: IntakeApp) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
     from intake.adapters.tables import metadata
+    from migration_check import migration_diff
 
     with pg_intake.deps.engine.connect() as conn:
-        context = MigrationContext.configure(
-            conn,
-            opts={
-                "compare_type": True,
-                # Alembic's own version table is not part of the models.
-                "include_name": lambda name, kind, _parent: (
-                    not (kind == "table" and name.startswith("alembic_"))
-                ),
-            },
-        )
-        diff = compare_metadata(context, metadata)
-    assert diff == []
+        assert migration_diff(conn, metadata) == []
 
 
 def test_concurrent_repeats_of_one_idempotency_key_register_once(pg_intake: IntakeApp) -> None:

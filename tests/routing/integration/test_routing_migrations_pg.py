@@ -1,8 +1,7 @@
 """Routing's Alembic chain on PostgreSQL builds exactly the tables the code declares, indexes included."""
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
+from migration_check import migration_diff
 from routing.adapters.tables import metadata
 from routing_testkit import build_routing_app
 
@@ -13,16 +12,7 @@ def test_migrations_match_the_table_definitions(tmp_path, pg_database_factory):
     app = build_routing_app(tmp_path, pg_database_factory())
     try:
         with app.deps.engine.connect() as conn:
-            context = MigrationContext.configure(
-                conn,
-                opts={
-                    "compare_type": True,
-                    "include_name": lambda name, kind, _parent: (
-                        not (kind == "table" and name.startswith("alembic_"))
-                    ),
-                },
-            )
-            diff = compare_metadata(context, metadata)
+            diff = migration_diff(conn, metadata)
             indexes = {
                 row[0]
                 for row in conn.exec_driver_sql("SELECT indexname FROM pg_indexes WHERE tablename = 'tasks'")
