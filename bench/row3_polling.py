@@ -133,7 +133,8 @@ def run(ctx: Context) -> RowResult:
     from shared.db import make_engine
 
     row = RowResult("3", TITLE)
-    # 5,000 tasks a round (about 6 s of REST polling here): shorter rounds left the figure to a few noisy seconds.
+    # 5,000 tasks a round (about 6 s of REST polling here); shorter rounds left the figure to a few
+    # noisy seconds.
     per_unit = 4 if ctx.quick else 50
     repeats = ctx.repeats(3)
     amqp = ctx.infra.vhost()
