@@ -22,6 +22,21 @@ def sample_directives(directory: Path = SAMPLES / "directives") -> list[dict[str
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json"))]
 
 
+def dated(metadata: dict[str, Any], issued: dt.date) -> dict[str, Any]:
+    """The sample as if issued on `issued`: its due date (when it has one) moves by the same number of days.
+
+    The samples are a real dispatch of April 2021, so sent unchanged every task they make is overdue from
+    its first second and routing's overdue scan reminds units of all of them; live traffic carries
+    current dates.
+    """
+    out: dict[str, Any] = json.loads(json.dumps(metadata))
+    shift = issued - dt.date.fromisoformat(out["issued_date"])
+    out["issued_date"] = issued.isoformat()
+    if out.get("due_date"):
+        out["due_date"] = (dt.date.fromisoformat(out["due_date"]) + shift).isoformat()
+    return out
+
+
 def numbered(metadata: dict[str, Any], serial: int) -> dict[str, Any]:
     """The sample with its document number (số) replaced by `serial`, so every submission is a new
     directive (intake refuses a second directive with the same issuer and number) and the rules'

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +14,7 @@ from bench.broker import ArrivalRecorder, queue_depth, queue_depths
 from bench.context import Context
 from bench.harness import ROOT, RssSampler, base_environ, migrate, progress, token, wait_until
 from bench.load import HttpClient, Request, open_loop
-from bench.payloads import directive_body, numbered, pdf_of_size, sample_directives
+from bench.payloads import dated, directive_body, numbered, pdf_of_size, sample_directives
 from bench.report import Figure, RowResult
 from bench.stats import latency_percentiles, summarize
 
@@ -56,7 +57,9 @@ def run(ctx: Context) -> RowResult:
         {**clerk, "Content-Type": "application/yaml"},
     )
     codes = [u["code"] for u in _send(client, "GET", "/v1/units?per_page=100", b"", clerk)["items"]]
-    samples = sample_directives()
+    # Issued today (UTC, never ahead of the Hà Nội date the intake numbers by), due as far ahead as the
+    # originals were.
+    samples = [dated(m, datetime.now(UTC).date()) for m in sample_directives()]
     expected_per_sample = [
         len(
             _send(
@@ -233,7 +236,8 @@ def run(ctx: Context) -> RowResult:
         f"{ROUTING_WORKERS} routing workers (the production overlay's replica count; each runs 4 directive "
         "consumers and an outbox relay, the relays sharing the outbox with SKIP LOCKED), PostgreSQL, "
         "RabbitMQ, filesystem store; units from samples/units.yaml (27), rules from samples/rules.yaml; the "
-        "three sample directives in turn, each with a new number and one 100 KB PDF, sent open-loop at "
+        "three sample directives in turn, each with a new number, issued today (due dates moved as far "
+        "ahead) and one 100 KB PDF, sent open-loop at "
         f"{rate:.0f}/s by 16 sender threads."
     )
     row.notes.append(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
 
 from bench.cli import parse_rows
-from bench.payloads import directive_body, numbered, pdf_of_size, sample_directives
+from bench.payloads import dated, directive_body, numbered, pdf_of_size, sample_directives
 
 
 def test_numbered_keeps_the_notation_so_the_sample_rules_still_match() -> None:
@@ -39,3 +40,17 @@ def test_rows_option_accepts_a_comma_list_and_refuses_unknown_rows() -> None:
     assert parse_rows("3,1,3") == ["1", "3"]
     with pytest.raises(Exception, match="rows must be"):
         parse_rows("1,9")
+
+
+def test_dated_moves_issue_and_due_dates_together_and_keeps_the_rest() -> None:
+    samples = {m["number"]: m for m in sample_directives()}
+    original = samples["120/KH-BCĐ"]
+    moved = dated(original, dt.date(2026, 11, 30))
+    assert moved["issued_date"] == "2026-11-30"
+    span = dt.date.fromisoformat(original["due_date"]) - dt.date.fromisoformat(original["issued_date"])
+    assert dt.date.fromisoformat(moved["due_date"]) - dt.date(2026, 11, 30) == span
+    assert {k: v for k, v in moved.items() if k not in ("issued_date", "due_date")} == {
+        k: v for k, v in original.items() if k not in ("issued_date", "due_date")
+    }
+    undated = next(m for m in samples.values() if not m.get("due_date"))
+    assert dated(undated, dt.date(2026, 11, 30)).get("due_date") is None
