@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench import environment
 from bench.broker import delete_queues, purge_queues, system_queues, unit_queues_in
@@ -35,6 +36,16 @@ def _runners() -> dict[str, tuple[str, Callable[[Context], RowResult]]]:
         "5": (row5_scale.TITLE, row5_scale.run),
         "6": (row6_memory.TITLE, row6_memory.run),
     }
+
+
+def measured_in(run: dict[str, Any], row: str) -> str | None:
+    """The start of the run that measured `row`, as a report's run section records it."""
+    sources = run.get("row_runs") or {}
+    if row in sources:
+        return str(sources[row])
+    if row in run.get("merged_rows", []):
+        return run.get("merged_from")
+    return run.get("started_at")
 
 
 def parse_rows(text: str) -> list[str]:
@@ -136,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         results = sorted([*results, *kept], key=lambda r: ALL_ROWS.index(r.row))
         run_info["merged_from"] = previous.get("run", {}).get("started_at")
         run_info["merged_rows"] = [r.row for r in kept]
+        # Where each kept row was measured: a row kept through several merges keeps its own run.
+        run_info["row_runs"] = {r.row: measured_in(previous.get("run", {}), r.row) for r in kept}
         run_info["command"] = "make bench"
         progress(f"merged rows {','.join(r.row for r in kept)} from the run of {run_info['merged_from']}")
     document = build_document(rows=results, machine=machine, versions=versions, run=run_info)

@@ -194,6 +194,23 @@ def _esc(text: str) -> str:
 FINDINGS = Path(__file__).with_name("findings.md")
 
 
+def _provenance(run: Mapping[str, Any]) -> str:
+    """Which rows this run measured and which run measured each of the others."""
+    sources: dict[str, str] = {
+        row: str(run.get("row_runs", {}).get(row) or run["merged_from"]) for row in run.get("merged_rows", [])
+    }
+    by_run: dict[str, list[str]] = {}
+    for row, started in sources.items():
+        by_run.setdefault(started, []).append(row)
+    others = "; ".join(
+        f"rows {', '.join(rows)} come from the run of {started}" for started, rows in by_run.items()
+    )
+    return (
+        f"Rows {', '.join(run.get('rows', []))} were measured in this run; {others} (same service code), "
+        "merged with `--merge`."
+    )
+
+
 def render_markdown(
     document: Mapping[str, Any], rows: Sequence[RowResult], findings: str | None = None
 ) -> str:
@@ -206,16 +223,7 @@ def render_markdown(
         f"Run {run.get('started_at', '?')} ({run.get('mode', 'full')} mode, {run.get('seconds', 0):.0f} s); "
         f"reproduce with `{run.get('command', 'make bench')}`.",
         "",
-        *(
-            [
-                f"Rows {', '.join(run.get('rows', []))} were measured in this run; rows "
-                f"{', '.join(run.get('merged_rows', []))} come from the run of {run['merged_from']} "
-                "(same service code), merged with `--merge`.",
-                "",
-            ]
-            if run.get("merged_from")
-            else []
-        ),
+        *([_provenance(run), ""] if run.get("merged_from") else []),
         f"Machine: {machine.get('cpu_model', '?')}, {machine.get('cpu_count', '?')} CPUs, "
         f"{fmt(machine.get('memory_gb'), 'GB')} RAM, {machine.get('os', '?')}.",
         "",

@@ -117,3 +117,28 @@ def test_a_merged_report_says_which_rows_come_from_which_run() -> None:
     document["run"] |= {"rows": ["5"], "merged_from": "2026-01-01T00:00:00+00:00", "merged_rows": ["1", "4"]}
     text = render_markdown(document, rows)
     assert "Rows 5 were measured in this run; rows 1, 4 come from the run of 2026-01-01T00:00:00" in text
+
+
+def test_rows_kept_through_several_merges_keep_the_run_that_measured_them() -> None:
+    from bench.cli import measured_in
+
+    # Run B measured row 3 and kept 1 and 4 from run A; run C measures row 2 and keeps the rest of B.
+    run_b = {
+        "started_at": "B",
+        "rows": ["3"],
+        "merged_from": "A",
+        "merged_rows": ["1", "4"],
+    }
+    assert [measured_in(run_b, row) for row in ("1", "3", "4")] == ["A", "B", "A"]
+    document, rows = _document()
+    document["run"] |= {
+        "rows": ["2"],
+        "merged_from": "B",
+        "merged_rows": ["1", "3", "4"],
+        "row_runs": {row: measured_in(run_b, row) for row in ("1", "3", "4")},
+    }
+    text = render_markdown(document, rows)
+    assert (
+        "Rows 2 were measured in this run; rows 1, 4 come from the run of A; rows 3 come from the run of B"
+        in text
+    )
