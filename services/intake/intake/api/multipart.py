@@ -22,6 +22,7 @@ from werkzeug.http import parse_options_header
 # Flask's own defaults for the two limits (MAX_FORM_PARTS, MAX_FORM_MEMORY_SIZE) when a request has none.
 DEFAULT_MAX_PARTS = 1000
 DEFAULT_MAX_FIELD_SIZE = 500_000
+READ_SIZE = 256 * 1024
 
 
 class MalformedMultipart(ValueError):
@@ -113,8 +114,9 @@ def read_parts(request: Request) -> list[Part]:
     boundary = options.get("boundary", "")
     if not boundary:
         raise MalformedMultipart("the Content-Type names no boundary")
-    # get_data() enforces MAX_CONTENT_LENGTH (413) before reading; the body is then parsed from memory.
-    body = request.get_data(cache=False)
+    # The stream enforces MAX_CONTENT_LENGTH (413) and is parsed as it is read, so only the parts' bytes
+    # are ever held, once, never the whole body beside them.
+    stream = request.stream
     collector = _Collector(
         max_parts=request.max_form_parts or DEFAULT_MAX_PARTS,
         max_field_size=request.max_form_memory_size or DEFAULT_MAX_FIELD_SIZE,
@@ -133,7 +135,8 @@ def read_parts(request: Request) -> list[Part]:
         },
     )
     try:
-        parser.write(body)
+        while chunk := stream.read(READ_SIZE):
+            parser.write(chunk)
         parser.finalize()
     except MultipartParseError as exc:
         raise MalformedMultipart(f"the body is not valid multipart/form-data ({exc})") from None
