@@ -12,13 +12,12 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from bench import environment
 from bench.broker import delete_queues, purge_queues, system_queues, unit_queues_in
 from bench.context import Context
 from bench.harness import ROOT, Infra, Launcher, progress, workspace
-from bench.report import RowResult, build_document, row_from_dict, write_reports
+from bench.report import RowResult, build_document, measured_in, row_from_dict, write_reports
 
 RESULTS = ROOT / "bench" / "results"
 ALL_ROWS = ("1", "2", "3", "4", "5", "6")
@@ -36,16 +35,6 @@ def _runners() -> dict[str, tuple[str, Callable[[Context], RowResult]]]:
         "5": (row5_scale.TITLE, row5_scale.run),
         "6": (row6_memory.TITLE, row6_memory.run),
     }
-
-
-def measured_in(run: dict[str, Any], row: str) -> str | None:
-    """The start of the run that measured `row`, as a report's run section records it."""
-    sources = run.get("row_runs") or {}
-    if row in sources:
-        return str(sources[row])
-    if row in run.get("merged_rows", []):
-        return run.get("merged_from")
-    return run.get("started_at")
 
 
 def parse_rows(text: str) -> list[str]:

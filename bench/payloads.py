@@ -25,9 +25,9 @@ def sample_directives(directory: Path = SAMPLES / "directives") -> list[dict[str
 def dated(metadata: dict[str, Any], issued: dt.date) -> dict[str, Any]:
     """The sample as if issued on `issued`: its due date (when it has one) moves by the same number of days.
 
-    The samples are a real dispatch of April 2021, so sent unchanged every task they make is overdue from
-    its first second and routing's overdue scan reminds units of all of them; live traffic carries
-    current dates.
+    The samples are a real dispatch of April 2021: sent unchanged, the tasks of the one with a due date are
+    overdue from their first second and routing's overdue scan reminds units of each of them; live traffic
+    carries current dates.
     """
     out: dict[str, Any] = json.loads(json.dumps(metadata))
     shift = issued - dt.date.fromisoformat(out["issued_date"])

@@ -194,14 +194,21 @@ def _esc(text: str) -> str:
 FINDINGS = Path(__file__).with_name("findings.md")
 
 
+def measured_in(run: Mapping[str, Any], row: str) -> str | None:
+    """The start of the run that measured `row`, as a report's run section records it."""
+    sources = run.get("row_runs") or {}
+    if row in sources:
+        return str(sources[row])
+    if row in run.get("merged_rows", []):
+        return run.get("merged_from")
+    return run.get("started_at")
+
+
 def _provenance(run: Mapping[str, Any]) -> str:
     """Which rows this run measured and which run measured each of the others."""
-    sources: dict[str, str] = {
-        row: str(run.get("row_runs", {}).get(row) or run["merged_from"]) for row in run.get("merged_rows", [])
-    }
     by_run: dict[str, list[str]] = {}
-    for row, started in sources.items():
-        by_run.setdefault(started, []).append(row)
+    for row in run.get("merged_rows", []):
+        by_run.setdefault(str(measured_in(run, row)), []).append(row)
     others = "; ".join(
         f"rows {', '.join(rows)} come from the run of {started}" for started, rows in by_run.items()
     )

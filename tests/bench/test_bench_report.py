@@ -120,7 +120,7 @@ def test_a_merged_report_says_which_rows_come_from_which_run() -> None:
 
 
 def test_rows_kept_through_several_merges_keep_the_run_that_measured_them() -> None:
-    from bench.cli import measured_in
+    from bench.report import measured_in
 
     # Run B measured row 3 and kept 1 and 4 from run A; run C measures row 2 and keeps the rest of B.
     run_b = {
