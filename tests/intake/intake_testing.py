@@ -106,12 +106,9 @@ class IntakeApp:
         store = self.deps.staging.store
         root = getattr(store, "root", None)
         if root is not None:
-            data = Path(root) / self.deps.staging.bucket / "data"
-            return (
-                sorted(str(p.relative_to(data)) for p in data.rglob("*") if p.is_file())
-                if data.exists()
-                else []
-            )
+            # The filesystem store names each object's files by a hash of its key; the sidecar holds the key.
+            sidecars = (Path(root) / self.deps.staging.bucket / "objects").glob("*/*.json")
+            return sorted(json.loads(p.read_text(encoding="utf-8"))["key"] for p in sidecars)
         client = store._client  # S3Store: list through its minio client
         if not client.bucket_exists(self.deps.staging.bucket):
             return []
