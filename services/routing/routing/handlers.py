@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from routing.adapters import tables as t
+from routing.adapters.reference import ReferenceCache
 from routing.adapters.repository import (
     TASK_COLUMNS,
     all_units,
@@ -468,8 +469,26 @@ def _arrival_date(payload: Mapping[str, Any]) -> date:
     return local_date(utcnow())
 
 
-def route_directive(envelope: Envelope, *, engine: Engine, calendar: WorkingCalendar) -> list[str]:
-    """Handles intake.directive_registered: one task per unit with the strongest role; idempotent."""
+def load_reference(conn: Connection) -> tuple[ActiveRules | None, list[Unit]]:
+    """What routing a directive needs besides the directive: the active rule set and every unit."""
+    return active_rules(conn), all_units(conn)
+
+
+def reference_cache() -> ReferenceCache[tuple[ActiveRules | None, list[Unit]]]:
+    """One per worker process: the rules and units, read again only after a write to either."""
+    return ReferenceCache(load_reference)
+
+
+def route_directive(
+    envelope: Envelope,
+    *,
+    engine: Engine,
+    calendar: WorkingCalendar,
+    reference: ReferenceCache[tuple[ActiveRules | None, list[Unit]]] | None = None,
+) -> list[str]:
+    """Handles intake.directive_registered: one task per unit with the strongest role; idempotent.
+
+    `reference` (a worker's cache) spares reading every unit and the rule set for each directive."""
     payload = envelope.payload
     directive_id = str(payload["directive_id"])
     metadata = payload.get("metadata") or {}
@@ -480,8 +499,7 @@ def route_directive(envelope: Envelope, *, engine: Engine, calendar: WorkingCale
             return []
         if conn.execute(sa.select(t.directives.c.id).where(t.directives.c.id == directive_id)).first():
             return []  # the same directive under another message id: already routed
-        current = active_rules(conn)
-        units = all_units(conn)
+        current, units = reference.get(conn) if reference is not None else load_reference(conn)
         facts = facts_from_metadata(metadata, arrival)
         derivation = derive_tasks(current.ruleset if current else RuleSet(), facts, units, calendar)
         issuer = metadata.get("issuer") or {}

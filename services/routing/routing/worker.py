@@ -46,12 +46,15 @@ class ConsumerWorker:
 
 
 def directive_handler(engine: Engine, calendar: WorkingCalendar) -> Callable[[Envelope], None]:
+    # Shared by the process's consumers: units and rules are read again only after they changed.
+    reference = handlers.reference_cache()
+
     def handle(envelope: Envelope) -> None:
         try:
             validate_directive_registered(envelope.payload)
         except ValidationError as exc:
             raise PermanentError(f"unusable directive_registered payload: {exc.messages}") from exc
-        created = handlers.route_directive(envelope, engine=engine, calendar=calendar)
+        created = handlers.route_directive(envelope, engine=engine, calendar=calendar, reference=reference)
         log.info("directive %s routed: %d task(s)", envelope.payload.get("directive_id"), len(created))
 
     return handle

@@ -24,6 +24,15 @@ units = sa.Table(
     sa.Column("queue_declared_at", TS, nullable=True),
 )
 
+# One row (id 1) whose revision triggers bump on every write to units or rule_versions (migration 0004):
+# a worker keeps both in memory and reads them again only when this number has moved.
+reference_revision = sa.Table(
+    "reference_revision",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+)
+
 rule_versions = sa.Table(
     "rule_versions",
     metadata,
