@@ -22,6 +22,17 @@ from bench.stats import latency_percentiles, summarize
 TITLE = "scale: poll, unit ledger and progress latency at 1,000,000 tasks (10,000 units)"
 UNITS = 10_000
 PER_DIRECTIVE = 25
+PAGE = 50  # the ledger page read
+
+
+def holders(tasks: int) -> int:
+    """How many of the units hold the tasks: all 10,000 at 1,000,000 (100 each); at 1,000 as few as keep
+    a ledger page near full (25 units, 40 each; a directive's 25 tasks need 25 distinct units). Spread over
+    all 10,000 units, 1,000 tasks would give each sampled unit a one-row page, and the ratio would compare
+    a 50-row answer with a one-row answer instead of a large table with a small one."""
+    return min(UNITS, max(PER_DIRECTIVE, tasks // PAGE))
+
+
 OPERATIONS = ("poll", "ledger", "progress")
 
 
@@ -68,7 +79,7 @@ def explain(
 
     plans: dict[str, list[dict[str, Any]]] = {}
     calls = {
-        "ledger": lambda: handlers.list_unit_tasks(unit, engine=engine, status=None, page=1, per_page=50),
+        "ledger": lambda: handlers.list_unit_tasks(unit, engine=engine, status=None, page=1, per_page=PAGE),
         "progress": lambda: handlers.directive_progress(directive_id, engine=engine),
         "poll": lambda: handlers.poll_tasks(
             unit, engine=engine, queues=KombuUnitQueues(amqp), max_tasks=1, wait_seconds=0, lease_seconds=60
@@ -123,7 +134,7 @@ def measure(ctx: Context, label: str, tasks: int, samples: int, repeats: int) ->
     try:
         started = time.perf_counter()
         insert_units(engine, prefix=prefix, count=UNITS)
-        batch = TaskBatch(f"scale-{label}", tasks // PER_DIRECTIVE, PER_DIRECTIVE, UNITS)
+        batch = TaskBatch(f"scale-{label}", tasks // PER_DIRECTIVE, PER_DIRECTIVE, holders(tasks))
         insert_tasks(engine, batch, unit_prefix=prefix)
         loaded = time.perf_counter() - started
         progress(f"row 5: {label}: {UNITS} units and {batch.tasks} tasks loaded in {loaded:.0f} s")
@@ -136,7 +147,7 @@ def measure(ctx: Context, label: str, tasks: int, samples: int, repeats: int) ->
         routing = ctx.launcher.service("routing", env)
         assert routing.base_url is not None
         # Sampled units and directives are spread over the whole range that holds tasks.
-        units_with_tasks = min(UNITS, batch.tasks)
+        units_with_tasks = batch.units
         step_u = max(units_with_tasks // samples, 1)
         sample_units = [unit_code(prefix, i) for i in range(0, units_with_tasks, step_u)][:samples]
         step_d = max(batch.directives // samples, 1)
@@ -155,7 +166,7 @@ def measure(ctx: Context, label: str, tasks: int, samples: int, repeats: int) ->
         for _ in range(repeats + 1):  # the first pass warms caches and declares the queues; not counted
             with engine.begin() as conn:
                 # The previous pass leased one task per sampled unit: release it, so every pass offers
-                # the same kind of task (the 1,000-task database has a single task per unit).
+                # the same kind of task.
                 conn.execute(
                     sa.text("UPDATE tasks SET lease_expires_at = NULL WHERE unit = ANY(:units)"),
                     {"units": sample_units},
@@ -191,7 +202,9 @@ def measure(ctx: Context, label: str, tasks: int, samples: int, repeats: int) ->
                     raise RuntimeError(f"poll of {u} returned no task although one was offered")
                 rounds["poll"].append(elapsed)
                 rounds["ledger"].append(
-                    _timed(client, Request("GET", f"/v1/units/{u}/tasks?page=1&per_page=50", None, clerk))[0]
+                    _timed(
+                        client, Request("GET", f"/v1/units/{u}/tasks?page=1&per_page={PAGE}", None, clerk)
+                    )[0]
                 )
             for d in sample_directives:
                 rounds["progress"].append(
@@ -206,6 +219,7 @@ def measure(ctx: Context, label: str, tasks: int, samples: int, repeats: int) ->
         return {
             "tasks": batch.tasks,
             "units": UNITS,
+            "units_holding_tasks": batch.units,
             "load_seconds": loaded,
             "samples": {"units": len(sample_units), "directives": len(sample_directives)},
             "p50_ms": {op: [latency_percentiles(r)["p50_ms"] for r in counted[op]] for op in OPERATIONS},
@@ -217,6 +231,11 @@ def measure(ctx: Context, label: str, tasks: int, samples: int, repeats: int) ->
         ctx.infra.drop_database(pg)
 
 
+def _holding(measured: dict[str, Any]) -> str:
+    tasks, units = measured["tasks"], measured["units_holding_tasks"]
+    return f"{units:,} units at {tasks:,} tasks ({tasks // units} each)"
+
+
 def run(ctx: Context) -> RowResult:
     row = RowResult("5", TITLE)
     big = 100_000 if ctx.quick else 1_000_000
@@ -226,7 +245,7 @@ def run(ctx: Context) -> RowResult:
     large = measure(ctx, "1m" if not ctx.quick else "100k", big, samples, repeats)
     for op, what in (
         ("poll", "poll (one offered task)"),
-        ("ledger", "unit ledger page (50)"),
+        ("ledger", f"unit ledger page ({PAGE})"),
         ("progress", "directive progress (25 tasks)"),
     ):
         for stat in ("p50_ms", "p99_ms"):
@@ -249,12 +268,14 @@ def run(ctx: Context) -> RowResult:
     row.details = {"1k": small, "large": large, "index_used_on_tasks": index_use}
     row.notes.append(
         f"Both databases hold {UNITS:,} units (SQL generate_series) and routed directives with "
-        f"{PER_DIRECTIVE} "
-        "assigned tasks each, spread evenly over the units (100 per unit at 1M). Per repeat, "
-        "one task of each of "
-        f"{samples} sampled units is offered on its queue, then each unit polls it (max 1, no wait) "
+        f"{PER_DIRECTIVE} assigned tasks each, spread evenly over the units that hold tasks: "
+        f"{_holding(large)}, {_holding(small)}"
+        ", so that a ledger page is near full at both sizes and the two differ in the table, not in "
+        "the size of the answer. Per repeat, one task of each of "
+        f"up to {samples} sampled units is offered on its queue, then each unit polls it (max 1, no wait) "
         "and a clerk "
-        f"reads the unit's ledger (page 1, 50 per page); progress is read for {samples} sampled directives. "
+        f"reads the unit's ledger (page 1, {PAGE} per page); progress is read for {samples} sampled "
+        "directives. "
         "Latencies are per request over HTTP (gunicorn, shipped settings), first pass discarded as warm-up."
     )
     for op in OPERATIONS:

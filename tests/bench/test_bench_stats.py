@@ -67,3 +67,12 @@ def test_meets_checks_each_stated_bound(
     value: float | None, at_least: float | None, below: float | None, expected: bool | None
 ) -> None:
     assert meets(value, at_least=at_least, below=below) is expected
+
+
+def test_row5_puts_a_near_full_ledger_page_on_each_sampled_unit_at_both_sizes():
+    from bench.row5_scale import PAGE, PER_DIRECTIVE, UNITS, holders
+
+    assert holders(1_000_000) == UNITS and 1_000_000 // UNITS >= PAGE
+    small = holders(1_000)
+    assert small >= PER_DIRECTIVE  # a directive's tasks go to distinct units
+    assert 1_000 // small >= 0.8 * PAGE  # 40 of a 50-row page
