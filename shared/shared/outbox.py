@@ -96,7 +96,8 @@ class OutboxItem:
     headers: Mapping[str, Any] | None = None
 
 
-def _row(item: OutboxItem, now: datetime) -> dict[str, Any]:
+def outbox_row(item: OutboxItem, now: datetime) -> dict[str, Any]:
+    """The outbox row that queues `item` (for a caller that writes it with its own statement)."""
     headers = dict(item.headers or {})
     # The relay publishes later, outside the request: the correlation id must travel with the row.
     headers.setdefault("correlation_id", item.envelope.correlation_id)
@@ -130,7 +131,7 @@ def add_many_to_outbox(conn: Connection | Session, table: sa.Table, items: Seque
     if not items:
         return
     now = datetime.now(UTC)
-    conn.execute(sa.insert(table), [_row(item, now) for item in items])
+    conn.execute(sa.insert(table), [outbox_row(item, now) for item in items])
 
 
 def _aware(value: datetime) -> datetime:

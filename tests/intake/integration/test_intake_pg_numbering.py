@@ -210,3 +210,54 @@ def test_every_field_survives_the_numbered_insert_on_postgresql(pg_intake: Intak
     assert payload["arrival_number"] == 1
     assert payload["metadata"]["signer"]["full_name"] == "Nguyễn Thị Hồng Nhung"
     assert payload["metadata"]["to_places"] == ["Như trên", "Lưu: VT, CĐS"]
+
+
+def test_one_statement_writes_the_attachments_and_the_event_with_the_number_it_took(
+    pg_intake: IntakeApp,
+) -> None:
+    # On PostgreSQL the registration is one statement run in autocommit; the event's body is sent with
+    # number 1 and the statement writes the number it takes into it. The stored event must be exactly what
+    # Python would have queued for the numbered directive, Vietnamese text included.
+    from intake.handlers import Upload
+    from intake.messages import DIRECTIVE_REGISTERED_TYPE, directive_registered_payload
+    from shared.envelope import Envelope
+
+    deps = pg_intake.deps
+    clock = lambda: datetime(2026, 6, 1, 3, 0, tzinfo=UTC)  # noqa: E731
+    kwargs = {"repository": deps.repository, "staging": deps.staging, "organisation": "STTTT"}
+    for index in (1, 2):
+        register_directive(submission(index), clock=clock, max_upload_bytes=1024, **kwargs)
+    uploads = (
+        Upload("files[0]", "Công văn số 12.pdf", "application/pdf", b"%PDF-1.7 first\n%%EOF"),
+        Upload("files[1]", "Phụ lục kèm theo.pdf", "application/pdf", b"%PDF-1.7 second\n%%EOF"),
+    )
+    third = submission(3)
+    directive = register_directive(
+        Submission(metadata=third.metadata, raw_metadata="{}", uploads=uploads, submitted_by="e-office"),
+        clock=clock,
+        max_upload_bytes=1024,
+        **kwargs,
+    ).directive
+    assert directive.arrival_number == 3
+    assert deps.repository.get(directive.id) == directive
+    assert [a.filename for a in deps.repository.get(directive.id).attachments] == [
+        "Công văn số 12.pdf",
+        "Phụ lục kèm theo.pdf",
+    ]
+    with deps.engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT message_id, body, headers FROM outbox ORDER BY id DESC LIMIT 1")
+        ).one()
+        in_transaction = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE state LIKE 'idle in%' AND datname = current_database()"
+            )
+        )
+        assert in_transaction.scalar_one() == 0  # the autocommit statement left no transaction open
+    sent = Envelope.from_dict(json.loads(bytes(row.body).decode("utf-8")))
+    assert sent.id == row.message_id and sent.type == DIRECTIVE_REGISTERED_TYPE
+    assert sent.payload == directive_registered_payload(directive)
+    assert sent.payload["arrival_number"] == 3
+    assert "Phụ lục kèm theo.pdf" in bytes(row.body).decode("utf-8")  # UTF-8 as written, not escaped
+    assert row.headers["correlation_id"] == sent.correlation_id

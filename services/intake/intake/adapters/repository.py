@@ -9,10 +9,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from shared.envelope import Envelope
-from shared.outbox import add_to_outbox
+from shared.outbox import OutboxItem, add_to_outbox, outbox_row
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from intake.adapters.counter import numbered_insert_postgresql, take_arrival_number
+from intake.adapters.counter import registration_postgresql, take_arrival_number
 from intake.adapters.tables import attachments, directives, outbox
 from intake.domain.arrival import ArrivalSeries
 from intake.domain.enums import Confidentiality, DirectiveStatus, Urgency
@@ -56,6 +56,9 @@ class NewRegistration:
     exchange: str
 
 
+_OUTBOX_PARAMS = ("message_id", "exchange", "routing_key", "body", "headers", "created_at")
+
+
 def _aware(value: datetime) -> datetime:
     # SQLite returns naive datetimes; everything is written in UTC.
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
@@ -71,7 +74,10 @@ class DirectiveRepository:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._numbered_insert_statement: sa.Insert | None = None
+        # A registration on PostgreSQL is one atomic statement: no transaction block around it.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Built once: a constant statement is compiled once, then found in SQLAlchemy's cache.
+        self._registration = registration_postgresql(directives, attachments, outbox)
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -96,31 +102,34 @@ class DirectiveRepository:
             }
             for position, a in enumerate(provisional.attachments)
         ]
+        if self.engine.dialect.name == "postgresql":
+            return self._register_postgresql(new, directive_row, attachment_rows)
         with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # Number and directive row in one statement (see numbered_insert_postgresql).
-                del directive_row["arrival_number"]
-                directive_row["counter_organisation"] = new.series.organisation
-                directive_row["counter_year"] = new.series.year
-                number = int(conn.execute(self._numbered_insert(), directive_row).scalar_one())
-                directive = new.build(number)
-            else:
-                # The counter UPSERT goes first: on SQLite it takes the write lock before any read, so
-                # concurrent writers queue on the busy timeout instead of failing a lock upgrade.
-                number = take_arrival_number(conn, new.series)
-                directive = new.build(number)
-                directive_row["arrival_number"] = number
-                conn.execute(sa.insert(directives), directive_row)
+            # The counter UPSERT goes first: on SQLite it takes the write lock before any read, so
+            # concurrent writers queue on the busy timeout instead of failing a lock upgrade.
+            number = take_arrival_number(conn, new.series)
+            directive = new.build(number)
+            directive_row["arrival_number"] = number
+            conn.execute(sa.insert(directives), directive_row)
             if attachment_rows:
                 conn.execute(sa.insert(attachments), attachment_rows)
             add_to_outbox(conn, outbox, new.event(directive), exchange=new.exchange)
         return directive
 
-    def _numbered_insert(self) -> sa.Insert:
-        # Built once per repository: a constant statement is compiled once and then found in the cache.
-        if self._numbered_insert_statement is None:
-            self._numbered_insert_statement = numbered_insert_postgresql(directives, "arrival_number")
-        return self._numbered_insert_statement
+    def _register_postgresql(
+        self, new: NewRegistration, directive_row: dict[str, Any], attachment_rows: list[dict[str, Any]]
+    ) -> Directive:
+        """The registration as one statement in autocommit (see registration_postgresql)."""
+        params = {k: v for k, v in directive_row.items() if k != "arrival_number"}
+        params["counter_organisation"] = new.series.organisation
+        params["counter_year"] = new.series.year
+        params["attachments"] = attachment_rows
+        # The event as it will be sent, with number 1; the statement puts in the number it takes.
+        queued = outbox_row(OutboxItem(new.event(new.build(1)), new.exchange), datetime.now(UTC))
+        params.update({f"o_{name}": queued[name] for name in _OUTBOX_PARAMS})
+        with self._autocommit.connect() as conn:
+            number = int(conn.execute(self._registration, params).scalar_one())
+        return new.build(number)
 
     @staticmethod
     def _directive_row(directive: Directive, new: NewRegistration) -> dict[str, Any]:
