@@ -38,9 +38,7 @@ def test_every_write_to_units_or_rules_moves_the_reference_revision(app):
     clerk = app.auth("clerk")
     before = revision(app)
     assert before > 0  # the sample import and the rules did
-    r = app.client.put(
-        "/v1/units/XA-MOI", json={"name": "UBND xã Mới", "groups": ["cap-xa"]}, headers=clerk
-    )
+    r = app.client.put("/v1/units/XA-MOI", json={"name": "UBND xã Mới", "groups": ["cap-xa"]}, headers=clerk)
     assert r.status_code in (200, 201), r.get_json()
     after_put = revision(app)
     assert after_put > before
