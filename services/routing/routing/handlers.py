@@ -474,7 +474,10 @@ def load_reference(conn: Connection) -> tuple[ActiveRules | None, list[Unit]]:
     return active_rules(conn), all_units(conn)
 
 
-def reference_cache() -> ReferenceCache[tuple[ActiveRules | None, list[Unit]]]:
+Reference = ReferenceCache[tuple[ActiveRules | None, list[Unit]]]
+
+
+def reference_cache() -> Reference:
     """One per worker process: the rules and units, read again only after a write to either."""
     return ReferenceCache(load_reference)
 
@@ -484,7 +487,7 @@ def route_directive(
     *,
     engine: Engine,
     calendar: WorkingCalendar,
-    reference: ReferenceCache[tuple[ActiveRules | None, list[Unit]]] | None = None,
+    reference: Reference | None = None,
 ) -> list[str]:
     """Handles intake.directive_registered: one task per unit with the strongest role; idempotent.
 

@@ -45,9 +45,11 @@ class ConsumerWorker:
         self.consumer.run(stop)
 
 
-def directive_handler(engine: Engine, calendar: WorkingCalendar) -> Callable[[Envelope], None]:
-    # Shared by the process's consumers: units and rules are read again only after they changed.
-    reference = handlers.reference_cache()
+def directive_handler(
+    engine: Engine, calendar: WorkingCalendar, reference: handlers.Reference | None = None
+) -> Callable[[Envelope], None]:
+    """`reference`: the process's copy of units and rules, shared by its consumers (a new one if None)."""
+    reference = reference if reference is not None else handlers.reference_cache()
 
     def handle(envelope: Envelope) -> None:
         try:
@@ -71,6 +73,8 @@ class RoutingWorker:
         self.queues = KombuUnitQueues(common.amqp_url, delivery_limit=common.consumer_delivery_limit)
         self.publisher = Publisher(common.amqp_url, confirm_timeout=common.publish_confirm_timeout)
         self.relay = OutboxRelay(self.engine, t.outbox, self.publisher, batch_size=500, name="routing")
+        # Units and rules, read again only after they changed; one copy for all the consumers below.
+        self.reference = handlers.reference_cache()
         # Several consumers (own connections, prefetch each) keep routing ahead of a burst; the inbox
         # claim makes a directive delivered twice route once whichever consumer gets it.
         self.consumers = [
@@ -81,7 +85,7 @@ class RoutingWorker:
                         DIRECTIVE_REGISTERED_QUEUE,
                         DIRECTIVE_REGISTERED_EXCHANGE,
                         DIRECTIVE_REGISTERED_KEY,
-                        directive_handler(self.engine, self.calendar),
+                        directive_handler(self.engine, self.calendar, self.reference),
                     )
                 ],
                 delivery_limit=common.consumer_delivery_limit,

@@ -72,3 +72,28 @@ def test_worker_routes_events_relays_tasks_and_stops(tmp_path):
     assert len(body["items"]) == 1 and len(body["reminders"]) == 1
     with Connection("memory://") as conn:
         assert conn.channel().queue_declare("routing.tasks.CTTDT", passive=True).message_count == 0
+
+
+def test_the_workers_consumers_share_one_copy_of_units_and_rules(tmp_path):
+    import dataclasses
+
+    app = build_routing_app(tmp_path)
+    app.load_samples()
+    settings = Settings.from_env(
+        {
+            "DOCROUTE_DATA_DIR": str(tmp_path),
+            "DOCROUTE_JWT_SECRET": SECRET,
+            "DOCROUTE_ROUTING_DATABASE_URL": app.settings.database_url,
+        }
+    )
+    worker = build_worker(dataclasses.replace(settings, consumers=3))
+    try:
+        handlers = [consumer.subscriptions[0].handler for consumer in worker.consumers]
+        assert len(handlers) == 3
+        for handle in handlers:
+            handle(registered_event("171-CV-BTGTU.json"))
+        assert worker.reference.loads == 1  # read once, by whichever consumer came first
+    finally:
+        worker.publisher.close()
+        worker.queues.close()
+        worker.engine.dispose()
