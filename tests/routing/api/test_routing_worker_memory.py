@@ -15,6 +15,18 @@ from shared.envelope import Envelope
 from shared.messaging import PermanentError, Publisher
 
 
+def worker_settings(tmp_path, app, **environ: str) -> Settings:
+    """The worker's settings on the app's database (embedded defaults otherwise), plus `environ`."""
+    return Settings.from_env(
+        {
+            "DOCROUTE_DATA_DIR": str(tmp_path),
+            "DOCROUTE_JWT_SECRET": SECRET,
+            "DOCROUTE_ROUTING_DATABASE_URL": app.settings.database_url,
+            **environ,
+        }
+    )
+
+
 def test_handler_dead_letters_an_unusable_payload(rapp):
     handle = directive_handler(rapp.deps.engine, rapp.deps.calendar)
     with pytest.raises(PermanentError):
@@ -24,14 +36,8 @@ def test_handler_dead_letters_an_unusable_payload(rapp):
 def test_worker_routes_events_relays_tasks_and_stops(tmp_path):
     app = build_routing_app(tmp_path)
     app.load_samples()
-    settings = Settings.from_env(
-        {
-            "DOCROUTE_DATA_DIR": str(tmp_path),
-            "DOCROUTE_JWT_SECRET": SECRET,
-            "DOCROUTE_ROUTING_DATABASE_URL": app.settings.database_url,
-            "DOCROUTE_LEASE_SCAN_SECONDS": "0.1",
-            "DOCROUTE_OVERDUE_SCAN_SECONDS": "0.1",
-        }
+    settings = worker_settings(
+        tmp_path, app, DOCROUTE_LEASE_SCAN_SECONDS="0.1", DOCROUTE_OVERDUE_SCAN_SECONDS="0.1"
     )
     worker = build_worker(settings)
     stop = threading.Event()
@@ -79,14 +85,7 @@ def test_the_workers_consumers_share_one_copy_of_units_and_rules(tmp_path):
 
     app = build_routing_app(tmp_path)
     app.load_samples()
-    settings = Settings.from_env(
-        {
-            "DOCROUTE_DATA_DIR": str(tmp_path),
-            "DOCROUTE_JWT_SECRET": SECRET,
-            "DOCROUTE_ROUTING_DATABASE_URL": app.settings.database_url,
-        }
-    )
-    worker = build_worker(dataclasses.replace(settings, consumers=3))
+    worker = build_worker(dataclasses.replace(worker_settings(tmp_path, app), consumers=3))
     try:
         handlers = [consumer.subscriptions[0].handler for consumer in worker.consumers]
         assert len(handlers) == 3
