@@ -12,6 +12,8 @@ from intake.domain.arrival import ArrivalSeries, next_arrival_number
 # Constants written into the SQL rather than sent as parameters: psycopg caches its parsing of a statement
 # only while it has at most 50 parameters (and 4 KB of text), and a whole registration is close to that.
 ONE = sa.literal_column("1", sa.Integer)
+UTF8 = sa.literal_column("'UTF8'", sa.Text)
+NUMBER_PATH = sa.literal_column("'{payload,arrival_number}'::text[]")
 
 
 def numbered_insert_postgresql(table: sa.Table, number_column: str) -> sa.Insert:
@@ -124,6 +126,3 @@ def registration_postgresql(
     queue = sa.insert(outbox).from_select(columns, queued)
     return sa.select(numbered.c.arrival_number).add_cte(attached.cte("attached"), queue.cte("queued"))
 
-
-UTF8 = sa.literal_column("'UTF8'", sa.Text)
-NUMBER_PATH = sa.literal_column("'{payload,arrival_number}'::text[]")
