@@ -125,4 +125,3 @@ def registration_postgresql(
     columns = ["message_id", "exchange", "routing_key", "body", "headers", "created_at", "attempts"]
     queue = sa.insert(outbox).from_select(columns, queued)
     return sa.select(numbered.c.arrival_number).add_cte(attached.cte("attached"), queue.cte("queued"))
-
