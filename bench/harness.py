@@ -324,7 +324,11 @@ class Launcher:
             svc, conf=ROOT / "services" / svc / "gunicorn.conf.py", app=f"{svc}.api:create_app()", env=env
         )
 
-    def worker(self, svc: str, env: Mapping[str, str], *, settle: float = 0.5) -> Proc:
+    def worker(self, svc: str, env: Mapping[str, str], *, timeout: float = START_TIMEOUT) -> Proc:
+        """`python -m <svc>.worker`; returns once it has logged that it started (its imports and set-up done).
+
+        Returning at once would start a row's load while the worker is still importing (2–3 s on a slow
+        machine), and the row would measure the worker's start, not the service."""
         log = self.logs_dir / f"{svc}-worker-{uuid.uuid4().hex[:6]}.log"
         with log.open("ab") as out:
             popen = subprocess.Popen(
@@ -337,10 +341,14 @@ class Launcher:
             )
         proc = Proc(name=f"{svc}-worker", popen=popen, log=log)
         self.running.append(proc)
-        deadline = time.monotonic() + settle
-        while time.monotonic() < deadline:
+        started = f"{svc} worker started".encode()
+        deadline = time.monotonic() + timeout
+        while started not in log.read_bytes():
             if popen.poll() is not None:
                 raise RuntimeError(f"{svc} worker exited with {popen.returncode}:\n{tail(log)}")
+            if time.monotonic() > deadline:
+                proc.stop()
+                raise RuntimeError(f"{svc} worker did not start within {timeout:.0f}s:\n{tail(log)}")
             time.sleep(POLL)
         return proc
 
