@@ -18,7 +18,8 @@ import requests
 
 pytestmark = pytest.mark.e2e
 
-SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "directives" / "1393-CVT-CL.json"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SAMPLE = SAMPLES / "directives" / "1393-CVT-CL.json"
 
 
 def _pdf_helpers():
@@ -56,6 +57,22 @@ def test_submitted_directive_is_archived_verified_and_exported(
     start_worker("intake")
     archive_url = start_service("archive", env=archive_env)
     start_worker("archive", env=archive_env)
+    # Routing too: its tasks reach the archive's history and audit log as one event per directive.
+    routing_url = start_service("routing")
+    clerk = e2e_env.auth("clerk")
+    for method, path, name in (
+        ("POST", "/v1/units:import", "units.yaml"),
+        ("PUT", "/v1/rules", "rules.yaml"),
+    ):
+        loaded = requests.request(
+            method,
+            f"{routing_url}{path}",
+            data=(SAMPLES / name).read_bytes(),
+            headers=clerk | {"Content-Type": "application/yaml"},
+            timeout=30,
+        )
+        assert loaded.status_code in (200, 201), loaded.text
+    start_worker("routing")
 
     body = json.loads(SAMPLE.read_text(encoding="utf-8"))
     body["attachments"] = [
@@ -85,6 +102,29 @@ def test_submitted_directive_is_archived_verified_and_exported(
     assert record["signature_status"] == "valid"
     assert record["lock_mode"] == "GOVERNANCE" and record["retention_class"] == "10"
 
+    progress = _poll(
+        lambda: (
+            requests.get(f"{routing_url}/v1/directives/{directive_id}/progress", headers=clerk, timeout=10)
+            .json()
+            .get("tasks")
+        )
+    )
+    routed = {task["task_id"]: task["unit"] for task in progress}
+    assert len(routed) == 24  # the i-Speed rule: every unit of the sample list
+
+    def assignments():
+        resp = requests.get(
+            f"{archive_url}/v1/audit",
+            params={"directive": directive_id, "actor": "service:routing", "per_page": 100},
+            headers=auditor,
+            timeout=10,
+        ).json()
+        entries = [e for e in resp["items"] if e["action"] == "task_assigned"]
+        return entries if len(entries) >= len(routed) else None
+
+    entries = _poll(assignments)
+    assert {e["details"]["task_id"]: e["details"]["unit"] for e in entries} == routed
+
     content = requests.get(f"{archive_url}/v1/records/{record['id']}/content", headers=auditor, timeout=30)
     assert content.status_code == 200 and content.content == signed
 
@@ -99,6 +139,10 @@ def test_submitted_directive_is_archived_verified_and_exported(
     (bag_dir,) = list((tmp_path / "bag").iterdir())
     bagit.Bag(str(bag_dir)).validate()
     assert signed in [p.read_bytes() for p in (bag_dir / "data" / "records").glob("*/*.pdf")]
+    history = json.loads((bag_dir / "data" / "tasks.json").read_text(encoding="utf-8"))
+    assert sorted(e["task_id"] for e in history) == sorted(routed)
+    assert {e["event_type"] for e in history} == {"routing.task_assigned"}
+    assert {e["payload"]["subject"] for e in history} == {body["subject"]}  # Vietnamese intact
     audit = json.loads((bag_dir / "data" / "audit.json").read_text(encoding="utf-8"))
     actions = [e["action"] for e in audit]
     assert (

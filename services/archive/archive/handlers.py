@@ -46,6 +46,7 @@ from archive.signatures import SignatureVerifier
 log = logging.getLogger(__name__)
 
 CONSUMER = "archive"
+TASK_ASSIGNED_TYPE = "routing.task_assigned"
 CHECKPOINT_PREFIX = "checkpoints/"
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 # Archiving holds one file at a time; typical scans (up to tens of MB) stay in memory, larger spill to disk.
@@ -493,6 +494,65 @@ def handle_task_event(
         )
         audit_log.append_many(conn, audit)
         return created
+
+
+def handle_tasks_assigned(envelope: Envelope, *, engine: Engine) -> int:
+    """Keeps routing.tasks_assigned.v1 as one `routing.task_assigned` history row and audit entry per task.
+
+    The history and the audit log read as if each task had come in its own task_assigned event: row n of
+    the event gets the event id `<envelope id>#<n>`. Returns how many tasks were recorded now (0 for a
+    redelivery)."""
+    try:
+        payload = messages.load_payload(messages.TasksAssignedIn(), envelope)
+        tasks = [(doc, messages.AssignedTaskIn().load(doc)) for doc in payload["tasks"]]
+    except ValidationError as exc:
+        raise PermanentError(f"malformed {envelope.type} payload: {exc.messages}") from exc
+    directive_id = payload["directive_id"]
+    strays = [task["id"] for doc, task in tasks if doc.get("directive_id", directive_id) != directive_id]
+    if strays:
+        raise PermanentError(
+            f"{envelope.type} for directive {directive_id} carries other directives' tasks: {strays}"
+        )
+    actor = f"service:{envelope.producer}"
+    with engine.begin() as conn:
+        if not claim(conn, inbox, envelope.id, CONSUMER):
+            return 0
+        repository.insert_task_events(
+            conn,
+            [
+                {
+                    "event_id": f"{envelope.id}#{n}",
+                    "event_type": TASK_ASSIGNED_TYPE,
+                    "directive_id": directive_id,
+                    "task_id": task["id"],
+                    "unit": task["unit"],
+                    "status": task["status"],
+                    "occurred_at": envelope.occurred_at,
+                    "payload": doc,
+                }
+                for n, (doc, task) in enumerate(tasks)
+            ],
+        )
+        audit_log.append_many(
+            conn,
+            [
+                AuditEvent(
+                    action="task_assigned",
+                    actor=actor,
+                    occurred_at=envelope.occurred_at,
+                    directive_id=directive_id,
+                    source_event_id=envelope.id,
+                    details={
+                        "task_id": task["id"],
+                        "unit": task["unit"],
+                        "status": task["status"],
+                        "report": None,
+                    },
+                )
+                for _, task in tasks
+            ],
+        )
+    return len(tasks)
 
 
 # --- fixity ---------------------------------------------------------------------------------------

@@ -19,9 +19,11 @@ AUDIT_CHAIN_BROKEN = "audit_chain_broken"
 # What archive consumes: (source service, event name) -> its queue.
 DIRECTIVE_REGISTERED = ("intake", "directive_registered")
 TASK_ASSIGNED = ("routing", "task_assigned")
+# Routing's one event for all the tasks a directive was routed to (or a clerk added at once).
+TASKS_ASSIGNED = ("routing", "tasks_assigned")
 TASK_STATUS_CHANGED = ("routing", "task_status_changed")
 TASK_OVERDUE = ("routing", "task_overdue")
-CONSUMED = (DIRECTIVE_REGISTERED, TASK_ASSIGNED, TASK_STATUS_CHANGED, TASK_OVERDUE)
+CONSUMED = (DIRECTIVE_REGISTERED, TASK_ASSIGNED, TASKS_ASSIGNED, TASK_STATUS_CHANGED, TASK_OVERDUE)
 
 
 def consumer_queue(source: str, event: str) -> str:
@@ -87,6 +89,17 @@ class TaskEventIn(_Tolerant):
     status = fields.String(load_default=None, allow_none=True)
     to_status = fields.String(load_default=None, allow_none=True)
     report = fields.Nested(ReportIn, load_default=None, allow_none=True)
+
+
+class AssignedTaskIn(_Tolerant):
+    id = fields.String(required=True)
+    unit = fields.String(load_default=None, allow_none=True)
+    status = fields.String(load_default=None, allow_none=True)
+
+
+class TasksAssignedIn(_Tolerant):
+    directive_id = fields.String(required=True)
+    tasks = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1))
 
 
 def load_payload(schema: Schema, envelope: Envelope) -> dict[str, Any]:

@@ -53,17 +53,19 @@ def subscriptions(deps: ArchiveDeps) -> list[Subscription]:
     def on_task(envelope: Envelope) -> None:
         handlers.handle_task_event(envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier)
 
-    subs = []
-    for source, event in messages.CONSUMED:
-        subs.append(
-            Subscription(
-                queue=messages.consumer_queue(source, event),
-                exchange=f"{source}.events",
-                routing_key=messages.source_routing_key(source, event),
-                handler=on_directive if (source, event) == messages.DIRECTIVE_REGISTERED else on_task,
-            )
+    def on_tasks(envelope: Envelope) -> None:
+        handlers.handle_tasks_assigned(envelope, engine=deps.engine)
+
+    special = {messages.DIRECTIVE_REGISTERED: on_directive, messages.TASKS_ASSIGNED: on_tasks}
+    return [
+        Subscription(
+            queue=messages.consumer_queue(source, event),
+            exchange=f"{source}.events",
+            routing_key=messages.source_routing_key(source, event),
+            handler=special.get((source, event), on_task),
         )
-    return subs
+        for source, event in messages.CONSUMED
+    ]
 
 
 @dataclass

@@ -49,6 +49,7 @@ from routing.domain.errors import (
 from routing.domain.rules import DirectiveFacts, PlannedTask, RuleSet, derive_tasks, parse_ruleset
 from routing.domain.tasks import OPEN, ROLE_RANK, Role, Status, check_move
 from routing.domain.units import Unit
+from routing.messages import TASK_OFFERED, TASKS_ASSIGNED
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +346,7 @@ def _load_task(conn: Connection, task_id: str) -> Any:
     return conn.execute(task_query().where(t.tasks.c.id == task_id)).first()
 
 
-def _offer(conn: Connection, task_id: str, *, event_type: str = "routing.task_offered") -> dict[str, Any]:
+def _offer(conn: Connection, task_id: str, *, event_type: str = TASK_OFFERED) -> dict[str, Any]:
     """Puts the task on its unit's queue through the outbox (exchange routing.tasks, key = unit code)."""
     row = _load_task(conn, task_id)
     payload = task_json(row)
@@ -435,15 +436,24 @@ def _create_tasks(
         ],
     )
     joined = _directive_view(directive)
-    messages: list[tuple[Envelope, str, str | None]] = []
-    for row in rows:
-        # The payload is built from what was just inserted: the same document a reload would give.
-        payload = task_json(SimpleNamespace(**row, **joined))
-        messages.append(
-            (Envelope.new("routing.task_offered", payload, producer=SERVICE), TASKS_EXCHANGE, row["unit"])
+    # Each payload is built from what was just inserted: the same document a reload would give.
+    documents = [task_json(SimpleNamespace(**row, **joined)) for row in rows]
+    items = [
+        OutboxItem(Envelope.new(TASK_OFFERED, doc, producer=SERVICE), TASKS_EXCHANGE, doc["unit"])
+        for doc in documents
+    ]
+    # The archive's copy is one event for all the tasks made here, not one per task: a directive's
+    # fan-out would otherwise double what the relay and the broker carry for it.
+    items.append(
+        OutboxItem(
+            Envelope.new(
+                TASKS_ASSIGNED, {"directive_id": directive_id, "tasks": documents}, producer=SERVICE
+            ),
+            EVENTS,
+            None,
         )
-        messages.append((Envelope.new("routing.task_assigned", payload, producer=SERVICE), EVENTS, None))
-    add_many_to_outbox(conn, t.outbox, [OutboxItem(env, ex, key) for env, ex, key in messages])
+    )
+    add_many_to_outbox(conn, t.outbox, items)
     return [row["id"] for row in rows]
 
 

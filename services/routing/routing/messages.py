@@ -12,6 +12,8 @@ DIRECTIVE_REGISTERED_EXCHANGE = events_exchange("intake")
 DIRECTIVE_REGISTERED_KEY = routing_key("intake", "directive_registered", 1)
 ROUTING_EVENTS = events_exchange("routing")
 TASK_OFFERED = "routing.task_offered"
+# One event per transaction that made tasks (routing a directive, a clerk adding units): every new task.
+TASKS_ASSIGNED = "routing.tasks_assigned"
 TASK_REMINDER = "routing.task_reminder"
 UNIT_QUEUE_EXCHANGE = TASKS_EXCHANGE
 
@@ -66,7 +68,8 @@ class DirectiveRegistered(Schema):
 
 
 class TaskDocument(Schema):
-    """The task as emitted on unit queues and in routing.task_assigned.v1 — strict."""
+    """The task as emitted on unit queues, in routing.task_assigned.v1 and in routing.tasks_assigned.v1 —
+    strict."""
 
     class Meta:
         unknown = RAISE
@@ -94,6 +97,16 @@ class TaskDocument(Schema):
     attachments = fields.List(fields.Dict(), required=True)
     created_at = fields.String(allow_none=True)
     updated_at = fields.String(allow_none=True)
+
+
+class TasksAssigned(Schema):
+    """routing.tasks_assigned.v1: the tasks one transaction made, all of one directive — strict."""
+
+    class Meta:
+        unknown = RAISE
+
+    directive_id = fields.String(required=True)
+    tasks = fields.List(fields.Nested(TaskDocument), required=True, validate=validate.Length(min=1))
 
 
 def validate_directive_registered(payload: dict[str, Any]) -> dict[str, Any]:

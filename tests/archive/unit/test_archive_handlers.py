@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import uuid
 
 import pytest
 import sqlalchemy as sa
+from archive.adapters import audit_log
 from archive.adapters.db import audit_entries, outbox, records, task_events
-from archive.handlers import handle_directive_registered, handle_task_event
+from archive.handlers import handle_directive_registered, handle_task_event, handle_tasks_assigned
 from archive_testkit import ARCHIVE, STAGING, directive_event, task_event
+from shared.envelope import Envelope
 from shared.messaging import PermanentError
 from shared.objectstore import ObjectLocked, ObjectNotFound, VerifiedBytes
 
@@ -306,3 +309,71 @@ def test_staged_bytes_that_do_not_match_the_announced_checksum_are_refused(
     assert not vault.store.exists(ARCHIVE, f"records/dir-bad/{attachment['sha256']}")
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one() == 0
+
+
+def _tasks_assigned(directive_id: str, tasks: list[dict]) -> Envelope:
+    return Envelope.new(
+        "routing.tasks_assigned", {"directive_id": directive_id, "tasks": tasks}, producer="routing"
+    )
+
+
+def _task_document(directive_id: str, unit: str, title: str) -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        "directive_id": directive_id,
+        "unit": unit,
+        "role": "phoi_hop",
+        "title": title,
+        "status": "assigned",
+        "subject": "V/v tuyên truyền ứng dụng i-Speed",
+    }
+
+
+def test_tasks_assigned_keeps_one_history_row_and_audit_entry_per_task_once(engine):
+    tasks = [
+        _task_document("dir-9", "PVHTT", "Phối hợp tuyên truyền"),
+        _task_document("dir-9", "UBND_DONG_XOAI", "Chủ trì thực hiện"),
+        _task_document("dir-9", "STTTT", "Để biết"),
+    ]
+    event = _tasks_assigned("dir-9", tasks)
+
+    assert handle_tasks_assigned(event, engine=engine) == 3
+    assert handle_tasks_assigned(event, engine=engine) == 0  # redelivery
+
+    with engine.connect() as conn:
+        history = conn.execute(sa.select(task_events).order_by(task_events.c.id)).all()
+        audit = conn.execute(sa.select(audit_entries).order_by(audit_entries.c.seq)).all()
+    assert [h.event_id for h in history] == [f"{event.id}#{n}" for n in range(3)]
+    assert {h.event_type for h in history} == {"routing.task_assigned"}
+    assert [(h.task_id, h.unit, h.status) for h in history] == [
+        (t["id"], t["unit"], "assigned") for t in tasks
+    ]
+    assert [h.payload for h in history] == tasks  # the documents as routing sent them, Vietnamese intact
+    assert [(a.action, a.actor, a.source_event_id) for a in audit] == [
+        ("task_assigned", "service:routing", event.id)
+    ] * 3
+    assert [json.loads(a.details)["task_id"] for a in audit] == [t["id"] for t in tasks]
+    assert audit_log.verify(engine).ok
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"directive_id": "dir-9"},
+        {"directive_id": "dir-9", "tasks": []},
+        {"directive_id": "dir-9", "tasks": [{"unit": "PVHTT"}]},
+        {"tasks": [{"id": "t-1", "directive_id": "dir-9"}]},
+        # a task of another directive: the event is not what it says it is
+        {
+            "directive_id": "dir-9",
+            "tasks": [{"id": "t-1", "directive_id": "dir-9"}, {"id": "t-2", "directive_id": "x"}],
+        },
+    ],
+)
+def test_malformed_tasks_assigned_is_dead_lettered_and_stores_nothing(engine, payload):
+    event = Envelope.new("routing.tasks_assigned", payload, producer="routing")
+    with pytest.raises(PermanentError):
+        handle_tasks_assigned(event, engine=engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(task_events)).scalar_one() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(audit_entries)).scalar_one() == 0

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from routing import handlers
 from routing.adapters import tables as t
+from routing.messages import TasksAssigned
 from routing_testkit import registered_event
 
 
@@ -49,9 +50,17 @@ def test_directive_becomes_one_task_per_unit_with_due_dates(loaded):
     assert {x["due_date"] for x in progress["tasks"]} == {"2021-05-14"}
     assert progress["status"] == "routed" and progress["done"] is False
     assert progress["counts"] == {"assigned": 24}
-    assigned = outbox_events(loaded, "routing.task_assigned")
-    assert len(assigned) == 24 and all(e["payload"]["rule_id"] == "ispeed" for e in assigned)
-    assert all(e["payload"]["rule_version"] == 1 for e in assigned)
+    # Each task goes to its unit's queue; the archive gets one event carrying all 24.
+    offered = outbox_events(loaded, "routing.task_offered")
+    assert sorted(e["payload"]["unit"] for e in offered) == sorted(units)
+    assert outbox_events(loaded, "routing.task_assigned") == []
+    [assigned] = outbox_events(loaded, "routing.tasks_assigned")
+    assert TasksAssigned().validate(assigned["payload"]) == {}
+    tasks = assigned["payload"]["tasks"]
+    assert assigned["payload"]["directive_id"] == directive
+    assert [x["id"] for x in tasks] == [e["payload"]["id"] for e in offered]
+    assert all(x["rule_id"] == "ispeed" and x["rule_version"] == 1 for x in tasks)
+    assert tasks == [e["payload"] for e in offered]
 
 
 def test_redelivered_event_creates_nothing_new(loaded):

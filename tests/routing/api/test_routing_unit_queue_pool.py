@@ -96,7 +96,10 @@ def test_offers_built_at_routing_equal_the_task_as_read_back(rapp):
         bodies = conn.execute(sa.select(t.outbox.c.body).order_by(t.outbox.c.id)).scalars().all()
     offers = [json.loads(bytes(b)) for b in bodies]
     offered = {e["payload"]["id"]: e["payload"] for e in offers if e["type"] == "routing.task_offered"}
-    assert sorted(offered) == sorted(ids) and len(offers) == 2 * len(ids)
+    # One offer per task, then one routing.tasks_assigned for the archive carrying the same documents.
+    assert sorted(offered) == sorted(ids) and len(offers) == len(ids) + 1
+    assert offers[-1]["type"] == "routing.tasks_assigned"
+    assert offers[-1]["payload"]["tasks"] == list(offered.values())
     for task_id, payload in offered.items():
         read = rapp.client.get(f"/v1/tasks/{task_id}", headers=rapp.auth("clerk")).get_json()
         read.pop("history")

@@ -134,9 +134,11 @@ def test_offers_built_at_routing_equal_the_task_as_read_back_on_postgresql(live)
     _, ids = route(live, "1393-CVT-CL.json")
     with live.deps.engine.connect() as conn:
         bodies = conn.execute(sa.select(t.outbox.c.body)).scalars().all()
-    offered = [json.loads(bytes(b))["payload"] for b in bodies]
-    offered = {p["id"]: p for p in offered if "from_status" not in p}
+    events = [json.loads(bytes(b)) for b in bodies]
+    offered = {e["payload"]["id"]: e["payload"] for e in events if e["type"] == "routing.task_offered"}
+    [assigned] = [e["payload"] for e in events if e["type"] == "routing.tasks_assigned"]
     assert sorted(offered) == sorted(ids)
+    assert {task["id"]: task for task in assigned["tasks"]} == offered
     for task_id in ids:
         read = live.client.get(f"/v1/tasks/{task_id}", headers=live.auth("clerk")).get_json()
         read.pop("history")

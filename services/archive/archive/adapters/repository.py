@@ -265,6 +265,10 @@ def insert_task_event(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(sa.insert(task_events).values(**values))
 
 
+def insert_task_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    conn.execute(sa.insert(task_events), rows)
+
+
 def directive_task_events(conn: Connection, directive_id: str) -> list[Any]:
     return list(
         conn.execute(
