@@ -204,16 +204,23 @@ def measured_in(run: Mapping[str, Any], row: str) -> str | None:
     return run.get("started_at")
 
 
+def _rows_phrase(rows: Sequence[str]) -> str:
+    return f"row {rows[0]}" if len(rows) == 1 else f"rows {', '.join(rows)}"
+
+
 def _provenance(run: Mapping[str, Any]) -> str:
     """Which rows this run measured and which run measured each of the others."""
     by_run: dict[str, list[str]] = {}
     for row in run.get("merged_rows", []):
         by_run.setdefault(str(measured_in(run, row)), []).append(row)
     others = "; ".join(
-        f"rows {', '.join(rows)} come from the run of {started}" for started, rows in by_run.items()
+        f"{_rows_phrase(rows)} {'comes' if len(rows) == 1 else 'come'} from the run of {started}"
+        for started, rows in by_run.items()
     )
+    measured = list(run.get("rows", []))
+    verb = "was" if len(measured) == 1 else "were"
     return (
-        f"Rows {', '.join(run.get('rows', []))} were measured in this run; {others} (same service code), "
+        f"{_rows_phrase(measured).capitalize()} {verb} measured in this run; {others} (same service code), "
         "merged with `--merge`."
     )
 

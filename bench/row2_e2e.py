@@ -205,6 +205,21 @@ def run(ctx: Context) -> RowResult:
             below=0.5,
         )
     )
+    if accepted and not missing and arrivals:
+        # How fast the stack routed: every accepted directive's tasks delivered, over the time from the
+        # first send to the last delivery. At or near the offered rate when the stack keeps up; below it,
+        # this machine's routing capacity.
+        first_sent = min(s.answered_at - s.latency for s in sent)
+        routed_rate = len(accepted) / (max(a.at for a in arrivals) - first_sent)
+        row.figures.append(
+            Figure(
+                row="2",
+                name="directives routed per second, first send → last task delivered",
+                unit="/s",
+                value=summarize([routed_rate]),
+                note="the stack's routing capacity when below the offered rate",
+            )
+        )
     row.figures.append(
         Figure(
             row="2",

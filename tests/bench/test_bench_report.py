@@ -116,7 +116,7 @@ def test_a_merged_report_says_which_rows_come_from_which_run() -> None:
     document, rows = _document()
     document["run"] |= {"rows": ["5"], "merged_from": "2026-01-01T00:00:00+00:00", "merged_rows": ["1", "4"]}
     text = render_markdown(document, rows)
-    assert "Rows 5 were measured in this run; rows 1, 4 come from the run of 2026-01-01T00:00:00" in text
+    assert "Row 5 was measured in this run; rows 1, 4 come from the run of 2026-01-01T00:00:00" in text
 
 
 def test_rows_kept_through_several_merges_keep_the_run_that_measured_them() -> None:
@@ -139,6 +139,6 @@ def test_rows_kept_through_several_merges_keep_the_run_that_measured_them() -> N
     }
     text = render_markdown(document, rows)
     assert (
-        "Rows 2 were measured in this run; rows 1, 4 come from the run of A; rows 3 come from the run of B"
+        "Row 2 was measured in this run; rows 1, 4 come from the run of A; row 3 comes from the run of B"
         in text
     )
