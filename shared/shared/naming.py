@@ -50,6 +50,7 @@ SUBSCRIPTIONS: tuple[tuple[str, str, str, int], ...] = (
     ("archive", "routing", "task_assigned", 1),
     ("archive", "routing", "tasks_assigned", 1),
     ("archive", "routing", "task_status_changed", 1),
+    ("archive", "routing", "tasks_acknowledged", 1),
     ("archive", "routing", "task_overdue", 1),
 )
 

@@ -124,6 +124,27 @@ def test_submitted_directive_is_archived_verified_and_exported(
 
     entries = _poll(assignments)
     assert {e["details"]["task_id"]: e["details"]["unit"] for e in entries} == routed
+    # A unit's acknowledgement reaches the archive too (one routing.tasks_acknowledged event).
+    acked_id, acked_unit = next((x["task_id"], x["unit"]) for x in progress if x["role"] != "de_biet")
+    ack = requests.post(
+        f"{routing_url}/v1/units/{acked_unit}/tasks:ack",
+        json={"ids": [acked_id]},
+        headers=e2e_env.auth("unit", acked_unit),
+        timeout=10,
+    )
+    assert ack.status_code == 200 and ack.json()["items"][0]["result"] == "acked", ack.text
+
+    def acknowledged():
+        resp = requests.get(
+            f"{archive_url}/v1/audit",
+            params={"directive": directive_id, "actor": "service:routing", "per_page": 100},
+            headers=auditor,
+            timeout=10,
+        ).json()
+        return [e for e in resp["items"] if e["action"] == "task_status_changed"] or None
+
+    [change] = _poll(acknowledged)
+    assert change["details"]["task_id"] == acked_id and change["details"]["status"] == "received"
 
     content = requests.get(f"{archive_url}/v1/records/{record['id']}/content", headers=auditor, timeout=30)
     assert content.status_code == 200 and content.content == signed
@@ -140,9 +161,12 @@ def test_submitted_directive_is_archived_verified_and_exported(
     bagit.Bag(str(bag_dir)).validate()
     assert signed in [p.read_bytes() for p in (bag_dir / "data" / "records").glob("*/*.pdf")]
     history = json.loads((bag_dir / "data" / "tasks.json").read_text(encoding="utf-8"))
-    assert sorted(e["task_id"] for e in history) == sorted(routed)
-    assert {e["event_type"] for e in history} == {"routing.task_assigned"}
-    assert {e["payload"]["subject"] for e in history} == {body["subject"]}  # Vietnamese intact
+    assigned = [e for e in history if e["event_type"] == "routing.task_assigned"]
+    assert sorted(e["task_id"] for e in assigned) == sorted(routed)
+    assert [(e["event_type"], e["task_id"]) for e in history if e not in assigned] == [
+        ("routing.task_status_changed", acked_id)
+    ]
+    assert {e["payload"]["subject"] for e in assigned} == {body["subject"]}  # Vietnamese intact
     audit = json.loads((bag_dir / "data" / "audit.json").read_text(encoding="utf-8"))
     actions = [e["action"] for e in audit]
     assert (

@@ -51,6 +51,7 @@ def test_the_system_subscriptions_are_pinned():
         "archive.routing.task_assigned",
         "archive.routing.tasks_assigned",
         "archive.routing.task_status_changed",
+        "archive.routing.tasks_acknowledged",
         "archive.routing.task_overdue",
     ]
     assert unrouted_name("archive.events") == "archive.events.unrouted"

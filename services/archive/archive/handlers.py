@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "archive"
 TASK_ASSIGNED_TYPE = "routing.task_assigned"
+TASK_STATUS_CHANGED_TYPE = "routing.task_status_changed"
 CHECKPOINT_PREFIX = "checkpoints/"
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 # Archiving holds one file at a time; typical scans (up to tens of MB) stay in memory, larger spill to disk.
@@ -496,12 +497,69 @@ def handle_task_event(
         return created
 
 
-def handle_tasks_assigned(envelope: Envelope, *, engine: Engine) -> int:
-    """Keeps routing.tasks_assigned.v1 as one `routing.task_assigned` history row and audit entry per task.
+@dataclass(frozen=True)
+class _TaskFact:
+    """One task's line of a routing batch event: what the archive keeps of it."""
 
-    The history and the audit log read as if each task had come in its own task_assigned event: row n of
-    the event gets the event id `<envelope id>#<n>`. Returns how many tasks were recorded now (0 for a
-    redelivery)."""
+    directive_id: str
+    task_id: str
+    unit: str | None
+    status: str | None
+    document: dict[str, Any]
+
+
+def _record_task_facts(
+    envelope: Envelope, facts: list[_TaskFact], *, engine: Engine, event_type: str, action: str
+) -> int:
+    """Keeps a routing batch event as one `event_type` history row and one `action` audit entry per fact.
+
+    The history and the audit log read as if each fact had come in its own event: fact n gets the history
+    event id `<envelope id>#<n>`. Returns how many facts were recorded now (0 for a redelivery)."""
+    actor = f"service:{envelope.producer}"
+    with engine.begin() as conn:
+        if not claim(conn, inbox, envelope.id, CONSUMER):
+            return 0
+        repository.insert_task_events(
+            conn,
+            [
+                {
+                    "event_id": f"{envelope.id}#{n}",
+                    "event_type": event_type,
+                    "directive_id": fact.directive_id,
+                    "task_id": fact.task_id,
+                    "unit": fact.unit,
+                    "status": fact.status,
+                    "occurred_at": envelope.occurred_at,
+                    "payload": fact.document,
+                }
+                for n, fact in enumerate(facts)
+            ],
+        )
+        audit_log.append_many(
+            conn,
+            [
+                AuditEvent(
+                    action=action,
+                    actor=actor,
+                    occurred_at=envelope.occurred_at,
+                    directive_id=fact.directive_id,
+                    source_event_id=envelope.id,
+                    details={
+                        "task_id": fact.task_id,
+                        "unit": fact.unit,
+                        "status": fact.status,
+                        "report": None,
+                    },
+                )
+                for fact in facts
+            ],
+        )
+    return len(facts)
+
+
+def handle_tasks_assigned(envelope: Envelope, *, engine: Engine) -> int:
+    """Keeps routing.tasks_assigned.v1 as one `routing.task_assigned` history row and audit entry per task;
+    returns how many tasks were recorded now (0 for a redelivery)."""
     try:
         payload = messages.load_payload(messages.TasksAssignedIn(), envelope)
         tasks = [(doc, messages.AssignedTaskIn().load(doc)) for doc in payload["tasks"]]
@@ -513,46 +571,27 @@ def handle_tasks_assigned(envelope: Envelope, *, engine: Engine) -> int:
         raise PermanentError(
             f"{envelope.type} for directive {directive_id} carries other directives' tasks: {strays}"
         )
-    actor = f"service:{envelope.producer}"
-    with engine.begin() as conn:
-        if not claim(conn, inbox, envelope.id, CONSUMER):
-            return 0
-        repository.insert_task_events(
-            conn,
-            [
-                {
-                    "event_id": f"{envelope.id}#{n}",
-                    "event_type": TASK_ASSIGNED_TYPE,
-                    "directive_id": directive_id,
-                    "task_id": task["id"],
-                    "unit": task["unit"],
-                    "status": task["status"],
-                    "occurred_at": envelope.occurred_at,
-                    "payload": doc,
-                }
-                for n, (doc, task) in enumerate(tasks)
-            ],
-        )
-        audit_log.append_many(
-            conn,
-            [
-                AuditEvent(
-                    action="task_assigned",
-                    actor=actor,
-                    occurred_at=envelope.occurred_at,
-                    directive_id=directive_id,
-                    source_event_id=envelope.id,
-                    details={
-                        "task_id": task["id"],
-                        "unit": task["unit"],
-                        "status": task["status"],
-                        "report": None,
-                    },
-                )
-                for _, task in tasks
-            ],
-        )
-    return len(tasks)
+    facts = [_TaskFact(directive_id, task["id"], task["unit"], task["status"], doc) for doc, task in tasks]
+    return _record_task_facts(
+        envelope, facts, engine=engine, event_type=TASK_ASSIGNED_TYPE, action="task_assigned"
+    )
+
+
+def handle_tasks_acknowledged(envelope: Envelope, *, engine: Engine) -> int:
+    """Keeps routing.tasks_acknowledged.v1 as one `routing.task_status_changed` history row and audit entry
+    per status change; returns how many changes were recorded now (0 for a redelivery)."""
+    try:
+        payload = messages.load_payload(messages.TasksAcknowledgedIn(), envelope)
+        changes = [(doc, messages.StatusChangeIn().load(doc)) for doc in payload["changes"]]
+    except ValidationError as exc:
+        raise PermanentError(f"malformed {envelope.type} payload: {exc.messages}") from exc
+    facts = [
+        _TaskFact(change["directive_id"], change["task_id"], change["unit"], change["status"], doc)
+        for doc, change in changes
+    ]
+    return _record_task_facts(
+        envelope, facts, engine=engine, event_type=TASK_STATUS_CHANGED_TYPE, action="task_status_changed"
+    )
 
 
 # --- fixity ---------------------------------------------------------------------------------------

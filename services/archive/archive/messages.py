@@ -22,8 +22,17 @@ TASK_ASSIGNED = ("routing", "task_assigned")
 # Routing's one event for all the tasks a directive was routed to (or a clerk added at once).
 TASKS_ASSIGNED = ("routing", "tasks_assigned")
 TASK_STATUS_CHANGED = ("routing", "task_status_changed")
+# Routing's one event per acknowledgement (of one task or a batch): every status change it made.
+TASKS_ACKNOWLEDGED = ("routing", "tasks_acknowledged")
 TASK_OVERDUE = ("routing", "task_overdue")
-CONSUMED = (DIRECTIVE_REGISTERED, TASK_ASSIGNED, TASKS_ASSIGNED, TASK_STATUS_CHANGED, TASK_OVERDUE)
+CONSUMED = (
+    DIRECTIVE_REGISTERED,
+    TASK_ASSIGNED,
+    TASKS_ASSIGNED,
+    TASK_STATUS_CHANGED,
+    TASKS_ACKNOWLEDGED,
+    TASK_OVERDUE,
+)
 
 
 def consumer_queue(source: str, event: str) -> str:
@@ -100,6 +109,17 @@ class AssignedTaskIn(_Tolerant):
 class TasksAssignedIn(_Tolerant):
     directive_id = fields.String(required=True)
     tasks = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1))
+
+
+class StatusChangeIn(_Tolerant):
+    task_id = fields.String(required=True)
+    directive_id = fields.String(required=True)
+    unit = fields.String(load_default=None, allow_none=True)
+    status = fields.String(required=True)
+
+
+class TasksAcknowledgedIn(_Tolerant):
+    changes = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1))
 
 
 def load_payload(schema: Schema, envelope: Envelope) -> dict[str, Any]:

@@ -53,10 +53,17 @@ def subscriptions(deps: ArchiveDeps) -> list[Subscription]:
     def on_task(envelope: Envelope) -> None:
         handlers.handle_task_event(envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier)
 
-    def on_tasks(envelope: Envelope) -> None:
+    def on_assigned(envelope: Envelope) -> None:
         handlers.handle_tasks_assigned(envelope, engine=deps.engine)
 
-    special = {messages.DIRECTIVE_REGISTERED: on_directive, messages.TASKS_ASSIGNED: on_tasks}
+    def on_acknowledged(envelope: Envelope) -> None:
+        handlers.handle_tasks_acknowledged(envelope, engine=deps.engine)
+
+    special = {
+        messages.DIRECTIVE_REGISTERED: on_directive,
+        messages.TASKS_ASSIGNED: on_assigned,
+        messages.TASKS_ACKNOWLEDGED: on_acknowledged,
+    }
     return [
         Subscription(
             queue=messages.consumer_queue(source, event),

@@ -49,7 +49,7 @@ from routing.domain.errors import (
 from routing.domain.rules import DirectiveFacts, PlannedTask, RuleSet, derive_tasks, parse_ruleset
 from routing.domain.tasks import OPEN, ROLE_RANK, Role, Status, check_move
 from routing.domain.units import Unit
-from routing.messages import TASK_OFFERED, TASKS_ASSIGNED
+from routing.messages import TASK_OFFERED, TASKS_ACKNOWLEDGED, TASKS_ASSIGNED
 
 log = logging.getLogger(__name__)
 
@@ -917,7 +917,7 @@ def _ack_many(conn: Connection, task_ids: list[str], *, unit: str | None, actor:
 
     One UPDATE moves every assigned task among `task_ids` (of `unit`, when given) to received, or
     straight on to completed for a de_biet task, as the single ack always did; then one multi-row insert
-    each for the history and the outbox (a task_status_changed event per step). The guard on the status
+    for the history and one routing.tasks_acknowledged event carrying every step. The guard on the status
     makes a repeated or concurrent ack move a task once.
     """
     ids = list(dict.fromkeys(task_ids))
@@ -929,7 +929,7 @@ def _ack_many(conn: Connection, task_ids: list[str], *, unit: str | None, actor:
     outcomes: dict[str, AckOutcome] = {}
     if moved:
         history: list[dict[str, Any]] = []
-        events: list[OutboxItem] = []
+        changes: list[dict[str, Any]] = []
         steps = [(Status.ASSIGNED, Status.RECEIVED, None)]
         for row in moved:
             final = SimpleNamespace(**row._asdict())
@@ -951,18 +951,17 @@ def _ack_many(conn: Connection, task_ids: list[str], *, unit: str | None, actor:
                         "note": note,
                     }
                 )
-                payload = _status_changed_payload(
-                    row,
-                    current,
-                    target,
-                    note=note,
-                    reply_number=None,
-                    actor=actor,
-                    at=now,
-                    task=task_json(view, now=now),
-                )
-                events.append(
-                    OutboxItem(Envelope.new("routing.task_status_changed", payload, producer=SERVICE), EVENTS)
+                changes.append(
+                    _status_changed_payload(
+                        row,
+                        current,
+                        target,
+                        note=note,
+                        reply_number=None,
+                        actor=actor,
+                        at=now,
+                        task=task_json(view, now=now),
+                    )
                 )
             outcomes[row.id] = AckOutcome(row.id, AckResult.ACKED, row.status)
         if all(h["note"] is None for h in history):
@@ -971,7 +970,14 @@ def _ack_many(conn: Connection, task_ids: list[str], *, unit: str | None, actor:
             for h in history:
                 del h["note"]
         conn.execute(sa.insert(t.task_history), history)
-        add_many_to_outbox(conn, t.outbox, events)
+        # The whole acknowledgement is one event, not one per step: a unit acking a batch of ten would
+        # otherwise put ten to twenty messages through the relay and the broker.
+        add_to_outbox(
+            conn,
+            t.outbox,
+            Envelope.new(TASKS_ACKNOWLEDGED, {"changes": changes}, producer=SERVICE),
+            exchange=EVENTS,
+        )
         # assigned and received weigh the same in the roll-up: only a completed de_biet task can change
         # its directive's status.
         _refresh_directive_statuses(

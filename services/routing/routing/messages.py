@@ -14,6 +14,8 @@ ROUTING_EVENTS = events_exchange("routing")
 TASK_OFFERED = "routing.task_offered"
 # One event per transaction that made tasks (routing a directive, a clerk adding units): every new task.
 TASKS_ASSIGNED = "routing.tasks_assigned"
+# One event per acknowledgement (of one task or a batch): `changes`, each a task_status_changed payload.
+TASKS_ACKNOWLEDGED = "routing.tasks_acknowledged"
 TASK_REMINDER = "routing.task_reminder"
 UNIT_QUEUE_EXCHANGE = TASKS_EXCHANGE
 

@@ -11,7 +11,12 @@ import pytest
 import sqlalchemy as sa
 from archive.adapters import audit_log
 from archive.adapters.db import audit_entries, outbox, records, task_events
-from archive.handlers import handle_directive_registered, handle_task_event, handle_tasks_assigned
+from archive.handlers import (
+    handle_directive_registered,
+    handle_task_event,
+    handle_tasks_acknowledged,
+    handle_tasks_assigned,
+)
 from archive_testkit import ARCHIVE, STAGING, directive_event, task_event
 from shared.envelope import Envelope
 from shared.messaging import PermanentError
@@ -374,6 +379,68 @@ def test_malformed_tasks_assigned_is_dead_lettered_and_stores_nothing(engine, pa
     event = Envelope.new("routing.tasks_assigned", payload, producer="routing")
     with pytest.raises(PermanentError):
         handle_tasks_assigned(event, engine=engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(task_events)).scalar_one() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(audit_entries)).scalar_one() == 0
+
+
+def _status_change(directive_id: str, task_id: str, frm: str, to: str) -> dict:
+    return {
+        "task_id": task_id,
+        "directive_id": directive_id,
+        "unit": "PVHTT",
+        "role": "de_biet",
+        "from_status": frm,
+        "status": to,
+        "note": "để biết" if to == "completed" else None,
+        "actor": "t-unit-PVHTT",
+        "changed_at": "2026-11-30T08:00:00+00:00",
+        "task": {"id": task_id, "title": "Để biết"},
+    }
+
+
+def test_tasks_acknowledged_keeps_each_status_change_once(engine):
+    changes = [
+        _status_change("dir-a", "t-1", "assigned", "received"),
+        _status_change("dir-a", "t-1", "received", "completed"),
+        _status_change("dir-b", "t-2", "assigned", "received"),
+    ]
+    event = Envelope.new("routing.tasks_acknowledged", {"changes": changes}, producer="routing")
+
+    assert handle_tasks_acknowledged(event, engine=engine) == 3
+    assert handle_tasks_acknowledged(event, engine=engine) == 0  # redelivery
+
+    with engine.connect() as conn:
+        history = conn.execute(sa.select(task_events).order_by(task_events.c.id)).all()
+        audit = conn.execute(sa.select(audit_entries).order_by(audit_entries.c.seq)).all()
+    assert [(h.event_id, h.event_type, h.directive_id, h.task_id, h.status) for h in history] == [
+        (f"{event.id}#0", "routing.task_status_changed", "dir-a", "t-1", "received"),
+        (f"{event.id}#1", "routing.task_status_changed", "dir-a", "t-1", "completed"),
+        (f"{event.id}#2", "routing.task_status_changed", "dir-b", "t-2", "received"),
+    ]
+    assert [h.payload for h in history] == changes  # each change as routing sent it, Vietnamese intact
+    assert [(a.action, a.directive_id, json.loads(a.details)["status"]) for a in audit] == [
+        ("task_status_changed", "dir-a", "received"),
+        ("task_status_changed", "dir-a", "completed"),
+        ("task_status_changed", "dir-b", "received"),
+    ]
+    assert audit_log.verify(engine).ok
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"changes": []},
+        {"changes": [{"directive_id": "dir-a", "status": "received"}]},
+        {"changes": [{"task_id": "t-1", "status": "received"}]},
+        {"changes": [{"task_id": "t-1", "directive_id": "dir-a"}]},
+    ],
+)
+def test_malformed_tasks_acknowledged_is_dead_lettered_and_stores_nothing(engine, payload):
+    event = Envelope.new("routing.tasks_acknowledged", payload, producer="routing")
+    with pytest.raises(PermanentError):
+        handle_tasks_acknowledged(event, engine=engine)
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(task_events)).scalar_one() == 0
         assert conn.execute(sa.select(sa.func.count()).select_from(audit_entries)).scalar_one() == 0

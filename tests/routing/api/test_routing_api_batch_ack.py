@@ -42,11 +42,21 @@ def status_of(rapp, task_id):
         return conn.execute(sa.select(t.tasks.c.status).where(t.tasks.c.id == task_id)).scalar_one()
 
 
-def status_events(rapp):
+def outbox_events(rapp):
     with rapp.deps.engine.connect() as conn:
         bodies = conn.execute(sa.select(t.outbox.c.body).order_by(t.outbox.c.id)).scalars().all()
-    events = (json.loads(bytes(b)) for b in bodies)
-    return [e["payload"] for e in events if e["type"] == "routing.task_status_changed"]
+    return [json.loads(bytes(b)) for b in bodies]
+
+
+def status_events(rapp):
+    """Every status change announced, in order: an acknowledgement's changes travel in one event."""
+    changes = []
+    for event in outbox_events(rapp):
+        if event["type"] == "routing.task_status_changed":
+            changes.append(event["payload"])
+        elif event["type"] == "routing.tasks_acknowledged":
+            changes.extend(event["payload"]["changes"])
+    return changes
 
 
 def test_batch_ack_receives_own_tasks_and_reports_every_id(loaded):
@@ -74,6 +84,9 @@ def test_batch_ack_receives_own_tasks_and_reports_every_id(loaded):
     ]
     events = status_events(loaded)
     assert sorted(e["task_id"] for e in events) == sorted([first["CTTDT"], second["CTTDT"]])
+    # Both changes in one message for the archive, none on their own.
+    types = [e["type"] for e in outbox_events(loaded)]
+    assert types.count("routing.tasks_acknowledged") == 1 and "routing.task_status_changed" not in types
     # The event carries the task document as a read gives it, like the single ack's.
     event = next(e for e in events if e["task_id"] == first["CTTDT"])
     assert event["from_status"] == "assigned" and event["status"] == "received"

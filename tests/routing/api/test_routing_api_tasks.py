@@ -97,8 +97,10 @@ def test_poll_leases_ack_receives_and_complete_finishes(loaded):
     assert [h["to_status"] for h in body["history"]] == ["assigned", "received", "in_progress", "completed"]
     r = loaded.client.post(f"/v1/tasks/{task['id']}/status", json={"status": "in_progress"}, headers=unit)
     assert r.status_code == 409 and r.mimetype == "application/problem+json"
+    [acked] = outbox_events(loaded, "routing.tasks_acknowledged")
+    assert [(c["task_id"], c["status"]) for c in acked["payload"]["changes"]] == [(task["id"], "received")]
     changed = outbox_events(loaded, "routing.task_status_changed")
-    assert [e["payload"]["status"] for e in changed] == ["received", "in_progress", "completed"]
+    assert [e["payload"]["status"] for e in changed] == ["in_progress", "completed"]
 
 
 def test_progress_done_when_every_chu_tri_task_completed(loaded):

@@ -175,8 +175,9 @@ def test_poll_then_batch_ack_on_postgresql(live):
     # The events' task documents (built from UPDATE … FROM … RETURNING) equal the tasks as read back.
     with live.deps.engine.connect() as conn:
         bodies = conn.execute(sa.select(t.outbox.c.body)).scalars().all()
-    changed = [json.loads(bytes(b))["payload"] for b in bodies]
-    changed = {p["task_id"]: p for p in changed if p.get("from_status") == "assigned"}
+    events = [json.loads(bytes(b)) for b in bodies]
+    [acked] = [e["payload"] for e in events if e["type"] == "routing.tasks_acknowledged"]
+    changed = {c["task_id"]: c for c in acked["changes"] if c["from_status"] == "assigned"}
     assert sorted(changed) == sorted(taken)
     for task_id in taken:
         read = live.client.get(f"/v1/tasks/{task_id}", headers=unit).get_json()
