@@ -112,17 +112,21 @@ def test_submitted_directive_is_archived_verified_and_exported(
     routed = {task["task_id"]: task["unit"] for task in progress}
     assert len(routed) == 24  # the i-Speed rule: every unit of the sample list
 
-    def assignments():
+    def routing_audit(action: str) -> list[dict]:
+        """The archive's audit entries of `action` that routing's events made for this directive."""
         resp = requests.get(
             f"{archive_url}/v1/audit",
             params={"directive": directive_id, "actor": "service:routing", "per_page": 100},
             headers=auditor,
             timeout=10,
         ).json()
-        entries = [e for e in resp["items"] if e["action"] == "task_assigned"]
-        return entries if len(entries) >= len(routed) else None
+        return [e for e in resp["items"] if e["action"] == action]
 
-    entries = _poll(assignments)
+    def all_assigned() -> list[dict] | None:
+        found = routing_audit("task_assigned")
+        return found if len(found) >= len(routed) else None
+
+    entries = _poll(all_assigned)
     assert {e["details"]["task_id"]: e["details"]["unit"] for e in entries} == routed
     # A unit's acknowledgement reaches the archive too (one routing.tasks_acknowledged event).
     acked_id, acked_unit = next((x["task_id"], x["unit"]) for x in progress if x["role"] != "de_biet")
@@ -134,16 +138,7 @@ def test_submitted_directive_is_archived_verified_and_exported(
     )
     assert ack.status_code == 200 and ack.json()["items"][0]["result"] == "acked", ack.text
 
-    def acknowledged():
-        resp = requests.get(
-            f"{archive_url}/v1/audit",
-            params={"directive": directive_id, "actor": "service:routing", "per_page": 100},
-            headers=auditor,
-            timeout=10,
-        ).json()
-        return [e for e in resp["items"] if e["action"] == "task_status_changed"] or None
-
-    [change] = _poll(acknowledged)
+    [change] = _poll(lambda: routing_audit("task_status_changed"))
     assert change["details"]["task_id"] == acked_id and change["details"]["status"] == "received"
 
     content = requests.get(f"{archive_url}/v1/records/{record['id']}/content", headers=auditor, timeout=30)
