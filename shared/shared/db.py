@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -85,6 +88,41 @@ def _ping_connections_back_from_idle(engine: Engine, idle_seconds: float) -> Non
     event.listen(engine, "connect", fresh)
     event.listen(engine, "checkin", back)
     event.listen(engine, "checkout", out)
+
+
+def json_rows_insert(table: sa.Table, param: str, columns: Sequence[str]) -> sa.Insert:
+    """PostgreSQL: INSERT INTO `table` (`columns`) the rows of one JSON array parameter, in array order.
+
+    Any number of rows costs one statement with one parameter: psycopg's executemany sends and binds every
+    row on its own, which for a few dozen rows costs more client CPU than the server spends on them. The
+    server reads each element once into the table's row type (json_populate_recordset: a JSON column
+    keeps the field's text exactly, a missing field is NULL), and a serial key left out of `columns` is
+    drawn in array order. Encode the parameter with `json_rows`.
+    """
+    row_type = sa.literal_column(f"NULL::{postgresql.dialect().identifier_preparer.format_table(table)}")
+    rows = (
+        sa.func.json_populate_recordset(
+            row_type, sa.cast(sa.bindparam(param, type_=sa.Text), postgresql.JSON)
+        )
+        .table_valued(*[sa.column(c.name, c.type) for c in table.columns], with_ordinality="row_order")
+        .render_derived(name=f"{param}_row")
+    )
+    return sa.insert(table).from_select(
+        list(columns), sa.select(*[rows.c[name] for name in columns]).order_by(rows.c.row_order)
+    )
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()  # bytea's hex input format
+    raise TypeError(f"cannot write {type(value).__name__} into a JSON row")
+
+
+def json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The parameter of a json_rows_insert statement: `rows` as a JSON array (dates in ISO 8601)."""
+    return json.dumps(list(rows), ensure_ascii=False, separators=(",", ":"), default=_json_value)
 
 
 def transaction(engine: Engine) -> AbstractContextManager[Connection]:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from shared import metrics
+from shared.db import json_rows, json_rows_insert
 from shared.envelope import Envelope
 from shared.messaging import BatchResult, OutgoingMessage
 
@@ -113,6 +114,24 @@ def outbox_row(item: OutboxItem, now: datetime) -> dict[str, Any]:
     }
 
 
+#: The columns outbox_row() fills, in its order.
+OUTBOX_ROW_COLUMNS = (
+    "message_id",
+    "exchange",
+    "routing_key",
+    "body",
+    "headers",
+    "created_at",
+    "published_at",
+    "attempts",
+)
+
+
+def outbox_insert_postgresql(table: sa.Table, param: str = "outbox_rows") -> sa.Insert:
+    """PostgreSQL: queues the outbox rows of JSON parameter `param` (json_rows of outbox_row()s), in order."""
+    return json_rows_insert(table, param, OUTBOX_ROW_COLUMNS)
+
+
 def add_to_outbox(
     conn: Connection | Session,
     table: sa.Table,
@@ -131,7 +150,12 @@ def add_many_to_outbox(conn: Connection | Session, table: sa.Table, items: Seque
     if not items:
         return
     now = datetime.now(UTC)
-    conn.execute(sa.insert(table), [outbox_row(item, now) for item in items])
+    rows = [outbox_row(item, now) for item in items]
+    dialect = conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(outbox_insert_postgresql(table), {"outbox_rows": json_rows(rows)})
+    else:
+        conn.execute(sa.insert(table), rows)
 
 
 def _aware(value: datetime) -> datetime:

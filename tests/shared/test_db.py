@@ -2,11 +2,12 @@
 
 import threading
 import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from shared.db import make_engine, run_migrations, session_scope, transaction
+from shared.db import json_rows, json_rows_insert, make_engine, run_migrations, session_scope, transaction
 from sqlalchemy.orm import sessionmaker
 
 META = sa.MetaData()
@@ -174,3 +175,84 @@ def test_run_migrations_upgrades_to_head_once(db_url: str, tmp_path: Path):
         assert conn.execute(sa.text("SELECT text FROM greetings")).scalars().all() == ["Xin chào"]
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
     engine.dispose()
+
+
+# --- json_rows_insert: many rows as one statement on PostgreSQL ---------------------------------------
+
+ROWS_META = sa.MetaData()
+LEDGER = sa.Table(
+    "ledger",
+    ROWS_META,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("doc", sa.JSON, nullable=True),
+    sa.Column("blob", sa.LargeBinary, nullable=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("day", sa.Date, nullable=True),
+    sa.Column("count", sa.Integer, nullable=True),
+    sa.Column("done", sa.Boolean, nullable=True),
+)
+LEDGER_COLUMNS = ["title", "doc", "blob", "at", "day", "count", "done"]
+
+
+@pytest.mark.integration
+def test_json_rows_insert_writes_every_row_typed_in_array_order(pg_url: str):
+    engine = make_engine(pg_url)
+    ROWS_META.create_all(engine)
+    at = datetime(2026, 11, 30, 8, 15, 1, 123456, tzinfo=UTC)
+    rows = [
+        {
+            "title": f"Kế hoạch số {i}/KH-BCĐ — “khẩn”\\n",
+            # Key order and spacing are the caller's: a JSON column keeps the text it was given.
+            "doc": {"đơn_vị": "UBND huyện", "a": [i, None], "b": {"z": 1, "y": 2}},
+            "blob": bytes(range(256)) + "ấn".encode(),
+            "at": at + timedelta(seconds=i),
+            "day": date(2026, 12, 1),
+            "count": i,
+            "done": i % 2 == 0,
+        }
+        for i in range(60)
+    ]
+    rows.append({"title": "chỉ tiêu đề", "doc": None, "blob": None, "at": None, "day": None, "count": None})
+    with engine.begin() as conn:
+        conn.execute(json_rows_insert(LEDGER, "rows", LEDGER_COLUMNS), {"rows": json_rows(rows)})
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(LEDGER).order_by(LEDGER.c.id)).all()
+        texts = conn.execute(sa.text("SELECT doc::text FROM ledger ORDER BY id LIMIT 1")).scalar_one()
+        null_doc = conn.execute(
+            sa.text("SELECT doc IS NULL FROM ledger ORDER BY id DESC LIMIT 1")
+        ).scalar_one()
+    engine.dispose()
+    assert [r.title for r in stored] == [r["title"] for r in rows]  # ids drawn in array order
+    first = stored[0]
+    assert (first.doc, bytes(first.blob), first.at, first.day, first.count, first.done) == (
+        rows[0]["doc"],
+        rows[0]["blob"],
+        at,
+        date(2026, 12, 1),
+        0,
+        True,
+    )
+    assert texts == '{"đơn_vị":"UBND huyện","a":[0,null],"b":{"z":1,"y":2}}'
+    assert [r.count for r in stored[:60]] == list(range(60)) and stored[1].done is False
+    last = stored[-1]
+    # A JSON null and a missing field are both SQL NULL.
+    assert (last.doc, last.blob, last.at, last.day, last.count, last.done) == (None,) * 6
+    assert null_doc is True
+
+
+@pytest.mark.integration
+def test_json_rows_insert_is_one_statement_that_fails_whole(pg_url: str):
+    engine = make_engine(pg_url)
+    ROWS_META.create_all(engine)
+    rows = [{"title": "đúng"}, {"title": None}]  # the second breaks NOT NULL
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(json_rows_insert(LEDGER, "rows", LEDGER_COLUMNS), {"rows": json_rows(rows)})
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(LEDGER)).scalar_one() == 0
+    engine.dispose()
+
+
+def test_json_rows_refuses_a_value_json_cannot_carry():
+    with pytest.raises(TypeError, match="set"):
+        json_rows([{"title": {1, 2}}])

@@ -19,7 +19,7 @@ from shared.envelope import Envelope
 from shared.inbox import claim
 from shared.naming import TASKS_EXCHANGE, events_exchange
 from shared.objectstore import ObjectStore
-from shared.outbox import OutboxItem, add_many_to_outbox, add_to_outbox
+from shared.outbox import OutboxItem, add_to_outbox, outbox_row
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -30,6 +30,7 @@ from routing.adapters.repository import (
     all_units,
     aware,
     history_json,
+    insert_tasks,
     task_json,
     task_query,
     unit_from_row,
@@ -412,29 +413,27 @@ def _create_tasks(
     rule_version: int | None,
     actor: str,
     now: datetime,
+    new_directive: bool = False,
 ) -> list[str]:
-    """Inserts the tasks, their first history entries and their offer/assigned messages, set-based."""
-    if not planned:
-        return []
+    """Inserts the tasks, their first history entries and their offer/assigned messages, set-based.
+
+    With `new_directive`, `directive` is a new directives row (a mapping) written in the same statement.
+    """
     directive_id = directive["id"] if isinstance(directive, Mapping) else directive.id
     rows = [_task_row(directive_id, p, rule_version=rule_version, now=now) for p in planned]
-    conn.execute(sa.insert(t.tasks), rows)
-    conn.execute(
-        sa.insert(t.task_history),
-        [
-            {
-                "task_id": row["id"],
-                "at": utcnow(),
-                "from_status": None,
-                "to_status": Status.ASSIGNED.value,
-                "actor": actor,
-                "note": f"rule {p.rule_id}" if p.rule_id else None,
-                "reply_number": None,
-                "report": None,
-            }
-            for row, p in zip(rows, planned, strict=True)
-        ],
-    )
+    history = [
+        {
+            "task_id": row["id"],
+            "at": now,
+            "from_status": None,
+            "to_status": Status.ASSIGNED.value,
+            "actor": actor,
+            "note": f"rule {p.rule_id}" if p.rule_id else None,
+            "reply_number": None,
+            "report": None,
+        }
+        for row, p in zip(rows, planned, strict=True)
+    ]
     joined = _directive_view(directive)
     # Each payload is built from what was just inserted: the same document a reload would give.
     documents = [task_json(SimpleNamespace(**row, **joined)) for row in rows]
@@ -442,18 +441,25 @@ def _create_tasks(
         OutboxItem(Envelope.new(TASK_OFFERED, doc, producer=SERVICE), TASKS_EXCHANGE, doc["unit"])
         for doc in documents
     ]
-    # The archive's copy is one event for all the tasks made here, not one per task: a directive's
-    # fan-out would otherwise double what the relay and the broker carry for it.
-    items.append(
-        OutboxItem(
-            Envelope.new(
-                TASKS_ASSIGNED, {"directive_id": directive_id, "tasks": documents}, producer=SERVICE
-            ),
-            EVENTS,
-            None,
+    if documents:
+        # The archive's copy is one event for all the tasks made here, not one per task: a directive's
+        # fan-out would otherwise double what the relay and the broker carry for it.
+        items.append(
+            OutboxItem(
+                Envelope.new(
+                    TASKS_ASSIGNED, {"directive_id": directive_id, "tasks": documents}, producer=SERVICE
+                ),
+                EVENTS,
+                None,
+            )
         )
+    insert_tasks(
+        conn,
+        directive=directive if new_directive else None,
+        tasks=rows,
+        history=history,
+        outbox=[outbox_row(item, now) for item in items],
     )
-    add_many_to_outbox(conn, t.outbox, items)
     return [row["id"] for row in rows]
 
 
@@ -520,7 +526,8 @@ def route_directive(
             "id": directive_id,
             "arrival_number": payload.get("arrival_number"),
             "arrival_date": arrival,
-            "received_at": datetime.fromisoformat(payload["received_at"])
+            # In UTC, like every stored time: SQLite keeps no offset and would read +07:00 back as UTC.
+            "received_at": datetime.fromisoformat(payload["received_at"]).astimezone(UTC)
             if payload.get("received_at")
             else None,
             "number": facts.number,
@@ -538,8 +545,7 @@ def route_directive(
             "created_at": now,
             "updated_at": now,
         }
-        conn.execute(sa.insert(t.directives).values(**directive))
-        # One transaction, three multi-row INSERTs (tasks, history, outbox) whatever the fan-out.
+        # The directive, its tasks, their history and their messages: one statement on PostgreSQL.
         return _create_tasks(
             conn,
             directive,
@@ -547,6 +553,7 @@ def route_directive(
             rule_version=current.version if current else None,
             actor="rules",
             now=now,
+            new_directive=True,
         )
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from shared.db import json_rows, json_rows_insert
+from shared.outbox import outbox_insert_postgresql
 from sqlalchemy.engine import Connection
 
 from routing.adapters import tables as t
@@ -115,3 +119,52 @@ def history_json(row: Any) -> dict[str, Any]:
         "reply_number": row.reply_number,
         "report": row.report,
     }
+
+
+def _columns(table: sa.Table) -> list[str]:
+    """The columns a new row names: all but an autoincrement key, which the database draws."""
+    return [c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)]
+
+
+@functools.cache
+def _task_creation_postgresql(with_directive: bool) -> sa.Select[Any]:
+    """PostgreSQL: the tasks, their history rows and their outbox rows (and the directive) as one statement.
+
+    Parameters: `tasks`, `history` and `outbox_rows` (and `directive`), each a json_rows array. Every
+    insert is a data-modifying CTE of the one statement, so the whole fan-out is one round trip whatever
+    its size; the foreign keys are checked at the end of the statement, when all rows exist.
+    """
+    inserts = [
+        json_rows_insert(t.tasks, "tasks", _columns(t.tasks)).cte("new_tasks"),
+        json_rows_insert(t.task_history, "history", _columns(t.task_history)).cte("new_history"),
+        outbox_insert_postgresql(t.outbox, "outbox_rows").cte("queued"),
+    ]
+    if with_directive:
+        directive = json_rows_insert(t.directives, "directive", _columns(t.directives))
+        inserts.insert(0, directive.cte("new_directive"))
+    return sa.select(sa.literal_column("1")).add_cte(*inserts)
+
+
+def insert_tasks(
+    conn: Connection,
+    *,
+    directive: Mapping[str, Any] | None,
+    tasks: Sequence[Mapping[str, Any]],
+    history: Sequence[Mapping[str, Any]],
+    outbox: Sequence[Mapping[str, Any]],
+) -> None:
+    """Writes new task rows with their history and outbox rows, and `directive` first when it is new.
+
+    PostgreSQL: one statement. Other databases: one INSERT per table (several rows each).
+    """
+    if conn.dialect.name == "postgresql" and tasks:
+        params = {"tasks": json_rows(tasks), "history": json_rows(history), "outbox_rows": json_rows(outbox)}
+        if directive is not None:
+            params["directive"] = json_rows([directive])
+        conn.execute(_task_creation_postgresql(directive is not None), params)
+        return
+    if directive is not None:
+        conn.execute(sa.insert(t.directives).values(**directive))
+    for table, rows in ((t.tasks, tasks), (t.task_history, history), (t.outbox, outbox)):
+        if rows:
+            conn.execute(sa.insert(table), list(rows))
