@@ -99,7 +99,8 @@ def json_rows_insert(table: sa.Table, param: str, columns: Sequence[str]) -> sa.
     keeps the field's text exactly, a missing field is NULL), and a serial key left out of `columns` is
     drawn in array order. Encode the parameter with `json_rows`.
     """
-    row_type = sa.literal_column(f"NULL::{postgresql.dialect().identifier_preparer.format_table(table)}")
+    qualified = ".".join('"' + part.replace('"', '""') + '"' for part in (table.schema, table.name) if part)
+    row_type: sa.ColumnElement[Any] = sa.literal_column(f"NULL::{qualified}")
     rows = (
         sa.func.json_populate_recordset(
             row_type, sa.cast(sa.bindparam(param, type_=sa.Text), postgresql.JSON)
