@@ -148,9 +148,11 @@ def closed_loop(
 
 @dataclass
 class Sent:
-    """One open-loop request: when it was due, when its answer came (wall clock) and what it said."""
+    """One open-loop request: when it was due and went out (perf_counter), when its answer came (wall
+    clock) and what it said."""
 
     due: float
+    started: float
     answered_at: float
     latency: float
     status: int
@@ -167,7 +169,9 @@ def open_loop(
     on_answer: Callable[[int, Sent], Any] | None = None,
 ) -> tuple[list[Sent], float]:
     """Issues requests at a steady `rate` per second for `duration` s from a pool of `senders` threads;
-    returns every answer and the achieved send rate. A late sender does not shift the schedule."""
+    returns every answer and the achieved send rate. A late sender does not shift the schedule: when every
+    sender is waiting for an answer, requests queue here and go out late (`Sent.started - Sent.due`), and
+    the achieved rate is the requests over the time from the schedule's start to the last one's sending."""
     total = int(rate * duration)
     jobs: queue.Queue[tuple[int, float] | None] = queue.Queue()
     results: list[Sent] = []
@@ -187,6 +191,7 @@ def open_loop(
                     client.close()
                 sent = Sent(
                     due=due,
+                    started=started,
                     answered_at=time.time(),
                     latency=time.perf_counter() - started,
                     status=status,
@@ -209,9 +214,9 @@ def open_loop(
         if delay > 0:
             time.sleep(delay)
         jobs.put((index, due))
-    issued = time.perf_counter() - start
     for _ in threads:
         jobs.put(None)
     for thread in threads:
         thread.join(timeout=120)
-    return results, total / issued if issued > 0 else 0.0
+    issued = max((s.started for s in results), default=start) - start
+    return results, (len(results) - 1) / issued if issued > 0 and len(results) > 1 else 0.0

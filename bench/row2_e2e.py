@@ -22,6 +22,8 @@ TITLE = "end to end: 201 at intake → last task available in every unit's queue
 SAMPLES = ROOT / "samples"
 SERIAL_START = 2_000_000
 ROUTING_WORKERS = 2  # deploy/k8s/overlays/production: routing-worker replicas
+# Enough that the offered rate reaches intake even when its answers take a second.
+SENDERS = 64
 
 
 def _send(client: HttpClient, method: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
@@ -121,7 +123,7 @@ def run(ctx: Context) -> RowResult:
         sampler.watch(proc, label)
     progress(f"row 2: {rate:.0f} directives/s for {duration:.0f} s")
     with sampler:
-        sent, achieved = open_loop(intake.base_url, make, rate=rate, duration=duration, senders=16)
+        sent, achieved = open_loop(intake.base_url, make, rate=rate, duration=duration, senders=SENDERS)
         accepted: dict[str, tuple[float, int]] = {}
         failures = [s for s in sent if s.status != 201]
         for s in sent:
@@ -209,8 +211,8 @@ def run(ctx: Context) -> RowResult:
         # How fast the stack routed: every accepted directive's tasks delivered, over the time from the
         # first send to the last delivery. At or near the offered rate when the stack keeps up; below it,
         # this machine's routing capacity.
-        first_sent = min(s.answered_at - s.latency for s in sent)
-        routed_rate = len(accepted) / (max(a.at for a in arrivals) - first_sent)
+        first_sent_at = min(s.answered_at - s.latency for s in sent)
+        routed_rate = len(accepted) / (max(a.at for a in arrivals) - first_sent_at)
         row.figures.append(
             Figure(
                 row="2",
@@ -220,18 +222,36 @@ def run(ctx: Context) -> RowResult:
                 note="the stack's routing capacity when below the offered rate",
             )
         )
+    # The latency above starts at the 201: it means "at 50/s" only if intake took the directives that fast.
+    # When every sender waits on intake, requests queue in the bench and leave late; this shows it.
+    first_sent = min(s.started for s in sent)
+    answered = [s.started + s.latency for s in sent if s.status == 201]
+    accepted_rate = (len(answered) - 1) / (max(answered) - first_sent) if len(answered) > 1 else 0.0
     row.figures.append(
         Figure(
             row="2",
-            name="directives accepted per second (offered rate)",
+            name="directives accepted per second, first send → last 201",
             unit="/s",
-            value=summarize([len(accepted) / duration]),
+            value=summarize([accepted_rate]),
+            target=f">= {0.98 * rate:.0f} /s (the offered rate, held)",
+            at_least=0.98 * rate,
             note=f"offered {rate:.0f}/s",
+        )
+    )
+    lag = latency_percentiles([max(s.started - s.due, 0.0) for s in sent])
+    row.figures.append(
+        Figure(
+            row="2",
+            name="send lag behind the schedule, p99 (every sender waiting on intake)",
+            unit="ms",
+            value=summarize([lag["p99_ms"]]),
         )
     )
     row.details = {
         "offered_rate": rate,
         "send_rate_achieved": achieved,
+        "senders": SENDERS,
+        "send_lag_ms": lag,
         "duration_s": duration,
         "accepted": len(accepted),
         "refused": len(failures),
@@ -253,7 +273,8 @@ def run(ctx: Context) -> RowResult:
         "RabbitMQ, filesystem store; units from samples/units.yaml (27), rules from samples/rules.yaml; the "
         "three sample directives in turn, each with a new number, issued today (due dates moved as far "
         "ahead) and one 100 KB PDF, sent open-loop at "
-        f"{rate:.0f}/s by 16 sender threads."
+        f"{rate:.0f}/s by {SENDERS} sender threads (a request due while all of them wait on intake goes out "
+        "late; the send lag says how late)."
     )
     row.notes.append(
         "Definition: a task is available when the broker delivers its routing.task_offered message from "
