@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -170,17 +172,51 @@ def _archived_copy(vault: Vault, key: str, doc: IncomingDocument) -> tuple[Store
     return read.info, read.spool
 
 
+class _Background:
+    """`work(argument)` on a thread of its own; `result()` waits for it and answers it or raises its error."""
+
+    def __init__(self, work: Callable[[IO[bytes]], SignatureReport], argument: IO[bytes]) -> None:
+        self._outcome: SignatureReport | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(work, argument), name="archive-signature-check", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, work: Callable[[IO[bytes]], SignatureReport], argument: IO[bytes]) -> None:
+        try:
+            self._outcome = work(argument)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that waits in result()
+            self._error = exc
+
+    def result(self) -> SignatureReport:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._outcome is not None
+        return self._outcome
+
+
 def _ensure_archived(
-    vault: Vault, directive_id: str, doc: IncomingDocument, now: datetime
-) -> tuple[StoredObject, str, IO[bytes]]:
-    """Copies staging → archive once and returns the archived bytes, read once, in a spool.
+    vault: Vault,
+    verify: Callable[[IO[bytes]], SignatureReport],
+    directive_id: str,
+    doc: IncomingDocument,
+    now: datetime,
+) -> tuple[StoredObject, str, SignatureReport]:
+    """Copies staging → archive once; answers the archived object, its retention class and its signatures.
 
     The staged file is read once (its recorded and its actual SHA-256 must be the announced one) and written
     to the archive from that same buffer; the put compares the digest that read computed with the announced
     SHA-256 (it hashes only a file spooled to disk) and the server confirms the checksum of what it stored.
     The key is deterministic and the put refuses to replace a locked object, so a redelivery finds the first
-    copy (ObjectLocked), which is then read and checked instead. Either way the spool holds bytes that hash
-    to the announced SHA-256 and that the archive holds.
+    copy (ObjectLocked), which is then read and checked instead. Either way the signatures are validated on
+    bytes that hash to the announced SHA-256, which are the bytes the archive holds: validating them is
+    validating what auditors will retrieve, without fetching the object again.
+
+    A file read into memory is validated on a second thread while the put sends it: pyHanko works in this
+    process and the put mostly waits on the store, so the two overlap. Both only read the same immutable
+    bytes.
     """
     key = archive_key(directive_id, doc.sha256)
     klass = vault.retention.class_for(doc.document_type, is_report=doc.source_kind == SOURCE_REPORT)
@@ -192,34 +228,45 @@ def _ensure_archived(
             stored, spool = _archived_copy(vault, key, doc)
         except ObjectNotFound:
             raise ObjectNotFound(f"{doc.bucket}/{doc.key} is missing and was never archived") from None
-        return stored, klass, spool
-    source, spool = staged.info, staged.spool
-    try:
-        decision = vault.retention.decide(klass, now)
-        stored = vault.store.put(
-            vault.archive_bucket,
-            key,
-            staged.upload_body(),
-            size=source.size,
-            content_type=source.content_type,
-            sha256=doc.sha256,
-            metadata=source.metadata,
-            retention=Retention(
-                mode=cast(RetentionMode, vault.lock_mode), retain_until=decision.retain_until
-            ),
-            legal_hold=decision.legal_hold,
+        with spool:
+            return stored, klass, verify(spool)
+    with staged.spool:
+        checking = (
+            _Background(verify, io.BytesIO(staged.verified.data)) if staged.verified is not None else None
         )
-    except ObjectLocked:
-        spool.close()
-        stored, spool = _archived_copy(vault, key, doc)
-    except StoreChecksumMismatch as exc:
-        spool.close()
-        raise ChecksumMismatch(str(exc)) from exc
-    except BaseException:
-        spool.close()
-        raise
-    spool.seek(0)
-    return stored, klass, spool
+        try:
+            decision = vault.retention.decide(klass, now)
+            stored = vault.store.put(
+                vault.archive_bucket,
+                key,
+                staged.upload_body(),
+                size=staged.info.size,
+                content_type=staged.info.content_type,
+                sha256=doc.sha256,
+                metadata=staged.info.metadata,
+                retention=Retention(
+                    mode=cast(RetentionMode, vault.lock_mode), retain_until=decision.retain_until
+                ),
+                legal_hold=decision.legal_hold,
+            )
+        except ObjectLocked:
+            # An earlier delivery's copy. It is read and must hash to the announced SHA-256 too, so it
+            # holds the very bytes being validated.
+            stored, archived = _archived_copy(vault, key, doc)
+            with archived:
+                report = checking.result() if checking is not None else verify(archived)
+            return stored, klass, report
+        except StoreChecksumMismatch as exc:
+            raise ChecksumMismatch(str(exc)) from exc
+        finally:
+            if checking is not None:
+                # Never leave the check running behind an error; its outcome is used below or dropped.
+                with contextlib.suppress(Exception):
+                    checking.result()
+        if checking is not None:
+            return stored, klass, checking.result()
+        staged.spool.seek(0)
+        return stored, klass, verify(staged.spool)
 
 
 def _prepare(
@@ -227,11 +274,7 @@ def _prepare(
 ) -> list[Prepared]:
     prepared = []
     for doc in docs:
-        stored, klass, spool = _ensure_archived(vault, directive_id, doc, now)
-        # The spool holds exactly what the archive holds (same SHA-256), read once: validating it is
-        # validating what auditors will retrieve, without fetching the object again.
-        with spool:
-            report = verifier.verify_stream(spool)
+        stored, klass, report = _ensure_archived(vault, verifier.verify_stream, directive_id, doc, now)
         prepared.append(Prepared(doc, stored, klass, report))
     return prepared
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 import uuid
 
 import pytest
@@ -215,6 +216,102 @@ def test_the_archive_put_takes_the_digest_of_the_verified_read(
         row = conn.execute(sa.select(records)).one()
     assert row.sha256 == staged.attachment["sha256"] and row.signature_status == "valid"
     assert vault.store.read(ARCHIVE, row.key) == samples.valid
+
+
+class _SignalingVerifier:
+    """The real verifier, telling when a check started; or failing, when told to."""
+
+    def __init__(self, inner, *, fail: BaseException | None = None):
+        self._inner = inner
+        self.started = threading.Event()
+        self.fail = fail
+
+    def verify_stream(self, stream):
+        self.started.set()
+        if self.fail is not None:
+            raise self.fail
+        return self._inner.verify_stream(stream)
+
+
+class _PutAfterTheCheckStarted(CountingStore):
+    """A put that waits (up to 5 s) for the signature check to start, then fails or goes through."""
+
+    def __init__(self, inner, started: threading.Event, *, fail: BaseException | None = None):
+        super().__init__(inner)
+        self.started = started
+        self.fail = fail
+        self.check_was_running = False
+
+    def put(self, bucket, key, data, **kwargs):
+        self.check_was_running = self.started.wait(5)
+        if self.fail is not None:
+            raise self.fail
+        return self._inner.put(bucket, key, data, **kwargs)
+
+
+def _checks_running() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "archive-signature-check"]
+
+
+def test_the_signature_check_runs_while_the_put_sends_the_same_bytes(
+    engine, vault, verifier, samples, stage_file
+):
+    staged = stage_file(samples.valid, "song song.pdf")
+    signaling = _SignalingVerifier(verifier)
+    store = _PutAfterTheCheckStarted(vault.store, signaling.started)
+
+    handle_directive_registered(
+        directive_event("dir-overlap", [staged.attachment]),
+        engine=engine,
+        vault=dataclasses.replace(vault, store=store),
+        verifier=signaling,
+    )
+
+    assert store.check_was_running  # sequential code would have made the put wait the whole 5 s in vain
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(records)).one()
+    assert (
+        row.signature_status == "valid"
+        and row.signature_report["signatures"][0]["signer"] == "Nguyễn Văn Thử"
+    )
+    assert not _checks_running()
+
+
+def test_a_failed_put_waits_for_the_check_and_stores_nothing(engine, vault, verifier, samples, stage_file):
+    staged = stage_file(samples.valid, "lỗi.pdf")
+    signaling = _SignalingVerifier(verifier)
+    store = _PutAfterTheCheckStarted(vault.store, signaling.started, fail=ConnectionError("store went away"))
+
+    with pytest.raises(ConnectionError, match="store went away"):
+        handle_directive_registered(
+            directive_event("dir-put-fails", [staged.attachment]),
+            engine=engine,
+            vault=dataclasses.replace(vault, store=store),
+            verifier=signaling,
+        )
+
+    assert not _checks_running()
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM inbox")).scalar_one() == 0  # retried later
+
+
+def test_a_check_that_breaks_fails_the_handler_after_the_put(engine, vault, verifier, samples, stage_file):
+    staged = stage_file(samples.valid, "hỏng.pdf")
+    event = directive_event("dir-check-fails", [staged.attachment])
+    broken = _SignalingVerifier(verifier, fail=MemoryError("no room to validate"))
+
+    with pytest.raises(MemoryError, match="no room"):
+        handle_directive_registered(event, engine=engine, vault=vault, verifier=broken)
+
+    assert not _checks_running()
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one() == 0
+    # The redelivery meets the locked copy the put left, and validates the same bytes.
+    created = handle_directive_registered(event, engine=engine, vault=vault, verifier=verifier)
+    assert len(created) == 1
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(records.c.signature_status)).scalar_one() == "valid"
 
 
 def test_redelivery_validates_the_archived_copy_and_writes_nothing(
