@@ -48,8 +48,9 @@ from archive.signatures import SignatureVerifier
 log = logging.getLogger(__name__)
 
 CONSUMER = "archive"
-TASK_ASSIGNED_TYPE = "routing.task_assigned"
-TASK_STATUS_CHANGED_TYPE = "routing.task_status_changed"
+# The event types under which a batch event's parts are kept, as if each had come on its own.
+TASK_ASSIGNED_TYPE = ".".join(messages.TASK_ASSIGNED)
+TASK_STATUS_CHANGED_TYPE = ".".join(messages.TASK_STATUS_CHANGED)
 CHECKPOINT_PREFIX = "checkpoints/"
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 # Archiving holds one file at a time; typical scans (up to tens of MB) stay in memory, larger spill to disk.
