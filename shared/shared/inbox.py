@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,23 @@ def _inserted(result: sa.Result[Any]) -> bool:
     return result.first() is not None
 
 
+@functools.cache
+def _claim_statement(table: sa.Table, dialect: str) -> sa.Insert:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING, built once per table and dialect (building it and its
+    cache key took ~0.2 ms per message)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table)
+        .values(
+            message_id=sa.bindparam("message_id"),
+            consumer=sa.bindparam("consumer"),
+            processed_at=sa.bindparam("processed_at"),
+        )
+        .on_conflict_do_nothing()
+        .returning(table.c.message_id)
+    )
+
+
 def claim(conn: Connection | Session, table: sa.Table, message_id: str, consumer: str) -> bool:
     """Record that `consumer` handles `message_id`: True the first time, False for a duplicate.
 
@@ -38,16 +56,8 @@ def claim(conn: Connection | Session, table: sa.Table, message_id: str, consumer
     """
     values = {"message_id": message_id, "consumer": consumer, "processed_at": datetime.now(UTC)}
     dialect = conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
-    if dialect == "postgresql":
-        pg_stmt = (
-            postgresql.insert(table).values(**values).on_conflict_do_nothing().returning(table.c.message_id)
-        )
-        return _inserted(conn.execute(pg_stmt))
-    if dialect == "sqlite":
-        lite_stmt = (
-            sqlite.insert(table).values(**values).on_conflict_do_nothing().returning(table.c.message_id)
-        )
-        return _inserted(conn.execute(lite_stmt))
+    if dialect in ("postgresql", "sqlite"):
+        return _inserted(conn.execute(_claim_statement(table, dialect), values))
     # Other databases: a savepoint keeps the caller's transaction usable after the duplicate-key error.
     try:
         with conn.begin_nested():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -127,8 +128,12 @@ OUTBOX_ROW_COLUMNS = (
 )
 
 
+@functools.cache
 def outbox_insert_postgresql(table: sa.Table, param: str = "outbox_rows") -> sa.Insert:
-    """PostgreSQL: queues the outbox rows of JSON parameter `param` (json_rows of outbox_row()s), in order."""
+    """PostgreSQL: queues the outbox rows of JSON parameter `param` (json_rows of outbox_row()s), in order.
+
+    Built once per table: building the statement and its cache key took ~0.6 ms per call, more than the
+    round trip it saves."""
     return json_rows_insert(table, param, OUTBOX_ROW_COLUMNS)
 
 
