@@ -126,6 +126,11 @@ def json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
     return json.dumps(list(rows), ensure_ascii=False, separators=(",", ":"), default=_json_value)
 
 
+def dialect_name(conn: Connection | Session) -> str:
+    """ "postgresql", "sqlite", …: the database behind a connection or an ORM session."""
+    return conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
+
+
 def transaction(engine: Engine) -> AbstractContextManager[Connection]:
     """A connection inside a transaction: committed when the block ends, rolled back on an exception."""
     return engine.begin()

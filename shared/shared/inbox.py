@@ -12,6 +12,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shared.db import dialect_name
+
 
 def inbox_table(metadata: sa.MetaData) -> sa.Table:
     """The `inbox` table; (message_id, consumer) is the primary key that makes claim() race-safe."""
@@ -55,7 +57,7 @@ def claim(conn: Connection | Session, table: sa.Table, message_id: str, consumer
     first transaction ends, then sees the row.
     """
     values = {"message_id": message_id, "consumer": consumer, "processed_at": datetime.now(UTC)}
-    dialect = conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
+    dialect = dialect_name(conn)
     if dialect in ("postgresql", "sqlite"):
         return _inserted(conn.execute(_claim_statement(table, dialect), values))
     # Other databases: a savepoint keeps the caller's transaction usable after the duplicate-key error.

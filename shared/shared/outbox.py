@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from shared import metrics
-from shared.db import json_rows, json_rows_insert
+from shared.db import dialect_name, json_rows, json_rows_insert
 from shared.envelope import Envelope
 from shared.messaging import BatchResult, OutgoingMessage
 
@@ -156,7 +156,7 @@ def add_many_to_outbox(conn: Connection | Session, table: sa.Table, items: Seque
         return
     now = datetime.now(UTC)
     rows = [outbox_row(item, now) for item in items]
-    dialect = conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
+    dialect = dialect_name(conn)
     if dialect == "postgresql":
         conn.execute(outbox_insert_postgresql(table), {"outbox_rows": json_rows(rows)})
     else:
