@@ -499,8 +499,10 @@ class Publisher:
     ) -> None:
         """Send messages[start:end], then wait (up to `timeout`) until the broker settled them.
 
-        Stops sending at the first returned or nacked message; raises MessageNacked for a nack (retried
-        like a lost connection) and socket.timeout when the confirms do not come in time.
+        The whole range goes out before anything is read back, so a message after a returned or nacked one
+        is sent too (the caller counts only the settled prefix, and sends the rest again). Raises
+        MessageNacked for a nack (retried like a lost connection) and TimeoutError when the confirms do not
+        come in time.
         """
         wait_until = time.monotonic() + timeout
         channel = self._connect(timeout)

@@ -156,8 +156,7 @@ def add_many_to_outbox(conn: Connection | Session, table: sa.Table, items: Seque
         return
     now = datetime.now(UTC)
     rows = [outbox_row(item, now) for item in items]
-    dialect = dialect_name(conn)
-    if dialect == "postgresql":
+    if dialect_name(conn) == "postgresql":
         conn.execute(outbox_insert_postgresql(table), {"outbox_rows": json_rows(rows)})
     else:
         conn.execute(sa.insert(table), rows)

@@ -13,11 +13,13 @@ from shared.logs import correlation_scope
 from shared.messaging import PublishError, Unroutable
 from shared.naming import TASKS_EXCHANGE
 from shared.outbox import (
+    OUTBOX_ROW_COLUMNS,
     OutboxItem,
     OutboxRelay,
     add_many_to_outbox,
     add_to_outbox,
     batch_query,
+    outbox_row,
     outbox_table,
     relax_commit_durability,
     steer_planner_to_ordered_scan,
@@ -130,6 +132,12 @@ def test_many_rows_in_one_insert_keep_their_order_routing_and_correlation(engine
     assert all(r.headers == {"correlation_id": e.correlation_id} for r, e in zip(rows, envs, strict=True))
     assert all(r.published_at is None and r.attempts == 0 for r in rows)
     assert len({r.created_at for r in rows}) == 1
+
+
+def test_the_postgresql_insert_names_every_column_outbox_row_fills():
+    # PostgreSQL writes only OUTBOX_ROW_COLUMNS; a field outbox_row() gained would otherwise be dropped there.
+    item = OutboxItem(Envelope.new("routing.task_offered", {}, producer="routing"), TASKS_EXCHANGE, "U1")
+    assert tuple(outbox_row(item, datetime.now(UTC))) == OUTBOX_ROW_COLUMNS
 
 
 def test_many_rows_through_a_session_keep_headers_and_vietnamese_intact(engine):
