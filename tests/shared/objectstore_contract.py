@@ -148,6 +148,28 @@ class ObjectStoreContract:
         )
         assert stored.legal_hold is True and stored.sha256 == sha(VIETNAMESE)
 
+    def test_list_objects_names_current_objects_under_a_prefix_in_key_order(self, store, bucket):
+        self.put(store, bucket, "a/2026/công-văn.txt", b"one")
+        self.put(store, bucket, "a/2026/báo-cáo.txt", b"three")
+        self.put(store, bucket, "b/other.txt", b"x")
+        self.put(store, bucket, "a/gone.txt", b"y")
+        store.delete(bucket, "a/gone.txt")
+        listed = list(store.list_objects(bucket, "a/"))
+        assert [(item.key, item.size) for item in listed] == [
+            ("a/2026/báo-cáo.txt", 5),
+            ("a/2026/công-văn.txt", 3),
+        ]
+        assert all(item.last_modified.tzinfo is not None for item in listed)
+        assert [item.key for item in store.list_objects(bucket)] == [
+            "a/2026/báo-cáo.txt",
+            "a/2026/công-văn.txt",
+            "b/other.txt",
+        ]
+
+    def test_list_objects_of_a_missing_bucket_raises_object_not_found(self, store):
+        with pytest.raises(ObjectNotFound):
+            list(store.list_objects("no-such-bucket-here"))
+
     def test_exists_tells_present_from_absent(self, store, bucket):
         self.put(store, bucket, "present")
         assert store.exists(bucket, "present") is True

@@ -4,6 +4,7 @@ from shared.objectstore.factory import make_store
 from shared.objectstore.filesystem import FilesystemStore
 from shared.objectstore.port import (
     ChecksumMismatch,
+    ListedObject,
     ObjectLocked,
     ObjectNotFound,
     ObjectStore,
@@ -21,6 +22,7 @@ from shared.settings import ObjectStoreSettings
 __all__ = [
     "ChecksumMismatch",
     "FilesystemStore",
+    "ListedObject",
     "ObjectLocked",
     "ObjectNotFound",
     "ObjectStore",

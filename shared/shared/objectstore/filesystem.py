@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from shared.objectstore.port import (
     CHUNK_SIZE,
+    ListedObject,
     ObjectLocked,
     ObjectNotFound,
     ObjectStoreError,
@@ -393,6 +394,35 @@ class FilesystemStore:
             self._refuse_if_locked(bucket, key, config, "delete")
             data_path.unlink(missing_ok=True)
             meta_path.unlink(missing_ok=True)
+
+    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ListedObject]:
+        base = self._bucket_dir(bucket)
+        if self._bucket_config(bucket).get("layout", LAYOUT_KEYED) == LAYOUT_KEYED:
+            sidecars = (base / META_DIR).rglob("*.json")
+        else:
+            sidecars = (base / OBJECTS_DIR).glob("*/*.json")
+        found: list[ListedObject] = []
+        for meta_path in sidecars:
+            if meta_path.name.startswith(".tmp-"):
+                continue
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except FileNotFoundError:  # deleted while we listed
+                continue
+            key = str(meta.get("key") or meta_path.relative_to(base / META_DIR).as_posix()[: -len(".json")])
+            if not key.startswith(prefix):
+                continue
+            data_path, _ = self._paths(bucket, key)
+            try:
+                stat = data_path.stat()
+            except FileNotFoundError:
+                continue
+            created = meta.get("created_at")
+            modified = (
+                datetime.fromisoformat(created) if created else datetime.fromtimestamp(stat.st_mtime, UTC)
+            )
+            found.append(ListedObject(key=key, size=int(meta["size"]), last_modified=modified))
+        yield from sorted(found, key=lambda listed: listed.key)
 
     def set_retention(
         self, bucket: str, key: str, retention: Retention | None, *, bypass_governance: bool = False

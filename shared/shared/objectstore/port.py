@@ -70,6 +70,15 @@ class StoredObject:
     legal_hold: bool = False
 
 
+@dataclass(frozen=True)
+class ListedObject:
+    """One object as a bucket listing names it: enough to decide whether to look closer."""
+
+    key: str
+    size: int
+    last_modified: datetime
+
+
 @dataclass(frozen=True, init=False, eq=False)
 class VerifiedBytes:
     """Bytes together with their SHA-256 (hex), known to be theirs because it was computed from them.
@@ -176,6 +185,10 @@ class ObjectStore(Protocol):
     def exists(self, bucket: str, key: str) -> bool: ...
 
     def delete(self, bucket: str, key: str) -> None: ...
+
+    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ListedObject]:
+        """The bucket's objects whose key starts with `prefix`, in key order (current versions only)."""
+        ...
 
     def set_retention(
         self, bucket: str, key: str, retention: Retention | None, *, bypass_governance: bool = False

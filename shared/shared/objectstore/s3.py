@@ -23,6 +23,7 @@ from urllib3.util import Retry, Timeout
 from shared.objectstore.port import (
     CHUNK_SIZE,
     ChecksumMismatch,
+    ListedObject,
     ObjectLocked,
     ObjectNotFound,
     ObjectStoreError,
@@ -405,6 +406,22 @@ class S3Store:
             raise ObjectLocked(f"cannot delete {bucket}/{key}: {reason}")
         for version_id in versions:
             self._remove_version(bucket, key, version_id if version_id != "null" else None, bypass=False)
+
+    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ListedObject]:
+        validate_bucket(bucket)
+        listing = self._client.list_objects(bucket, prefix=prefix or None, recursive=True)
+        # The listing pages lazily: every page's request can fail, so each step is translated.
+        while True:
+            item = self._call(f"list {bucket}/{prefix}*", lambda: next(listing, None))
+            if item is None:
+                return
+            if item.is_dir or item.object_name is None:
+                continue
+            yield ListedObject(
+                key=item.object_name,
+                size=int(item.size or 0),
+                last_modified=item.last_modified or datetime.now(UTC),
+            )
 
     def set_retention(
         self, bucket: str, key: str, retention: Retention | None, *, bypass_governance: bool = False
