@@ -14,6 +14,15 @@ from shared.messaging.consuming import (
     Subscription,
 )
 from shared.messaging.dead_letters import DeadLetter, list_dlq, replay_dlq
+from shared.messaging.outages import (
+    BROKER,
+    DATABASE,
+    OBJECT_STORE,
+    DependencyUnavailable,
+    Probe,
+    classify_failure,
+    database_probe,
+)
 from shared.messaging.publishing import BatchResult, OutgoingMessage, Publisher, PublishError, Unroutable
 from shared.messaging.relay import RelayWorker
 from shared.messaging.topology import (
@@ -27,20 +36,27 @@ from shared.messaging.topology import (
 
 __all__ = [
     "ATTEMPTS_HEADER",
+    "BROKER",
+    "DATABASE",
+    "OBJECT_STORE",
     "ORIGIN_EXCHANGE_HEADER",
     "ORIGIN_ROUTING_KEY_HEADER",
     "UNROUTED_MAX_LENGTH",
     "BatchResult",
     "DeadLetter",
+    "DependencyUnavailable",
     "EventConsumer",
     "OutgoingMessage",
     "PermanentError",
+    "Probe",
     "PublishError",
     "Publisher",
     "RelayWorker",
     "Subscription",
     "Unroutable",
     "body_bytes",
+    "classify_failure",
+    "database_probe",
     "declare_consumer_queue",
     "declare_events_exchange",
     "declare_topology",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +21,19 @@ from kombu.transport.base import Message
 
 from shared import metrics
 from shared.envelope import Envelope, MalformedMessage
+from shared.health import HEALTH, DependencyHealth
 from shared.logs import correlation_scope
 from shared.messaging.broker import body_bytes, connection_errors, header_int, is_amqp_url, safe_url
+from shared.messaging.keepalive import HeartbeatKeeper
+from shared.messaging.outages import (
+    BROKER,
+    Backoff,
+    Classifier,
+    Pause,
+    Probe,
+    ProbeRunner,
+    classify_failure,
+)
 from shared.messaging.topology import declare_consumer_queue, quorum_args
 from shared.naming import DEAD_LETTER_EXCHANGE, dlq_name
 
@@ -54,6 +65,15 @@ class EventConsumer(ConsumerMixin):
 
     - handler returns → ack;
     - malformed envelope or PermanentError → dead letter at once (reject without requeue);
+    - an exception that says a dependency is unavailable (`classify`, by default `classify_failure`:
+      database connection errors, StoreUnavailable, the broker during the handler's own publish,
+      DependencyUnavailable) → pause: the message stays unsettled and no other is taken, the consumer
+      waits with capped exponential backoff, probes the dependency (`probes[name]`) until it answers, then
+      runs the handler again on the same delivery. Nothing is counted against the message, however long
+      the outage: every requeue and every closed channel or connection counts toward a quorum queue's
+      x-delivery-count (RabbitMQ 3.10), so the message is never given back, and a helper thread keeps the
+      connection's heartbeats going meanwhile. If the probe answers at once yet the handler keeps failing
+      `max_in_place_retries` times, the failure is the message's own after all (below);
     - any other exception → requeue after a short growing pause, until `delivery_limit` deliveries, then
       dead letter.
     On RabbitMQ the quorum queue counts deliveries and dead-letters; on memory:// the consumer does both
@@ -68,6 +88,14 @@ class EventConsumer(ConsumerMixin):
         delivery_limit: int = 5,
         prefetch_count: int = 10,
         retry_delay: float = 0.2,
+        probes: Mapping[str, Probe] | None = None,
+        classify: Classifier = classify_failure,
+        health: DependencyHealth = HEALTH,
+        pause_first: float = 0.5,
+        pause_cap: float = 30.0,
+        probe_timeout: float = 5.0,
+        max_in_place_retries: int = 3,
+        heartbeat: float = 20.0,
     ) -> None:
         self.url = url
         self.retry_delay = retry_delay
@@ -75,9 +103,25 @@ class EventConsumer(ConsumerMixin):
         self.delivery_limit = max(delivery_limit, 1)
         self.prefetch_count = prefetch_count
         self._amqp = is_amqp_url(url)
+        self.heartbeat = heartbeat
+        self.classify = classify
+        self.health = health
+        self.pause_first = pause_first
+        self.pause_cap = pause_cap
+        self.max_in_place_retries = max_in_place_retries
+        all_probes = dict(probes or {})
+        if self._amqp:
+            all_probes.setdefault(BROKER, self._probe_broker)
+        self.probes = ProbeRunner(all_probes, timeout=probe_timeout)
         self.connection = self._new_connection()
         self._stop = threading.Event()
         self.ready = threading.Event()
+        self._keeper = HeartbeatKeeper(heartbeat)
+        self._active: Connection | None = None
+
+    def _probe_broker(self) -> None:
+        with Connection(self.url, connect_timeout=5) as conn:
+            conn.ensure_connection(max_retries=0)
 
     def _new_connection(self) -> Connection:
         if self._amqp:
@@ -85,7 +129,7 @@ class EventConsumer(ConsumerMixin):
             # AMQP must not hold the consumer (and its stop) forever.
             return Connection(
                 self.url,
-                heartbeat=20,
+                heartbeat=self.heartbeat,
                 connect_timeout=5,
                 transport_options={"read_timeout": 10, "write_timeout": 10},
             )
@@ -127,6 +171,7 @@ class EventConsumer(ConsumerMixin):
         return consumers
 
     def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kwargs: Any) -> None:
+        self._active = connection  # the clone ConsumerMixin consumes on; the keeper beats on it
         self.ready.set()
 
     @contextmanager
@@ -142,17 +187,20 @@ class EventConsumer(ConsumerMixin):
         self._stop = stop if stop is not None else threading.Event()
         self.declare_with_retry()
         backoff = 0.2
-        while not self._stop.is_set():
-            try:
-                super().run(_tokens, safety_interval=0.2)
-                backoff = 0.2
-            except Exception:
-                log.exception(
-                    "consumer lost its broker connection; reconnecting", extra={"url": safe_url(self.url)}
-                )
-                self.ready.clear()
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+        try:
+            while not self._stop.is_set():
+                try:
+                    super().run(_tokens, safety_interval=0.2)
+                    backoff = 0.2
+                except Exception:
+                    log.exception(
+                        "consumer lost its broker connection; reconnecting", extra={"url": safe_url(self.url)}
+                    )
+                    self.ready.clear()
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            self._keeper.close()
 
     def declare_with_retry(self) -> None:
         backoff = 0.2
@@ -186,20 +234,86 @@ class EventConsumer(ConsumerMixin):
             )
             self._dead_letter(sub, message, "rejected")
             return
-        with correlation_scope(envelope.correlation_id):
+        with correlation_scope(envelope.correlation_id), self._keeper.busy(self._active):
+            pause: Pause | None = None
+            outcome = "stopped while paused"
             try:
-                sub.handler(envelope)
-            except PermanentError as exc:
-                log.error(
-                    "handler failed permanently; message dead-lettered",
-                    extra={"queue": sub.queue, "message_id": envelope.id, "error": str(exc)},
-                )
-                self._dead_letter(sub, message, "rejected")
-            except Exception as exc:  # noqa: BLE001 - not swallowed: _retry requeues or dead-letters it
-                self._retry(sub, message, envelope, exc)
-            else:
-                message.ack()
-                metrics.EVENTS_CONSUMED.labels(sub.queue).inc()
+                while True:
+                    try:
+                        sub.handler(envelope)
+                    except PermanentError as exc:
+                        log.error(
+                            "handler failed permanently; message dead-lettered",
+                            extra={"queue": sub.queue, "message_id": envelope.id, "error": str(exc)},
+                        )
+                        self._dead_letter(sub, message, "rejected")
+                        return
+                    except Exception as exc:  # noqa: BLE001 - not swallowed: paused on, retried or dead-lettered
+                        pause = self._wait_out(sub, pause, exc)
+                        if pause is None:
+                            self._retry(sub, message, envelope, exc)
+                            return
+                        if self._stop.is_set():
+                            # Given back now (one delivery counted) rather than held by a consumer that is
+                            # going away; memory:// would not restore it on close.
+                            message.requeue()
+                            return
+                    else:
+                        outcome = "the handler succeeded"
+                        message.ack()
+                        metrics.EVENTS_CONSUMED.labels(sub.queue).inc()
+                        return
+            finally:
+                if pause is not None:
+                    pause.end(outcome)
+
+    def _wait_out(self, sub: Subscription, pause: Pause | None, exc: Exception) -> Pause | None:
+        """Pause on a dependency failure until the dependency answers (or stop); None: the message's own.
+
+        Returns the pause going on (begun here for the first failure) so the caller retries the handler in
+        place; None once the failure is counted against the message (not a dependency, or a dependency
+        that answers its probe at once `max_in_place_retries` times in a row while the handler still fails).
+        """
+        dependency = self.classify(exc)
+        if dependency is None:
+            return self._end(pause, "the handler failed on its own")
+        if pause is not None and pause.dependency != dependency:
+            pause.end(f"{dependency} failed next")
+            pause = None
+        if pause is None:
+            pause = Pause(
+                sub.queue,
+                dependency,
+                reporter=self,
+                health=self.health,
+                backoff=Backoff(self.pause_first, self.pause_cap),
+            )
+            pause.begin(exc)
+        if self._stop.wait(pause.backoff.next()) or not self.probes.has_probe(dependency):
+            return pause  # without a probe, the handler's next attempt is the probe
+        answered_at_once = True
+        while not self.probes.answers(dependency, self._stop):
+            answered_at_once = False
+            if self._stop.wait(pause.backoff.next()):
+                return pause
+        if not answered_at_once:
+            pause.answered_at_once = 0
+            pause.backoff.reset()  # it is back: a failure right after recovery must not wait 30 s
+            return pause
+        pause.answered_at_once += 1
+        if pause.answered_at_once >= self.max_in_place_retries:
+            log.warning(
+                "%s answers its probe but the handler keeps failing; counted against the message",
+                dependency,
+                extra={"queue": sub.queue, "dependency": dependency, "error": repr(exc)[:500]},
+            )
+            return self._end(pause, "the handler keeps failing while the dependency answers")
+        return pause
+
+    @staticmethod
+    def _end(pause: Pause | None, outcome: str) -> None:
+        if pause is not None:
+            pause.end(outcome)
 
     def _deliveries(self, message: Message) -> int:
         headers = message.headers or {}
