@@ -476,3 +476,18 @@ def test_an_outage_without_a_probe_retries_the_handler_in_place(queue: str):
     assert list_dlq(URL, queue, 10) == []
     gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert gaps[1] >= 0.04 - 0.005 and gaps[2] >= 0.08 - 0.005, "the waits grow"
+
+
+def test_the_database_probe_answers_while_the_database_does_and_fails_as_an_outage_when_not(sqlite_url):
+    from shared.db import make_engine
+    from shared.messaging import database_probe
+
+    working = make_engine(sqlite_url)
+    database_probe(working)()
+    working.dispose()
+    # Nothing listens on the discard port: connection refused, as a stopped server.
+    gone = make_engine("postgresql+psycopg://postgres@127.0.0.1:9/x", connect_args={"connect_timeout": 2})
+    with pytest.raises(Exception) as failed:
+        database_probe(gone)()
+    assert classify_failure(failed.value) == "database"
+    gone.dispose()
