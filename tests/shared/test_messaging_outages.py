@@ -126,11 +126,13 @@ def test_an_error_raised_from_none_hides_the_outage_it_replaced():
 # ------------------------------------------------------------------------------------- backoff, probes
 
 
-def test_pause_backoff_doubles_from_half_a_second_up_to_thirty_seconds():
-    backoff = Backoff(0.5, 30.0)
-    assert [backoff.next() for _ in range(9)] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+def test_pause_backoff_doubles_from_half_a_second_up_to_its_cap():
+    backoff = Backoff()
+    assert [backoff.next() for _ in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
     backoff.reset()
     assert backoff.next() == 0.5
+    longer = Backoff(0.5, 30.0)
+    assert [longer.next() for _ in range(8)] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
 
 
 def test_a_probe_that_answers_raises_or_hangs():

@@ -92,7 +92,7 @@ class EventConsumer(ConsumerMixin):
         classify: Classifier = classify_failure,
         health: DependencyHealth = HEALTH,
         pause_first: float = 0.5,
-        pause_cap: float = 30.0,
+        pause_cap: float = 10.0,
         probe_timeout: float = 5.0,
         max_in_place_retries: int = 3,
         heartbeat: float = 20.0,
@@ -242,6 +242,7 @@ class EventConsumer(ConsumerMixin):
                     try:
                         sub.handler(envelope)
                     except PermanentError as exc:
+                        outcome = "the handler failed permanently"
                         log.error(
                             "handler failed permanently; message dead-lettered",
                             extra={"queue": sub.queue, "message_id": envelope.id, "error": str(exc)},
@@ -298,7 +299,7 @@ class EventConsumer(ConsumerMixin):
                 return pause
         if not answered_at_once:
             pause.answered_at_once = 0
-            pause.backoff.reset()  # it is back: a failure right after recovery must not wait 30 s
+            pause.backoff.reset()  # it is back: a failure right after recovery waits the shortest pause
             return pause
         pause.answered_at_once += 1
         if pause.answered_at_once >= self.max_in_place_retries:
