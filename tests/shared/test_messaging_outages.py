@@ -241,6 +241,21 @@ def test_heartbeats_go_out_only_while_the_consumer_is_busy():
         keeper.close()
 
 
+def test_no_heartbeat_is_written_while_the_consumer_settles_a_message():
+    keeper = HeartbeatKeeper(0.2)
+    conn = FakeKombuConnection()
+    try:
+        with keeper.busy(conn):
+            assert wait_until(lambda: conn.connection.beats >= 1, timeout=5)
+            with keeper.exclusive():
+                during = conn.connection.beats
+                time.sleep(0.3)  # several heartbeat intervals: the helper must wait for the settle
+                assert conn.connection.beats == during
+            assert wait_until(lambda: conn.connection.beats > during, timeout=5)
+    finally:
+        keeper.close()
+
+
 # -------------------------------------------------------------------------- the consumer, with fakes
 
 

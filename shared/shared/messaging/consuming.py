@@ -257,11 +257,13 @@ class EventConsumer(ConsumerMixin):
                         if self._stop.is_set():
                             # Given back now (one delivery counted) rather than held by a consumer that is
                             # going away; memory:// would not restore it on close.
-                            message.requeue()
+                            with self._keeper.exclusive():
+                                message.requeue()
                             return
                     else:
                         outcome = "the handler succeeded"
-                        message.ack()
+                        with self._keeper.exclusive():
+                            message.ack()
                         metrics.EVENTS_CONSUMED.labels(sub.queue).inc()
                         return
             finally:
@@ -336,7 +338,8 @@ class EventConsumer(ConsumerMixin):
             metrics.EVENTS_DEAD_LETTERED.labels(sub.queue, "delivery_limit").inc()
             if self._amqp:
                 # The quorum queue itself dead-letters once the limit is exceeded.
-                message.requeue()
+                with self._keeper.exclusive():
+                    message.requeue()
             else:
                 self._memory_dead_letter(sub, message, "delivery_limit")
             return
@@ -345,7 +348,8 @@ class EventConsumer(ConsumerMixin):
         # through every delivery in milliseconds; the pause grows per delivery and ends early on stop.
         self._stop.wait(min(self.retry_delay * 2 ** (deliveries - 1), 5.0))
         if self._amqp:
-            message.requeue()
+            with self._keeper.exclusive():
+                message.requeue()
             return
         headers = dict(message.headers or {})
         exchange, routing_key = self._origin(sub, message)
@@ -358,7 +362,8 @@ class EventConsumer(ConsumerMixin):
         )
         # Straight back to this queue only (default exchange), not to every queue bound to the topic.
         self._republish(message, "", sub.queue, headers)
-        message.ack()
+        with self._keeper.exclusive():
+            message.ack()
 
     @staticmethod
     def _origin(sub: Subscription, message: Message) -> tuple[str, str]:
@@ -371,7 +376,8 @@ class EventConsumer(ConsumerMixin):
     def _dead_letter(self, sub: Subscription, message: Message, reason: str) -> None:
         metrics.EVENTS_DEAD_LETTERED.labels(sub.queue, reason).inc()
         if self._amqp:
-            message.reject(requeue=False)
+            with self._keeper.exclusive():
+                message.reject(requeue=False)
         else:
             self._memory_dead_letter(sub, message, reason)
 
@@ -388,7 +394,8 @@ class EventConsumer(ConsumerMixin):
         }
         headers["x-death"] = [death, *headers.get("x-death", [])]
         self._republish(message, DEAD_LETTER_EXCHANGE, dlq_name(sub.queue), headers)
-        message.ack()
+        with self._keeper.exclusive():
+            message.ack()
 
     @staticmethod
     def _republish(message: Message, exchange: str, routing_key: str, headers: dict[str, Any]) -> None:
