@@ -210,6 +210,30 @@ def test_the_worker_readiness_names_the_dependency_a_consumer_waits_for():
     assert b"docroute_consumer_paused" in _get(app, "/metrics")[2]
 
 
+def test_the_worker_serves_its_readiness_and_metrics_over_http():
+    import urllib.error
+    import urllib.request
+
+    from shared.health import serve_worker_endpoints
+
+    health = DependencyHealth()
+    server = serve_worker_endpoints(0, health, host="127.0.0.1")
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with urllib.request.urlopen(f"{base}/readyz", timeout=5) as answer:
+            assert answer.status == 200
+        health.report_down("database", "consumer-1", "OperationalError")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/readyz", timeout=5)
+        assert refused.value.code == 503
+        assert json.loads(refused.value.read())["detail"] == "not ready: database unavailable"
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as answer:
+            assert b"# HELP docroute_consumer_paused " in answer.read()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # ------------------------------------------------------------------------------------- heartbeats
 
 
