@@ -20,7 +20,7 @@ $(VENV)/.synced: uv.lock pyproject.toml $(UV)
 venv: $(VENV)/.synced  ## create .venv from uv.lock
 
 run: venv  ## run intake, routing and archive in one process with embedded defaults (no servers)
-	$(BIN)/docroute run
+	$(BIN)/docroute run $(ARGS)
 
 up: venv  ## run each service as gunicorn + worker processes against the servers named by DOCROUTE_*
 	$(BIN)/docroute up

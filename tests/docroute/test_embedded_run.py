@@ -38,7 +38,8 @@ def _free_base_port() -> int:
 
 
 class Embedded:
-    def __init__(self, data_dir: Path, base_port: int) -> None:
+    def __init__(self, data_dir: Path, base_port: int, *args: str) -> None:
+        self.args = list(args)
         self.data_dir = data_dir
         self.base_port = base_port
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DOCROUTE_")}
@@ -52,7 +53,10 @@ class Embedded:
     def start(self) -> None:
         log = self.output.open("ab")
         self.proc = subprocess.Popen(
-            [str(DOCROUTE), "run", "--base-port", str(self.base_port)], env=self.env, stdout=log, stderr=log
+            [str(DOCROUTE), "run", "--base-port", str(self.base_port), *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=log,
         )
         deadline = time.monotonic() + 60
         for index in range(3):
@@ -83,6 +87,14 @@ class Embedded:
 
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[Embedded]:
+    runner = Embedded(tmp_path, _free_base_port(), "--empty")
+    runner.start()
+    yield runner
+    runner.stop()
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Iterator[Embedded]:
     runner = Embedded(tmp_path, _free_base_port())
     runner.start()
     yield runner
@@ -97,6 +109,39 @@ def _wait_for(predicate, timeout: float = 15.0):  # type: ignore[no-untyped-def]
             return value
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.1)
+
+
+def test_make_run_on_a_new_data_folder_routes_the_seed_and_archives_its_signed_pdfs(seeded: Embedded) -> None:
+    summary = _wait_for(
+        lambda: "số đến 3" in (text := seeded.output.read_text(encoding="utf-8")) and text, timeout=60
+    )
+    # The seed dispatch: 24 units lead the i-Speed letter, 24 lead the food-safety plan with the health
+    # department coordinating, 13 lead the press guidance.
+    assert "120/KH-BCĐ → 25 tasks (24 chu_tri, 1 phoi_hop)" in summary
+    assert "1393/CVT-CL → 24 tasks (24 chu_tri)" in summary
+    assert "171-CV/BTGTU → 13 tasks (13 chu_tri)" in summary
+
+    clerk = seeded.token("clerk")
+    register = requests.get(seeded.url(0) + "/v1/directives", headers=clerk, timeout=5).json()
+    assert register["total"] == 3
+    auditor = seeded.token("auditor")
+    records = _wait_for(
+        lambda: (
+            (body := requests.get(seeded.url(2) + "/v1/records", headers=auditor, timeout=5).json())["total"]
+            == 3
+            and body["items"]
+        )
+    )
+    # The sample PDFs are signed by the demo CA that the embedded archive trusts.
+    assert [record["signature_status"] for record in records] == ["valid"] * 3
+    signatures = [record["signature_report"]["signatures"][0] for record in records]
+    assert all(signature["trusted"] and signature["intact"] for signature in signatures), signatures
+
+    seeded.stop()
+    seeded.start()
+    # A restart adds nothing: the seed only fills an empty register.
+    again = requests.get(seeded.url(0) + "/v1/directives", headers=clerk, timeout=5).json()
+    assert again["total"] == 3
 
 
 def test_make_run_serves_all_three_and_routes_a_directive_and_keeps_state(embedded: Embedded) -> None:
