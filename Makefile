@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: help venv run up test test-fast lint format typecheck bench clean
+.PHONY: help venv run up test test-fast lint format typecheck bench clean screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,3 +46,6 @@ bench: venv  ## benchmarks against raw baselines; writes bench/results/
 
 clean:  ## remove the virtual environment and local state
 	rm -rf $(VENV) var
+
+screenshots: venv  ## the console's main pages as PNG files in docs/screenshots (headless Chromium)
+	DOCROUTE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/docroute/test_console_browser.py

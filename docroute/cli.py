@@ -20,6 +20,12 @@ from docroute import seed
 from docroute.services import SERVICES, by_name
 
 SERVICE_NAMES = [spec.name for spec in SERVICES]
+# Where the console calls each service's API, in the order of SERVICES.
+CONSOLE_API_URLS = (
+    "DOCROUTE_CONSOLE_INTAKE_URL",
+    "DOCROUTE_CONSOLE_ROUTING_URL",
+    "DOCROUTE_CONSOLE_ARCHIVE_URL",
+)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -56,7 +62,7 @@ def main() -> None:
     "--base-port",
     default=SERVICES[0].port,
     show_default=True,
-    help="Port of intake; routing and archive take the next two.",
+    help="Port of intake; routing and archive take the next two, the console the one before.",
 )
 @click.option(
     "--empty",
@@ -76,7 +82,12 @@ def run(host: str, base_port: int, empty: bool) -> None:
     for name, value in (samples.environment() if samples else {}).items():
         os.environ.setdefault(name, value)
     ports = {spec.name: base_port + i for i, spec in enumerate(SERVICES)}
+    for spec, variable in zip(SERVICES, CONSOLE_API_URLS, strict=True):
+        os.environ.setdefault(variable, f"http://{host}:{ports[spec.name]}")
     workers = embedded.prepare(host, ports)
+    console_port = base_port - 1
+    workers.append(embedded.console_server(host, console_port))
+    click.echo(f"Bàn làm việc (console)  http://{host}:{console_port}/")
     for spec in SERVICES:
         click.echo(f"{spec.name:8s} http://{host}:{ports[spec.name]}/docs")
     _print_tokens(os.environ["DOCROUTE_JWT_SECRET"])
