@@ -26,21 +26,31 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 DEMO_CA_FILE = "demo-ca.pem"
 
 
-def minimal_pdf(text: str = "docroute", *, size: int = 0, version: str = "1.7") -> bytes:
+def minimal_pdf(
+    text: str = "docroute",
+    *,
+    size: int = 0,
+    version: str = "1.7",
+    catalog_extra: bytes = b"",
+    extra: tuple[bytes, ...] = (),
+) -> bytes:
     """A valid one-page PDF (correct xref offsets) showing `text`; with `size`, padded to about that many
     bytes by an unused stream of random, incompressible bytes, so hashing and signature checks see it all.
 
-    Without padding the bytes depend only on the arguments. The page font is Helvetica without an
+    `catalog_extra` goes into the catalog dictionary and `extra` are further objects, numbered from 6 (how a
+    test builds a PDF with an OpenAction, embedded files and the like). Without padding the bytes depend
+    only on the arguments. The page font is Helvetica without an
     encoding for Vietnamese, so the page shows `text` without its diacritics ("Cục" as "Cuc").
     """
     stream = f"BT /F1 14 Tf 50 750 Td ({_pdf_string(text)}) Tj ET".encode("ascii", errors="replace")
     objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Catalog /Pages 2 0 R " + catalog_extra + b">>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
         b"/Resources << /Font << /F1 5 0 R >> >> >>",
         b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        *extra,
     ]
     skeleton = 900  # header, xref and trailer of the five small objects, give or take
     padding = max(size - skeleton - sum(len(o) for o in objects), 0) if size else 0
