@@ -9,7 +9,7 @@ import yaml
 from flask import Flask
 from shared.web import create_base_app
 
-from routing import handlers
+from routing import bootstrap
 from routing.adapters.db import migrate
 from routing.api.deps import Deps, build_deps
 from routing.api.views import ERROR_TABLE, rules_blp, tasks_blp, units_blp
@@ -53,7 +53,7 @@ def _bootstrap(settings: Settings, deps: Deps) -> None:
         source = settings.rules_file.read_text(encoding="utf-8")
         rules_doc = yaml.safe_load(source)
     if units_doc is not None or rules_doc is not None:
-        handlers.bootstrap(
+        bootstrap.bootstrap(
             engine=deps.engine,
             units_doc=units_doc,
             rules_doc=rules_doc,

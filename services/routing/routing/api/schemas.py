@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
+from routing.acks import ACK_BATCH_MAX
 from routing.domain.tasks import Role
-from routing.handlers import ACK_BATCH_MAX
 
 MAX_PER_PAGE = 100
 

@@ -1,4 +1,4 @@
-"""Blueprints of the routing API: units, rules, tasks and directives. They translate, handlers decide."""
+"""Blueprints of the routing API: units, rules, tasks and directives. They translate, use cases decide."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from shared.auth import Principal, current_principal, require_roles
 from shared.objectstore import ObjectNotFound, StoreUnavailable
 from shared.problems import Problem
 
-from routing import handlers
+from routing import acks, deadlines, dispatch, leases, rules, tasks, units
+from routing import progress as progress_cases
+from routing import status as status_cases
 from routing.api.deps import Deps
 from routing.api.schemas import (
     AckIn,
@@ -45,7 +47,7 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str]] = {
     InvalidUnit: (422, "invalid-unit", "Invalid unit"),
     InvalidTransition: (409, "invalid-transition", "Status change not allowed"),
     InvalidAssignment: (422, "invalid-assignment", "Invalid assignment"),
-    handlers.ChecksumFailed: (502, "checksum-mismatch", "Stored file does not match its checksum"),
+    tasks.ChecksumFailed: (502, "checksum-mismatch", "Stored file does not match its checksum"),
     ObjectNotFound: (502, "blob-missing", "Stored file is missing"),
     StoreUnavailable: (503, "store-unavailable", "Object store unavailable"),
 }
@@ -158,7 +160,7 @@ def rules_problem(exc: RuleSetInvalid) -> Problem:
 @units_blp.arguments(UnitListArgs, location="query")
 def list_units(args: dict[str, Any]) -> Response:
     """List recipient units, filtered by group or active flag."""
-    items, total = handlers.list_units(
+    items, total = units.list_units(
         engine=deps().engine,
         group=args.get("group"),
         active=args.get("active"),
@@ -173,7 +175,7 @@ def list_units(args: dict[str, Any]) -> Response:
 def import_units() -> Response:
     """Import units from a YAML or JSON document (upsert); declares the new units' task queues."""
     doc, _ = body_document()
-    result = handlers.import_units(parse_units_document(doc), engine=deps().engine, queues=deps().queues)
+    result = units.import_units(parse_units_document(doc), engine=deps().engine, queues=deps().queues)
     return jsonify({"created": result.created, "updated": result.updated, "unchanged": result.unchanged})
 
 
@@ -181,7 +183,7 @@ def import_units() -> Response:
 @require_roles(*READERS)
 def get_unit(code: str) -> Response:
     """Read one unit."""
-    return jsonify(handlers.get_unit(code, engine=deps().engine))
+    return jsonify(units.get_unit(code, engine=deps().engine))
 
 
 @units_blp.route("/units/<code>", methods=["PUT"])
@@ -190,7 +192,7 @@ def put_unit(code: str) -> Response:
     """Create or replace one unit; 201 when it is new."""
     body = load(UnitIn(), request.get_json(silent=True) or {})
     unit = parse_unit(body, code=code)
-    result, created = handlers.put_unit(unit, engine=deps().engine, queues=deps().queues)
+    result, created = units.put_unit(unit, engine=deps().engine, queues=deps().queues)
     response = jsonify(result)
     if created:
         response.status_code = 201
@@ -202,7 +204,7 @@ def put_unit(code: str) -> Response:
 @require_roles(*MANAGERS)
 def delete_unit(code: str) -> Response:
     """Deactivate a unit: its tasks and history stay, it gets no new assignments."""
-    return jsonify(handlers.deactivate_unit(code, engine=deps().engine))
+    return jsonify(units.deactivate_unit(code, engine=deps().engine))
 
 
 # ------------------------------------------------------------------------------------------------ rules
@@ -212,7 +214,7 @@ def delete_unit(code: str) -> Response:
 @require_roles(*READERS)
 def get_rules() -> Response:
     """Read the active rule set."""
-    return jsonify(handlers.get_rules(engine=deps().engine))
+    return jsonify(rules.get_rules(engine=deps().engine))
 
 
 @rules_blp.route("/rules", methods=["PUT"])
@@ -221,9 +223,7 @@ def put_rules() -> Response:
     """Store a new rule set version (YAML or JSON), validated against the known units."""
     doc, source = body_document()
     try:
-        version = handlers.put_rules(
-            doc, source=source, engine=deps().engine, actor=actor(current_principal())
-        )
+        version = rules.put_rules(doc, source=source, engine=deps().engine, actor=actor(current_principal()))
     except RuleSetInvalid as exc:
         raise rules_problem(exc) from None
     response = jsonify(version)
@@ -238,7 +238,7 @@ def put_rules() -> Response:
 @rules_blp.arguments(PageArgs, location="query")
 def rule_versions(args: dict[str, Any]) -> Response:
     """List the stored rule set versions, newest first."""
-    items, total = handlers.list_rule_versions(
+    items, total = rules.list_rule_versions(
         engine=deps().engine, page=args["page"], per_page=args["per_page"]
     )
     return jsonify(page(items, total, args))
@@ -248,7 +248,7 @@ def rule_versions(args: dict[str, Any]) -> Response:
 @require_roles(*READERS)
 def rule_version(version: int) -> Response:
     """Read one rule set version with its source text."""
-    return jsonify(handlers.get_rule_version(version, engine=deps().engine))
+    return jsonify(rules.get_rule_version(version, engine=deps().engine))
 
 
 @rules_blp.route("/rules:evaluate", methods=["POST"])
@@ -258,7 +258,7 @@ def evaluate_rules() -> Response:
     body = load(EvaluateIn(), request.get_json(silent=True) or {})
     # "Today" is the business calendar's day, not the server's.
     arrival = body.pop("arrival_date", None) or local_date(datetime.now(UTC))
-    return jsonify(handlers.evaluate(body, arrival, engine=deps().engine, calendar=deps().calendar))
+    return jsonify(rules.evaluate(body, arrival, engine=deps().engine, calendar=deps().calendar))
 
 
 # ------------------------------------------------------------------------------------------------ tasks
@@ -270,7 +270,7 @@ def poll(code: str) -> Response:
     """Take up to `max` tasks from the unit's queue, leased until acknowledged (long-poll)."""
     own_unit_only(current_principal(), code)
     body = load(POLL_IN, request.get_json(silent=True) or {})
-    result = handlers.poll_tasks(
+    result = leases.poll_tasks(
         code,
         engine=deps().engine,
         queues=deps().queues,
@@ -288,7 +288,7 @@ def poll(code: str) -> Response:
 def unit_tasks(args: dict[str, Any], code: str) -> Response:
     """The unit's task ledger, oldest first, filtered by status."""
     own_unit_only(current_principal(), code)
-    items, total = handlers.list_unit_tasks(
+    items, total = tasks.list_unit_tasks(
         code, engine=deps().engine, status=args.get("status"), page=args["page"], per_page=args["per_page"]
     )
     return jsonify(page(items, total, args))
@@ -298,7 +298,7 @@ def unit_tasks(args: dict[str, Any], code: str) -> Response:
 @require_roles("unit", *READERS)
 def get_task(task_id: str) -> Response:
     """Read one task with its status history."""
-    return jsonify(handlers.get_task(task_id, engine=deps().engine, unit=unit_scope(current_principal())))
+    return jsonify(tasks.get_task(task_id, engine=deps().engine, unit=unit_scope(current_principal())))
 
 
 @tasks_blp.route("/tasks/<task_id>/ack", methods=["POST"])
@@ -307,7 +307,7 @@ def ack(task_id: str) -> Response:
     """Acknowledge receipt of a task (assigned → received); repeating it is harmless."""
     principal = current_principal()
     return jsonify(
-        handlers.ack_task(task_id, engine=deps().engine, unit=unit_scope(principal), actor=actor(principal))
+        acks.ack_task(task_id, engine=deps().engine, unit=unit_scope(principal), actor=actor(principal))
     )
 
 
@@ -318,8 +318,8 @@ def ack_many(code: str) -> Response:
     principal = current_principal()
     own_unit_only(principal, code)
     body = load(ACK_IN, request.get_json(silent=True) or {})
-    outcomes = handlers.ack_tasks(code, body["ids"], engine=deps().engine, actor=actor(principal))
-    counts = {result.value: 0 for result in handlers.AckResult}
+    outcomes = acks.ack_tasks(code, body["ids"], engine=deps().engine, actor=actor(principal))
+    counts = {result.value: 0 for result in acks.AckResult}
     for outcome in outcomes:
         counts[outcome.result.value] += 1
     return jsonify({"items": [o.to_json() for o in outcomes], "counts": counts})
@@ -335,7 +335,7 @@ def change_status(task_id: str) -> Response:
         body = load(StatusIn(), dict(request.form.items()))
         upload = request.files.get("report")
         if upload is not None:
-            report = handlers.ReportUpload(
+            report = status_cases.ReportUpload(
                 filename=upload.filename or "report",
                 content_type=upload.mimetype or "application/octet-stream",
                 data=upload.read(),
@@ -343,7 +343,7 @@ def change_status(task_id: str) -> Response:
     else:
         body = load(StatusIn(), request.get_json(silent=True) or {})
     return jsonify(
-        handlers.change_status(
+        status_cases.change_status(
             task_id,
             Status(body["status"]),
             note=body.get("note"),
@@ -362,7 +362,7 @@ def change_status(task_id: str) -> Response:
 @require_roles("unit", *READERS)
 def attachment(task_id: str, attachment_id: str) -> Response:
     """Download a directive attachment of the task, checked against its SHA-256."""
-    meta, data = handlers.read_attachment(
+    meta, data = tasks.read_attachment(
         task_id, attachment_id, engine=deps().engine, store=deps().store, unit=unit_scope(current_principal())
     )
     response = Response(data, mimetype=meta.get("content_type") or "application/octet-stream")
@@ -378,7 +378,7 @@ def attachment(task_id: str, attachment_id: str) -> Response:
 @tasks_blp.arguments(DirectiveListArgs, location="query")
 def list_directives(args: dict[str, Any]) -> Response:
     """List routed directives, filtered by status."""
-    items, total = handlers.list_directives(
+    items, total = progress_cases.list_directives(
         engine=deps().engine, status=args.get("status"), page=args["page"], per_page=args["per_page"]
     )
     return jsonify(page(items, total, args))
@@ -388,7 +388,7 @@ def list_directives(args: dict[str, Any]) -> Response:
 @require_roles(*READERS)
 def progress(directive_id: str) -> Response:
     """A directive's progress: every unit's task, status counts and overdue units."""
-    return jsonify(handlers.directive_progress(directive_id, engine=deps().engine))
+    return jsonify(progress_cases.directive_progress(directive_id, engine=deps().engine))
 
 
 @tasks_blp.route("/directives/<directive_id>/assignments", methods=["POST"])
@@ -396,9 +396,9 @@ def progress(directive_id: str) -> Response:
 def assignments(directive_id: str) -> Response:
     """Add, change or cancel a directive's assignments by hand."""
     body = load(AssignmentsIn(), request.get_json(silent=True) or {})
-    items = [handlers.Assignment(**a) for a in body["assignments"]]
+    items = [dispatch.Assignment(**a) for a in body["assignments"]]
     return jsonify(
-        handlers.assign(
+        dispatch.assign(
             directive_id,
             items,
             engine=deps().engine,
@@ -412,5 +412,5 @@ def assignments(directive_id: str) -> Response:
 @require_roles(*READERS)
 def overdue() -> Response:
     """Open tasks past their due time, grouped by unit."""
-    items = handlers.list_overdue(engine=deps().engine)
+    items = deadlines.list_overdue(engine=deps().engine)
     return jsonify({"items": items, "total": len(items), "page": 1, "per_page": max(len(items), 1)})
