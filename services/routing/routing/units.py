@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from routing.adapters import tables as t
 from routing.adapters.repository import unit_from_row, unit_json
 from routing.adapters.unit_queue import UnitQueues
-from routing.domain.errors import UnitNotFound
+from routing.domain.errors import UnitDeactivated, UnitNotFound
 from routing.domain.units import Unit
 from routing.ledger import utcnow
 
@@ -109,6 +109,20 @@ def list_units(
         rows = [r for r in rows if bool(r.active) == active]
     start = (page - 1) * per_page
     return [unit_json(r) for r in rows[start : start + per_page]], len(rows)
+
+
+_UNIT_ACTIVE = sa.select(t.units.c.active).where(t.units.c.code == sa.bindparam("p_unit"))
+
+
+def require_active(code: str, *, engine: Engine) -> None:
+    """Refuses a deactivated unit's caller; an unknown code is left to the use case (it answers 404).
+
+    Read on every request of a unit token: a deactivation must hold from its commit on, in every process.
+    """
+    with engine.connect() as conn:
+        active = conn.execute(_UNIT_ACTIVE, {"p_unit": code}).scalar_one_or_none()
+    if active is not None and not active:
+        raise UnitDeactivated(f"unit {code} is deactivated; its tokens are no longer accepted")
 
 
 def deactivate_unit(code: str, *, engine: Engine) -> dict[str, Any]:

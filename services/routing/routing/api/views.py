@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import yaml
@@ -38,6 +40,7 @@ from routing.domain.errors import (
     InvalidUnit,
     NotFound,
     RuleSetInvalid,
+    UnitDeactivated,
 )
 from routing.domain.tasks import Status
 from routing.domain.units import parse_unit, parse_units_document
@@ -45,6 +48,7 @@ from routing.domain.units import parse_unit, parse_units_document
 ERROR_TABLE: dict[type[Exception], tuple[int, str, str]] = {
     NotFound: (404, "not-found", "Not Found"),
     InvalidUnit: (422, "invalid-unit", "Invalid unit"),
+    UnitDeactivated: (403, "unit-deactivated", "Unit deactivated"),
     InvalidTransition: (409, "invalid-transition", "Status change not allowed"),
     InvalidAssignment: (422, "invalid-assignment", "Invalid assignment"),
     tasks.ChecksumFailed: (502, "checksum-mismatch", "Stored file does not match its checksum"),
@@ -58,6 +62,8 @@ ACK_IN = AckIn()
 
 MANAGERS = ("clerk", "admin")
 READERS = ("clerk", "admin", "auditor")
+STAFF = frozenset(READERS)
+V = TypeVar("V", bound=Callable[..., Any])
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 units_blp = Blueprint(
@@ -83,12 +89,40 @@ def actor(principal: Principal) -> str:
 
 
 def unit_scope(principal: Principal) -> str | None:
-    """None for staff who see every unit; the caller's unit code for a unit account."""
-    if principal.roles & {"clerk", "admin", "auditor"}:
+    """The unit the caller acts as wherever tasks are touched; None for staff without a unit claim.
+
+    A `unit` claim wins over every role beside it: a token that carries one is that unit's token, even
+    with clerk, auditor or admin (otherwise one mixed token would read and move every unit's tasks). A
+    deactivated unit's token is refused here, before it expires.
+    """
+    if principal.unit is not None:
+        units.require_active(principal.unit, engine=deps().engine)
+        return principal.unit
+    if principal.roles & STAFF:
         return None
-    if principal.unit is None:
-        raise Problem(403, "Forbidden", "a unit token must carry the unit claim", type="forbidden")
-    return principal.unit
+    raise Problem(403, "Forbidden", "a unit token must carry the unit claim", type="forbidden")
+
+
+def staff_only(principal: Principal) -> None:
+    """Views over every unit's tasks: a token with a unit claim acts as that unit and may not use them."""
+    if principal.unit is not None:
+        raise Problem(
+            403, "Forbidden", "a token with a unit claim sees only its own unit's tasks", type="forbidden"
+        )
+
+
+def writes(view: V) -> V:
+    """View decorator for every change: auditors only read, whatever other roles their token carries."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if "auditor" in current_principal().roles:
+            raise Problem(
+                403, "Forbidden", "a token with the auditor role cannot change anything", type="forbidden"
+            )
+        return view(*args, **kwargs)
+
+    return cast(V, wrapper)
 
 
 def own_unit_only(principal: Principal, code: str) -> None:
@@ -172,6 +206,7 @@ def list_units(args: dict[str, Any]) -> Response:
 
 @units_blp.route("/units:import", methods=["POST"])
 @require_roles(*MANAGERS)
+@writes
 def import_units() -> Response:
     """Import units from a YAML or JSON document (upsert); declares the new units' task queues."""
     doc, _ = body_document()
@@ -188,6 +223,7 @@ def get_unit(code: str) -> Response:
 
 @units_blp.route("/units/<code>", methods=["PUT"])
 @require_roles(*MANAGERS)
+@writes
 def put_unit(code: str) -> Response:
     """Create or replace one unit; 201 when it is new."""
     body = load(UnitIn(), request.get_json(silent=True) or {})
@@ -202,6 +238,7 @@ def put_unit(code: str) -> Response:
 
 @units_blp.route("/units/<code>", methods=["DELETE"])
 @require_roles(*MANAGERS)
+@writes
 def delete_unit(code: str) -> Response:
     """Deactivate a unit: its tasks and history stay, it gets no new assignments."""
     return jsonify(units.deactivate_unit(code, engine=deps().engine))
@@ -219,6 +256,7 @@ def get_rules() -> Response:
 
 @rules_blp.route("/rules", methods=["PUT"])
 @require_roles(*MANAGERS)
+@writes
 def put_rules() -> Response:
     """Store a new rule set version (YAML or JSON), validated against the known units."""
     doc, source = body_document()
@@ -266,6 +304,7 @@ def evaluate_rules() -> Response:
 
 @tasks_blp.route("/units/<code>/tasks:poll", methods=["POST"])
 @require_roles("unit")
+@writes
 def poll(code: str) -> Response:
     """Take up to `max` tasks from the unit's queue, leased until acknowledged (long-poll)."""
     own_unit_only(current_principal(), code)
@@ -303,6 +342,7 @@ def get_task(task_id: str) -> Response:
 
 @tasks_blp.route("/tasks/<task_id>/ack", methods=["POST"])
 @require_roles("unit")
+@writes
 def ack(task_id: str) -> Response:
     """Acknowledge receipt of a task (assigned → received); repeating it is harmless."""
     principal = current_principal()
@@ -313,6 +353,7 @@ def ack(task_id: str) -> Response:
 
 @tasks_blp.route("/units/<code>/tasks:ack", methods=["POST"])
 @require_roles("unit")
+@writes
 def ack_many(code: str) -> Response:
     """Acknowledge receipt of up to 100 of the unit's tasks at once; answers an outcome per distinct id."""
     principal = current_principal()
@@ -327,6 +368,7 @@ def ack_many(code: str) -> Response:
 
 @tasks_blp.route("/tasks/<task_id>/status", methods=["POST"])
 @require_roles("unit")
+@writes
 def change_status(task_id: str) -> Response:
     """Report progress on a task (JSON, or multipart with a report file)."""
     principal = current_principal()
@@ -378,6 +420,7 @@ def attachment(task_id: str, attachment_id: str) -> Response:
 @tasks_blp.arguments(DirectiveListArgs, location="query")
 def list_directives(args: dict[str, Any]) -> Response:
     """List routed directives, filtered by status."""
+    staff_only(current_principal())
     items, total = progress_cases.list_directives(
         engine=deps().engine, status=args.get("status"), page=args["page"], per_page=args["per_page"]
     )
@@ -388,13 +431,16 @@ def list_directives(args: dict[str, Any]) -> Response:
 @require_roles(*READERS)
 def progress(directive_id: str) -> Response:
     """A directive's progress: every unit's task, status counts and overdue units."""
+    staff_only(current_principal())
     return jsonify(progress_cases.directive_progress(directive_id, engine=deps().engine))
 
 
 @tasks_blp.route("/directives/<directive_id>/assignments", methods=["POST"])
 @require_roles(*MANAGERS)
+@writes
 def assignments(directive_id: str) -> Response:
     """Add, change or cancel a directive's assignments by hand."""
+    staff_only(current_principal())
     body = load(AssignmentsIn(), request.get_json(silent=True) or {})
     items = [dispatch.Assignment(**a) for a in body["assignments"]]
     return jsonify(
@@ -412,5 +458,6 @@ def assignments(directive_id: str) -> Response:
 @require_roles(*READERS)
 def overdue() -> Response:
     """Open tasks past their due time, grouped by unit."""
+    staff_only(current_principal())
     items = deadlines.list_overdue(engine=deps().engine)
     return jsonify({"items": items, "total": len(items), "page": 1, "per_page": max(len(items), 1)})
