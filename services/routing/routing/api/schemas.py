@@ -5,7 +5,9 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from routing.acks import ACK_BATCH_MAX
+from routing.domain.rules import MAX_FACT, MAX_INSTRUCTIONS, MAX_NUMBER, MAX_TITLE
 from routing.domain.tasks import Role
+from routing.domain.units import MAX_LABELS, MAX_NAME, MAX_TAG
 
 MAX_PER_PAGE = 100
 
@@ -37,10 +39,18 @@ class UnitIn(Schema):
     class Meta:
         unknown = RAISE
 
-    code = fields.String()
-    name = fields.String(required=True, validate=validate.Length(min=1, max=300))
-    groups = fields.List(fields.String(), load_default=list)
-    tags = fields.List(fields.String(), load_default=list)
+    code = fields.String(validate=validate.Length(max=64))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=MAX_NAME))
+    groups = fields.List(
+        fields.String(validate=validate.Length(max=MAX_TAG)),
+        load_default=list,
+        validate=validate.Length(max=MAX_LABELS),
+    )
+    tags = fields.List(
+        fields.String(validate=validate.Length(max=MAX_TAG)),
+        load_default=list,
+        validate=validate.Length(max=MAX_LABELS),
+    )
     active = fields.Boolean(load_default=True)
 
 
@@ -77,10 +87,10 @@ class AssignmentIn(Schema):
     class Meta:
         unknown = RAISE
 
-    unit = fields.String(required=True)
+    unit = fields.String(required=True, validate=validate.Length(min=1, max=64))
     role = fields.Enum(Role, by_value=True)
-    title = fields.String(validate=validate.Length(min=1, max=1000))
-    instructions = fields.String(allow_none=True)
+    title = fields.String(validate=validate.Length(min=1, max=MAX_TITLE))
+    instructions = fields.String(allow_none=True, validate=validate.Length(max=MAX_INSTRUCTIONS))
     due_date = fields.Date()
     cancel = fields.Boolean(load_default=False)
 
@@ -98,8 +108,8 @@ class IssuerIn(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    name = fields.String(load_default="")
-    code = fields.String(load_default="")
+    name = fields.String(load_default="", validate=validate.Length(max=500))
+    code = fields.String(load_default="", validate=validate.Length(max=100))
 
 
 class EvaluateIn(Schema):
@@ -109,11 +119,11 @@ class EvaluateIn(Schema):
         unknown = EXCLUDE
 
     issuer = fields.Nested(IssuerIn, load_default=dict)
-    number = fields.String(load_default="")
-    code_number = fields.String()
-    code_notation = fields.String()
-    document_type = fields.String(load_default="")
-    subject = fields.String(load_default="")
+    number = fields.String(load_default="", validate=validate.Length(max=MAX_NUMBER))
+    code_number = fields.String(validate=validate.Length(max=MAX_NUMBER))
+    code_notation = fields.String(validate=validate.Length(max=MAX_NUMBER))
+    document_type = fields.String(load_default="", validate=validate.Length(max=200))
+    subject = fields.String(load_default="", validate=validate.Length(max=MAX_FACT))
     urgency = fields.String(
         load_default="thuong", validate=validate.OneOf(["thuong", "khan", "thuong_khan", "hoa_toc"])
     )

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
-import yaml
 from flask import Response, current_app, jsonify, request
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
@@ -33,6 +31,7 @@ from routing.api.schemas import (
     UnitListArgs,
     UnitTaskListArgs,
 )
+from routing.documents import MAX_DOCUMENT_BYTES, DocumentRefused, read_json, read_yaml
 from routing.domain.calendar import local_date
 from routing.domain.errors import (
     InvalidAssignment,
@@ -133,19 +132,22 @@ def own_unit_only(principal: Principal, code: str) -> None:
 
 
 def body_document() -> tuple[Any, str]:
-    """A YAML or JSON request body, parsed; the text is kept as the version's source."""
+    """A YAML or JSON request body of plain data, parsed; the text is kept as the version's source."""
     mimetype = request.mimetype
-    text = request.get_data(as_text=True)
+    if mimetype not in YAML_TYPES and mimetype != "application/json":
+        raise Problem(415, "Unsupported Media Type", "send application/yaml or application/json")
+    if (request.content_length or 0) > MAX_DOCUMENT_BYTES:
+        raise Problem(413, "Content Too Large", f"a document has at most {MAX_DOCUMENT_BYTES} bytes")
+    raw = request.get_data()
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise Problem(413, "Content Too Large", f"a document has at most {MAX_DOCUMENT_BYTES} bytes")
     try:
-        if mimetype in YAML_TYPES:
-            return yaml.safe_load(text), text
-        if mimetype == "application/json":
-            return json.loads(text), text
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        text = raw.decode("utf-8")
+        return (read_yaml(text) if mimetype in YAML_TYPES else read_json(text)), text
+    except (DocumentRefused, UnicodeDecodeError) as exc:
         raise Problem(
             422, "Unreadable document", str(exc), type="invalid-document", errors={"body": [str(exc)]}
         ) from None
-    raise Problem(415, "Unsupported Media Type", "send application/yaml or application/json")
 
 
 def load(schema: Any, data: Any) -> Any:
