@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from shared.filenames import clean_filename
 from shared.objectstore import ObjectStore
 from sqlalchemy.engine import Engine
 
@@ -13,12 +15,25 @@ from routing.domain.tasks import Status, check_move
 from routing.ledger import move, refresh_directive_status, visible_task
 from routing.tasks import get_task
 
+# type/subtype of RFC 9110 tokens; anything else (CR/LF, quotes, parameters) is stored as octet-stream.
+_MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}$")
+
 
 @dataclass(frozen=True)
 class ReportUpload:
+    """A unit's report file as it arrived; `filename` and `content_type` are the sender's, not yet cleaned."""
+
     filename: str
     content_type: str
     data: bytes
+
+    def stored_filename(self) -> str:
+        """The name the ledger, the events and the archive keep: cleaned as intake cleans attachment names."""
+        return clean_filename(self.filename, fallback="report")
+
+    def stored_content_type(self) -> str:
+        media = self.content_type.strip().lower()
+        return media if _MEDIA_TYPE.match(media) else "application/octet-stream"
 
 
 def change_status(
@@ -50,7 +65,7 @@ def change_status(
             key,
             report.data,
             size=len(report.data),
-            content_type=report.content_type,
+            content_type=report.stored_content_type(),
             sha256=digest,
             metadata={"task-id": task_id},
         )
@@ -59,8 +74,8 @@ def change_status(
             "key": key,
             "sha256": digest,
             "size": stored.size,
-            "filename": report.filename,
-            "content_type": report.content_type,
+            "filename": report.stored_filename(),
+            "content_type": report.stored_content_type(),
         }
     with engine.begin() as conn:
         row = visible_task(conn, task_id, unit)
