@@ -311,15 +311,24 @@ def poll(code: str) -> Response:
     """Take up to `max` tasks from the unit's queue, leased until acknowledged (long-poll)."""
     own_unit_only(current_principal(), code)
     body = load(POLL_IN, request.get_json(silent=True) or {})
-    result = leases.poll_tasks(
-        code,
-        engine=deps().engine,
-        queues=deps().queues,
-        max_tasks=body["max"],
-        wait_seconds=body["wait_seconds"],
-        lease_seconds=body.get("lease_seconds") or deps().lease_seconds,
-        known_units=deps().known_units,
-    )
+
+    def take() -> leases.PollResult:
+        return leases.poll_tasks(
+            code,
+            engine=deps().engine,
+            queues=deps().queues,
+            max_tasks=body["max"],
+            wait_seconds=body["wait_seconds"],
+            lease_seconds=body.get("lease_seconds") or deps().lease_seconds,
+            known_units=deps().known_units,
+        )
+
+    if body["wait_seconds"] > 0:
+        # Only a poll that may wait holds a thread long enough to need a place; a short one is any request.
+        with deps().poll_gate.admit(code):
+            result = take()
+    else:
+        result = take()
     return jsonify({"items": result.items, "reminders": result.reminders})
 
 
