@@ -12,6 +12,7 @@ from routing.adapters import tables as t
 from routing.adapters.repository import task_json, task_query
 from routing.domain.tasks import OPEN, Status
 from routing.ledger import emit, offer, utcnow
+from routing.messages import TASK_REMINDER
 
 
 def expire_leases(*, engine: Engine, now: datetime | None = None) -> int:
@@ -41,6 +42,11 @@ def expire_leases(*, engine: Engine, now: datetime | None = None) -> int:
 def scan_overdue(*, engine: Engine, now: datetime | None = None) -> int:
     """Marks open tasks past their due time overdue, once: one event and one reminder on the unit's queue."""
     now = now or utcnow()
+    since = now.isoformat()
+
+    def overdue_extra(task: dict[str, Any]) -> dict[str, Any]:
+        return reminder_fields(task, since)
+
     count = 0
     with engine.begin() as conn:
         ids = conn.execute(
@@ -59,10 +65,24 @@ def scan_overdue(*, engine: Engine, now: datetime | None = None) -> int:
             )
             if done.rowcount != 1:
                 continue
-            payload = offer(conn, task_id, event_type="routing.task_reminder")
-            emit(conn, "task_overdue", payload | {"overdue_since": now.isoformat()})
+            payload = offer(conn, task_id, event_type=TASK_REMINDER, extra=overdue_extra)
+            emit(conn, "task_overdue", payload)
             count += 1
     return count
+
+
+def reminder_fields(task: dict[str, Any], overdue_since: str) -> dict[str, Any]:
+    """What a routing.task_reminder adds to the task document: the task id under its own name, since when
+    the task is overdue, and one line a person can read as it is (Vietnamese, the due date as dd/mm/yyyy)."""
+    due = task.get("due_date")
+    due_text = f"{due[8:10]}/{due[5:7]}/{due[0:4]}" if isinstance(due, str) and len(due) >= 10 else "?"
+    number = task.get("directive_number")
+    about = f" (văn bản số {number})" if number else ""
+    return {
+        "task_id": task["id"],
+        "overdue_since": overdue_since,
+        "message": f"Quá hạn xử lý từ {due_text}: {task['title']}{about}",
+    }
 
 
 def overdue_by_unit(*, engine: Engine, now: datetime | None = None) -> dict[str, int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -44,10 +44,20 @@ def load_task(conn: Connection, task_id: str) -> Any:
     return conn.execute(task_query().where(t.tasks.c.id == task_id)).first()
 
 
-def offer(conn: Connection, task_id: str, *, event_type: str = TASK_OFFERED) -> dict[str, Any]:
-    """Puts the task on its unit's queue through the outbox (exchange routing.tasks, key = unit code)."""
+def offer(
+    conn: Connection,
+    task_id: str,
+    *,
+    event_type: str = TASK_OFFERED,
+    extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Puts the task on its unit's queue through the outbox (exchange routing.tasks, key = unit code).
+
+    The payload is the task document, plus what `extra` derives from it (a reminder's message)."""
     row = load_task(conn, task_id)
     payload = task_json(row)
+    if extra is not None:
+        payload |= extra(payload)
     add_to_outbox(
         conn,
         t.outbox,

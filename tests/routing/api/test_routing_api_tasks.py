@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from routing import deadlines, dispatch
 from routing.adapters import tables as t
-from routing.messages import TasksAssigned
+from routing.messages import TaskReminder, TasksAssigned
 from routing_testkit import registered_event
 
 
@@ -304,7 +304,16 @@ def test_overdue_scan_marks_once_reminds_and_lists(loaded):
     later = datetime(2021, 6, 1, tzinfo=UTC)
     assert deadlines.scan_overdue(engine=engine, now=later) == 13
     assert deadlines.scan_overdue(engine=engine, now=later + timedelta(hours=1)) == 0
-    assert len(outbox_events(loaded, "routing.task_overdue")) == 13
+    overdue_events = outbox_events(loaded, "routing.task_overdue")
+    reminders = outbox_events(loaded, "routing.task_reminder")
+    assert len(overdue_events) == len(reminders) == 13
+    # The reminder is what the unit client's README promises (task id, unit, due_at, message) and the whole
+    # task besides; the overdue event carries the same.
+    for envelope in overdue_events + reminders:
+        assert TaskReminder().validate(envelope["payload"]) == {}
+    first = next(e["payload"] for e in reminders if e["payload"]["unit"] == "CTTDT")
+    assert first["task_id"] == first["id"] and first["due_at"] and first["overdue_since"] == later.isoformat()
+    assert first["message"].startswith("Quá hạn xử lý từ ") and "171-CV/BTGTU" in first["message"]
     loaded.relay()
     got = poll(loaded, "CTTDT", max=10)
     assert len(got["items"]) == 1 and len(got["reminders"]) == 1 and got["reminders"][0]["overdue"] is True
