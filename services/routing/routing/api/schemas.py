@@ -129,3 +129,87 @@ class EvaluateIn(Schema):
     )
     due_date = fields.Date(allow_none=True)
     arrival_date = fields.Date()
+
+
+class StatusForm(StatusIn):
+    """The multipart form of a status change: the JSON fields as form fields, plus the report file."""
+
+    report = fields.Raw(metadata={"type": "string", "format": "binary", "description": "a report file"})
+
+
+# Documentation of the YAML/JSON documents PUT /v1/rules and POST /v1/units:import take. They are validated
+# by the domain (routing.domain.rules, routing.domain.units), which names each rule and field at fault.
+
+
+class DueDoc(Schema):
+    """Exactly one of the three."""
+
+    working_days = fields.Integer(validate=validate.Range(min=0, max=365))
+    date = fields.Date()
+    directive = fields.Boolean(metadata={"description": "true: the directive's own due date"})
+
+
+class MatchOperatorsDoc(Schema):
+    """Each operator takes a string or a list of strings (at most 100, each at most 300 characters)."""
+
+    any = fields.List(fields.String(), metadata={"description": "one of the phrases, diacritics-insensitive"})
+    all = fields.List(fields.String(), metadata={"description": "every phrase"})
+    exact = fields.List(fields.String(), metadata={"description": "the whole value, NFC"})
+    regex = fields.List(fields.String(), metadata={"description": "RE2 syntax, at most 300 characters"})
+    fuzzy = fields.List(fields.String(), metadata={"description": "close to the phrase (difflib)"})
+    threshold = fields.Float(validate=validate.Range(min=0.5, max=1), metadata={"description": "for fuzzy"})
+
+
+class MatchDoc(Schema):
+    issuer = fields.Nested(MatchOperatorsDoc)
+    document_type = fields.Nested(MatchOperatorsDoc)
+    notation = fields.Nested(MatchOperatorsDoc)
+    subject = fields.Nested(MatchOperatorsDoc)
+    urgency = fields.Nested(MatchOperatorsDoc)
+
+
+class TaskTargetDoc(Schema):
+    units = fields.List(fields.String())
+    groups = fields.List(fields.String())
+
+
+class TaskTemplateDoc(Schema):
+    to = fields.Nested(TaskTargetDoc, required=True)
+    role = fields.Enum(Role, by_value=True, required=True)
+    title = fields.String(validate=validate.Length(max=MAX_TITLE))
+    instructions = fields.String(validate=validate.Length(max=MAX_INSTRUCTIONS))
+    due = fields.Nested(DueDoc)
+
+
+class RuleDoc(Schema):
+    id = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"))
+    description = fields.String(validate=validate.Length(max=2000))
+    match = fields.Nested(MatchDoc, required=True)
+    tasks = fields.List(
+        fields.Nested(TaskTemplateDoc), required=True, validate=validate.Length(min=1, max=100)
+    )
+
+
+class RulesDefaultsDoc(Schema):
+    due = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(["thuong", "khan", "thuong_khan", "hoa_toc"])),
+        values=fields.Nested(DueDoc),
+    )
+
+
+class RuleSetDocument(Schema):
+    """A whole rule set (samples/rules.yaml), as YAML (plain data: no anchors, aliases or tags) or JSON."""
+
+    version = fields.Integer(validate=validate.Equal(1))
+    defaults = fields.Nested(RulesDefaultsDoc)
+    rules = fields.List(fields.Nested(RuleDoc), required=True, validate=validate.Length(max=1000))
+
+
+class UnitDoc(UnitIn):
+    code = fields.String(required=True, validate=validate.Length(max=64))
+
+
+class UnitsDocument(Schema):
+    """Units to upsert (samples/units.yaml), as YAML (plain data) or JSON."""
+
+    units = fields.List(fields.Nested(UnitDoc), required=True)

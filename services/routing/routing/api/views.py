@@ -18,7 +18,9 @@ from shared.problems import Problem
 from routing import acks, deadlines, dispatch, leases, rules, tasks, units
 from routing import progress as progress_cases
 from routing import status as status_cases
+from routing.api import responses, schemas
 from routing.api.deps import Deps
+from routing.api.openapi import BINARY, YAML_TYPES, document_body, json_body, problems, status_body
 from routing.api.schemas import (
     AckIn,
     AssignmentsIn,
@@ -63,7 +65,6 @@ MANAGERS = ("clerk", "admin")
 READERS = ("clerk", "admin", "auditor")
 STAFF = frozenset(READERS)
 V = TypeVar("V", bound=Callable[..., Any])
-YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 units_blp = Blueprint(
     "units", __name__, url_prefix="/v1", description="Recipient units and their task queues"
@@ -193,6 +194,8 @@ def rules_problem(exc: RuleSetInvalid) -> Problem:
 
 @units_blp.route("/units", methods=["GET"])
 @require_roles(*READERS)
+@units_blp.response(200, responses.UnitPage)
+@problems(units_blp, 400, 422)
 @units_blp.arguments(UnitListArgs, location="query")
 def list_units(args: dict[str, Any]) -> Response:
     """List recipient units, filtered by group or active flag."""
@@ -209,6 +212,11 @@ def list_units(args: dict[str, Any]) -> Response:
 @units_blp.route("/units:import", methods=["POST"])
 @require_roles(*MANAGERS)
 @writes
+@units_blp.doc(requestBody=document_body(schemas.UnitsDocument))
+@units_blp.response(
+    200, responses.ImportOut, description="What the import created, changed or found unchanged"
+)
+@problems(units_blp, 413, 415, 422)
 def import_units() -> Response:
     """Import units from a YAML or JSON document (upsert); declares the new units' task queues."""
     doc, _ = body_document()
@@ -218,6 +226,8 @@ def import_units() -> Response:
 
 @units_blp.route("/units/<code>", methods=["GET"])
 @require_roles(*READERS)
+@units_blp.response(200, responses.UnitOut)
+@problems(units_blp, 404)
 def get_unit(code: str) -> Response:
     """Read one unit."""
     return jsonify(units.get_unit(code, engine=deps().engine))
@@ -226,6 +236,10 @@ def get_unit(code: str) -> Response:
 @units_blp.route("/units/<code>", methods=["PUT"])
 @require_roles(*MANAGERS)
 @writes
+@units_blp.doc(requestBody=json_body(schemas.UnitIn))
+@units_blp.response(200, responses.UnitOut, description="Replaced")
+@units_blp.alt_response(201, schema=responses.UnitOut, description="Created; Location names it")
+@problems(units_blp, 422)
 def put_unit(code: str) -> Response:
     """Create or replace one unit; 201 when it is new."""
     body = load(UnitIn(), request.get_json(silent=True) or {})
@@ -241,6 +255,8 @@ def put_unit(code: str) -> Response:
 @units_blp.route("/units/<code>", methods=["DELETE"])
 @require_roles(*MANAGERS)
 @writes
+@units_blp.response(200, responses.UnitOut, description="Deactivated (active false)")
+@problems(units_blp, 404)
 def delete_unit(code: str) -> Response:
     """Deactivate a unit: its tasks and history stay, it gets no new assignments."""
     return jsonify(units.deactivate_unit(code, engine=deps().engine))
@@ -251,6 +267,8 @@ def delete_unit(code: str) -> Response:
 
 @rules_blp.route("/rules", methods=["GET"])
 @require_roles(*READERS)
+@rules_blp.response(200, responses.ActiveRulesOut)
+@problems(rules_blp)
 def get_rules() -> Response:
     """Read the active rule set."""
     return jsonify(rules.get_rules(engine=deps().engine))
@@ -259,6 +277,12 @@ def get_rules() -> Response:
 @rules_blp.route("/rules", methods=["PUT"])
 @require_roles(*MANAGERS)
 @writes
+@rules_blp.doc(requestBody=document_body(schemas.RuleSetDocument))
+@rules_blp.response(200, responses.RuleVersionOut, description="The same set is the active version already")
+@rules_blp.alt_response(
+    201, schema=responses.RuleVersionOut, description="Stored as a new version; Location names it"
+)
+@problems(rules_blp, 413, 415, 422)
 def put_rules() -> Response:
     """Store a new rule set version (YAML or JSON), validated against the known units."""
     doc, source = body_document()
@@ -275,6 +299,8 @@ def put_rules() -> Response:
 
 @rules_blp.route("/rules/versions", methods=["GET"])
 @require_roles(*READERS)
+@rules_blp.response(200, responses.RuleVersionPage)
+@problems(rules_blp, 400, 422)
 @rules_blp.arguments(PageArgs, location="query")
 def rule_versions(args: dict[str, Any]) -> Response:
     """List the stored rule set versions, newest first."""
@@ -286,6 +312,8 @@ def rule_versions(args: dict[str, Any]) -> Response:
 
 @rules_blp.route("/rules/versions/<int:version>", methods=["GET"])
 @require_roles(*READERS)
+@rules_blp.response(200, responses.RuleVersionDetail)
+@problems(rules_blp, 404)
 def rule_version(version: int) -> Response:
     """Read one rule set version with its source text."""
     return jsonify(rules.get_rule_version(version, engine=deps().engine))
@@ -293,6 +321,9 @@ def rule_version(version: int) -> Response:
 
 @rules_blp.route("/rules:evaluate", methods=["POST"])
 @require_roles(*READERS)
+@rules_blp.doc(requestBody=json_body(schemas.EvaluateIn))
+@rules_blp.response(200, responses.EvaluationOut)
+@problems(rules_blp, 422)
 def evaluate_rules() -> Response:
     """Show the tasks the active rules would create for a directive, without creating them."""
     body = load(EvaluateIn(), request.get_json(silent=True) or {})
@@ -307,6 +338,9 @@ def evaluate_rules() -> Response:
 @tasks_blp.route("/units/<code>/tasks:poll", methods=["POST"])
 @require_roles("unit")
 @writes
+@tasks_blp.doc(requestBody=json_body(schemas.PollIn, required=False))
+@tasks_blp.response(200, responses.PollOut)
+@problems(tasks_blp, 404, 422, 429)
 def poll(code: str) -> Response:
     """Take up to `max` tasks from the unit's queue, leased until acknowledged (long-poll)."""
     own_unit_only(current_principal(), code)
@@ -334,6 +368,8 @@ def poll(code: str) -> Response:
 
 @tasks_blp.route("/units/<code>/tasks", methods=["GET"])
 @require_roles("unit", *READERS)
+@tasks_blp.response(200, responses.TaskPage)
+@problems(tasks_blp, 400, 404, 422)
 @tasks_blp.arguments(UnitTaskListArgs, location="query")
 def unit_tasks(args: dict[str, Any], code: str) -> Response:
     """The unit's task ledger, oldest first, filtered by status."""
@@ -346,6 +382,8 @@ def unit_tasks(args: dict[str, Any], code: str) -> Response:
 
 @tasks_blp.route("/tasks/<task_id>", methods=["GET"])
 @require_roles("unit", *READERS)
+@tasks_blp.response(200, responses.TaskDetail)
+@problems(tasks_blp, 404)
 def get_task(task_id: str) -> Response:
     """Read one task with its status history."""
     return jsonify(tasks.get_task(task_id, engine=deps().engine, unit=unit_scope(current_principal())))
@@ -354,6 +392,10 @@ def get_task(task_id: str) -> Response:
 @tasks_blp.route("/tasks/<task_id>/ack", methods=["POST"])
 @require_roles("unit")
 @writes
+@tasks_blp.response(
+    200, responses.TaskDetail, description="Received (de_biet: completed); repeating is harmless"
+)
+@problems(tasks_blp, 404, 409)
 def ack(task_id: str) -> Response:
     """Acknowledge receipt of a task (assigned → received); repeating it is harmless."""
     principal = current_principal()
@@ -365,6 +407,9 @@ def ack(task_id: str) -> Response:
 @tasks_blp.route("/units/<code>/tasks:ack", methods=["POST"])
 @require_roles("unit")
 @writes
+@tasks_blp.doc(requestBody=json_body(schemas.AckIn))
+@tasks_blp.response(200, responses.AckManyOut)
+@problems(tasks_blp, 404, 422)
 def ack_many(code: str) -> Response:
     """Acknowledge receipt of up to 100 of the unit's tasks at once; answers an outcome per distinct id."""
     principal = current_principal()
@@ -380,6 +425,9 @@ def ack_many(code: str) -> Response:
 @tasks_blp.route("/tasks/<task_id>/status", methods=["POST"])
 @require_roles("unit")
 @writes
+@tasks_blp.doc(requestBody=status_body())
+@tasks_blp.response(200, responses.TaskDetail)
+@problems(tasks_blp, 404, 409, 413, 422, 503)
 def change_status(task_id: str) -> Response:
     """Report progress on a task (JSON, or multipart with a report file)."""
     principal = current_principal()
@@ -413,6 +461,13 @@ def change_status(task_id: str) -> Response:
 
 @tasks_blp.route("/tasks/<task_id>/attachments/<attachment_id>", methods=["GET"])
 @require_roles("unit", *READERS)
+@tasks_blp.response(
+    200,
+    BINARY,
+    content_type="application/octet-stream",
+    description="The file as stored (its own media type), checked against X-Checksum-SHA256",
+)
+@problems(tasks_blp, 404, 502, 503)
 def attachment(task_id: str, attachment_id: str) -> Response:
     """Download a directive attachment of the task, checked against its SHA-256."""
     meta, data = tasks.read_attachment(
@@ -428,6 +483,8 @@ def attachment(task_id: str, attachment_id: str) -> Response:
 
 @tasks_blp.route("/directives", methods=["GET"])
 @require_roles(*READERS)
+@tasks_blp.response(200, responses.DirectivePage)
+@problems(tasks_blp, 400, 422)
 @tasks_blp.arguments(DirectiveListArgs, location="query")
 def list_directives(args: dict[str, Any]) -> Response:
     """List routed directives, filtered by status."""
@@ -440,6 +497,8 @@ def list_directives(args: dict[str, Any]) -> Response:
 
 @tasks_blp.route("/directives/<directive_id>/progress", methods=["GET"])
 @require_roles(*READERS)
+@tasks_blp.response(200, responses.ProgressOut)
+@problems(tasks_blp, 404)
 def progress(directive_id: str) -> Response:
     """A directive's progress: every unit's task, status counts and overdue units."""
     staff_only(current_principal())
@@ -449,6 +508,9 @@ def progress(directive_id: str) -> Response:
 @tasks_blp.route("/directives/<directive_id>/assignments", methods=["POST"])
 @require_roles(*MANAGERS)
 @writes
+@tasks_blp.doc(requestBody=json_body(schemas.AssignmentsIn))
+@tasks_blp.response(200, responses.ProgressOut, description="The directive's progress after the change")
+@problems(tasks_blp, 404, 409, 422)
 def assignments(directive_id: str) -> Response:
     """Add, change or cancel a directive's assignments by hand."""
     staff_only(current_principal())
@@ -467,6 +529,8 @@ def assignments(directive_id: str) -> Response:
 
 @tasks_blp.route("/overdue", methods=["GET"])
 @require_roles(*READERS)
+@tasks_blp.response(200, responses.OverduePage)
+@problems(tasks_blp)
 def overdue() -> Response:
     """Open tasks past their due time, grouped by unit."""
     staff_only(current_principal())
