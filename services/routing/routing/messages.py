@@ -101,6 +101,15 @@ class TaskDocument(Schema):
     updated_at = fields.String(allow_none=True)
 
 
+class TaskReminder(TaskDocument):
+    """routing.task_reminder on a unit queue and routing.task_overdue.v1 on routing.events — strict: the
+    task document plus `task_id` (the same as `id`), `overdue_since` and a readable `message`."""
+
+    task_id = fields.String(required=True)
+    overdue_since = fields.String(required=True)
+    message = fields.String(required=True)
+
+
 class TasksAssigned(Schema):
     """routing.tasks_assigned.v1: the tasks one transaction made, all of one directive — strict."""
 
