@@ -10,6 +10,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -190,3 +191,24 @@ def rgw() -> Iterator[RgwServer]:
     left = [pid for pid in pids if _alive(pid)]
     assert not left, f"Ceph daemons still running after teardown: {left}"
     assert root is not None and not root.exists(), f"{root} was not removed"
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """One S3-protocol server the integration tests can run against, and how to reach it."""
+
+    name: str
+    endpoint: str
+    access_key: str
+    secret_key: str
+    region: str
+
+
+@pytest.fixture(params=["moto", "rgw"])
+def s3_server(request: pytest.FixtureRequest) -> S3Server:
+    """Each S3 server in turn: moto (the test double) and Ceph RGW (a real store, skipped without Ceph)."""
+    if request.param == "moto":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        return S3Server("moto", endpoint, "testing", "testing", "us-east-1")
+    server = request.getfixturevalue("rgw")
+    return S3Server("rgw", server.endpoint, server.access_key, server.secret_key, server.region)
