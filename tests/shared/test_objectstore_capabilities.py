@@ -188,3 +188,25 @@ def test_a_read_back_plan_locks_only_after_the_bytes_are_confirmed(monkeypatch, 
     assert "x-amz-object-lock-mode" not in sent[0]
     assert stored.legal_hold is False
     assert stored.retention is not None and stored.retention.mode == "COMPLIANCE"
+
+
+@pytest.mark.integration
+def test_a_probe_the_server_denies_is_no_answer_and_fails_instead_of_passing_for_a_refusal(
+    monkeypatch, s3_endpoint
+):
+    from minio.error import S3Error
+    from shared.objectstore import ObjectStoreError
+    from urllib3 import HTTPResponse
+
+    store = S3Store(s3_endpoint, "testing", "testing", region="us-east-1", capability_bucket="probe-denied")
+    original = store._client._execute
+
+    def deny_puts(method, bucket, key=None, **kwargs):
+        if method == "PUT" and key:
+            # Missing rights on the probe bucket: a 403 that says nothing about If-None-Match or checksums.
+            raise S3Error(HTTPResponse(status=403), "AccessDenied", "denied", key, "req", "host")
+        return original(method, bucket, key, **kwargs)
+
+    monkeypatch.setattr(store._client, "_execute", deny_puts)
+    with pytest.raises(ObjectStoreError, match="probe capabilities: AccessDenied"):
+        store.capabilities()

@@ -59,10 +59,13 @@ _MAX_SINGLE_PUT = 5 * 1024 * 1024 * 1024
 _WRITE_RACE = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 # Conditional PUTs tried before giving up on a key that other writers keep taking and dropping again.
 _PUT_ATTEMPTS = 3
+# How servers refuse a body that does not match its Content-MD5 or x-amz-checksum-* header.
+_BAD_BODY = frozenset({"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "InvalidChecksum"})
 _AUTH_FAILED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
 _S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
-# Capabilities learnt per (endpoint, access key) in this process: one probe however many stores are made.
-_LEARNT: dict[tuple[str, str], StoreCapabilities] = {}
+# Capabilities learnt per (endpoint, access key, probe bucket) in this process: one probe per server,
+# however many stores are made.
+_LEARNT: dict[tuple[str, str, str], StoreCapabilities] = {}
 
 
 def _http_pool(connect_timeout: float, read_timeout: float) -> urllib3.PoolManager:
@@ -276,7 +279,7 @@ class S3Store:
         if self._capabilities is None:
             with self._learning:
                 if self._capabilities is None:
-                    cache_key = (self.endpoint, self._access_key)
+                    cache_key = (self.endpoint, self._access_key, self.capability_bucket)
                     known = _LEARNT.get(cache_key)
                     if known is None:
                         known = self._call("probe capabilities", self._probe)
@@ -305,19 +308,25 @@ class S3Store:
         md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
         written: list[tuple[str, str]] = []
 
-        def put(bucket: str, key: str, headers: dict[str, str]) -> bool:
-            """True when the server stored the object, False when it refused the request."""
+        def put(
+            bucket: str, key: str, headers: dict[str, str], refusals: frozenset[str] = frozenset()
+        ) -> bool:
+            """True when the server stored the object, False when it refused it with one of `refusals` (the
+            answers that mean "the check worked"). Any other error is no answer about the feature (missing
+            rights on the probe buckets, say) and ends the probe rather than passing for one."""
             try:
                 self._client._execute("PUT", bucket, key, body=data, headers=cast(Any, headers))
-            except S3Error:
-                return False
+            except S3Error as exc:
+                if exc.code in refusals:
+                    return False
+                raise
             written.append((bucket, key))
             return True
 
         def refuses_second(bucket: str) -> bool:
             key = f"{run}/conditional"
             put(bucket, key, {"Content-MD5": md5})
-            return not put(bucket, key, {"Content-MD5": md5, "If-None-Match": "*"})
+            return not put(bucket, key, {"Content-MD5": md5, "If-None-Match": "*"}, _WRITE_RACE)
 
         wrong_sha = base64.b64encode(hashlib.sha256(b"other bytes").digest()).decode("ascii")
         wrong_md5 = base64.b64encode(hashlib.md5(b"other bytes", usedforsecurity=False).digest()).decode()
@@ -329,8 +338,9 @@ class S3Store:
                 plain,
                 f"{run}/checksum",
                 {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": wrong_sha},
+                _BAD_BODY,
             )
-            content_md5 = not put(plain, f"{run}/md5", {"Content-MD5": wrong_md5})
+            content_md5 = not put(plain, f"{run}/md5", {"Content-MD5": wrong_md5}, _BAD_BODY)
             retained = f"{run}/retained"
             put(
                 locked,
@@ -353,7 +363,9 @@ class S3Store:
                 )
                 retention_enforced = False
                 written.remove((locked, retained))
-            except S3Error:
+            except S3Error as exc:
+                if exc.code not in _LOCKED:
+                    raise
                 retention_enforced = lock_on_put
             put(plain, f"{run}/source", {"Content-MD5": md5})
             try:
@@ -371,7 +383,9 @@ class S3Store:
                 )
                 copy_conditions = False
                 written.append((plain, f"{run}/copy"))
-            except S3Error:
+            except S3Error as exc:
+                if exc.code != "PreconditionFailed":
+                    raise
                 copy_conditions = True
         finally:
             self._remove_probe_objects(written)
@@ -477,7 +491,7 @@ class S3Store:
             except S3Error as exc:
                 if only_if_absent and exc.code in _WRITE_RACE:
                     return None
-                if exc.code in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"):
+                if exc.code in _BAD_BODY:
                     raise ChecksumMismatch(f"{what}: the store refused the body ({exc.code})") from None
                 raise
 
