@@ -411,11 +411,11 @@ class S3Store:
                         )
 
     def _is_versioned(self, bucket: str) -> bool:
-        """Whether the bucket keeps versions (every object-lock bucket does); asked once per bucket."""
+        """Whether the bucket is an object-lock (hence versioned) bucket; asked once per bucket, with the
+        request every service's rights already allow (GetBucketObjectLockConfiguration)."""
         known = self._versioned.get(bucket)
         if known is None:
-            config = self._call(f"versioning of {bucket}", lambda: self._client.get_bucket_versioning(bucket))
-            known = config.status == "Enabled"
+            known = self._call(f"object lock of {bucket}", lambda: self._lock_enabled(bucket))
             self._versioned[bucket] = known
         return known
 
