@@ -1,4 +1,5 @@
-"""The object store on an S3-protocol server (MinIO in production) through the minio client."""
+"""The object store on an S3-protocol server (AWS S3, MinIO, Ceph RGW) through the minio client, keeping
+each guarantee by the means the server was probed to offer."""
 
 from __future__ import annotations
 
@@ -108,8 +109,9 @@ def _parse_retention(mode: str | None, until: str | None) -> Retention | None:
 
 
 class S3Store:
-    """ObjectStore over S3: SHA-256 as user metadata, checked before upload and again by the server (or, when
-    the server does not confirm the checksum, by re-reading the object)."""
+    """ObjectStore over S3: SHA-256 as user metadata, checked before upload and again through the server (its
+    checksum or Content-MD5 check, or a read-back where it checks neither); no second version of a locked
+    key (the server's conditional PUT, or `key_lock` where the server ignores it). See `write_plan`."""
 
     def __init__(
         self,
