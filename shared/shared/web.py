@@ -65,19 +65,20 @@ class ProblemApi(flask_smorest.Api):  # type: ignore[misc]
         return render_problem(error, self.error_table)
 
 
-def _readiness_view(checks: Mapping[str, Callable[[], None]]) -> Callable[[], Response]:
+def _readiness_view(checks: Mapping[str, Callable[[], object]]) -> Callable[[], Response]:
     def readyz() -> Response:
-        results: dict[str, str] = {}
+        results: dict[str, object] = {}
         failed: list[str] = []
         for name, check in checks.items():
             try:
-                check()
+                detail = check()
             except Exception as exc:
                 log.warning("readiness check %s failed: %s", name, exc, exc_info=exc)
                 results[name] = f"failed: {type(exc).__name__}"
                 failed.append(name)
             else:
-                results[name] = "ok"
+                # A check may say more than "ok" (the archive shows its store's capabilities).
+                results[name] = {"status": "ok", **detail} if isinstance(detail, Mapping) else "ok"
         if failed:
             return Problem(
                 503,
@@ -115,7 +116,7 @@ def create_base_app(
     settings: CommonSettings,
     verifier: Verifier,
     error_table: ErrorTable | None = None,
-    readiness: Mapping[str, Callable[[], None]] | None = None,
+    readiness: Mapping[str, Callable[[], object]] | None = None,
     max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH,
 ) -> tuple[Flask, flask_smorest.Api]:
     """A Flask app + flask-smorest Api with docroute's errors, auth, probes, metrics and correlation ids.

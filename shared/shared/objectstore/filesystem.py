@@ -15,6 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from shared.objectstore.capabilities import (
+    FULL_CAPABILITIES,
+    LOCAL_PLAN,
+    StoreCapabilities,
+    WritePlan,
+)
 from shared.objectstore.port import (
     CHUNK_SIZE,
     ListedObject,
@@ -488,3 +494,10 @@ class FilesystemStore:
                 raise StoreUnavailable(f"object store root {self.root} is not writable")
         except OSError as exc:
             raise StoreUnavailable(f"object store root {self.root}: {exc}") from None
+
+    def capabilities(self) -> StoreCapabilities:
+        # Every guarantee is kept here, in this adapter, under the bucket's file lock.
+        return FULL_CAPABILITIES
+
+    def write_plan(self, *, object_lock: bool) -> WritePlan:
+        return LOCAL_PLAN
