@@ -46,6 +46,7 @@ def is_events_exchange(exchange: str) -> bool:
 #: first declares them all and no start-up order loses an event.
 SUBSCRIPTIONS: tuple[tuple[str, str, str, int], ...] = (
     ("routing", "intake", "directive_registered", 1),
+    ("routing", "intake", "directive_revoked", 1),
     ("archive", "intake", "directive_registered", 1),
     ("archive", "routing", "task_assigned", 1),
     ("archive", "routing", "tasks_assigned", 1),

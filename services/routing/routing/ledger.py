@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 SERVICE = "routing"
 EVENTS = events_exchange(SERVICE)
 CONSUMER = "routing"
+# A directive in one of these states keeps it whatever its tasks do: the roll-up never overwrites it.
+FINAL_DIRECTIVE_STATUSES = frozenset({"revoked", "replaced"})
 
 
 def utcnow() -> datetime:
@@ -104,6 +106,9 @@ def refresh_directive_statuses(conn: Connection, directive_ids: Iterable[str]) -
     # also serialise concurrent changes of one directive's tasks on its row lock.
     changed: dict[str, list[str]] = {}
     for directive_id, status in result.items():
+        if stored.get(directive_id) in FINAL_DIRECTIVE_STATUSES:
+            result[directive_id] = stored[directive_id]
+            continue
         if stored.get(directive_id) != status:
             changed.setdefault(status, []).append(directive_id)
     for status, ids in changed.items():

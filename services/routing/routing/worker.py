@@ -20,7 +20,7 @@ from shared.outbox import OutboxRelay
 from shared.runtime import Periodic, Worker, run_all, worker_main
 from sqlalchemy.engine import Engine
 
-from routing import deadlines, dispatch, ledger, units
+from routing import deadlines, dispatch, ledger, lifecycle, units
 from routing.adapters import tables as t
 from routing.adapters.unit_queue import KombuUnitQueues
 from routing.api.deps import load_calendar
@@ -29,7 +29,10 @@ from routing.messages import (
     DIRECTIVE_REGISTERED_EXCHANGE,
     DIRECTIVE_REGISTERED_KEY,
     DIRECTIVE_REGISTERED_QUEUE,
+    DIRECTIVE_REVOKED_KEY,
+    DIRECTIVE_REVOKED_QUEUE,
     validate_directive_registered,
+    validate_directive_revoked,
 )
 from routing.metrics import TASK_QUEUE_DEPTH, TASKS_OVERDUE, UnitGauge
 from routing.settings import Settings
@@ -62,6 +65,20 @@ def directive_handler(
     return handle
 
 
+def revocation_handler(engine: Engine) -> Callable[[Envelope], None]:
+    def handle(envelope: Envelope) -> None:
+        try:
+            validate_directive_revoked(envelope.payload)
+        except ValidationError as exc:
+            raise PermanentError(f"unusable directive_revoked payload: {exc.messages}") from exc
+        cancelled = lifecycle.revoke_directive(envelope, engine=engine)
+        log.info(
+            "directive %s revoked: %d task(s) cancelled", envelope.payload.get("directive_id"), len(cancelled)
+        )
+
+    return handle
+
+
 class RoutingWorker:
     """Everything the routing worker runs, in threads, stopping together."""
 
@@ -86,7 +103,13 @@ class RoutingWorker:
                         DIRECTIVE_REGISTERED_EXCHANGE,
                         DIRECTIVE_REGISTERED_KEY,
                         directive_handler(self.engine, self.calendar, self.reference),
-                    )
+                    ),
+                    Subscription(
+                        DIRECTIVE_REVOKED_QUEUE,
+                        DIRECTIVE_REGISTERED_EXCHANGE,
+                        DIRECTIVE_REVOKED_KEY,
+                        revocation_handler(self.engine),
+                    ),
                 ],
                 delivery_limit=common.consumer_delivery_limit,
                 prefetch_count=settings.consumer_prefetch,

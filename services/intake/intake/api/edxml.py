@@ -24,6 +24,7 @@ from intake.domain import edxml
 from intake.domain.errors import DuplicateDirective, IdempotencyConflict
 from intake.domain.models import Directive, Signer, new_metadata
 from intake.handlers import Submission, Upload, get_directive, open_attachment, register_directive
+from intake.lifecycle import Evidence, revoke_directive
 
 blp = Blueprint("edxml", __name__, url_prefix="/v1", description="edXML packets (QCVN 102:2016/BTTTT)")
 
@@ -60,21 +61,18 @@ def _packet_body() -> bytes:
     )
 
 
-def _submission(body: bytes, submitted_by: str) -> Submission:
-    deps = _deps()
-    settings = deps.settings
-    packet = edxml.read_packet(
+def _read(body: bytes) -> edxml.Packet:
+    settings = _deps().settings
+    return edxml.read_packet(
         body,
         limits=edxml.Limits(
             max_attachment_bytes=settings.max_upload_bytes, max_total_bytes=settings.max_request_bytes
         ),
     )
-    if packet.business.doc_type is not edxml.BusinessDocType.NEW:
-        raise edxml.InvalidPacket(
-            f"BussinessDocType {int(packet.business.doc_type)} ({packet.business.doc_type.name.lower()}) "
-            "is not taken yet: only new documents (0) are registered from edXML packets",
-            field="BussinessDocType",
-        )
+
+
+def _submission(body: bytes, packet: edxml.Packet, submitted_by: str) -> Submission:
+    settings = _deps().settings
     signature = check_signature(body, trust_store=settings.trust_store)
     if settings.require_packet_signature and signature.status != "valid":
         raise edxml.InvalidPacket(f"the packet's XML signature is {signature.status}", field="Signature")
@@ -129,14 +127,27 @@ def _submission(body: bytes, submitted_by: str) -> Submission:
     }
 )
 @blp.response(201, DirectiveOut, description="Registered (or the first answer again for the same packet)")
+@blp.alt_response(200, schema=DirectiveOut, description="A revocation packet: the directive it revoked")
+@blp.alt_response(404, description="A revocation packet names a document never received from its sender")
 @blp.alt_response(409, description="The DocumentId was received before with other content, or a duplicate")
 @blp.alt_response(413, description="The packet or one of its files is over the size limit")
 @blp.alt_response(415, description="Not an XML body or a multipart form with a `packet` part")
 @blp.alt_response(422, description="Not a packet docroute can take: the problem names the part")
-def receive_packet() -> tuple[dict[str, Any], dict[str, str]]:
-    """Register a directive from an edXML packet (BussinessDocType 0) with its attachments."""
+def receive_packet() -> tuple[dict[str, Any], int, dict[str, str]] | tuple[dict[str, Any], dict[str, str]]:
+    """Register a directive from an edXML packet (BussinessDocType 0) with its attachments, or revoke the
+    directive a revocation packet (1) names."""
     deps = _deps()
-    submission = _submission(_packet_body(), current_principal().sub)
+    body = _packet_body()
+    packet = _read(body)
+    if packet.business.doc_type is edxml.BusinessDocType.REVOCATION:
+        return _revoke(packet, body)
+    if packet.business.doc_type is not edxml.BusinessDocType.NEW:
+        raise edxml.InvalidPacket(
+            f"BussinessDocType {int(packet.business.doc_type)} ({packet.business.doc_type.name.lower()}) "
+            "is not taken yet: new documents (0) and revocations (1) are",
+            field="BussinessDocType",
+        )
+    submission = _submission(body, packet, current_principal().sub)
     try:
         registration = register_directive(
             submission,
@@ -161,6 +172,37 @@ def receive_packet() -> tuple[dict[str, Any], dict[str, str]]:
     if not registration.created:
         headers["Idempotent-Replayed"] = "true"
     return directive_resource(registration.directive), headers
+
+
+REVOCATION_FILENAME = "thu-hoi-edxml.xml"
+
+
+def _revoke(packet: edxml.Packet, body: bytes) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """A revocation packet names its document by the sender's identifier and DocumentId."""
+    deps = _deps()
+    if not packet.sender.organ_id or not packet.document_id:
+        raise edxml.InvalidPacket(
+            "a revocation names its document by From/OrganId and DocumentId", field="DocumentId"
+        )
+    target = deps.repository.find_by_external_id(packet.sender.organ_id, packet.document_id)
+    if target is None:
+        raise Problem(
+            404,
+            "No such document",
+            f"no directive from {packet.sender.organ_id} with DocumentId {packet.document_id}",
+            type="directive-not-found",
+            errors={"DocumentId": [f"{packet.document_id} was never received from {packet.sender.organ_id}"]},
+        )
+    done = revoke_directive(
+        target.id,
+        reason=packet.business.reason or "Thu hồi văn bản theo gói tin edXML",
+        actor=f"edxml:{packet.sender.organ_id}",
+        repository=deps.repository,
+        staging=deps.staging,
+        clock=deps.clock,
+        evidence=Evidence(REVOCATION_FILENAME, edxml.PACKET_CONTENT_TYPE, body),
+    )
+    return directive_resource(done.directive), 200, {"Location": directive_url(done.directive.id)}
 
 
 def _readable(directive_id: str) -> Directive:
