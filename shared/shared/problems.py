@@ -179,6 +179,16 @@ def to_problem(
         original = getattr(exc, "original_exception", None)
         if isinstance(original, Exception):
             return to_problem(original, error_table)
+    if isinstance(exc, RecursionError):
+        # Input nested deeper than a parser can follow (JSON, YAML): the caller's fault, and a traceback of
+        # a thousand identical frames helps nobody, so one line is logged instead.
+        log.warning("refused input nested too deeply to parse: %s", exc)
+        return Problem(
+            400,
+            "Input nested too deeply",
+            "the request nests objects or lists deeper than the server follows",
+            type="nested-too-deeply",
+        )
     if isinstance(exc, Exception) and error_table:
         mapped = _from_error_table(exc, error_table)
         if mapped is not None:

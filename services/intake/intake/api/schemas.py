@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from shared.query import page_number, page_size
 
 from intake.domain.enums import Confidentiality, Urgency
 from intake.domain.models import AGENCY_CODE, MAX_ISSUER_NAME, MAX_SUBJECT
@@ -147,8 +148,8 @@ class RegisterQueryIn(Schema):
     arrival_from = fields.Date()
     arrival_to = fields.Date()
     q = fields.String(validate=validate.Length(min=1, max=200), metadata={"description": "subject words"})
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PER_PAGE))
+    page = page_number()
+    per_page = page_size(20, MAX_PER_PAGE)
 
     @validates_schema
     def _range(self, data: dict[str, Any], **_: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+from shared.query import page_number, page_size
 
 from routing.domain.tasks import Role
 from routing.handlers import ACK_BATCH_MAX
@@ -14,8 +15,8 @@ class PageArgs(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PER_PAGE))
+    page = page_number()
+    per_page = page_size(20, MAX_PER_PAGE)
 
 
 class UnitListArgs(PageArgs):
