@@ -10,6 +10,9 @@ from shared.settings import CommonSettings, Env, SettingsError, database_url
 SERVICE = "intake"
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 DEFAULT_ORGANISATION = "STTTT"
+# A request whose body is larger than this counts as a large upload (see max_large_uploads).
+LARGE_UPLOAD_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_LARGE_UPLOADS = 1
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,9 @@ class Settings:
     organisation: str = DEFAULT_ORGANISATION
     # Seconds a 503 asks the caller to wait before retrying when the object store or database is down.
     retry_after: int = 5
+    # Large uploads handled at once by one process; more get 503 + Retry-After. Each one may hold a file
+    # in memory while it is staged to S3 and its body on disk (TMPDIR): deploy/k8s sizes both from this.
+    max_large_uploads: int = DEFAULT_MAX_LARGE_UPLOADS
 
     @property
     def staging_bucket(self) -> str:
@@ -46,4 +52,7 @@ class Settings:
                 "DOCROUTE_INTAKE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, min=1, max=5 * 1024**3
             ),
             organisation=organisation,
+            max_large_uploads=env.int(
+                "DOCROUTE_INTAKE_MAX_LARGE_UPLOADS", DEFAULT_MAX_LARGE_UPLOADS, min=1, max=64
+            ),
         )
