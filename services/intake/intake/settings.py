@@ -15,6 +15,38 @@ LARGE_UPLOAD_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_LARGE_UPLOADS = 1
 
 
+# What one API process holds at rest (measured: 79 MiB RSS for a gunicorn worker after start-up), and
+# what a request holds beyond that: a large upload's file while the S3 client stages it (measured: +53 MiB
+# RSS for three 50 MiB files in one JSON body), a small request at most twice its 8 MiB body.
+PROCESS_BASELINE_BYTES = 96 * 1024 * 1024
+LARGE_UPLOAD_OVERHEAD_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class UploadBudget:
+    """Worst-case memory and temporary disk (TMPDIR) of one intake API pod, from its settings."""
+
+    memory_bytes: int
+    spool_bytes: int
+
+
+def upload_budget(settings: Settings, *, workers: int, threads: int) -> UploadBudget:
+    """What a pod of `workers` gunicorn processes × `threads` threads needs at most (see deploy/k8s).
+
+    Per process: its baseline; each large-upload slot holds one file in memory while it is staged and the
+    whole request body on disk; every other thread a small request (at most LARGE_UPLOAD_BYTES of body).
+    """
+    large = min(settings.max_large_uploads, threads)
+    small = threads - large
+    memory = (
+        PROCESS_BASELINE_BYTES
+        + large * (settings.max_upload_bytes + LARGE_UPLOAD_OVERHEAD_BYTES)
+        + small * 2 * LARGE_UPLOAD_BYTES
+    )
+    spool = large * settings.max_request_bytes + small * LARGE_UPLOAD_BYTES
+    return UploadBudget(memory_bytes=workers * memory, spool_bytes=workers * spool)
+
+
 @dataclass(frozen=True)
 class Settings:
     common: CommonSettings
