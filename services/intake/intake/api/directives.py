@@ -32,7 +32,7 @@ from intake.api.submission import close_uploads, invalid, read_submission
 from intake.domain.arrival import BUSINESS_TZ
 from intake.domain.document_types import normalise_document_type
 from intake.domain.errors import DirectiveNotFound, DuplicateDirective, InvalidNumber
-from intake.domain.files import served_content_type
+from intake.domain.files import ALLOWED_CONTENT_TYPES, served_content_type
 from intake.domain.models import Directive
 from intake.domain.numbers import parse_number
 from intake.handlers import (
@@ -48,6 +48,8 @@ from intake.settings import LARGE_UPLOAD_BYTES
 blp = Blueprint("directives", __name__, url_prefix="/v1", description="Incoming directives (văn bản đến)")
 
 READERS = ("clerk", "submitter", "auditor", "admin")
+BAD_REQUEST = "A query parameter the operation does not declare, or JSON text that cannot be stored (NUL, "
+BAD_REQUEST += "unpaired surrogates, nesting deeper than 64 levels)"
 # Roles that see the whole register; a submitter (an e-office system) sees only what it submitted.
 REGISTER_ROLES = frozenset({"clerk", "auditor", "admin"})
 CSV_COLUMNS = (
@@ -89,12 +91,37 @@ def _only_own(principal: Principal) -> str | None:
     },
     parameters=[{"in": "header", "name": "Idempotency-Key", "schema": {"type": "string"}, "required": False}],
 )
-@blp.response(201, DirectiveOut, description="Registered (or the first answer again for a repeated key)")
-@blp.alt_response(409, description="Already registered (problem+json with existing_id and existing_url)")
-@blp.alt_response(413, description="A file is over the upload limit")
+@blp.response(
+    201,
+    DirectiveOut,
+    description="Registered (or the first answer again for a repeated key)",
+    headers={
+        "Location": {"description": "URL of the directive", "schema": {"type": "string"}},
+        "Idempotent-Replayed": {
+            "description": "`true` when this repeats an earlier answer",
+            "schema": {"type": "string"},
+        },
+    },
+)
+@blp.alt_response(400, description=BAD_REQUEST)
+@blp.alt_response(
+    409,
+    description="Already registered; `existing_id` and `existing_url` only for a caller who may read "
+    "that directive",
+)
+@blp.alt_response(413, description="A file, the metadata or the whole body is over its limit")
 @blp.alt_response(415, description="Neither multipart/form-data nor application/json")
-@blp.alt_response(422, description="Invalid metadata or file; state-secret documents are refused")
-@blp.alt_response(503, description="Object store or database unavailable; see Retry-After")
+@blp.alt_response(
+    422,
+    description="Invalid metadata or file (named in `errors`); state secrets, programs and types outside the "
+    "accepted list are refused; Idempotency-Key reused with a different body",
+)
+@blp.alt_response(
+    503,
+    description="Object store or database unavailable, or too many large uploads in progress; "
+    "see Retry-After",
+    headers={"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+)
 @streams_own_body
 def create_directive() -> tuple[dict[str, Any], dict[str, str]]:
     """Register an incoming directive with its signed files; answers with its arrival number (số đến)."""
@@ -176,6 +203,7 @@ def _duplicate_problem(exc: DuplicateDirective, submission: Submission, principa
 @require_roles(*READERS)
 @blp.arguments(RegisterQueryIn, location="query", as_kwargs=True)
 @blp.response(200, DirectivePageOut)
+@blp.alt_response(400, description=BAD_REQUEST)
 def list_directives(page: int, per_page: int, **filters: Any) -> dict[str, Any]:
     """The register (sổ đăng ký văn bản đến), newest first; `q` matches subject words without diacritics."""
     number_value: int | None = None
@@ -212,6 +240,8 @@ def list_directives(page: int, per_page: int, **filters: Any) -> dict[str, Any]:
 @blp.route("/directives/<string:directive_id>", methods=["GET"])
 @require_roles(*READERS)
 @blp.response(200, DirectiveOut)
+@blp.alt_response(400, description=BAD_REQUEST)
+@blp.alt_response(404, description="No such directive, or one this submitter did not submit")
 def read_directive(directive_id: str) -> dict[str, Any]:
     """One directive with its metadata and attachment list."""
     directive = get_directive(
@@ -229,6 +259,32 @@ def _content_disposition(filename: str) -> str:
 @blp.route("/directives/<string:directive_id>/attachments/<string:attachment_id>", methods=["GET"])
 @require_roles(*READERS)
 @blp.response(200, description="The exact bytes that were submitted")
+@blp.doc(
+    responses={
+        200: {
+            # Served with the type it was registered with (one of the accepted list).
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in sorted(ALLOWED_CONTENT_TYPES)
+            },
+            "headers": {
+                "Content-Disposition": {
+                    "description": "The file name (RFC 6266)",
+                    "schema": {"type": "string"},
+                },
+                "ETag": {"description": "Quoted SHA-256 of the bytes", "schema": {"type": "string"}},
+                "Repr-Digest": {"description": "RFC 9530 sha-256 digest", "schema": {"type": "string"}},
+            },
+        }
+    }
+)
+@blp.alt_response(400, description=BAD_REQUEST)
+@blp.alt_response(404, description="No such directive or attachment")
+@blp.alt_response(
+    503,
+    description="Object store unavailable; see Retry-After",
+    headers={"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+)
 def download_attachment(directive_id: str, attachment_id: str) -> Response:
     """Streams an attachment byte for byte (the store verifies its SHA-256 while reading)."""
     deps = _deps()
@@ -306,7 +362,9 @@ def _csv_cells(d: Directive) -> list[str]:
 @blp.route("/register.csv", methods=["GET"])
 @require_roles("clerk", "auditor", "admin")
 @blp.arguments(RegisterExportIn, location="query", as_kwargs=True)
-@blp.response(200, description="text/csv; UTF-8 with BOM so spreadsheet programs read Vietnamese correctly")
+@blp.response(200, description="UTF-8 with BOM so spreadsheet programs read Vietnamese correctly")
+@blp.doc(responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+@blp.alt_response(400, description=BAD_REQUEST)
 def register_csv(year: int | None = None) -> Response:
     """The year's register (sổ đăng ký văn bản đến) in số đến order, as CSV."""
     chosen = year or datetime.now(BUSINESS_TZ).year
