@@ -76,11 +76,14 @@ class Problem(Exception):
         return payload
 
     def to_response(self) -> Response:
-        response = Response(
-            json.dumps(self.body(), ensure_ascii=False, default=str),
-            status=self.status,
-            content_type=PROBLEM_CONTENT_TYPE,
-        )
+        body = self.body()
+        try:
+            data = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+        except UnicodeEncodeError:
+            # A detail quoting the caller's input may hold an unpaired surrogate, which UTF-8 cannot carry:
+            # JSON's \u escapes can, so the problem still goes out instead of failing into a 500.
+            data = json.dumps(body, ensure_ascii=True, default=str).encode("ascii")
+        response = Response(data, status=self.status, content_type=PROBLEM_CONTENT_TYPE)
         for name, value in self.headers.items():
             response.headers[name] = value
         return response

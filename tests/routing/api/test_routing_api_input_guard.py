@@ -50,3 +50,22 @@ def test_deeply_nested_json_body_is_a_4xx(rapp: RoutingApp) -> None:
     )
     assert 400 <= response.status_code < 500
     assert response.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize("path", ["/v1/rules", "/v1/units:import"])
+def test_deeply_nested_yaml_is_a_400_not_a_500(rapp: RoutingApp, path: str) -> None:
+    method = rapp.client.put if path == "/v1/rules" else rapp.client.post
+    response = method(
+        path, data=b"a: " + b"[" * 100_000, headers=rapp.auth("admin") | {"Content-Type": "application/yaml"}
+    )
+    assert _problem(response, 400)["type"].endswith("/nested-too-deeply")
+
+
+def test_a_refusal_quoting_a_lone_surrogate_is_not_a_500(rapp: RoutingApp) -> None:
+    response = rapp.client.put(
+        "/v1/rules",
+        data=b'version: 1\nrules:\n  - id: "x\\ud800"\n',
+        headers=rapp.auth("admin") | {"Content-Type": "application/yaml"},
+    )
+    assert 400 <= response.status_code < 500
+    assert response.get_json() is not None
