@@ -333,3 +333,37 @@ def test_large_files_are_spooled_to_disk_and_closed_after_the_request(
     assert all(blob.closed for blob in blobs)  # the temporary files are gone with the request
     for created in (response.get_json(),):
         assert intake.client.get(created["attachments"][0]["url"], headers=intake.auth()).data == data
+
+
+def test_a_body_that_is_one_long_string_is_refused(intake: IntakeApp) -> None:
+    body = b'"' + b"QUJD" * 30_000 + b'"'
+    response = intake.client.post(
+        "/v1/directives", data=body, content_type="application/json", headers=intake.auth()
+    )
+    assert "_body" in problem_of(response, 422)["errors"]
+
+
+@pytest.mark.parametrize("chunking", [1, 3, 7])
+def test_the_stream_reader_gives_the_same_document_whatever_the_chunk_boundaries(chunking: int) -> None:
+    from intake.api.json_stream import read_json_stream
+
+    document = {
+        "a": 'x\\"y',
+        "b": ["é", "\\/", "\u00e9\U0001f4c4"],
+        "c": {"d": 1.5e3, "e": None},
+        "f": "Q" * 80,
+    }
+    text = json.dumps(document, ensure_ascii=True).encode()
+    pieces = [text[i : i + chunking] for i in range(0, len(text), chunking)]
+    pieces.reverse()
+
+    def read(_size: int) -> bytes:
+        return pieces.pop() if pieces else b""
+
+    result = read_json_stream(read, long_string=64)
+    assert result.document == {**document, "f": ""}
+    (spooled,) = result.spooled.values()
+    assert list(result.spooled) == ["f"]
+    assert spooled.error is None
+    assert spooled.blob.reader().read() == base64.b64decode("Q" * 80)
+    result.close()

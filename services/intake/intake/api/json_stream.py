@@ -228,6 +228,8 @@ def read_json_stream(
             raise InvalidJsonBody("nested too deeply") from None
         except ValueError as exc:
             raise InvalidJsonBody(f"not valid JSON: {exc}") from None
+        if isinstance(document, str) and document.startswith(f"{_PLACEHOLDER}{nonce}:"):
+            raise InvalidJsonBody("the body must be a JSON object, not one long string")
         spooled = _replace_placeholders(document, nonce, scanner.strings)
     except BaseException:
         scanner.close()
