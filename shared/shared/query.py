@@ -22,6 +22,7 @@ __all__ = [
     "page_number",
     "page_size",
     "refuse_bad_query",
+    "refuse_nul_in_path",
 ]
 
 # Deep enough for any register a province keeps (a million pages), small enough that (page - 1) * per_page
@@ -116,3 +117,16 @@ def refuse_bad_query(args: Iterable[tuple[str, str]], declared: frozenset[str]) 
             else "a query parameter holds a NUL character"
         )
         raise Problem(400, "Bad query string", detail, type="invalid-query", errors=errors)
+
+
+def refuse_nul_in_path(view_args: Mapping[str, Any] | None) -> None:
+    """Raises a 400 Problem for a path parameter holding a NUL character (PostgreSQL cannot compare it)."""
+    bad = {
+        name: ["must not contain a NUL character"]
+        for name, value in (view_args or {}).items()
+        if isinstance(value, str) and "\x00" in value
+    }
+    if bad:
+        raise Problem(
+            400, "Bad path", "a path parameter holds a NUL character", type="invalid-path", errors=bad
+        )

@@ -28,7 +28,7 @@ from shared.docs_ui import register_docs
 from shared.json_text import check_json_text, view_streams_own_body
 from shared.logs import correlation_scope
 from shared.problems import ErrorTable, Problem, render_problem
-from shared.query import declared_query_parameters, operation_of, refuse_bad_query
+from shared.query import declared_query_parameters, operation_of, refuse_bad_query, refuse_nul_in_path
 from shared.settings import CommonSettings
 
 __all__ = ["CORRELATION_HEADER", "PUBLIC_PATHS", "ProblemApi", "create_base_app"]
@@ -185,6 +185,7 @@ def create_base_app(
         if key not in query_names:
             query_names[key] = declared_query_parameters(operation_of(view, request.method))
         refuse_bad_query(request.args.items(multi=True), query_names[key])
+        refuse_nul_in_path(request.view_args)
         if request.is_json and not view_streams_own_body(operation_of(view, request.method)):
             check_json_text(request.get_data(cache=True))
 

@@ -262,3 +262,8 @@ def test_recursion_error_anywhere_becomes_a_400(tmp_path):
 
     response = app.test_client().post("/v1/recurse", headers=bearer("clerk"))
     assert problem(response, 400)["type"].endswith("/nested-too-deeply")
+
+
+def test_nul_in_a_path_parameter_is_a_400(client):
+    body = problem(client.get("/v1/items/a%00b", headers=bearer("auditor")), 400)
+    assert list(body["errors"]) == ["item_id"]

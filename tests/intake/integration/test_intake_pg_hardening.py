@@ -66,3 +66,8 @@ def test_a_spooled_base64_file_is_staged_to_s3_byte_for_byte(pg_intake: IntakeAp
     attachment = created.get_json()["attachments"][0]
     assert attachment["filename"] == "Kế hoạch.pdf"
     assert pg_intake.client.get(attachment["url"], headers=pg_intake.auth()).data == data
+
+
+@pytest.mark.parametrize("path", ["/v1/directives/a%00b", "/v1/directives/x/attachments/a%00b"])
+def test_nul_in_a_path_is_a_400_on_postgresql(pg_intake: IntakeApp, path: str) -> None:
+    assert _problem(pg_intake.client.get(path, headers=pg_intake.auth("clerk")), 400)["errors"]
