@@ -367,3 +367,10 @@ def test_the_stream_reader_gives_the_same_document_whatever_the_chunk_boundaries
     assert spooled.error is None
     assert spooled.blob.reader().read() == base64.b64decode("Q" * 80)
     result.close()
+
+
+def test_metadata_over_its_own_limit_is_a_413_before_parsing(big_intake: IntakeApp) -> None:
+    body = {**sample("1393-CVT-CL"), "to_places": ["Sở"] * 500_000}  # ~4 MiB of short strings
+    problem = problem_of(big_intake.post_json(body), 413)
+    assert problem["type"].endswith("/metadata-too-large")
+    big_intake.assert_nothing_stored()
