@@ -48,8 +48,11 @@ from intake.settings import LARGE_UPLOAD_BYTES
 blp = Blueprint("directives", __name__, url_prefix="/v1", description="Incoming directives (văn bản đến)")
 
 READERS = ("clerk", "submitter", "auditor", "admin")
-BAD_REQUEST = "A query parameter the operation does not declare, or JSON text that cannot be stored (NUL, "
-BAD_REQUEST += "unpaired surrogates, nesting deeper than 64 levels)"
+# The shared web layer's refusals (shared.query, shared.json_text), documented on each operation.
+BAD_REQUEST = (
+    "A query parameter the operation does not declare, a NUL in a path parameter, or JSON text that cannot "
+    "be stored (NUL, unpaired surrogates, nesting deeper than 64 levels)"
+)
 # Roles that see the whole register; a submitter (an e-office system) sees only what it submitted.
 REGISTER_ROLES = frozenset({"clerk", "auditor", "admin"})
 CSV_COLUMNS = (
