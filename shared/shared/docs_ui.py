@@ -57,6 +57,7 @@ _INIT = """window.addEventListener("load", function () {
     url: node.getAttribute("data-spec-url"),
     domNode: node,
     deepLinking: true,
+    validatorUrl: null,
     presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
     layout: "StandaloneLayout"
   });
