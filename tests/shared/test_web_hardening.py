@@ -267,3 +267,12 @@ def test_recursion_error_anywhere_becomes_a_400(tmp_path):
 def test_nul_in_a_path_parameter_is_a_400(client):
     body = problem(client.get("/v1/items/a%00b", headers=bearer("auditor")), 400)
     assert list(body["errors"]) == ["item_id"]
+
+
+def test_docs_start_up_script_reaches_nothing_outside(client):
+    script = client.get(f"{DOCS_ASSET_PREFIX}init.js")
+    assert script.status_code == 200
+    assert script.content_type.startswith("text/javascript")
+    text = script.get_data(as_text=True)
+    assert "://" not in text
+    assert "validatorUrl: null" in text  # no badge fetched from the online validator
