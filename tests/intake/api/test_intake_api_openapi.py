@@ -60,3 +60,9 @@ def test_downloads_document_each_type_they_are_served_as(spec: dict) -> None:
     content = spec["paths"][path]["get"]["responses"]["200"]["content"]
     assert set(content) == ALLOWED_CONTENT_TYPES
     assert "text/html" not in content
+
+
+def test_the_document_is_valid_openapi(spec: dict) -> None:
+    from openapi_spec_validator import validate
+
+    validate(spec)
