@@ -24,8 +24,11 @@ from prometheus_client import (
 from werkzeug.exceptions import HTTPException
 
 from shared.auth import Verifier, authenticate_request
+from shared.docs_ui import register_docs
+from shared.json_text import check_json_text, view_streams_own_body
 from shared.logs import correlation_scope
 from shared.problems import ErrorTable, Problem, render_problem
+from shared.query import declared_query_parameters, operation_of, refuse_bad_query, refuse_nul_in_path
 from shared.settings import CommonSettings
 
 __all__ = ["CORRELATION_HEADER", "PUBLIC_PATHS", "ProblemApi", "create_base_app"]
@@ -34,7 +37,14 @@ CORRELATION_HEADER = "X-Correlation-ID"
 # Routes anyone may call: probes, metrics scrapes and the API description.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 PUBLIC_PREFIXES = ("/docs/",)
-SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+# Every response: no MIME sniffing (an attachment is never run as HTML or script), and a policy that lets an
+# API answer load nothing at all; /docs sets its own, same-origin policy (shared.docs_ui).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+}
 DEFAULT_MAX_CONTENT_LENGTH = 50 * 1024 * 1024
 # Accept the caller's correlation id only if it is safe to echo in headers and log lines.
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -130,8 +140,6 @@ def create_base_app(
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_URL,
         MAX_CONTENT_LENGTH=max_content_length,
         # Our handlers answer every error; never let Flask turn one into an HTML page.
         PROPAGATE_EXCEPTIONS=False,
@@ -162,6 +170,25 @@ def create_base_app(
     app.add_url_rule("/healthz", "healthz", _healthz, methods=["GET"])
     app.add_url_rule("/readyz", "readyz", _readiness_view(dict(readiness or {})), methods=["GET"])
     app.add_url_rule("/metrics", "metrics", _metrics_view, methods=["GET"])
+    register_docs(app, title=f"docroute {service}", spec_url="/openapi.json")
+    query_names: dict[tuple[str, str], frozenset[str]] = {}
+
+    def check_request_input() -> None:
+        """Refuses undeclared query parameters and unstorable JSON text before any view runs.
+
+        Runs for authenticated routes only: the public probes, metrics and docs take no parameters.
+        """
+        endpoint = request.endpoint
+        view = app.view_functions.get(endpoint) if endpoint else None
+        if view is None:
+            return
+        key = (str(endpoint), request.method)
+        if key not in query_names:
+            query_names[key] = declared_query_parameters(operation_of(view, request.method))
+        refuse_bad_query(request.args.items(multi=True), query_names[key])
+        refuse_nul_in_path(request.view_args)
+        if request.is_json and not view_streams_own_body(operation_of(view, request.method)):
+            check_json_text(request.get_data(cache=True))
 
     @app.before_request
     def _start_request() -> None:
@@ -176,9 +203,12 @@ def create_base_app(
         if request.method == "OPTIONS" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return
         authenticate_request(verifier)
+        check_request_input()
 
     @app.after_request
     def _finish_request(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
         correlation_id = g.get("docroute_correlation_id")
         if correlation_id:
             response.headers[CORRELATION_HEADER] = correlation_id

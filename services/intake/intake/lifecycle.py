@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from intake.adapters.repository import DirectiveRepository
+from intake.adapters.spool import BytesBlob
 from intake.adapters.staging import StagingArea, staging_key
 from intake.domain.enums import DirectiveStatus
 from intake.domain.errors import DirectiveNotFound, IntakeError, InvalidMetadata
@@ -71,7 +72,7 @@ def revoke_directive(
         # Staged BEFORE the transaction, like a registration's files: the row that names it commits after.
         sha256 = hashlib.sha256(evidence.data).hexdigest()
         key = staging_key(directive.id, sha256)
-        staging.put(key, evidence.data, content_type=evidence.content_type, sha256=sha256)
+        staging.put(key, BytesBlob(evidence.data), content_type=evidence.content_type, sha256=sha256)
         stored = StoredAttachment(
             id=str(uuid.uuid4()),
             filename=evidence.filename,

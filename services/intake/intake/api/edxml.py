@@ -128,11 +128,13 @@ def _submission(body: bytes, packet: edxml.Packet, submitted_by: str) -> Submiss
 )
 @blp.response(201, DirectiveOut, description="Registered (or the first answer again for the same packet)")
 @blp.alt_response(200, schema=DirectiveOut, description="A revocation packet: the directive it revoked")
+@blp.alt_response(400, description="An undeclared query parameter, or JSON text that cannot be stored")
 @blp.alt_response(404, description="A revocation packet names a document never received from its sender")
 @blp.alt_response(409, description="The DocumentId was received before with other content, or a duplicate")
 @blp.alt_response(413, description="The packet or one of its files is over the size limit")
 @blp.alt_response(415, description="Not an XML body or a multipart form with a `packet` part")
 @blp.alt_response(422, description="Not a packet docroute can take: the problem names the part")
+@blp.alt_response(503, description="Object store or database unavailable; see Retry-After")
 def receive_packet() -> tuple[dict[str, Any], int, dict[str, str]] | tuple[dict[str, Any], dict[str, str]]:
     """Register a directive from an edXML packet (BussinessDocType 0) with its attachments, or revoke the
     directive a revocation packet (1) names."""
@@ -213,8 +215,15 @@ def _readable(directive_id: str) -> Directive:
 
 @blp.route("/directives/<string:directive_id>/packet", methods=["GET"])
 @require_roles(*READERS)
-@blp.response(200, description="The edXML packet exactly as it was received", content_type="application/xml")
+@blp.response(
+    200,
+    _XML_BODY["schema"],
+    description="The edXML packet exactly as it was received",
+    content_type="application/xml",
+)
+@blp.alt_response(400, description="An undeclared query parameter")
 @blp.alt_response(404, description="No such directive, or it did not arrive as an edXML packet")
+@blp.alt_response(503, description="Object store or database unavailable; see Retry-After")
 def get_packet(directive_id: str) -> Response:
     """The packet a directive arrived in, byte for byte."""
     directive = _readable(directive_id)
@@ -277,8 +286,15 @@ def packet_of(directive: Directive, files: list[tuple[str, str, bytes]]) -> edxm
 
 @blp.route("/directives/<string:directive_id>/edxml", methods=["GET"])
 @require_roles(*READERS)
-@blp.response(200, description="The directive as a strict QCVN 102 packet", content_type="application/xml")
+@blp.response(
+    200,
+    _XML_BODY["schema"],
+    description="The directive as a strict QCVN 102 packet",
+    content_type="application/xml",
+)
+@blp.alt_response(400, description="An undeclared query parameter")
 @blp.alt_response(404, description="No such directive")
+@blp.alt_response(503, description="Object store or database unavailable; see Retry-After")
 def get_edxml(directive_id: str) -> Response:
     """The directive written as an edXML packet, parts in the standard's order, with its files."""
     directive = _readable(directive_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+from shared.query import page_number, page_size
 
 from routing.acks import ACK_BATCH_MAX
 from routing.domain.rules import MAX_FACT, MAX_INSTRUCTIONS, MAX_NUMBER, MAX_TITLE
@@ -16,8 +17,8 @@ class PageArgs(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PER_PAGE))
+    page = page_number()
+    per_page = page_size(20, MAX_PER_PAGE)
 
 
 class UnitListArgs(PageArgs):
