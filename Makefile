@@ -50,5 +50,9 @@ AUDIT_FLAGS ?= --allow-unchecked
 audit: venv  ## pip-audit of every package pinned in uv.lock; says NOT CHECKED for what it could not check
 	$(BIN)/python tools/dep_audit.py --uv $(UV) $(AUDIT_FLAGS)
 
+FUZZ_ARGS ?= --seconds 15
+fuzz: venv  ## schemathesis --checks all against each service's OpenAPI, once per role family (about 5 min)
+	$(BIN)/python tools/fuzz.py $(FUZZ_ARGS)
+
 clean:  ## remove the virtual environment and local state
 	rm -rf $(VENV) var
