@@ -29,6 +29,17 @@ def _common() -> CommonSettings:
         raise click.ClickException(str(exc)) from exc
 
 
+def _private_state(common: CommonSettings) -> None:
+    """Keep what this process and its children create private: files 0600, folders 0700.
+
+    The data folder holds the development secret, the SQLite databases and the stored documents; none of it
+    is for the other accounts of the machine. An existing data folder is closed too.
+    """
+    os.umask(0o077)
+    common.data_dir.mkdir(parents=True, exist_ok=True)
+    common.data_dir.chmod(0o700)
+
+
 def _dev_secret(common: CommonSettings) -> str:
     if common.auth.secret:
         return common.auth.secret
@@ -63,6 +74,7 @@ def run(host: str, base_port: int) -> None:
     from docroute import embedded
 
     common = _common()
+    _private_state(common)
     configure_logging(common.log_level)
     os.environ.setdefault("DOCROUTE_JWT_SECRET", _dev_secret(common))
     ports = {spec.name: base_port + i for i, spec in enumerate(SERVICES)}
@@ -91,6 +103,7 @@ def up(services: tuple[str, ...], no_migrate: bool, base_port: int) -> None:
         raise click.ClickException(
             "DOCROUTE_AMQP_URL: set it to the RabbitMQ URL; separate processes cannot share memory://"
         )
+    _private_state(common)
     env = dict(os.environ)
     env.setdefault("DOCROUTE_JWT_SECRET", _dev_secret(common))
     chosen = [by_name(name) for name in (services or SERVICE_NAMES)]
