@@ -67,4 +67,4 @@ def test_schemathesis_finds_nothing_with_any_role(tmp_path):
     }
     assert all(r.test_cases > 0 for r in results), [(r.service, r.role, r.exit_code) for r in results]
     lines = fuzz.summary(results)
-    assert lines[:-1] == [], "\n".join(lines)
+    assert lines[:-1] == [], "\n".join([*lines, f"details with curl reproductions: {tmp_path / 'reports'}"])
