@@ -114,8 +114,10 @@ class ProblemResponsesPlugin(BasePlugin):
             for code, response in list(responses.items()):
                 if _is_error(code) and isinstance(response, dict):
                     content = response.setdefault("content", {})
-                    content.pop("application/json", None)
-                    content.setdefault(PROBLEM_CONTENT_TYPE, {"schema": {"$ref": PROBLEM_REF}})
+                    # A schema documented for the error (a Problem with extension members) is kept, under
+                    # the media type the body really has.
+                    given = content.pop("application/json", {}).get("schema")
+                    content.setdefault(PROBLEM_CONTENT_TYPE, {"schema": given or {"$ref": PROBLEM_REF}})
             responses.setdefault("default", DEFAULT_ERROR)
             if operation.get("security") != [] and (path or "").startswith("/v1"):
                 # Every /v1 route authenticates before anything else and checks roles.

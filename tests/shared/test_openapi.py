@@ -116,3 +116,34 @@ def test_each_service_documents_errors_as_problems_and_its_probes(service, tmp_p
             for method, operation in item.items():
                 if method in HTTP_METHODS:
                     assert {"401", "403", "default"} <= set(operation["responses"]), (path, method)
+
+
+def test_an_error_schema_a_service_documents_is_kept_as_problem_json(tmp_path):
+    import marshmallow as ma
+    from flask.views import MethodView
+    from flask_smorest import Blueprint
+    from shared.openapi import ProblemSchema
+    from shared.settings import CommonSettings
+    from shared.web import create_base_app
+
+    class ConflictProblem(ProblemSchema):
+        existing_id = ma.fields.String()
+
+    settings = CommonSettings.from_env({"DOCROUTE_DATA_DIR": str(tmp_path), "DOCROUTE_JWT_SECRET": "s" * 40})
+    app, api = create_base_app("intake", settings=settings, verifier=None)  # type: ignore[arg-type]
+    blp = Blueprint("things", __name__, url_prefix="/v1/things")
+
+    @blp.route("")
+    class Things(MethodView):
+        @blp.response(201)
+        @blp.alt_response(409, schema=ConflictProblem, description="Already there")
+        def post(self):
+            return {}
+
+    api.register_blueprint(blp)
+    doc = document(app)
+    conflict = doc["paths"]["/v1/things"]["post"]["responses"]["409"]
+    assert list(conflict["content"]) == [PROBLEM_CONTENT_TYPE]
+    assert conflict["content"][PROBLEM_CONTENT_TYPE]["schema"] == {
+        "$ref": "#/components/schemas/ConflictProblem"
+    }
