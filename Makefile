@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: help venv run up test test-fast lint format typecheck bench audit fuzz clean
+.PHONY: help venv run up test test-fast lint format typecheck bench audit fuzz clean screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ $(VENV)/.synced: uv.lock pyproject.toml $(UV)
 venv: $(VENV)/.synced  ## create .venv from uv.lock
 
 run: venv  ## run intake, routing and archive in one process with embedded defaults (no servers)
-	$(BIN)/docroute run
+	$(BIN)/docroute run $(ARGS)
 
 up: venv  ## run each service as gunicorn + worker processes against the servers named by DOCROUTE_*
 	$(BIN)/docroute up
@@ -56,3 +56,6 @@ fuzz: venv  ## schemathesis --checks all against each service's OpenAPI, once pe
 
 clean:  ## remove the virtual environment and local state
 	rm -rf $(VENV) var
+
+screenshots: venv  ## the console's main pages as PNG files in docs/screenshots (headless Chromium)
+	DOCROUTE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/docroute/test_console_browser.py

@@ -16,9 +16,16 @@ import click
 from shared.auth import ROLES, issue_token
 from shared.settings import CommonSettings, SettingsError, ensure_dev_secret
 
+from docroute import seed
 from docroute.services import SERVICES, by_name
 
 SERVICE_NAMES = [spec.name for spec in SERVICES]
+# Where the console calls each service's API, in the order of SERVICES.
+CONSOLE_API_URLS = (
+    "DOCROUTE_CONSOLE_INTAKE_URL",
+    "DOCROUTE_CONSOLE_ROUTING_URL",
+    "DOCROUTE_CONSOLE_ARCHIVE_URL",
+)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,9 +73,15 @@ def main() -> None:
     "--base-port",
     default=SERVICES[0].port,
     show_default=True,
-    help="Port of intake; routing and archive take the next two.",
+    help="Port of intake; routing and archive take the next two, the console the one before.",
 )
-def run(host: str, base_port: int) -> None:
+@click.option(
+    "--empty",
+    is_flag=True,
+    envvar="DOCROUTE_EMPTY",
+    help="Start with no sample units, rules or directives (by default a new data folder gets the seed's).",
+)
+def run(host: str, base_port: int, empty: bool) -> None:
     from shared.logs import configure_logging
 
     from docroute import embedded
@@ -77,15 +90,44 @@ def run(host: str, base_port: int) -> None:
     _private_state(common)
     configure_logging(common.log_level)
     os.environ.setdefault("DOCROUTE_JWT_SECRET", _dev_secret(common))
+    samples = None if empty else seed.SeedFiles.find()
+    for name, value in (samples.environment() if samples else {}).items():
+        os.environ.setdefault(name, value)
     ports = {spec.name: base_port + i for i, spec in enumerate(SERVICES)}
+    for spec, variable in zip(SERVICES, CONSOLE_API_URLS, strict=True):
+        os.environ.setdefault(variable, f"http://{host}:{ports[spec.name]}")
     workers = embedded.prepare(host, ports)
+    console_port = base_port - 1
+    workers.append(embedded.console_server(host, console_port))
+    click.echo(f"Bàn làm việc (console)  http://{host}:{console_port}/")
     for spec in SERVICES:
         click.echo(f"{spec.name:8s} http://{host}:{ports[spec.name]}/docs")
     _print_tokens(os.environ["DOCROUTE_JWT_SECRET"])
     click.echo("Press Ctrl+C to stop.")
     from shared.runtime import run_all
 
-    run_all(workers, threading.Event())
+    stop = threading.Event()
+    if samples is not None:
+        urls = {name: f"http://{host}:{port}" for name, port in ports.items()}
+        threading.Thread(
+            target=_seed_directives, args=(samples, urls, stop), name="seed", daemon=True
+        ).start()
+    run_all(workers, stop)
+
+
+def _seed_directives(samples: seed.SeedFiles, urls: dict[str, str], stop: threading.Event) -> None:
+    """Registers the seed's directives once the APIs answer, and says what routing made of them."""
+    token = issue_token(os.environ["DOCROUTE_JWT_SECRET"], sub="seed", roles=["clerk", "auditor"])
+    try:
+        seeded = seed.register_samples(samples, intake=urls["intake"], routing=urls["routing"], token=token)
+    except (RuntimeError, OSError) as exc:
+        if not stop.is_set():
+            click.echo(f"seed: not loaded: {exc}", err=True)
+        return
+    if seeded:
+        click.echo("Registered the seed's directives (dates moved to today) and routed them:")
+        for item in seeded:
+            click.echo(f"  {seed.describe(item)}")
 
 
 @main.command(help="Run each service as gunicorn + worker processes against the servers named by DOCROUTE_*.")

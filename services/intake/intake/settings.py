@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from shared.settings import CommonSettings, Env, SettingsError, database_url
 
@@ -20,6 +21,10 @@ class Settings:
     organisation: str = DEFAULT_ORGANISATION
     # Seconds a 503 asks the caller to wait before retrying when the object store or database is down.
     retry_after: int = 5
+    # edXML packets: the CAs whose XML signatures count as trusted, and whether a packet whose signature
+    # is invalid or absent is refused (by default it is recorded and taken).
+    trust_store: Path | None = None
+    require_packet_signature: bool = False
 
     @property
     def staging_bucket(self) -> str:
@@ -46,4 +51,16 @@ class Settings:
                 "DOCROUTE_INTAKE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, min=1, max=5 * 1024**3
             ),
             organisation=organisation,
+            trust_store=_existing_file(env, "DOCROUTE_TRUST_STORE"),
+            require_packet_signature=env.bool("DOCROUTE_EDXML_REQUIRE_SIGNATURE", False),
         )
+
+
+def _existing_file(env: Env, name: str) -> Path | None:
+    value = env.str(name)
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise SettingsError(name, f"no such file: {path}")
+    return path

@@ -126,6 +126,14 @@ class DirectiveOut(Schema):
     external_id = fields.String(allow_none=True)
     attachments = fields.List(fields.Nested(AttachmentOut))
     url = fields.String()
+    exchange = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "for a directive that came as an edXML packet: the sender and recipients, the "
+            "trace, the other info and links, and the XML signature's verdict (`signature: {status: valid | "
+            "invalid | absent, subject, trusted, detail}`)"
+        },
+    )
 
 
 class DirectivePageOut(Schema):
