@@ -1,7 +1,7 @@
 """API fuzzing: schemathesis (`--checks all`) against each service's own OpenAPI document, once per role.
 
 `docroute run` serves the three services with the embedded defaults (SQLite, filesystem store, memory://)
-on free ports, with the sample units and rules loaded; tokens for every role family are signed with that
+on free ports, with the seed's units, rules and directives; tokens for every role family are signed with that
 run's development secret. Each (service, role) run is bounded by `--seconds`, so the whole is bounded too.
 The summary lists every failure as `service role: operation: check [status]`; the full schemathesis output
 (with a curl line reproducing each failure) is kept under the report directory.
@@ -73,10 +73,10 @@ class RunResult:
 
 
 def free_base_port(count: int = 3) -> int:
-    """The first of `count` consecutive free local ports."""
+    """A base port with `count` free ports from it, and the one before it free too (the console's)."""
     for base in range(20100, 30000, 7):
         try:
-            for port in range(base, base + count):
+            for port in range(base - 1, base + count):
                 with socket.socket() as sock:
                     sock.bind(("127.0.0.1", port))
         except OSError:
@@ -89,11 +89,8 @@ def free_base_port(count: int = 3) -> int:
 def embedded_services(data_dir: Path, base_port: int, *, timeout: float = 90.0) -> Iterator[dict[str, str]]:
     """Run `docroute run` on base_port.. until the block ends; yields each service's base URL."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCROUTE_")}
-    env.update(
-        DOCROUTE_DATA_DIR=str(data_dir),
-        DOCROUTE_UNITS_FILE=str(REPO / "samples" / "units.yaml"),
-        DOCROUTE_RULES_FILE=str(REPO / "samples" / "rules.yaml"),
-    )
+    # A new data folder starts with the seed: sample units, rules and routed directives to fuzz against.
+    env.update(DOCROUTE_DATA_DIR=str(data_dir))
     data_dir.mkdir(parents=True, exist_ok=True)
     urls = {name: f"http://127.0.0.1:{base_port + i}" for i, name in enumerate(SERVICES)}
     with (data_dir / "run.log").open("ab") as log:

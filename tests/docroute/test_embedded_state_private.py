@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from test_embedded_run import PDF, ROOT, Embedded, _free_base_port
+from embedded_runner import ROOT, Embedded, free_base_port
+from test_embedded_run import PDF
 
 pytestmark = pytest.mark.e2e
 
 
 def test_embedded_state_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
-    runner = Embedded(data_dir, _free_base_port())
+    runner = Embedded(data_dir, free_base_port())
     data_dir.mkdir(mode=0o755)  # an existing folder someone made world-readable is closed as well
     runner.start()
     try:
