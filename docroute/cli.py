@@ -205,7 +205,11 @@ def _supervise(procs: list[subprocess.Popen[bytes]]) -> None:
 def token(roles: tuple[str, ...], unit: str | None, sub: str | None, ttl: int) -> None:
     if "unit" in roles and not unit:
         raise click.UsageError("--unit is required with --role unit")
-    secret = _dev_secret(_common())
+    common = _common()
+    if not 0 < ttl <= common.auth.max_lifetime:
+        # The services refuse a token living longer than DOCROUTE_JWT_MAX_LIFETIME: do not mint one.
+        raise click.UsageError(f"--ttl must be 1..{common.auth.max_lifetime} s (DOCROUTE_JWT_MAX_LIFETIME)")
+    secret = _dev_secret(common)
     subject = sub or f"cli-{roles[0]}"
     click.echo(issue_token(secret, sub=subject, roles=list(roles), unit=unit, ttl_seconds=ttl))
 
