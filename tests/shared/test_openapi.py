@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from openapi_spec_validator import validate as validate_openapi
 from shared.problems import PROBLEM_CONTENT_TYPE
 from test_web import bearer, make_app
 
@@ -107,6 +108,7 @@ def test_each_service_documents_errors_as_problems_and_its_probes(service, tmp_p
     module = __import__(f"{service}.api", fromlist=["create_app"])
     app = module.create_app()
     doc = document(app)
+    validate_openapi(doc)  # a valid OpenAPI 3.0 document: what client generators and schemathesis read
     assert "Error" not in doc["components"]["schemas"]
     for path, method, code, response in error_responses(doc):
         assert list(response.get("content", {})) == [PROBLEM_CONTENT_TYPE], (path, method, code)
