@@ -26,6 +26,15 @@ def dlq_name(queue: str) -> str:
     return f"{queue}.dlq"
 
 
+def replay_exchange(queue: str) -> str:
+    """The direct exchange its owning service replays a queue's dead letters through (key: the queue name).
+
+    The owner is the queue's first segment (`archive.routing.task_assigned` → `archive.replay`), so a
+    service's broker user replays into its own queues without writing to another service's exchange.
+    """
+    return f"{queue.split('.', 1)[0]}.replay"
+
+
 def unit_queue(code: str) -> str:
     """The task queue of one recipient unit, bound to TASKS_EXCHANGE with the unit code as routing key."""
     return f"{TASKS_EXCHANGE}.{code}"

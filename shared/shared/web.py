@@ -27,6 +27,7 @@ from shared.auth import Verifier, authenticate_request
 from shared.docs_ui import register_docs
 from shared.json_text import check_json_text, view_streams_own_body
 from shared.logs import correlation_scope
+from shared.openapi import ProblemResponsesPlugin, ProblemSchema, document_probes, register_problem_responses
 from shared.problems import ErrorTable, Problem, render_problem
 from shared.query import declared_query_parameters, operation_of, refuse_bad_query, refuse_nul_in_path
 from shared.settings import CommonSettings
@@ -70,9 +71,14 @@ class ProblemApi(flask_smorest.Api):  # type: ignore[misc]
     """flask-smorest Api whose HTTP errors are problem+json instead of smorest's own error format."""
 
     error_table: ErrorTable = {}  # noqa: RUF012 - replaced per instance by create_base_app
+    # The documented error body is the problem+json one render_problem writes (shared.openapi).
+    ERROR_SCHEMA = ProblemSchema
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return render_problem(error, self.error_table)
+
+    def _register_responses(self) -> None:
+        register_problem_responses(self.spec)
 
 
 def _readiness_view(checks: Mapping[str, Callable[[], object]]) -> Callable[[], Response]:
@@ -153,6 +159,7 @@ def create_base_app(
         spec_kwargs={
             "security": [{"bearerAuth": []}],
             "info": {"description": f"docroute {service} service. Every /v1 route needs a Bearer JWT."},
+            "extra_plugins": [ProblemResponsesPlugin()],
         }
     )
     api.error_table = table
@@ -170,6 +177,7 @@ def create_base_app(
     app.add_url_rule("/healthz", "healthz", _healthz, methods=["GET"])
     app.add_url_rule("/readyz", "readyz", _readiness_view(dict(readiness or {})), methods=["GET"])
     app.add_url_rule("/metrics", "metrics", _metrics_view, methods=["GET"])
+    document_probes(api.spec, app)
     register_docs(app, title=f"docroute {service}", spec_url="/openapi.json")
     query_names: dict[tuple[str, str], frozenset[str]] = {}
 

@@ -140,6 +140,7 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
             common.amqp_url,
             delivery_limit=common.consumer_delivery_limit,
             timeout=common.publish_confirm_timeout,
+            service=messages.SERVICE,
         ),
         Periodic(
             "fixity sweep",

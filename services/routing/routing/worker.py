@@ -154,6 +154,7 @@ class RoutingWorker:
             stop,
             delivery_limit=common.consumer_delivery_limit,
             timeout=common.publish_confirm_timeout,
+            service="routing",
         ):
             return
         try:

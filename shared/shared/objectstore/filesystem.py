@@ -83,7 +83,7 @@ def _mkdirs_durably(directory: Path) -> None:
         current = current.parent
     for new in reversed(missing):
         try:
-            new.mkdir()
+            new.mkdir(mode=0o700)  # the stored documents are nobody else's business on this machine
         except FileExistsError:
             continue  # another thread or process made it (and syncs it)
         _fsync_dir(new.parent)
@@ -154,7 +154,7 @@ class FilesystemStore:
         fd = self._lock_files.get(bucket)
         if fd is None:
             fd = os.open(
-                self._bucket_dir(bucket) / BUCKET_LOCK, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+                self._bucket_dir(bucket) / BUCKET_LOCK, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
             )
             self._lock_files[bucket] = fd
         return fd
@@ -312,7 +312,7 @@ class FilesystemStore:
                 os.close(fd)
             actual = digest.hexdigest() if digest is not None else known
             check_received(bucket, key, size=size, sha256=sha256, received=written, digest=actual)
-            os.chmod(tmp, 0o444)
+            os.chmod(tmp, 0o400)  # read-only, and private
             meta = {
                 "key": key,
                 "size": written,
