@@ -16,9 +16,16 @@ import click
 from shared.auth import ROLES, issue_token
 from shared.settings import CommonSettings, SettingsError, ensure_dev_secret
 
+from docroute import seed
 from docroute.services import SERVICES, by_name
 
 SERVICE_NAMES = [spec.name for spec in SERVICES]
+# Where the console calls each service's API, in the order of SERVICES.
+CONSOLE_API_URLS = (
+    "DOCROUTE_CONSOLE_INTAKE_URL",
+    "DOCROUTE_CONSOLE_ROUTING_URL",
+    "DOCROUTE_CONSOLE_ARCHIVE_URL",
+)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,6 +34,17 @@ def _common() -> CommonSettings:
         return CommonSettings.from_env()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _private_state(common: CommonSettings) -> None:
+    """Keep what this process and its children create private: files 0600, folders 0700.
+
+    The data folder holds the development secret, the SQLite databases and the stored documents; none of it
+    is for the other accounts of the machine. An existing data folder is closed too.
+    """
+    os.umask(0o077)
+    common.data_dir.mkdir(parents=True, exist_ok=True)
+    common.data_dir.chmod(0o700)
 
 
 def _dev_secret(common: CommonSettings) -> str:
@@ -55,25 +73,61 @@ def main() -> None:
     "--base-port",
     default=SERVICES[0].port,
     show_default=True,
-    help="Port of intake; routing and archive take the next two.",
+    help="Port of intake; routing and archive take the next two, the console the one before.",
 )
-def run(host: str, base_port: int) -> None:
+@click.option(
+    "--empty",
+    is_flag=True,
+    envvar="DOCROUTE_EMPTY",
+    help="Start with no sample units, rules or directives (by default a new data folder gets the seed's).",
+)
+def run(host: str, base_port: int, empty: bool) -> None:
     from shared.logs import configure_logging
 
     from docroute import embedded
 
     common = _common()
+    _private_state(common)
     configure_logging(common.log_level)
     os.environ.setdefault("DOCROUTE_JWT_SECRET", _dev_secret(common))
+    samples = None if empty else seed.SeedFiles.find()
+    for name, value in (samples.environment() if samples else {}).items():
+        os.environ.setdefault(name, value)
     ports = {spec.name: base_port + i for i, spec in enumerate(SERVICES)}
+    for spec, variable in zip(SERVICES, CONSOLE_API_URLS, strict=True):
+        os.environ.setdefault(variable, f"http://{host}:{ports[spec.name]}")
     workers = embedded.prepare(host, ports)
+    console_port = base_port - 1
+    workers.append(embedded.console_server(host, console_port))
+    click.echo(f"Bàn làm việc (console)  http://{host}:{console_port}/")
     for spec in SERVICES:
         click.echo(f"{spec.name:8s} http://{host}:{ports[spec.name]}/docs")
     _print_tokens(os.environ["DOCROUTE_JWT_SECRET"])
     click.echo("Press Ctrl+C to stop.")
     from shared.runtime import run_all
 
-    run_all(workers, threading.Event())
+    stop = threading.Event()
+    if samples is not None:
+        urls = {name: f"http://{host}:{port}" for name, port in ports.items()}
+        threading.Thread(
+            target=_seed_directives, args=(samples, urls, stop), name="seed", daemon=True
+        ).start()
+    run_all(workers, stop)
+
+
+def _seed_directives(samples: seed.SeedFiles, urls: dict[str, str], stop: threading.Event) -> None:
+    """Registers the seed's directives once the APIs answer, and says what routing made of them."""
+    token = issue_token(os.environ["DOCROUTE_JWT_SECRET"], sub="seed", roles=["clerk", "auditor"])
+    try:
+        seeded = seed.register_samples(samples, intake=urls["intake"], routing=urls["routing"], token=token)
+    except (RuntimeError, OSError) as exc:
+        if not stop.is_set():
+            click.echo(f"seed: not loaded: {exc}", err=True)
+        return
+    if seeded:
+        click.echo("Registered the seed's directives (dates moved to today) and routed them:")
+        for item in seeded:
+            click.echo(f"  {seed.describe(item)}")
 
 
 @main.command(help="Run each service as gunicorn + worker processes against the servers named by DOCROUTE_*.")
@@ -91,6 +145,7 @@ def up(services: tuple[str, ...], no_migrate: bool, base_port: int) -> None:
         raise click.ClickException(
             "DOCROUTE_AMQP_URL: set it to the RabbitMQ URL; separate processes cannot share memory://"
         )
+    _private_state(common)
     env = dict(os.environ)
     env.setdefault("DOCROUTE_JWT_SECRET", _dev_secret(common))
     chosen = [by_name(name) for name in (services or SERVICE_NAMES)]
@@ -150,7 +205,11 @@ def _supervise(procs: list[subprocess.Popen[bytes]]) -> None:
 def token(roles: tuple[str, ...], unit: str | None, sub: str | None, ttl: int) -> None:
     if "unit" in roles and not unit:
         raise click.UsageError("--unit is required with --role unit")
-    secret = _dev_secret(_common())
+    common = _common()
+    if not 0 < ttl <= common.auth.max_lifetime:
+        # The services refuse a token living longer than DOCROUTE_JWT_MAX_LIFETIME: do not mint one.
+        raise click.UsageError(f"--ttl must be 1..{common.auth.max_lifetime} s (DOCROUTE_JWT_MAX_LIFETIME)")
+    secret = _dev_secret(common)
     subject = sub or f"cli-{roles[0]}"
     click.echo(issue_token(secret, sub=subject, roles=list(roles), unit=unit, ttl_seconds=ttl))
 

@@ -48,6 +48,13 @@ def prepare(host: str = "127.0.0.1", ports: Mapping[str, int] | None = None) -> 
     return workers
 
 
+def console_server(host: str, port: int) -> HttpServer:
+    """The console over the three APIs (their URLs come from the console's settings)."""
+    from console.app import create_app
+
+    return HttpServer("console", host, port, create_app())
+
+
 def run(host: str = "127.0.0.1", stop: threading.Event | None = None) -> None:
     """Runs everything until SIGINT/SIGTERM (or the given stop event)."""
     run_all(prepare(host), stop or threading.Event())

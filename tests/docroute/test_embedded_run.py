@@ -3,100 +3,65 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from embedded_runner import ROOT, Embedded, free_base_port, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCROUTE = ROOT / ".venv" / "bin" / "docroute"
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
 
 pytestmark = pytest.mark.e2e
 
 
-def _free_base_port() -> int:
-    import socket
-
-    for base in range(18100, 19000, 3):
-        ok = True
-        for port in range(base, base + 3):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no three consecutive free ports")
-
-
-class Embedded:
-    def __init__(self, data_dir: Path, base_port: int) -> None:
-        self.data_dir = data_dir
-        self.base_port = base_port
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DOCROUTE_")}
-        self.env["DOCROUTE_DATA_DIR"] = str(data_dir)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.output = data_dir / "run.log"
-
-    def url(self, index: int) -> str:
-        return f"http://127.0.0.1:{self.base_port + index}"
-
-    def start(self) -> None:
-        log = self.output.open("ab")
-        self.proc = subprocess.Popen(
-            [str(DOCROUTE), "run", "--base-port", str(self.base_port)], env=self.env, stdout=log, stderr=log
-        )
-        deadline = time.monotonic() + 60
-        for index in range(3):
-            while True:
-                assert self.proc.poll() is None, self.output.read_text(errors="replace")[-3000:]
-                try:
-                    if requests.get(self.url(index) + "/healthz", timeout=1).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                assert time.monotonic() < deadline, "embedded services did not come up"
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def token(self, role: str, unit: str | None = None) -> dict[str, str]:
-        args = [str(DOCROUTE), "token", "--role", role] + (["--unit", unit] if unit else [])
-        token = subprocess.run(args, env=self.env, check=True, capture_output=True, text=True).stdout.strip()
-        return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[Embedded]:
-    runner = Embedded(tmp_path, _free_base_port())
+    runner = Embedded(tmp_path, free_base_port(), "--empty")
     runner.start()
     yield runner
     runner.stop()
 
 
-def _wait_for(predicate, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
+@pytest.fixture
+def seeded(tmp_path: Path) -> Iterator[Embedded]:
+    runner = Embedded(tmp_path, free_base_port())
+    runner.start()
+    yield runner
+    runner.stop()
+
+
+def test_make_run_on_a_new_data_folder_routes_the_seed_and_archives_its_signed_pdfs(seeded: Embedded) -> None:
+    summary = wait_for(
+        lambda: "số đến 3" in (text := seeded.output.read_text(encoding="utf-8")) and text, timeout=60
+    )
+    # The seed dispatch: 24 units lead the i-Speed letter, 24 lead the food-safety plan with the health
+    # department coordinating, 13 lead the press guidance.
+    assert "120/KH-BCĐ → 25 tasks (24 chu_tri, 1 phoi_hop)" in summary
+    assert "1393/CVT-CL → 24 tasks (24 chu_tri)" in summary
+    assert "171-CV/BTGTU → 13 tasks (13 chu_tri)" in summary
+
+    clerk = seeded.token("clerk")
+    register = requests.get(seeded.url(0) + "/v1/directives", headers=clerk, timeout=5).json()
+    assert register["total"] == 3
+    auditor = seeded.token("auditor")
+    records = wait_for(
+        lambda: (
+            (body := requests.get(seeded.url(2) + "/v1/records", headers=auditor, timeout=5).json())["total"]
+            == 3
+            and body["items"]
+        )
+    )
+    # The sample PDFs are signed by the demo CA that the embedded archive trusts.
+    assert [record["signature_status"] for record in records] == ["valid"] * 3
+    signatures = [record["signature_report"]["signatures"][0] for record in records]
+    assert all(signature["trusted"] and signature["intact"] for signature in signatures), signatures
+
+    seeded.stop()
+    seeded.start()
+    # A restart adds nothing: the seed only fills an empty register.
+    again = requests.get(seeded.url(0) + "/v1/directives", headers=clerk, timeout=5).json()
+    assert again["total"] == 3
 
 
 def test_make_run_serves_all_three_and_routes_a_directive_and_keeps_state(embedded: Embedded) -> None:
@@ -134,12 +99,12 @@ def test_make_run_serves_all_three_and_routes_a_directive_and_keeps_state(embedd
         response = requests.get(progress_url, headers=clerk, timeout=5)
         return response.json() if response.ok and response.json().get("tasks") else None
 
-    progress = _wait_for(routed)
+    progress = wait_for(routed)
     assert len(progress["tasks"]) == 24  # every unit in bao-chi, ttdt and phong-vhtt
 
     # And archive copies the signed attachment into its WORM store.
     auditor = embedded.token("auditor")
-    records = _wait_for(
+    records = wait_for(
         lambda: requests.get(
             f"{embedded.url(2)}/v1/records", params={"directive": directive["id"]}, headers=auditor, timeout=5
         ).json()["items"]

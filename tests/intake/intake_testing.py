@@ -17,14 +17,15 @@ from intake.api.deps import Deps
 from intake.settings import Settings
 from shared.auth import issue_token
 
+from docroute import demo_pdfs
+
 JWT_SECRET = "intake-test-secret-0123456789abcdef"
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "directives"
 SAMPLE_NAMES = ("1393-CVT-CL", "171-CV-BTGTU", "120-KH-BCD")
 
 
 def minimal_pdf(text: str = "docroute") -> bytes:
-    body = f"1 0 obj\n<< /Type /Catalog >>\nendobj\n% {text}\n".encode()
-    return b"%PDF-1.4\n" + body + b"trailer\n<< /Root 1 0 R >>\n%%EOF\n"
+    return demo_pdfs.minimal_pdf(text)
 
 
 def sample(name: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.db import make_engine
-from shared.objectstore import make_store
+from shared.objectstore import AdvisoryKeyLock, make_store
 from sqlalchemy.engine import Engine
 
 from archive.adapters.retention_config import load_policy
@@ -24,7 +24,11 @@ class ArchiveDeps:
 
 
 def build_deps(settings: Settings) -> ArchiveDeps:
-    store = make_store(settings.common)
+    engine = make_engine(settings.database_url)
+    # The archive's own serialisation point for stores that stack versions despite If-None-Match (RGW):
+    # every archive process shares the PostgreSQL database, so its advisory locks order their writes.
+    key_lock = AdvisoryKeyLock(engine) if engine.dialect.name == "postgresql" else None
+    store = make_store(settings.common, key_lock=key_lock)
     vault = Vault(
         store=store,
         archive_bucket=settings.archive_bucket,
@@ -32,7 +36,7 @@ def build_deps(settings: Settings) -> ArchiveDeps:
         retention=load_policy(settings.retention_classes),
     )
     return ArchiveDeps(
-        engine=make_engine(settings.database_url),
+        engine=engine,
         vault=vault,
         verifier=SignatureVerifier.from_bundle(settings.trust_store),
     )

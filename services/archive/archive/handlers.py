@@ -73,7 +73,18 @@ class Vault:
     retention: RetentionPolicy
 
     def ensure_ready(self) -> None:
+        """Makes (or checks) the object-lock bucket; StoreLacksCapability when the store cannot keep the
+        archive's guarantees (no second version, verified bytes, enforced retention)."""
         self.store.ensure_bucket(self.archive_bucket, object_lock=True)
+
+    def store_report(self) -> dict[str, Any]:
+        """What the store does and how the archive's writes keep their guarantees on it (for /readyz);
+        StoreUnavailable or StoreLacksCapability when it cannot serve the archive."""
+        self.store.ping()
+        return {
+            "capabilities": self.store.capabilities().as_dict(),
+            "write_plan": self.store.write_plan(object_lock=True).as_dict(),
+        }
 
 
 def _emit(conn: Connection, event: str, payload: dict[str, Any]) -> None:

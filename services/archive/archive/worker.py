@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -18,8 +19,9 @@ from shared.messaging import (
     Subscription,
     database_probe,
 )
+from shared.objectstore import StoreLacksCapability
 from shared.outbox import OutboxPublisher, OutboxRelay
-from shared.runtime import Periodic, Worker, run_all, worker_main
+from shared.runtime import Periodic, Worker, WorkerFailed, run_all, worker_main
 
 from archive import handlers, messages
 from archive.adapters.db import outbox
@@ -153,6 +155,7 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
             common.amqp_url,
             delivery_limit=common.consumer_delivery_limit,
             timeout=common.publish_confirm_timeout,
+            service=messages.SERVICE,
         ),
         Periodic(
             "fixity sweep",
@@ -167,7 +170,14 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
 
 
 def main() -> None:
-    worker_main(messages.SERVICE, Settings.from_env, build_worker)
+    try:
+        worker_main(messages.SERVICE, Settings.from_env, build_worker)
+    except WorkerFailed as exc:
+        if isinstance(exc.__cause__, StoreLacksCapability):
+            # Not a crash to debug but a store that cannot keep the archive's guarantees: say which, once.
+            print(f"archive worker: refusing to start: {exc.__cause__}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from shared.messaging.publishing import BatchResult, OutgoingMessage, Publisher,
 from shared.messaging.relay import RelayWorker
 from shared.messaging.topology import (
     UNROUTED_MAX_LENGTH,
+    TopologyNotReady,
     declare_consumer_queue,
     declare_events_exchange,
     declare_topology,
@@ -53,6 +54,7 @@ __all__ = [
     "Publisher",
     "RelayWorker",
     "Subscription",
+    "TopologyNotReady",
     "Unroutable",
     "body_bytes",
     "classify_failure",

@@ -23,7 +23,7 @@ from shared import metrics
 from shared.envelope import Envelope, MalformedMessage
 from shared.health import HEALTH, DependencyHealth
 from shared.logs import correlation_scope
-from shared.messaging.broker import body_bytes, connection_errors, header_int, is_amqp_url, safe_url
+from shared.messaging.broker import body_bytes, header_int, is_amqp_url, safe_url
 from shared.messaging.keepalive import HeartbeatKeeper
 from shared.messaging.outages import (
     BROKER,
@@ -34,7 +34,7 @@ from shared.messaging.outages import (
     ProbeRunner,
     classify_failure,
 )
-from shared.messaging.topology import declare_consumer_queue, quorum_args
+from shared.messaging.topology import declare_consumer_queue, quorum_args, retryable_errors
 from shared.naming import DEAD_LETTER_EXCHANGE, dlq_name
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ class EventConsumer(ConsumerMixin):
             try:
                 self.declare()
                 return
-            except connection_errors():
+            except retryable_errors():
                 log.exception("declaring consumer queues failed; retrying", extra={"url": safe_url(self.url)})
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)

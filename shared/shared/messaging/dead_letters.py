@@ -17,7 +17,7 @@ from kombu.transport.base import Message
 from shared.envelope import Envelope, MalformedMessage
 from shared.messaging.broker import body_bytes, open_channel
 from shared.messaging.publishing import Publisher
-from shared.naming import dlq_name
+from shared.naming import dlq_name, replay_exchange
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,11 @@ def list_dlq(url: str, queue: str, limit: int = 50) -> list[DeadLetter]:
 
 
 def replay_dlq(url: str, queue: str, limit: int = 50, *, confirm_timeout: float = 5.0) -> int:
-    """Republish up to `limit` dead letters of `queue` to their original exchange and routing key.
+    """Republish up to `limit` dead letters of `queue` to the queue they died in.
 
+    They go through the owning service's replay exchange (`<owner>.replay`, key: the queue name), so only
+    that queue gets them again and the owner's broker user needs no write right on another service's
+    exchange; a dead letter that does not name its queue goes back to its original exchange and key.
     Each message is acked from the DLQ only after the broker confirmed the republish; returns the count.
     """
     replayed = 0
@@ -128,9 +131,12 @@ def replay_dlq(url: str, queue: str, limit: int = 50, *, confirm_timeout: float 
             message_id = (message.properties or {}).get("message_id") or (
                 dead.envelope.id if dead.envelope else ""
             )
+            exchange, routing_key = (
+                (replay_exchange(dead.queue), dead.queue) if dead.queue else (dead.exchange, dead.routing_key)
+            )
             publisher.publish(
-                exchange=dead.exchange,
-                routing_key=dead.routing_key,
+                exchange=exchange,
+                routing_key=routing_key,
                 body=dead.body,
                 message_id=str(message_id),
                 headers=headers,

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
+import amqp.exceptions
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
@@ -23,11 +25,26 @@ from shared.naming import (
     events_exchange,
     is_events_exchange,
     queue_name,
+    replay_exchange,
     unit_queue,
     unrouted_name,
 )
 
 log = logging.getLogger(__name__)
+
+
+class TopologyNotReady(Exception):
+    """A name this service needs, but whose broker user may not declare it, does not exist yet.
+
+    Each service's broker user may declare only its own exchanges and queues; another service's (or the
+    deployment's) declaration creates the rest. Callers retry until it exists.
+    """
+
+
+def retryable_errors() -> tuple[type[BaseException], ...]:
+    """What a start-up declaration waits out: the broker away, or a name its owner has not declared yet."""
+    return (*connection_errors(), TopologyNotReady)
+
 
 #: How many unrouted events an events exchange's alternate queue keeps (the oldest are dropped first).
 UNROUTED_MAX_LENGTH = 100_000
@@ -45,6 +62,32 @@ def quorum_args(conn: Connection, queue: str, delivery_limit: int) -> dict[str, 
     }
 
 
+def _declare_or_check(conn: Connection, kind: str, name: str, declare: Callable[[Any], None]) -> None:
+    """Declare `name` (an exchange or a queue) with `declare`; if this broker user may not, check it exists.
+
+    A service's broker user holds configure rights on its own names only (deploy/k8s rabbitmq.yaml). What
+    it needs of another service's (the exchange it consumes from, the queues its events go to) is declared
+    by that service or by the deployment; here it only waits for it to exist (a passive declare needs no
+    rights). Raises TopologyNotReady while it does not.
+    """
+    try:
+        with open_channel(conn) as channel:
+            declare(channel)
+        return
+    except amqp.exceptions.AccessRefused:
+        log.debug("may not declare %s %s; checking that it exists", kind, name)
+    try:
+        with open_channel(conn) as channel:
+            if kind == "exchange":
+                channel.exchange_declare(exchange=name, type="topic", passive=True)
+            else:
+                channel.queue_declare(queue=name, passive=True)
+    except amqp.exceptions.NotFound:
+        raise TopologyNotReady(
+            f"{kind} {name} does not exist yet (its owner declares it; this broker user may not)"
+        ) from None
+
+
 def _topic_exchange(conn: Connection, name: str) -> Exchange:
     """Declare a topic exchange; an events exchange gets its alternate exchange and unrouted queue.
 
@@ -53,17 +96,21 @@ def _topic_exchange(conn: Connection, name: str) -> Exchange:
     them for an operator (bounded in length), and the publish counts as routed.
     """
     arguments: dict[str, Any] | None = None
-    with open_channel(conn) as channel:
-        if is_events_exchange(name) and conn.transport.driver_type == "amqp":
+    if is_events_exchange(name) and conn.transport.driver_type == "amqp":
+        arguments = {"alternate-exchange": unrouted_name(name)}
+
+    def declare(channel: Any) -> None:
+        if arguments is not None:
             unrouted = unrouted_name(name)
             fallback = Exchange(unrouted, type="fanout", durable=True)
             fallback(channel).declare()
             keep = {"x-queue-type": "quorum", "x-max-length": UNROUTED_MAX_LENGTH, "x-overflow": "drop-head"}
             Queue(unrouted, exchange=fallback, durable=True, queue_arguments=keep)(channel).declare()
-            arguments = {"alternate-exchange": unrouted}
-        exchange = Exchange(name, type="topic", durable=True, arguments=arguments)
-        exchange(channel).declare()
-    return exchange
+        Exchange(name, type="topic", durable=True, arguments=arguments)(channel).declare()
+
+    _declare_or_check(conn, "exchange", name, declare)
+    # Whoever binds to it next only asserts that it exists: binding needs no configure right on it.
+    return Exchange(name, type="topic", durable=True, arguments=arguments, passive=True)
 
 
 def declare_events_exchange(conn: Connection, service: str) -> Exchange:
@@ -71,15 +118,20 @@ def declare_events_exchange(conn: Connection, service: str) -> Exchange:
     return _topic_exchange(conn, events_exchange(service))
 
 
-def declare_topology(conn: Connection, *, delivery_limit: int = 5) -> None:
-    """Declare every events exchange and every consumer queue of the system (idempotent).
+def declare_topology(conn: Connection, *, delivery_limit: int = 5, service: str | None = None) -> None:
+    """Declare the events exchanges and consumer queues of the system (idempotent).
 
     Every worker calls it before its first publish, so that no start-up order can publish an event
-    before the queues that must receive it exist.
+    before the queues that must receive it exist. With `service`, only what that service takes part in:
+    its own events exchange, the queues it consumes, and the queues its events go to; under a per-service
+    broker user the names it may not declare are waited for (TopologyNotReady) instead.
     """
-    for service in PRODUCERS:
-        declare_events_exchange(conn, service)
+    for producer in PRODUCERS:
+        if service is None or producer == service:
+            declare_events_exchange(conn, producer)
     for consumer, source, event, version in SUBSCRIPTIONS:
+        if service is not None and service not in (consumer, source):
+            continue
         declare_consumer_queue(
             conn,
             queue_name(consumer, source, event),
@@ -90,30 +142,43 @@ def declare_topology(conn: Connection, *, delivery_limit: int = 5) -> None:
 
 
 def wait_for_topology(
-    url: str, stop: threading.Event, *, delivery_limit: int, timeout: float = 5.0, max_backoff: float = 5.0
+    url: str,
+    stop: threading.Event,
+    *,
+    delivery_limit: int,
+    timeout: float = 5.0,
+    max_backoff: float = 5.0,
+    service: str | None = None,
 ) -> bool:
-    """Declare the topology, retrying with backoff while the broker is away; False if stopped first."""
+    """Declare the topology, retrying with backoff while the broker (or a name we need) is away; False if
+    stopped first."""
     backoff = 0.2
     while not stop.is_set():
         try:
             with Connection(url, connect_timeout=timeout) as conn:
-                declare_topology(conn, delivery_limit=delivery_limit)
+                declare_topology(conn, delivery_limit=delivery_limit, service=service)
             return True
-        except connection_errors() as exc:
+        except retryable_errors() as exc:
             log.warning("cannot declare the broker topology yet (%s); retrying in %.1fs", exc, backoff)
             stop.wait(backoff)
             backoff = min(backoff * 2, max_backoff)
     return False
 
 
-def _declare_dead_letter(channel: Any, conn: Connection, queue: str) -> None:
-    dlx = Exchange(DEAD_LETTER_EXCHANGE, type="direct", durable=True)
-    dlx(channel).declare()
+def _declare_dead_letter(conn: Connection, queue: str) -> Exchange:
+    """Ensure docroute.dlx and the `<queue>.dlq` bound to it; the passive reference to docroute.dlx."""
+
+    def declare_dlx(channel: Any) -> None:
+        Exchange(DEAD_LETTER_EXCHANGE, type="direct", durable=True)(channel).declare()
+
+    _declare_or_check(conn, "exchange", DEAD_LETTER_EXCHANGE, declare_dlx)
+    dlx = Exchange(DEAD_LETTER_EXCHANGE, type="direct", durable=True, passive=True)
     quorum = {"x-queue-type": "quorum"} if conn.transport.driver_type == "amqp" else None
     dlq = Queue(
         dlq_name(queue), exchange=dlx, routing_key=dlq_name(queue), durable=True, queue_arguments=quorum
     )
-    dlq(channel).declare()
+    _declare_or_check(conn, "queue", dlq.name, lambda channel: dlq(channel).declare())
+    return dlx
 
 
 def _declare_queue(
@@ -126,10 +191,23 @@ def _declare_queue(
         durable=True,
         queue_arguments=quorum_args(conn, queue, delivery_limit),
     )
-    with open_channel(conn) as channel:
-        _declare_dead_letter(channel, conn, queue)
+    _declare_dead_letter(conn, queue)
+
+    def declare(channel: Any) -> None:
         declared(channel).declare()
-    return declared
+        # Its owner replays its dead letters through its own replay exchange, to this queue only.
+        replay = Exchange(replay_exchange(queue), type="direct", durable=True)
+        replay(channel).declare()
+        channel.queue_bind(queue=queue, exchange=replay.name, routing_key=queue)
+
+    _declare_or_check(conn, "queue", queue, declare)
+    return Queue(
+        queue,
+        exchange=Exchange(exchange.name, type=exchange.type, durable=True, passive=True),
+        routing_key=routing_key,
+        durable=True,
+        queue_arguments=quorum_args(conn, queue, delivery_limit),
+    )
 
 
 def declare_consumer_queue(
@@ -137,8 +215,10 @@ def declare_consumer_queue(
 ) -> Queue:
     """Declare `queue` (quorum, at most `delivery_limit` deliveries) bound to the topic `exchange`.
 
-    It dead-letters to DEAD_LETTER_EXCHANGE with routing key `<queue>.dlq`, where `<queue>.dlq` is bound.
-    The exchange is declared too (idempotent), so a consumer may start before the producer.
+    It dead-letters to DEAD_LETTER_EXCHANGE with routing key `<queue>.dlq`, where `<queue>.dlq` is bound,
+    and is bound to its owner's replay exchange with its own name as key. The exchange is declared too
+    (idempotent; only checked when this broker user may not declare it), so a consumer may start before
+    the producer.
     """
     topic = _topic_exchange(conn, exchange)
     return _declare_queue(conn, queue, topic, routing_key, delivery_limit)

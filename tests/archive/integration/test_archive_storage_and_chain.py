@@ -1,5 +1,5 @@
-"""Against the real servers: WORM retention on moto S3 and the filesystem, fixity on S3, the audit chain on
-PostgreSQL (edited rows, rewritten history vs. checkpoints, concurrent appends)."""
+"""Against the real servers: WORM retention on moto S3, Ceph RGW and the filesystem, fixity on S3, the
+audit chain on PostgreSQL (edited rows, rewritten history vs. checkpoints, concurrent appends)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from archive_testkit import STAGING, directive_event, make_vault, stage
 from minio import Minio
 from minio.error import S3Error
 from shared.db import make_engine
-from shared.objectstore import ObjectLocked, S3Store
+from shared.objectstore import AdvisoryKeyLock, ObjectLocked, S3Store
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +42,29 @@ def pg_engine(pg_url):
 
 
 @pytest.fixture
-def s3(s3_endpoint):
-    """An S3Store plus a raw minio client (the intruder), with fresh buckets per test."""
-    store = S3Store(s3_endpoint, "testing", "testing", secure=False, region="us-east-1")
+def s3(s3_server, pg_engine):
+    """An S3Store (with the archive's PostgreSQL key lock, as build_deps gives it) plus a raw minio client
+    (the intruder), with fresh buckets per test; on moto and on Ceph RGW."""
+    server = s3_server
+    store = S3Store(
+        server.endpoint,
+        server.access_key,
+        server.secret_key,
+        secure=False,
+        region=server.region,
+        key_lock=AdvisoryKeyLock(pg_engine),
+    )
     suffix = uuid.uuid4().hex[:8]
     staging, archive = f"stg-{suffix}", f"arc-{suffix}"
     store.ensure_bucket(staging)
     store.ensure_bucket(archive, object_lock=True)
-    raw = Minio(s3_endpoint, access_key="testing", secret_key="testing", secure=False, region="us-east-1")
+    raw = Minio(
+        server.endpoint,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        secure=False,
+        region=server.region,
+    )
     return store, staging, archive, raw
 
 

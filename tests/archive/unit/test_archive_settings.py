@@ -19,8 +19,20 @@ def test_development_defaults(tmp_path):
     assert settings.consumers == 1
 
 
+# Production refuses the embedded defaults (memory://, filesystem store, SQLite) and a predictable secret.
+PRODUCTION = {
+    "DOCROUTE_ENV": "production",
+    "DOCROUTE_JWT_SECRET": "9b1f4e7a2c5d8f0b3e6a9c2d5f8b1e4a7c0d3f6b9e2a5c8d1f4b7e0a3c6d9f2b",
+    "DOCROUTE_AMQP_URL": "amqps://svc-archive:pw@mq.example:5671/docroute",
+    "DOCROUTE_S3_ENDPOINT": "minio.example:9000",
+    "DOCROUTE_S3_ACCESS_KEY": "archive",
+    "DOCROUTE_S3_SECRET_KEY": "archive-secret",
+    "DOCROUTE_ARCHIVE_DATABASE_URL": "postgresql://archive@pg/archive",
+}
+
+
 def test_production_defaults_to_compliance(tmp_path):
-    settings = Settings.from_env({**BASE, "DOCROUTE_ENV": "production", "DOCROUTE_DATA_DIR": str(tmp_path)})
+    settings = Settings.from_env({**PRODUCTION, "DOCROUTE_DATA_DIR": str(tmp_path)})
     assert settings.lock_mode == "COMPLIANCE"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
+from shared.query import SafeAwareDateTime, page_number, page_size
 
 MAX_PER_PAGE = 200
 
@@ -13,8 +14,8 @@ class _Query(Schema):
 
 
 class PageQuery(_Query):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PER_PAGE))
+    page = page_number()
+    per_page = page_size(50, MAX_PER_PAGE)
 
 
 class RecordQuery(PageQuery):
@@ -30,8 +31,8 @@ class RecordQuery(PageQuery):
 class AuditQuery(PageQuery):
     directive = fields.String()
     actor = fields.String()
-    since = fields.AwareDateTime()
-    until = fields.AwareDateTime()
+    since = SafeAwareDateTime()
+    until = SafeAwareDateTime()
 
 
 class SignatureOut(Schema):

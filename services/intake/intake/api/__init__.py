@@ -11,6 +11,9 @@ from sqlalchemy.exc import OperationalError
 
 from intake.api.deps import Deps, build_deps
 from intake.api.directives import blp
+from intake.api.edxml import blp as edxml_blp
+from intake.api.lifecycle import blp as lifecycle_blp
+from intake.domain.edxml import InvalidPacket
 from intake.domain.errors import (
     AttachmentNotFound,
     AttachmentTooLarge,
@@ -20,12 +23,15 @@ from intake.domain.errors import (
     InvalidMetadata,
     StateSecretRefused,
 )
+from intake.lifecycle import LifecycleConflict
 from intake.settings import SERVICE, Settings
 
 __all__ = ["Deps", "build_deps", "create_app"]
 
 ERRORS: ErrorTable = {
     InvalidMetadata: (422, "invalid-metadata", "Invalid directive metadata"),
+    InvalidPacket: (422, "invalid-edxml-packet", "Not an edXML packet docroute can take"),
+    LifecycleConflict: (409, "lifecycle-conflict", "The directive's state does not allow this"),
     StateSecretRefused: (422, "state-secret-refused", "State-secret documents are not accepted"),
     InvalidAttachment: (422, "invalid-attachment", "Invalid attachment"),
     AttachmentTooLarge: (413, "attachment-too-large", "Attachment too large"),
@@ -54,6 +60,8 @@ def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Fl
     )
     app.extensions["intake"] = deps
     api.register_blueprint(blp)
+    api.register_blueprint(edxml_blp)
+    api.register_blueprint(lifecycle_blp)
 
     retry_after = str(settings.retry_after)
 

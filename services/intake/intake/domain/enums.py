@@ -21,3 +21,5 @@ class Confidentiality(StrEnum):
 
 class DirectiveStatus(StrEnum):
     REGISTERED = "registered"
+    REVOKED = "revoked"
+    REPLACED = "replaced"

@@ -1,0 +1,165 @@
+"""The văn thư's pages: the incoming register (sổ đăng ký văn bản đến), registering a directive, and a
+directive's own page with its files and every unit's task."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
+
+from console.app import api, requires
+from console.client import ApiError
+
+blueprint = Blueprint("clerk", __name__)
+
+READERS = ("clerk", "submitter", "auditor", "admin")
+FORM_FIELDS = (
+    "issuer_name", "issuer_code", "number", "document_type", "issued_date", "place", "subject", "content",
+    "urgency", "due_date", "page_amount", "to_places", "signer_competence", "signer_position", "signer_name",
+)  # fmt: skip
+# The API names fields by the metadata's JSON paths; the form by flat names.
+API_FIELD = {
+    "issuer.name": "issuer_name",
+    "issuer.code": "issuer_code",
+    "signer.competence": "signer_competence",
+    "signer.position": "signer_position",
+    "signer.full_name": "signer_name",
+}
+
+
+@blueprint.get("/so-den")
+@requires(*READERS)
+def register() -> str:
+    args = request.args
+    year = args.get("year", "").strip()
+    params: dict[str, Any] = {
+        "q": args.get("q"),
+        "issuer": args.get("issuer"),
+        "number": args.get("number"),
+        "document_type": args.get("document_type"),
+        "page": args.get("page", type=int) or 1,
+        "per_page": 25,
+    }
+    if year.isdigit():
+        params |= {"arrival_from": f"{year}-01-01", "arrival_to": f"{year}-12-31"}
+    page = api().get("intake", "/v1/directives", params)
+    pages = max(1, -(-int(page["total"]) // int(page["per_page"])))
+    return render_template(
+        "register.html", page=page, pages=pages, filters=args, year=year or str(date.today().year)
+    )
+
+
+@blueprint.get("/so-den.csv")
+@requires("clerk", "auditor", "admin")
+def register_csv() -> Response:
+    year = request.args.get("year", str(date.today().year))
+    download = api().download("intake", f"/v1/register.csv?year={int(year)}")
+    return Response(
+        download.content,
+        content_type=download.content_type,
+        headers={"Content-Disposition": f"attachment; filename=so-den-{int(year)}.csv"},
+    )
+
+
+def _metadata(form: Any) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "issuer": {"name": form.get("issuer_name", "")},
+        "number": form.get("number", ""),
+        "issued_date": form.get("issued_date", ""),
+        "subject": form.get("subject", ""),
+        "urgency": form.get("urgency") or "thuong",
+        "confidentiality": "thuong",
+    }
+    optional = {
+        "document_type": form.get("document_type"),
+        "place": form.get("place"),
+        "content": form.get("content"),
+        "due_date": form.get("due_date"),
+    }
+    metadata |= {key: value for key, value in optional.items() if value}
+    if form.get("issuer_code"):
+        metadata["issuer"]["code"] = form["issuer_code"]
+    if form.get("page_amount"):
+        metadata["page_amount"] = (
+            int(form["page_amount"]) if form["page_amount"].isdigit() else form["page_amount"]
+        )
+    places = [line.strip() for line in form.get("to_places", "").splitlines() if line.strip()]
+    if places:
+        metadata["to_places"] = places
+    signer = {
+        "competence": form.get("signer_competence"),
+        "position": form.get("signer_position"),
+        "full_name": form.get("signer_name"),
+    }
+    if any(signer.values()):
+        metadata["signer"] = {key: value for key, value in signer.items() if value}
+    return metadata
+
+
+@blueprint.get("/so-den/moi")
+@requires("clerk", "submitter")
+def new_directive() -> str:
+    return render_template("register_new.html", values={}, errors={}, message=None)
+
+
+@blueprint.post("/so-den/moi")
+@requires("clerk", "submitter")
+def new_directive_post() -> Response | tuple[str, int]:
+    values = {name: request.form.get(name, "") for name in FORM_FIELDS}
+    files = [
+        ("files", (upload.filename or "tep", upload.read(), upload.mimetype or "application/octet-stream"))
+        for upload in request.files.getlist("files")
+        if upload.filename
+    ]
+    metadata = json.dumps(_metadata(request.form), ensure_ascii=False)
+    try:
+        created = api().post(
+            "intake",
+            "/v1/directives",
+            data={"metadata": metadata},
+            files=files,
+            headers={"Idempotency-Key": request.form.get("idempotency_key") or ""}
+            if request.form.get("idempotency_key")
+            else None,
+        )
+    except ApiError as exc:
+        if exc.status not in (409, 413, 415, 422):
+            raise
+        errors: dict[str, list[str]] = {}
+        for name, messages in exc.field_errors.items():
+            key = API_FIELD.get(name, "files" if name.startswith(("files", "attachments")) else name)
+            errors.setdefault(key, []).extend(messages)
+        return render_template(
+            "register_new.html", values=values, errors=errors, message=str(exc)
+        ), exc.status
+    return redirect(url_for("clerk.directive", directive_id=created["id"], created=1))
+
+
+@blueprint.get("/van-ban/<directive_id>")
+@requires(*READERS)
+def directive(directive_id: str) -> str:
+    client = api()
+    found = client.get("intake", f"/v1/directives/{directive_id}")
+    progress = None
+    if g.person.has("clerk", "auditor", "admin"):
+        try:
+            progress = client.get("routing", f"/v1/directives/{directive_id}/progress")
+        except ApiError as exc:
+            if exc.status != 404:  # not routed yet
+                raise
+    return render_template(
+        "directive.html", directive=found, progress=progress, created=request.args.get("created")
+    )
+
+
+@blueprint.get("/van-ban/<directive_id>/tep/<attachment_id>")
+@requires(*READERS)
+def attachment(directive_id: str, attachment_id: str) -> Response:
+    download = api().download("intake", f"/v1/directives/{directive_id}/attachments/{attachment_id}")
+    return Response(
+        download.content,
+        content_type=download.content_type,
+        headers={"Content-Disposition": "attachment", "X-Content-Type-Options": "nosniff"},
+    )
