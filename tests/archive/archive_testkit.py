@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archive.adapters.retention_config import load_policy
-from archive.handlers import Vault
+from archive.common import Vault
 from archive.settings import PACKAGED_RETENTION
 from shared.envelope import Envelope
 from shared.objectstore import ObjectStore

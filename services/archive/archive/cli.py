@@ -9,7 +9,7 @@ from typing import Any
 import click
 from shared.settings import SettingsError
 
-from archive import handlers
+from archive import audit as audit_chain
 from archive.deps import ArchiveDeps, build_deps
 from archive.domain.errors import ArchiveError
 from archive.settings import Settings
@@ -31,7 +31,7 @@ def audit() -> None:
 def verify() -> None:
     deps = _deps()
     try:
-        result = handlers.verify_audit(engine=deps.engine, vault=deps.vault)
+        result = audit_chain.verify_audit(engine=deps.engine, vault=deps.vault)
     finally:
         deps.engine.dispose()
     chain = result.chain

@@ -9,7 +9,7 @@ from shared.objectstore import make_store
 from sqlalchemy.engine import Engine
 
 from archive.adapters.retention_config import load_policy
-from archive.handlers import Vault
+from archive.common import Vault
 from archive.settings import Settings
 from archive.signatures import SignatureVerifier
 

@@ -16,9 +16,10 @@ import bagit
 from sqlalchemy.engine import Engine
 
 from archive.adapters import audit_log, repository
+from archive.common import Clock, Vault, utcnow
 from archive.domain.audit import AuditEvent, utc_text
 from archive.domain.errors import DirectiveNotFound, FixityFailed
-from archive.handlers import Clock, Vault, check_record_row, record_fixity_outcome, utcnow
+from archive.fixity import check_record_row, record_fixity_outcome
 
 Progress = Callable[[int, int, str], None]
 _UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)

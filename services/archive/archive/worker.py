@@ -12,7 +12,8 @@ from shared.messaging import EventConsumer, Publisher, RelayWorker, Subscription
 from shared.outbox import OutboxPublisher, OutboxRelay
 from shared.runtime import Periodic, Worker, run_all, worker_main
 
-from archive import handlers, messages
+from archive import archiving, fixity, history, messages
+from archive import audit as audit_chain
 from archive.adapters.db import outbox
 from archive.deps import ArchiveDeps, build_deps
 from archive.settings import Settings
@@ -46,18 +47,18 @@ def subscriptions(deps: ArchiveDeps) -> list[Subscription]:
     """One queue per consumed event, named archive.<source>.<event>."""
 
     def on_directive(envelope: Envelope) -> None:
-        handlers.handle_directive_registered(
+        archiving.handle_directive_registered(
             envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier
         )
 
     def on_task(envelope: Envelope) -> None:
-        handlers.handle_task_event(envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier)
+        history.handle_task_event(envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier)
 
     def on_assigned(envelope: Envelope) -> None:
-        handlers.handle_tasks_assigned(envelope, engine=deps.engine)
+        history.handle_tasks_assigned(envelope, engine=deps.engine)
 
     def on_acknowledged(envelope: Envelope) -> None:
-        handlers.handle_tasks_acknowledged(envelope, engine=deps.engine)
+        history.handle_tasks_acknowledged(envelope, engine=deps.engine)
 
     special = {
         messages.DIRECTIVE_REGISTERED: on_directive,
@@ -85,7 +86,7 @@ class ArchiveWorker:
     parts: list[Worker] = field(default_factory=list)
 
     def fixity_round(self) -> None:
-        summary = handlers.run_fixity_sweep(
+        summary = fixity.run_fixity_sweep(
             engine=self.deps.engine, vault=self.deps.vault, period_seconds=self.settings.fixity_period_seconds
         )
         FIXITY_CHECKED.inc(summary.checked)
@@ -93,7 +94,7 @@ class ArchiveWorker:
         FIXITY_LAST_RUN.set_to_current_time()
 
     def checkpoint_round(self) -> None:
-        result = handlers.write_checkpoint(engine=self.deps.engine, vault=self.deps.vault)
+        result = audit_chain.write_checkpoint(engine=self.deps.engine, vault=self.deps.vault)
         AUDIT_ENTRIES.set(result.chain.count)
         AUDIT_CHAIN_OK.set(1 if result.ok else 0)
 

@@ -12,7 +12,9 @@ import bagit
 import pytest
 import sqlalchemy as sa
 from archive.adapters.db import audit_entries, outbox
-from archive.handlers import handle_directive_registered, handle_task_event, run_fixity_sweep
+from archive.archiving import handle_directive_registered
+from archive.fixity import run_fixity_sweep
+from archive.history import handle_task_event
 from archive_testkit import ARCHIVE, directive_event, task_event
 
 

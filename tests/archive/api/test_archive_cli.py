@@ -6,8 +6,9 @@ import bagit
 import pytest
 import sqlalchemy as sa
 from archive.adapters.db import audit_entries, migrate
+from archive.archiving import handle_directive_registered
+from archive.audit import write_checkpoint
 from archive.cli import archive, audit
-from archive.handlers import handle_directive_registered, write_checkpoint
 from archive_testkit import ARCHIVE, STAGING, directive_event, make_vault, stage
 from click.testing import CliRunner
 from shared.db import make_engine

@@ -15,15 +15,12 @@ import pytest
 import sqlalchemy as sa
 from archive.adapters import audit_log
 from archive.adapters.db import audit_entries, migrate, records
+from archive.archiving import handle_directive_registered
+from archive.audit import verify_audit, write_checkpoint
 from archive.domain.audit import AuditEvent, next_entry, utc_text
 from archive.domain.errors import FixityFailed
-from archive.handlers import (
-    check_fixity,
-    handle_directive_registered,
-    read_verified_content,
-    verify_audit,
-    write_checkpoint,
-)
+from archive.fixity import check_fixity
+from archive.records import read_verified_content
 from archive_testkit import STAGING, directive_event, make_vault, stage
 from minio import Minio
 from minio.error import S3Error

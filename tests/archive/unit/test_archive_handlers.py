@@ -12,12 +12,8 @@ import pytest
 import sqlalchemy as sa
 from archive.adapters import audit_log
 from archive.adapters.db import audit_entries, outbox, records, task_events
-from archive.handlers import (
-    handle_directive_registered,
-    handle_task_event,
-    handle_tasks_acknowledged,
-    handle_tasks_assigned,
-)
+from archive.archiving import handle_directive_registered
+from archive.history import handle_task_event, handle_tasks_acknowledged, handle_tasks_assigned
 from archive_testkit import ARCHIVE, STAGING, directive_event, task_event
 from shared.envelope import Envelope
 from shared.messaging import PermanentError
@@ -191,10 +187,10 @@ class PutRecordingStore(CountingStore):
 def test_the_archive_put_takes_the_digest_of_the_verified_read(
     monkeypatch, engine, vault, verifier, samples, stage_file, in_memory
 ):
-    from archive import handlers
+    from archive import archiving
 
     if not in_memory:
-        monkeypatch.setattr(handlers, "ARCHIVE_SPOOL_IN_MEMORY", 1024)  # the sample is larger: to disk
+        monkeypatch.setattr(archiving, "ARCHIVE_SPOOL_IN_MEMORY", 1024)  # the sample is larger: to disk
     staged = stage_file(samples.valid, "đã xác minh.pdf")
     recording = PutRecordingStore(vault.store)
 

@@ -11,7 +11,8 @@ from flask import Response, current_app, stream_with_context
 from flask_smorest import Blueprint
 from shared.auth import current_principal, require_roles
 
-from archive import export, handlers
+from archive import audit as audit_chain
+from archive import export, fixity, records
 from archive.adapters import audit_log, repository
 from archive.api import schemas
 from archive.deps import ArchiveDeps
@@ -60,7 +61,7 @@ def list_records(args: dict[str, Any]) -> dict[str, Any]:
 @require_roles(*READERS)
 @records_blp.response(200, schemas.RecordOut)
 def get_record(record_id: str) -> dict[str, Any]:
-    return handlers.view_record(record_id, engine=_deps().engine, actor=_actor())
+    return records.view_record(record_id, engine=_deps().engine, actor=_actor())
 
 
 @records_blp.route("/records/<record_id>/content")
@@ -68,7 +69,7 @@ def get_record(record_id: str) -> dict[str, Any]:
 @records_blp.response(200, description="The archived bytes, exactly as received, after a SHA-256 re-check")
 def get_content(record_id: str) -> Response:
     deps = _deps()
-    content = handlers.read_verified_content(record_id, engine=deps.engine, vault=deps.vault, actor=_actor())
+    content = records.read_verified_content(record_id, engine=deps.engine, vault=deps.vault, actor=_actor())
     record = content.record
     response = Response(
         stream_with_context(content.chunks()), mimetype=record["content_type"], direct_passthrough=True
@@ -86,7 +87,7 @@ def get_content(record_id: str) -> Response:
 @records_blp.response(200, schemas.FixityOut)
 def post_fixity(record_id: str) -> dict[str, Any]:
     deps = _deps()
-    outcome = handlers.check_fixity(record_id, engine=deps.engine, vault=deps.vault, actor=_actor())
+    outcome = fixity.check_fixity(record_id, engine=deps.engine, vault=deps.vault, actor=_actor())
     return {
         "record_id": outcome.record_id,
         "ok": outcome.ok,
@@ -101,7 +102,7 @@ def post_fixity(record_id: str) -> dict[str, Any]:
 @records_blp.response(200, schemas.RecordOut)
 def put_legal_hold(body: dict[str, Any], record_id: str) -> dict[str, Any]:
     deps = _deps()
-    return handlers.set_legal_hold(
+    return records.set_legal_hold(
         record_id,
         on=body["legal_hold"],
         reason=body["reason"],
@@ -144,7 +145,7 @@ def list_audit(args: dict[str, Any]) -> dict[str, Any]:
 @audit_blp.response(200, schemas.AuditVerifyOut)
 def verify_audit() -> dict[str, Any]:
     deps = _deps()
-    result = handlers.verify_audit(engine=deps.engine, vault=deps.vault)
+    result = audit_chain.verify_audit(engine=deps.engine, vault=deps.vault)
     chain = result.chain
     checkpoint = None
     if result.checkpoint is not None:
