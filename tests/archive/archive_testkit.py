@@ -78,3 +78,31 @@ def task_event(name: str, directive_id: str, **payload: Any) -> Envelope:
     body = {"directive_id": directive_id, "task_id": payload.pop("task_id", str(uuid.uuid4()))}
     body.update(payload)
     return Envelope.new(f"routing.{name}", body, producer="routing")
+
+
+def rechain_with_edit(conn: Any, entries: list[Any], seq: int, actor: str = "service:intruder") -> None:
+    """What a thorough intruder with database access does: edits entry `seq` and recomputes every hash after
+    it, inside the caller's transaction, so the chain alone still verifies."""
+    import sqlalchemy as sa
+    from archive.adapters.db import audit_entries
+    from archive.domain.audit import GENESIS_HASH, AuditEvent, next_entry
+
+    prev_seq, prev_hash = 0, GENESIS_HASH
+    for entry in entries:
+        new_actor = actor if entry.seq == seq else entry.actor
+        event = AuditEvent(
+            action=entry.action,
+            actor=new_actor,
+            occurred_at=entry.occurred_at,
+            directive_id=entry.directive_id,
+            record_id=entry.record_id,
+            source_event_id=entry.source_event_id,
+            details=entry.details,
+        )
+        new = next_entry(event, prev_seq=prev_seq, prev_hash=prev_hash)
+        conn.execute(
+            sa.update(audit_entries)
+            .where(audit_entries.c.seq == entry.seq)
+            .values(actor=new_actor, prev_hash=new.prev_hash, hash=new.hash)
+        )
+        prev_seq, prev_hash = new.seq, new.hash

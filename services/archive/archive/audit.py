@@ -3,128 +3,238 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import cast
 
-from shared.objectstore.port import (
-    ObjectNotFound,
-    Retention,
-    RetentionMode,
-)
+from shared.objectstore.port import ObjectLocked, ObjectNotFound, Retention, RetentionMode
 from sqlalchemy.engine import Engine
 
 from archive import messages
 from archive.adapters import audit_log, repository
 from archive.common import Clock, Vault, emit, utcnow
-from archive.domain.audit import ChainVerification, Checkpoint, check_against_checkpoint
+from archive.domain.audit import (
+    CHECKPOINT_GROUP,
+    CHECKPOINT_PREFIX,
+    ChainVerification,
+    ChainWalker,
+    Checkpoint,
+    check_against_checkpoint,
+    checkpoint_body,
+    checkpoint_group_prefix,
+    checkpoint_key,
+    compare_checkpoint_rows,
+    parse_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIX = "checkpoints/"
+__all__ = ["CHECKPOINT_PREFIX", "AuditVerification", "LockedCheckpoint", "verify_audit", "write_checkpoint"]
+
+
+@dataclass(frozen=True)
+class LockedCheckpoint:
+    """A checkpoint as the object-locked bucket holds it, under its key."""
+
+    key: str
+    checkpoint: Checkpoint
 
 
 @dataclass(frozen=True)
 class AuditVerification:
+    """The chain walk, the newest locked checkpoint and every way the two (or the rows) disagree."""
+
     chain: ChainVerification
     checkpoint: Checkpoint | None = None
     checkpoint_key: str | None = None
-    checkpoint_problem: str | None = None
-    notes: list[str] = field(default_factory=list)
+    problems: tuple[str, ...] = ()
+    checkpoints_checked: int = 0
+
+    @property
+    def checkpoint_problem(self) -> str | None:
+        return self.problems[0] if self.problems else None
 
     @property
     def ok(self) -> bool:
-        return self.chain.ok and self.checkpoint_problem is None
+        return self.chain.ok and not self.problems
+
+    @property
+    def reason(self) -> str | None:
+        return self.chain.reason or self.checkpoint_problem
 
 
-def _checkpoint_key(moment: datetime) -> str:
-    return f"{CHECKPOINT_PREFIX}{moment.astimezone(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}.json"
+def _read_locked(vault: Vault, prefixes: list[str]) -> tuple[dict[str, Checkpoint], list[str]]:
+    """Every checkpoint object under the prefixes, listed and read from the bucket itself."""
+    found: dict[str, Checkpoint] = {}
+    problems: list[str] = []
+    for prefix in prefixes:
+        for listed in vault.store.list_objects(vault.archive_bucket, prefix):
+            try:
+                found[listed.key] = parse_checkpoint(vault.store.read(vault.archive_bucket, listed.key))
+            except ObjectNotFound:
+                problems.append(f"locked checkpoint {listed.key} was listed but cannot be read")
+            except ValueError as exc:
+                problems.append(f"locked checkpoint {listed.key} is unreadable: {exc}")
+    return found, problems
 
 
-def latest_checkpoint(engine: Engine, vault: Vault) -> tuple[str, Checkpoint] | None:
-    """The newest checkpoint object the database points at, read back from the object-locked bucket."""
-    with engine.connect() as conn:
-        keys = repository.checkpoint_keys(conn)
-    for key in keys:
-        try:
-            data = json.loads(vault.store.read(vault.archive_bucket, key).decode("utf-8"))
-        except ObjectNotFound:
-            log.error("audit checkpoint %s is listed but missing from the bucket", key)
-            continue
-        return key, Checkpoint(
-            count=int(data["count"]),
-            head_hash=str(data["head_hash"]),
-            created_at=datetime.fromisoformat(data["created_at"]),
-        )
-    return None
+def _newest(locked: dict[str, Checkpoint]) -> LockedCheckpoint | None:
+    if not locked:
+        return None
+    key = max(locked, key=lambda k: (locked[k].count, locked[k].created_at, k))
+    return LockedCheckpoint(key, locked[key])
 
 
 def verify_audit(*, engine: Engine, vault: Vault) -> AuditVerification:
-    """Walks the chain, then checks it still holds the newest checkpointed head."""
-    chain = audit_log.verify(engine)
-    found = latest_checkpoint(engine, vault)
-    if found is None:
-        return AuditVerification(chain=chain)
-    key, checkpoint = found
-    # Compare with what the database holds now, whether or not the chain verified up to there.
-    stored_count = audit_log.head(engine)[0]
-    problem = check_against_checkpoint(audit_log.hash_at(engine, checkpoint.count), stored_count, checkpoint)
-    return AuditVerification(
-        chain=chain, checkpoint=checkpoint, checkpoint_key=key, checkpoint_problem=problem
-    )
+    """Walks the whole chain and compares it with every checkpoint the locked bucket holds.
 
-
-def write_checkpoint(*, engine: Engine, vault: Vault, clock: Clock = utcnow) -> AuditVerification:
-    """Verifies, then writes {count, head_hash} to checkpoints/<timestamp>.json under retention.
-
-    A broken chain is announced (archive.audit_chain_broken.v1) and not checkpointed, so a bad state
-    never becomes the reference.
+    The bucket is the authority: each checkpoint object is listed and read from it, the entry it names
+    must still hash to its head, and the database's checkpoint rows must be exactly those objects.
+    Deleting rows, cutting entries or re-chaining history all show as problems.
     """
-    result = verify_audit(engine=engine, vault=vault)
-    now = clock()
-    if not result.ok:
-        reason = result.checkpoint_problem or result.chain.reason or "audit chain broken"
-        log.error("audit chain verification failed: %s", reason)
-        with engine.begin() as conn:
-            emit(
-                conn,
-                messages.AUDIT_CHAIN_BROKEN,
-                {
-                    "count": result.chain.count,
-                    "head_hash": result.chain.head_hash,
-                    "broken_seq": result.chain.broken_seq,
-                    "reason": reason,
-                    "detected_at": now.isoformat(),
-                },
-            )
-        return result
-    last_count = result.checkpoint.count if result.checkpoint is not None else 0
-    if result.chain.count == last_count:
-        return result  # nothing new since the last checkpoint (or nothing at all yet)
-    key = _checkpoint_key(now)
-    body = json.dumps(
-        {"count": result.chain.count, "head_hash": result.chain.head_hash, "created_at": now.isoformat()},
-        sort_keys=True,
-    ).encode("utf-8")
-    retain_until = vault.retention.decide(vault.retention.default_class, now).retain_until
-    vault.store.put(
-        vault.archive_bucket,
-        key,
-        body,
-        size=len(body),
-        content_type="application/json",
-        sha256=hashlib.sha256(body).hexdigest(),
-        retention=Retention(mode=cast(RetentionMode, vault.lock_mode), retain_until=retain_until),
-    )
-    with engine.begin() as conn:
-        repository.add_checkpoint(
-            conn, key=key, count=result.chain.count, head_hash=result.chain.head_hash, created_at=now
-        )
-    log.info("audit checkpoint %s: %d entries, head %s", key, result.chain.count, result.chain.head_hash)
+    locked, problems = _read_locked(vault, [CHECKPOINT_PREFIX])
+    with engine.connect() as conn:
+        rows = repository.checkpoint_rows(conn)
+    problems.extend(compare_checkpoint_rows(locked, rows))
+    wanted = {cp.count for cp in locked.values()}
+    stored_hash: dict[int, str] = {}
+    stored_count = 0
+    walker = ChainWalker()
+    for entry in audit_log.iter_entries(engine):
+        walker.feed(entry)  # keeps reading past a break: the checkpoints are compared with what is stored
+        stored_count = max(stored_count, entry.seq)
+        if entry.seq in wanted:
+            stored_hash[entry.seq] = entry.hash
+    for key in sorted(locked, key=lambda k: (locked[k].count, k)):
+        checkpoint = locked[key]
+        if checkpoint.count == 0:
+            continue
+        problem = check_against_checkpoint(stored_hash.get(checkpoint.count), stored_count, checkpoint)
+        if problem is not None:
+            problems.append(f"{key}: {problem}")
+    newest = _newest(locked)
     return AuditVerification(
-        chain=result.chain,
-        checkpoint=Checkpoint(result.chain.count, result.chain.head_hash, now),
-        checkpoint_key=key,
+        chain=walker.result(),
+        checkpoint=newest.checkpoint if newest else None,
+        checkpoint_key=newest.key if newest else None,
+        problems=tuple(problems),
+        checkpoints_checked=len(locked),
+    )
+
+
+def _extends(engine: Engine, newest: LockedCheckpoint | None) -> tuple[ChainVerification, list[str]]:
+    """Whether the stored chain still holds `newest` and everything after it links on from it."""
+    if newest is None:
+        return audit_log.verify(engine), []
+    base = newest.checkpoint
+    head_count, head_hash = audit_log.head(engine)
+    problem = check_against_checkpoint(audit_log.hash_at(engine, base.count), head_count, base)
+    if problem is not None:
+        return ChainVerification(ok=True, count=head_count, head_hash=head_hash), [f"{newest.key}: {problem}"]
+    walker = ChainWalker(count=base.count, head_hash=base.head_hash)
+    for entry in audit_log.iter_entries(engine, after=base.count):
+        if not walker.feed(entry):
+            break
+    return walker.result(), []
+
+
+def _announce(engine: Engine, result: AuditVerification, now_text: str) -> None:
+    reason = result.reason or "audit chain broken"
+    log.error("audit chain verification failed: %s", reason)
+    with engine.begin() as conn:
+        emit(
+            conn,
+            messages.AUDIT_CHAIN_BROKEN,
+            {
+                "count": result.chain.count,
+                "head_hash": result.chain.head_hash,
+                "broken_seq": result.chain.broken_seq,
+                "reason": reason,
+                "detected_at": now_text,
+            },
+        )
+
+
+def write_checkpoint(
+    *,
+    engine: Engine,
+    vault: Vault,
+    clock: Clock = utcnow,
+    reference: LockedCheckpoint | None = None,
+    announced: str | None = None,
+) -> AuditVerification:
+    """Checkpoints the chain's head as a locked object checkpoints/<group>/<count>.json, and indexes it.
+
+    Only a chain that extends the newest locked checkpoint is checkpointed: that checkpoint is found in
+    the bucket (all of it, or, given the `reference` this writer saw last, the groups from there on), the
+    stored entry at its count must still hash to its head, and every entry after it must link on from it.
+    Otherwise nothing is written and the break is announced (archive.audit_chain_broken.v1), unless its
+    reason is `announced` already, so a forged chain never becomes the reference.
+    """
+    head_count, _ = audit_log.head(engine)
+    if reference is None:
+        prefixes = [CHECKPOINT_PREFIX]
+    else:
+        # One group past the head too: a checkpoint beyond it means entries were cut off.
+        low = min(reference.checkpoint.count, head_count) // CHECKPOINT_GROUP
+        high = max(reference.checkpoint.count, head_count) // CHECKPOINT_GROUP + 1
+        prefixes = [checkpoint_group_prefix(group * CHECKPOINT_GROUP) for group in range(low, high + 1)]
+    locked, problems = _read_locked(vault, prefixes)
+    if reference is not None:
+        locked.setdefault(reference.key, reference.checkpoint)
+    newest = _newest(locked)
+    chain, extension_problems = _extends(engine, newest)
+    problems.extend(extension_problems)
+    now = clock()
+    result = AuditVerification(
+        chain=chain,
+        checkpoint=newest.checkpoint if newest else None,
+        checkpoint_key=newest.key if newest else None,
+        problems=tuple(problems),
+        checkpoints_checked=len(locked),
+    )
+    if not result.ok:
+        if result.reason != announced:
+            _announce(engine, result, now.isoformat())
+        return result
+    if chain.count == 0 or (newest is not None and chain.count == newest.checkpoint.count):
+        return result  # nothing new since the last checkpoint (or nothing at all yet)
+    checkpoint = Checkpoint(chain.count, chain.head_hash, now)
+    key = checkpoint_key(chain.count)
+    body = checkpoint_body(checkpoint)
+    retain_until = vault.retention.decide(vault.retention.default_class, now).retain_until
+    try:
+        vault.store.put(
+            vault.archive_bucket,
+            key,
+            body,
+            size=len(body),
+            content_type="application/json",
+            sha256=hashlib.sha256(body).hexdigest(),
+            retention=Retention(mode=cast(RetentionMode, vault.lock_mode), retain_until=retain_until),
+        )
+    except ObjectLocked:
+        # Another writer checkpointed this very count a moment ago: its object is the reference.
+        checkpoint = parse_checkpoint(vault.store.read(vault.archive_bucket, key))
+        if checkpoint.head_hash != chain.head_hash:
+            forked = AuditVerification(
+                chain=chain,
+                checkpoint=checkpoint,
+                checkpoint_key=key,
+                problems=(f"{key}: {check_against_checkpoint(chain.head_hash, chain.count, checkpoint)}",),
+            )
+            _announce(engine, forked, now.isoformat())
+            return forked
+    with engine.begin() as conn:
+        if not repository.checkpoint_exists(conn, key):
+            repository.add_checkpoint(
+                conn,
+                key=key,
+                count=checkpoint.count,
+                head_hash=checkpoint.head_hash,
+                created_at=checkpoint.created_at,
+            )
+    log.info("audit checkpoint %s: %d entries, head %s", key, chain.count, chain.head_hash)
+    return AuditVerification(
+        chain=chain, checkpoint=checkpoint, checkpoint_key=key, checkpoints_checked=len(locked) + 1
     )

@@ -78,7 +78,7 @@ def build_bag(
         folder.mkdir(parents=True)
         target = folder / _safe_name(row.filename)
         with target.open("wb") as sink:
-            outcome = check_record_row(vault, row, sink=sink)
+            outcome = check_record_row(vault, row, sink=sink, engine=engine)
         if not outcome.ok:
             with engine.begin() as conn:
                 record_fixity_outcome(conn, row, outcome, trigger="export", actor=actor, now=clock())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import IO, Any
 
@@ -14,8 +15,8 @@ from sqlalchemy.engine import Connection, Engine
 from archive import messages
 from archive.adapters import audit_log, repository
 from archive.common import Clock, Vault, emit, utcnow
-from archive.domain.audit import AuditEvent
-from archive.domain.fixity import FixityOutcome, FixityRunSummary, judge
+from archive.domain.audit import AuditEvent, entry_intact
+from archive.domain.fixity import FixityOutcome, FixityRunSummary, judge, judge_record_against_audit
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,28 @@ def record_fixity_outcome(
     )
 
 
-def check_record_row(vault: Vault, row: Any, sink: IO[bytes] | None = None) -> FixityOutcome:
+def check_record_row(
+    vault: Vault, row: Any, sink: IO[bytes] | None = None, *, engine: Engine
+) -> FixityOutcome:
+    """Compares the row with the audit chain's record of the archiving, then the stored bytes with both.
+
+    The bytes are still read when the row disagrees with the chain: the outcome then reports their digest.
+    """
+    with engine.connect() as conn:
+        entry = audit_log.archived_entry(conn, row.id)
     actual, version = _measure(vault.store, row.bucket, row.key, sink)
+    details = entry.details if entry is not None else {}
+    against_audit = judge_record_against_audit(
+        row.id,
+        column_sha256=row.sha256,
+        column_key=row.key,
+        audited_seq=entry.seq if entry is not None else None,
+        audited_intact=entry is not None and entry_intact(entry),
+        audited_sha256=details.get("sha256"),
+        audited_key=details.get("key"),
+    )
+    if against_audit is not None:
+        return replace(against_audit, actual_sha256=actual)
     return judge(
         row.id,
         expected_sha256=row.sha256,
@@ -105,7 +126,7 @@ def check_fixity(
     """Re-reads the record's object now; a mismatch is stored on the record, audited and announced."""
     with engine.connect() as conn:
         row = repository.get_record_row(conn, record_id)
-    outcome = check_record_row(vault, row)
+    outcome = check_record_row(vault, row, engine=engine)
     now = clock()
     with engine.begin() as conn:
         record_fixity_outcome(conn, row, outcome, trigger=trigger, actor=actor, now=now)
@@ -143,7 +164,7 @@ def run_fixity_sweep(
             conn, checked_before=started - timedelta(seconds=period_seconds), limit=batch_limit
         )
     for row in due:
-        outcome = check_record_row(vault, row)
+        outcome = check_record_row(vault, row, engine=engine)
         summary.add(outcome)
         with engine.begin() as conn:
             record_fixity_outcome(conn, row, outcome, trigger=trigger, actor="service:archive", now=clock())

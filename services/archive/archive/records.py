@@ -72,7 +72,7 @@ def read_verified_content(
         row = repository.get_record_row(conn, record_id)
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by caller
     try:
-        outcome = check_record_row(vault, row, sink=spool)
+        outcome = check_record_row(vault, row, sink=spool, engine=engine)
         now = clock()
         with engine.begin() as conn:
             if not outcome.ok:

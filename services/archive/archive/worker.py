@@ -84,6 +84,9 @@ class ArchiveWorker:
     deps: ArchiveDeps
     publisher: OutboxPublisher
     parts: list[Worker] = field(default_factory=list)
+    # The newest locked checkpoint this worker has seen, and the last break it announced.
+    checkpoint_reference: audit_chain.LockedCheckpoint | None = None
+    announced_break: str | None = None
 
     def fixity_round(self) -> None:
         summary = fixity.run_fixity_sweep(
@@ -94,9 +97,19 @@ class ArchiveWorker:
         FIXITY_LAST_RUN.set_to_current_time()
 
     def checkpoint_round(self) -> None:
-        result = audit_chain.write_checkpoint(engine=self.deps.engine, vault=self.deps.vault)
+        result = audit_chain.write_checkpoint(
+            engine=self.deps.engine,
+            vault=self.deps.vault,
+            reference=self.checkpoint_reference,
+            announced=self.announced_break,
+        )
         AUDIT_ENTRIES.set(result.chain.count)
         AUDIT_CHAIN_OK.set(1 if result.ok else 0)
+        if result.ok and result.checkpoint is not None and result.checkpoint_key is not None:
+            self.checkpoint_reference = audit_chain.LockedCheckpoint(result.checkpoint_key, result.checkpoint)
+            self.announced_break = None
+        elif not result.ok:
+            self.announced_break = result.reason
 
     def run(self, stop: threading.Event) -> None:
         self.deps.vault.ensure_ready()

@@ -11,11 +11,13 @@ from pathlib import Path
 import bagit
 import pytest
 import sqlalchemy as sa
-from archive.adapters.db import audit_entries, outbox
+from archive.adapters import audit_log
+from archive.adapters.db import audit_checkpoints, audit_entries, outbox
 from archive.archiving import handle_directive_registered
+from archive.audit import write_checkpoint
 from archive.fixity import run_fixity_sweep
 from archive.history import handle_task_event
-from archive_testkit import ARCHIVE, directive_event, task_event
+from archive_testkit import ARCHIVE, directive_event, rechain_with_edit, task_event
 
 
 @pytest.fixture
@@ -158,6 +160,24 @@ def test_audit_verify_detects_an_edited_row(client, auth, archived, engine):
     broken = client.get("/v1/audit/verify", headers=auth()).json
     assert broken["ok"] is False and broken["broken_seq"] == 2
     assert "altered" in broken["reason"]
+
+
+def test_audit_verify_reads_every_checkpoint_from_the_locked_bucket(client, auth, archived, engine, vault):
+    """Finding 1 over HTTP: deleting the checkpoint rows with a re-chained edit no longer reports ok."""
+    assert write_checkpoint(engine=engine, vault=vault).ok
+    good = client.get("/v1/audit/verify", headers=auth()).json
+    assert good["ok"] is True and good["checkpoints_checked"] == 1 and good["problems"] == []
+
+    entries = list(audit_log.iter_entries(engine))
+    with engine.begin() as conn:
+        rechain_with_edit(conn, entries, seq=2)
+        conn.execute(sa.delete(audit_checkpoints))
+
+    forged = client.get("/v1/audit/verify", headers=auth()).json
+    assert forged["ok"] is False and forged["broken_seq"] is None  # the chain alone looks fine
+    assert forged["checkpoint"]["ok"] is False
+    assert any("checkpoint rows were deleted" in p for p in forged["problems"])
+    assert any("the database was rewritten" in p for p in forged["problems"])
 
 
 def test_audit_list_filters_by_directive_and_time(client, auth, archived):

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from archive.adapters.db import audit_checkpoints, directives, fixity_runs, records, task_events
+from archive.domain.audit import CheckpointRow
 from archive.domain.errors import RecordNotFound
 from archive.domain.fixity import FixityRunSummary
 from archive.domain.records import Record, fold
@@ -324,8 +325,16 @@ def add_checkpoint(conn: Connection, *, key: str, count: int, head_hash: str, cr
     )
 
 
-def checkpoint_keys(conn: Connection, limit: int = 20) -> list[str]:
+def checkpoint_exists(conn: Connection, key: str) -> bool:
+    found = conn.execute(sa.select(audit_checkpoints.c.id).where(audit_checkpoints.c.key == key)).first()
+    return found is not None
+
+
+def checkpoint_rows(conn: Connection) -> list[CheckpointRow]:
+    """Every checkpoint row (the database's index of the locked objects), oldest first."""
     rows = conn.execute(
-        sa.select(audit_checkpoints.c.key).order_by(audit_checkpoints.c.id.desc()).limit(limit)
+        sa.select(audit_checkpoints.c.key, audit_checkpoints.c.count, audit_checkpoints.c.head_hash).order_by(
+            audit_checkpoints.c.id
+        )
     ).all()
-    return [r.key for r in rows]
+    return [CheckpointRow(key=r.key, count=int(r.count), head_hash=r.head_hash) for r in rows]

@@ -158,3 +158,12 @@ class AuditVerifyOut(Schema):
     broken_seq = fields.Integer(allow_none=True)
     reason = fields.String(allow_none=True)
     checkpoint = fields.Nested(CheckpointOut, allow_none=True)
+    checkpoints_checked = fields.Integer(
+        metadata={"description": "Checkpoint objects listed and read from the object-locked bucket"}
+    )
+    problems = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Every disagreement between the chain, the locked checkpoints and their rows"
+        },
+    )

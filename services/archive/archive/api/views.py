@@ -162,8 +162,10 @@ def verify_audit() -> dict[str, Any]:
         "count": chain.count,
         "head_hash": chain.head_hash,
         "broken_seq": chain.broken_seq,
-        "reason": chain.reason or result.checkpoint_problem,
+        "reason": result.reason,
         "checkpoint": checkpoint,
+        "checkpoints_checked": result.checkpoints_checked,
+        "problems": list(result.problems),
     }
 
 
