@@ -29,15 +29,24 @@ class Staged:
     data: bytes
 
 
-def stage(store: ObjectStore, data: bytes, filename: str, *, bucket: str = STAGING) -> Staged:
+def stage(
+    store: ObjectStore,
+    data: bytes,
+    filename: str,
+    *,
+    bucket: str = STAGING,
+    content_type: str = "application/pdf",
+) -> Staged:
     sha = hashlib.sha256(data).hexdigest()
     key = f"directives/{uuid.uuid4().hex}/{sha}"
-    store.put(bucket, key, data, size=len(data), content_type="application/pdf", sha256=sha)
+    # A type a store would refuse as a header (CR/LF) is staged as octet-stream; the event still carries it.
+    stored_type = content_type if content_type.isprintable() else "application/octet-stream"
+    store.put(bucket, key, data, size=len(data), content_type=stored_type, sha256=sha)
     return Staged(
         attachment={
             "id": str(uuid.uuid4()),
             "filename": filename,
-            "content_type": "application/pdf",
+            "content_type": content_type,
             "size": len(data),
             "sha256": sha,
             "bucket": bucket,

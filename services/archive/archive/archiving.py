@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO, BinaryIO, cast
 
 from marshmallow import ValidationError
 from shared.envelope import Envelope
+from shared.filenames import clean_filename
 from shared.inbox import claim
 from shared.messaging import PermanentError
 from shared.objectstore.port import ChecksumMismatch as StoreChecksumMismatch
@@ -33,11 +35,21 @@ from archive.adapters import audit_log, repository
 from archive.adapters.db import inbox
 from archive.adapters.repository import DocumentContext
 from archive.common import CONSUMER, Clock, Vault, already_handled, emit, utcnow
+from archive.domain.acceptance import (
+    HEADER_WINDOW,
+    TRAILER_WINDOW,
+    Refused,
+    check_acceptable,
+    declares_pdf,
+    scan_pdf,
+)
 from archive.domain.audit import AuditEvent
 from archive.domain.errors import ChecksumMismatch
 from archive.domain.records import SOURCE_ATTACHMENT, SOURCE_REPORT, Record, archive_key
 from archive.domain.signatures import BottomLine, SignatureReport
 from archive.signatures import SignatureVerifier
+
+log = logging.getLogger(__name__)
 
 # Archiving holds one file at a time; typical scans (up to tens of MB) stay in memory, larger spill to disk.
 ARCHIVE_SPOOL_IN_MEMORY = 64 * 1024 * 1024
@@ -56,14 +68,29 @@ class IncomingDocument:
     bucket: str
     key: str
     document_type: str | None
+    # The name as the event carried it, before cleaning (kept in the audit entry when it differs).
+    filename_as_sent: str | None = None
 
 
 @dataclass(frozen=True)
 class Prepared:
+    """A document in the archive bucket, checked, with what the record will say about it."""
+
     document: IncomingDocument
     stored: StoredObject
     retention_class: str
     report: SignatureReport
+    content_type: str
+    content_flags: tuple[str, ...]
+    retention_basis: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A document the archive did not keep, and why (recorded in the audit chain)."""
+
+    document: IncomingDocument
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -148,20 +175,86 @@ class _Background:
         return self._outcome
 
 
+def _head_and_tail(spool: IO[bytes], size: int) -> tuple[bytes, bytes]:
+    spool.seek(0)
+    head = spool.read(HEADER_WINDOW)
+    spool.seek(max(0, size - TRAILER_WINDOW))
+    tail = spool.read(TRAILER_WINDOW)
+    spool.seek(0)
+    return head, tail
+
+
+def _accept(vault: Vault, doc: IncomingDocument, info: StoredObject, spool: IO[bytes]) -> str:
+    """The normalised content type; Refused unless the file passes the checks intake applies (the archive
+    trusts no event blindly)."""
+    head, tail = _head_and_tail(spool, info.size)
+    return check_acceptable(
+        filename=doc.filename,
+        content_type=doc.content_type,
+        announced_size=doc.size,
+        stored_size=info.size,
+        max_bytes=vault.max_file_bytes,
+        head=head,
+        tail=tail,
+    )
+
+
+def _content_flags(doc: IncomingDocument, spool: IO[bytes], data: bytes | None) -> tuple[str, ...]:
+    """Active content a PDF carries (script, embedded files, launch actions): flagged for the auditor."""
+    head, _ = _head_and_tail(spool, 0)
+    if not (declares_pdf(doc.filename, doc.content_type) or b"%PDF-" in head):
+        return ()
+    if data is None:
+        spool.seek(0)
+        data = spool.read()
+        spool.seek(0)
+    return scan_pdf(data).flags
+
+
+def _with_granted_retention(
+    vault: Vault, stored: StoredObject, claimed: str, report: SignatureReport, now: datetime
+) -> tuple[StoredObject, str]:
+    """Extends the lock to the class the document type asks for once its signature proves its origin.
+
+    The put locks the object for the class an unproven document may have; locks can only be extended, so
+    a valid signature lengthens it here (again harmlessly on a redelivery)."""
+    granted = vault.retention.grant(claimed, signature_valid=report.bottom_line is BottomLine.VALID)
+    if granted == vault.retention.grant(claimed, signature_valid=False):
+        return stored, granted  # the put locked it for this class already
+    wanted = vault.retention.decide(granted, now).retain_until
+    # Stores keep whole seconds: a lock within a second of the wanted instant is that lock.
+    if stored.retention is not None and stored.retention.retain_until >= wanted - timedelta(seconds=1):
+        return stored, granted
+    vault.store.set_retention(
+        stored.bucket, stored.key, Retention(mode=cast(RetentionMode, vault.lock_mode), retain_until=wanted)
+    )
+    return vault.store.stat(stored.bucket, stored.key), granted
+
+
+def _basis(doc: IncomingDocument, claimed: str, granted: str, report: SignatureReport) -> str:
+    if doc.source_kind == SOURCE_REPORT:
+        return f"unit report: class {granted}"
+    said = f"document type {doc.document_type!r}" if doc.document_type else "no document type"
+    if granted == claimed:
+        return f"{said}: class {granted} (signature {report.bottom_line.value})"
+    return f"{said} asks for class {claimed}; signature {report.bottom_line.value}, so class {granted}"
+
+
 def _ensure_archived(
     vault: Vault,
     verify: Callable[[IO[bytes]], SignatureReport],
     directive_id: str,
     doc: IncomingDocument,
     now: datetime,
-) -> tuple[StoredObject, str, SignatureReport]:
-    """Copies staging → archive once; answers the archived object, its retention class and its signatures.
+) -> Prepared:
+    """Checks and copies staging → archive once; answers the archived object with its class and reports.
 
-    The staged file is read once (its recorded and its actual SHA-256 must be the announced one) and written
-    to the archive from that same buffer; the put compares the digest that read computed with the announced
-    SHA-256 (it hashes only a file spooled to disk) and the server confirms the checksum of what it stored.
-    The key is deterministic and the put refuses to replace a locked object, so a redelivery finds the first
-    copy (ObjectLocked), which is then read and checked instead. Either way the signatures are validated on
+    The staged file is read once (its recorded and its actual SHA-256 must be the announced one), checked as
+    intake checks an upload (Refused otherwise, before anything is written) and written to the archive from
+    that same buffer; the put compares the digest that read computed with the announced SHA-256 (it hashes
+    only a file spooled to disk) and the server confirms the checksum of what it stored. The key is
+    deterministic and the put refuses to replace a locked object, so a redelivery finds the first copy
+    (ObjectLocked), which is then read and checked instead. Either way the signatures are validated on
     bytes that hash to the announced SHA-256, which are the bytes the archive holds: validating them is
     validating what auditors will retrieve, without fetching the object again.
 
@@ -170,7 +263,8 @@ def _ensure_archived(
     bytes.
     """
     key = archive_key(directive_id, doc.sha256)
-    klass = vault.retention.class_for(doc.document_type, is_report=doc.source_kind == SOURCE_REPORT)
+    claimed = vault.retention.class_for(doc.document_type, is_report=doc.source_kind == SOURCE_REPORT)
+    unproven = vault.retention.grant(claimed, signature_valid=False)
     try:
         staged = _read_verified(vault.store, doc.bucket, doc.key, doc.sha256)
     except ObjectNotFound:
@@ -180,13 +274,19 @@ def _ensure_archived(
         except ObjectNotFound:
             raise ObjectNotFound(f"{doc.bucket}/{doc.key} is missing and was never archived") from None
         with spool:
-            return stored, klass, verify(spool)
-    with staged.spool:
-        checking = (
-            _Background(verify, io.BytesIO(staged.verified.data)) if staged.verified is not None else None
+            content_type = _accept(vault, doc, stored, spool)
+            report = verify(spool)
+            flags = _content_flags(doc, spool, None)
+        stored, granted = _with_granted_retention(vault, stored, claimed, report, now)
+        return Prepared(
+            doc, stored, granted, report, content_type, flags, _basis(doc, claimed, granted, report)
         )
+    with staged.spool:
+        content_type = _accept(vault, doc, staged.info, staged.spool)
+        data = staged.verified.data if staged.verified is not None else None
+        checking = _Background(verify, io.BytesIO(data)) if data is not None else None
         try:
-            decision = vault.retention.decide(klass, now)
+            decision = vault.retention.decide(unproven, now)
             stored = vault.store.put(
                 vault.archive_bucket,
                 key,
@@ -198,7 +298,6 @@ def _ensure_archived(
                 retention=Retention(
                     mode=cast(RetentionMode, vault.lock_mode), retain_until=decision.retain_until
                 ),
-                legal_hold=decision.legal_hold,
             )
         except ObjectLocked:
             # An earlier delivery's copy. It is read and must hash to the announced SHA-256 too, so it
@@ -206,7 +305,11 @@ def _ensure_archived(
             stored, archived = _archived_copy(vault, key, doc)
             with archived:
                 report = checking.result() if checking is not None else verify(archived)
-            return stored, klass, report
+                flags = _content_flags(doc, archived, data)
+            stored, granted = _with_granted_retention(vault, stored, claimed, report, now)
+            return Prepared(
+                doc, stored, granted, report, content_type, flags, _basis(doc, claimed, granted, report)
+            )
         except StoreChecksumMismatch as exc:
             raise ChecksumMismatch(str(exc)) from exc
         finally:
@@ -214,20 +317,62 @@ def _ensure_archived(
                 # Never leave the check running behind an error; its outcome is used below or dropped.
                 with contextlib.suppress(Exception):
                     checking.result()
+        # While the signatures are checked on the other thread (or before, for a file on disk).
+        flags = _content_flags(doc, staged.spool, data)
         if checking is not None:
-            return stored, klass, checking.result()
-        staged.spool.seek(0)
-        return stored, klass, verify(staged.spool)
+            report = checking.result()
+        else:
+            staged.spool.seek(0)
+            report = verify(staged.spool)
+    stored, granted = _with_granted_retention(vault, stored, claimed, report, now)
+    return Prepared(doc, stored, granted, report, content_type, flags, _basis(doc, claimed, granted, report))
 
 
 def prepare(
     vault: Vault, verifier: SignatureVerifier, directive_id: str, docs: list[IncomingDocument], now: datetime
-) -> list[Prepared]:
-    prepared = []
+) -> tuple[list[Prepared], list[Refusal]]:
+    """Archives each document that passes the checks; the others come back as refusals, nothing written."""
+    prepared: list[Prepared] = []
+    refused: list[Refusal] = []
     for doc in docs:
-        stored, klass, report = _ensure_archived(vault, verifier.verify_stream, directive_id, doc, now)
-        prepared.append(Prepared(doc, stored, klass, report))
-    return prepared
+        try:
+            prepared.append(_ensure_archived(vault, verifier.verify_stream, directive_id, doc, now))
+        except Refused as exc:
+            log.warning("directive %s: %s refused: %s", directive_id, doc.filename, exc)
+            refused.append(Refusal(doc, str(exc)))
+    return prepared, refused
+
+
+def refusal_events(
+    envelope: Envelope, directive_id: str, refused: list[Refusal], now: datetime
+) -> list[AuditEvent]:
+    """One `record_refused` audit entry per refused document: the chain says what was not kept and why."""
+    return [
+        AuditEvent(
+            action="record_refused",
+            actor="service:archive",
+            occurred_at=now,
+            directive_id=directive_id,
+            source_event_id=envelope.id,
+            details={
+                "filename": item.document.filename,
+                "filename_as_sent": item.document.filename_as_sent,
+                "content_type": item.document.content_type,
+                "size": item.document.size,
+                "sha256": item.document.sha256,
+                "source_kind": item.document.source_kind,
+                "reason": item.reason,
+            },
+        )
+        for item in refused
+    ]
+
+
+def _as_sent(doc: IncomingDocument) -> dict[str, str]:
+    """The raw name, for the audit entry, when cleaning changed it."""
+    if doc.filename_as_sent is None or doc.filename_as_sent == doc.filename:
+        return {}
+    return {"filename_as_sent": doc.filename_as_sent}
 
 
 def store_records(
@@ -255,7 +400,7 @@ def store_records(
             source_kind=doc.source_kind,
             source_ref=doc.source_ref,
             filename=doc.filename,
-            content_type=doc.content_type,
+            content_type=item.content_type,
             size=stored.size,
             sha256=stored.sha256,
             bucket=stored.bucket,
@@ -266,10 +411,12 @@ def store_records(
             if retention
             else vault.retention.decide(item.retention_class, now).retain_until,
             lock_mode=retention.mode if retention else vault.lock_mode,
-            legal_hold=stored.legal_hold,
-            legal_hold_reason="vinh_vien (permanent retention)" if stored.legal_hold else None,
+            # Archiving never holds a record: a legal hold is an admin's act (PUT .../legal-hold).
+            legal_hold=False,
+            legal_hold_reason=None,
             signature_status=item.report.bottom_line.value,
             archived_at=now,
+            content_flags=item.content_flags,
         )
         report_dict = item.report.to_dict()
         repository.insert_record(conn, repository.record_row(record, report_dict, context))
@@ -302,13 +449,16 @@ def store_records(
                 source_event_id=envelope.id,
                 details={
                     "filename": record.filename,
+                    **_as_sent(doc),
                     "sha256": record.sha256,
                     "key": record.key,
                     "version_id": record.version_id,
                     "retention_class": record.retention_class,
+                    "retention_basis": item.retention_basis,
                     "retain_until": record.retain_until.isoformat(),
                     "legal_hold": record.legal_hold,
                     "signature_status": record.signature_status,
+                    "content_flags": list(record.content_flags),
                 },
             )
         )
@@ -362,7 +512,8 @@ def handle_directive_registered(
         IncomingDocument(
             source_ref=att["id"],
             source_kind=SOURCE_ATTACHMENT,
-            filename=att["filename"],
+            filename=clean_filename(att["filename"]),
+            filename_as_sent=att["filename"],
             content_type=att["content_type"],
             size=att["size"],
             sha256=att["sha256"],
@@ -375,7 +526,7 @@ def handle_directive_registered(
     now = clock()
     try:
         # Object-store work happens before the transaction so database locks are held only briefly.
-        prepared = prepare(vault, verifier, directive_id, docs, now)
+        prepared, refused = prepare(vault, verifier, directive_id, docs, now)
     except ChecksumMismatch as exc:
         raise PermanentError(f"directive {directive_id}: {exc}") from exc
     with engine.begin() as conn:
@@ -412,5 +563,6 @@ def handle_directive_registered(
         created = store_records(
             conn, envelope, directive_id, prepared, DocumentContext.from_metadata(metadata), vault, now, audit
         )
+        audit.extend(refusal_events(envelope, directive_id, refused, now))
         audit_log.append_many(conn, audit)
         return created

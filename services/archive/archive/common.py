@@ -17,6 +17,7 @@ from archive.adapters.db import inbox, outbox
 from archive.domain.retention import RetentionPolicy
 
 CONSUMER = "archive"
+DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
 
 Clock = Callable[[], datetime]
 
@@ -33,6 +34,8 @@ class Vault:
     archive_bucket: str
     lock_mode: str
     retention: RetentionPolicy
+    # The largest file archived; larger ones are refused as intake refuses them (its default is the same).
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
     def ensure_ready(self) -> None:
         self.store.ensure_bucket(self.archive_bucket, object_lock=True)

@@ -30,6 +30,7 @@ def build_deps(settings: Settings) -> ArchiveDeps:
         archive_bucket=settings.archive_bucket,
         lock_mode=settings.lock_mode,
         retention=load_policy(settings.retention_classes),
+        max_file_bytes=settings.max_file_bytes,
     )
     return ArchiveDeps(
         engine=make_engine(settings.database_url),

@@ -25,7 +25,7 @@ Progress = Callable[[int, int, str], None]
 _UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
     # Keep Vietnamese letters; drop path separators and control characters a filename could smuggle in.
     cleaned = _UNSAFE.sub("_", name).strip(" .")
     return cleaned[:150] or "file"
@@ -45,6 +45,16 @@ def _write_json(path: Path, data: Any) -> None:
         json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True, default=_json_default) + "\n",
         encoding="utf-8",
     )
+
+
+def ensure_packageable(directive_id: str, *, engine: Engine) -> None:
+    """DirectiveNotFound unless the archive holds something of the directive (what build_bag needs)."""
+    with engine.connect() as conn:
+        known = repository.get_directive(conn, directive_id) is not None or bool(
+            repository.directive_records(conn, directive_id)
+        )
+    if not known:
+        raise DirectiveNotFound(f"the archive holds nothing of directive {directive_id}")
 
 
 def build_bag(
@@ -76,7 +86,7 @@ def build_bag(
             progress(index, total, row.filename)
         folder = out_dir / "records" / row.id
         folder.mkdir(parents=True)
-        target = folder / _safe_name(row.filename)
+        target = folder / safe_name(row.filename)
         with target.open("wb") as sink:
             outcome = check_record_row(vault, row, sink=sink, engine=engine)
         if not outcome.ok:
@@ -176,7 +186,7 @@ def build_package_zip(
     try:
         bag = build_bag(
             directive_id,
-            workdir / f"directive-{_safe_name(directive_id)}",
+            workdir / f"directive-{safe_name(directive_id)}",
             engine=engine,
             vault=vault,
             actor=actor,

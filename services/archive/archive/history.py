@@ -7,6 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 from shared.envelope import Envelope
+from shared.filenames import clean_filename
 from shared.inbox import claim
 from shared.messaging import PermanentError
 from sqlalchemy.engine import Engine
@@ -15,7 +16,7 @@ from archive import messages
 from archive.adapters import audit_log, repository
 from archive.adapters.db import inbox
 from archive.adapters.repository import DocumentContext
-from archive.archiving import IncomingDocument, Prepared, prepare, store_records
+from archive.archiving import IncomingDocument, Prepared, Refusal, prepare, refusal_events, store_records
 from archive.common import CONSUMER, Clock, Vault, already_handled, utcnow
 from archive.domain.audit import AuditEvent
 from archive.domain.errors import ChecksumMismatch
@@ -50,11 +51,13 @@ def handle_task_event(
     metadata = dict(directive.metadata) if directive is not None else {}
     now = clock()
     prepared: list[Prepared] = []
+    refused: list[Refusal] = []
     if report:
         doc = IncomingDocument(
             source_ref=f"report:{task_id or ''}:{report['sha256']}",
             source_kind=SOURCE_REPORT,
-            filename=report["filename"],
+            filename=clean_filename(report["filename"]),
+            filename_as_sent=report["filename"],
             content_type=report["content_type"],
             size=report["size"],
             sha256=report["sha256"],
@@ -63,7 +66,7 @@ def handle_task_event(
             document_type=None,
         )
         try:
-            prepared = prepare(vault, verifier, directive_id, [doc], now)
+            prepared, refused = prepare(vault, verifier, directive_id, [doc], now)
         except ChecksumMismatch as exc:
             raise PermanentError(f"report of directive {directive_id}: {exc}") from exc
     event_name = envelope.type.split(".", 1)[-1]
@@ -92,14 +95,30 @@ def handle_task_event(
                 occurred_at=envelope.occurred_at,
                 directive_id=directive_id,
                 source_event_id=envelope.id,
-                details={"task_id": task_id, "unit": unit, "status": status, "report": report},
+                details={
+                    "task_id": task_id,
+                    "unit": unit,
+                    "status": status,
+                    "report": _report_details(report),
+                },
             )
         ]
         created = store_records(
             conn, envelope, directive_id, prepared, DocumentContext.from_metadata(metadata), vault, now, audit
         )
+        audit.extend(refusal_events(envelope, directive_id, refused, now))
         audit_log.append_many(conn, audit)
         return created
+
+
+def _report_details(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The report as the audit entry keeps it: its name cleaned as the record's is, the raw one beside it."""
+    if not report:
+        return report
+    cleaned = clean_filename(report["filename"])
+    if cleaned == report["filename"]:
+        return report
+    return {**report, "filename": cleaned, "filename_as_sent": report["filename"]}
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ class Settings:
     fixity_period_seconds: int
     audit_checkpoint_seconds: int
     consumers: int = 1
+    max_file_bytes: int = 50 * 1024 * 1024
 
     @property
     def staging_bucket(self) -> str:
@@ -58,4 +59,7 @@ class Settings:
                 "DOCROUTE_AUDIT_CHECKPOINT_SECONDS", AUDIT_CHECKPOINT_SECONDS, min=1, max=60
             ),
             consumers=env.int("DOCROUTE_ARCHIVE_CONSUMERS", 1, min=1, max=8),
+            max_file_bytes=env.int(
+                "DOCROUTE_ARCHIVE_MAX_FILE_BYTES", 50 * 1024 * 1024, min=1, max=5 * 1024**3
+            ),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -208,3 +209,32 @@ def test_package_is_a_valid_bag_with_everything(client, auth, archived, samples,
     audit = json.loads((data / "audit.json").read_text(encoding="utf-8"))
     assert audit[0]["action"] == "directive_registered" and audit[-1]["action"] == "package_exported"
     assert client.get("/v1/directives/unknown/package", headers=auth()).status_code == 404
+
+
+def _audit_count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(audit_entries)).scalar_one()
+
+
+def test_head_on_a_package_builds_nothing_audits_nothing_and_leaves_no_folder(
+    client, auth, archived, engine, tmp_path, monkeypatch
+):
+    """Finding 12: each HEAD built the bag, appended package_exported and leaked its temporary folder."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    before = _audit_count(engine)
+    for _ in range(3):
+        head = client.head("/v1/directives/dir-api/package", headers=auth())
+        assert head.status_code == 200 and head.mimetype == "application/zip"
+        assert head.data == b""
+    assert _audit_count(engine) == before
+    assert list(scratch.iterdir()) == []
+    assert client.head("/v1/directives/unknown/package", headers=auth()).status_code == 404
+    assert client.head("/v1/directives/dir-api/package", headers=auth("clerk")).status_code == 403
+
+    got = client.get("/v1/directives/dir-api/package", headers=auth())
+    assert got.status_code == 200 and len(got.data) == int(got.headers["Content-Length"])
+    got.close()
+    assert _audit_count(engine) == before + 1
+    assert list(scratch.iterdir()) == []  # the GET's folder is gone once the response is closed

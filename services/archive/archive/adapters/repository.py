@@ -85,6 +85,7 @@ def record_row(record: Record, report: dict[str, Any], context: DocumentContext)
         "archived_at": record.archived_at,
         "fixity_status": record.fixity_status,
         "fixity_checked_at": record.fixity_checked_at,
+        "content_flags": list(record.content_flags),
         "issuer_name": context.issuer_name,
         "issuer_code": context.issuer_code,
         "number": context.number,
@@ -121,6 +122,7 @@ def to_record(row: Any) -> Record:
         archived_at=archived_at,
         fixity_status=row.fixity_status,
         fixity_checked_at=_aware(row.fixity_checked_at),
+        content_flags=tuple(row.content_flags or ()),
     )
 
 
@@ -130,6 +132,7 @@ def row_view(row: Any) -> dict[str, Any]:
     for name in ("retain_until", "archived_at", "fixity_checked_at"):
         data[name] = _aware(data.get(name))
     data.pop("search_text", None)
+    data["content_flags"] = list(data.get("content_flags") or [])
     return data
 
 

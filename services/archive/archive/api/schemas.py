@@ -77,6 +77,10 @@ class RecordOut(Schema):
     fixity_status = fields.String()
     fixity_checked_at = fields.AwareDateTime(allow_none=True)
     fixity_detail = fields.String(allow_none=True)
+    content_flags = fields.List(
+        fields.String(validate=validate.OneOf(["javascript", "embedded_files", "launch_action"])),
+        metadata={"description": "Active content found in the PDF when it was archived; empty when none"},
+    )
     issuer_name = fields.String(allow_none=True)
     issuer_code = fields.String(allow_none=True)
     number = fields.String(allow_none=True)

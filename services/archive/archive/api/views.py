@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from flask import Response, current_app, stream_with_context
+from flask import Response, current_app, request, stream_with_context
 from flask_smorest import Blueprint
 from shared.auth import current_principal, require_roles
 
@@ -16,6 +16,7 @@ from archive import export, fixity, records
 from archive.adapters import audit_log, repository
 from archive.api import schemas
 from archive.deps import ArchiveDeps
+from archive.domain.acceptance import served_type
 
 records_blp = Blueprint("records", __name__, description="Archived records (auditor, admin)")
 audit_blp = Blueprint("audit", __name__, description="The hash-chained audit log")
@@ -69,17 +70,25 @@ def get_record(record_id: str) -> dict[str, Any]:
 @records_blp.response(200, description="The archived bytes, exactly as received, after a SHA-256 re-check")
 def get_content(record_id: str) -> Response:
     deps = _deps()
+    if request.method == "HEAD":
+        # The headers only: no bytes are read, and the look is audited as a view of the record.
+        record = records.view_record(record_id, engine=deps.engine, actor=_actor())
+        response = Response(status=200, mimetype=served_type(record["content_type"]))
+        _content_headers(response, record)
+        return response
     content = records.read_verified_content(record_id, engine=deps.engine, vault=deps.vault, actor=_actor())
     record = content.record
-    response = Response(
-        stream_with_context(content.chunks()), mimetype=record["content_type"], direct_passthrough=True
-    )
-    response.headers["Content-Length"] = str(content.size)
+    response = Response(stream_with_context(content.chunks()), mimetype=served_type(record["content_type"]))
+    _content_headers(response, record)
+    return response
+
+
+def _content_headers(response: Response, record: dict[str, Any]) -> None:
+    response.headers["Content-Length"] = str(record["size"])
     response.headers["Digest"] = f"sha-256={record['sha256']}"
     response.headers["X-Content-SHA256"] = record["sha256"]
     # RFC 6266: filename* keeps Vietnamese names intact.
     response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(record['filename'])}"
-    return response
 
 
 @records_blp.route("/records/<record_id>/fixity", methods=["POST"])
@@ -169,26 +178,34 @@ def verify_audit() -> dict[str, Any]:
     }
 
 
-@packages_blp.route("/directives/<directive_id>/package")
+@packages_blp.route("/directives/<directive_id>/package", methods=["GET"])
 @require_roles(*READERS)
 @packages_blp.response(200, description="A zipped BagIt bag (SHA-256 manifests)")
 def get_package(directive_id: str) -> Response:
     deps = _deps()
+    disposition = f'attachment; filename="directive-{export.safe_name(directive_id)}.zip"'
+    if request.method == "HEAD":
+        # A HEAD says whether there is a package without building one: building it reads and audits
+        # every record and leaves a folder behind, since a HEAD's body is never read.
+        export.ensure_packageable(directive_id, engine=deps.engine)
+        response = Response(status=200, mimetype="application/zip")
+        response.headers["Content-Disposition"] = disposition
+        return response
     zip_path, workdir = export.build_package_zip(
         directive_id, engine=deps.engine, vault=deps.vault, actor=_actor()
     )
 
     def stream(path: Path = zip_path) -> Any:
-        try:
-            with path.open("rb") as fh:
-                while chunk := fh.read(64 * 1024):
-                    yield chunk
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        with path.open("rb") as fh:
+            while chunk := fh.read(64 * 1024):
+                yield chunk
 
-    response = Response(stream_with_context(stream()), mimetype="application/zip", direct_passthrough=True)
+    # Not direct_passthrough: the server's close() must reach the response, read to the end or not (a
+    # client that hangs up), so that the folder is removed.
+    response = Response(stream_with_context(stream()), mimetype="application/zip")
+    response.call_on_close(lambda: shutil.rmtree(workdir, ignore_errors=True))
     response.headers["Content-Length"] = str(zip_path.stat().st_size)
-    response.headers["Content-Disposition"] = f'attachment; filename="{zip_path.name}"'
+    response.headers["Content-Disposition"] = disposition
     return response
 
 
