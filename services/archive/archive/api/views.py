@@ -25,6 +25,31 @@ packages_blp = Blueprint("packages", __name__, description="BagIt packages of di
 
 READERS = ("auditor", "admin")
 
+# The errors an archive operation can answer besides 401/403 (every /v1 route) and 422 (a declared
+# body or query schema); each is an RFC 9457 problem+json body.
+BAD_QUERY = "An undeclared query parameter, or a NUL character in one (the body names them)"
+NO_RECORD = "No record with this id (record-not-found)"
+NO_DIRECTIVE = "The archive holds nothing of this directive (directive-not-found)"
+ALTERED = (
+    "The archived bytes no longer match the record or the audit chain, or the object is missing "
+    "(fixity-failed); nothing is served and the failure is recorded"
+)
+STORE_DOWN = "The object store cannot be reached (store-unavailable)"
+PACKAGE_HEADERS = {
+    "Content-Disposition": {
+        "description": 'attachment; filename="directive-<id>.zip"',
+        "schema": {"type": "string"},
+    },
+}
+CONTENT_HEADERS = {
+    "Content-Disposition": {
+        "description": "attachment; filename*=UTF-8''<percent-encoded name>",
+        "schema": {"type": "string"},
+    },
+    "Digest": {"description": "sha-256=<hex digest of the bytes>", "schema": {"type": "string"}},
+    "X-Content-SHA256": {"description": "The record's SHA-256, hex", "schema": {"type": "string"}},
+}
+
 
 def _deps() -> ArchiveDeps:
     deps: ArchiveDeps = current_app.extensions["archive_deps"]
@@ -42,7 +67,8 @@ def _page(items: list[Any], total: int, args: dict[str, Any]) -> dict[str, Any]:
 @records_blp.route("/records")
 @require_roles(*READERS)
 @records_blp.arguments(schemas.RecordQuery, location="query")
-@records_blp.response(200, schemas.RecordPage)
+@records_blp.response(200, schemas.RecordPage, description="A page of records, newest first")
+@records_blp.alt_response(400, description=BAD_QUERY)
 def list_records(args: dict[str, Any]) -> dict[str, Any]:
     flt = repository.RecordFilter(
         directive_id=args.get("directive"),
@@ -60,7 +86,9 @@ def list_records(args: dict[str, Any]) -> dict[str, Any]:
 
 @records_blp.route("/records/<record_id>")
 @require_roles(*READERS)
-@records_blp.response(200, schemas.RecordOut)
+@records_blp.response(200, schemas.RecordOut, description="The record and its signature report (audited)")
+@records_blp.alt_response(400, description=BAD_QUERY)
+@records_blp.alt_response(404, description=NO_RECORD)
 def get_record(record_id: str) -> dict[str, Any]:
     return records.view_record(record_id, engine=_deps().engine, actor=_actor())
 
@@ -68,6 +96,18 @@ def get_record(record_id: str) -> dict[str, Any]:
 @records_blp.route("/records/<record_id>/content")
 @require_roles(*READERS)
 @records_blp.response(200, description="The archived bytes, exactly as received, after a SHA-256 re-check")
+@records_blp.doc(
+    responses={
+        "200": {
+            "headers": CONTENT_HEADERS,
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    }
+)
+@records_blp.alt_response(400, description=BAD_QUERY)
+@records_blp.alt_response(404, description=NO_RECORD)
+@records_blp.alt_response(409, description=ALTERED)
+@records_blp.alt_response(503, description=STORE_DOWN)
 def get_content(record_id: str) -> Response:
     deps = _deps()
     if request.method == "HEAD":
@@ -93,7 +133,12 @@ def _content_headers(response: Response, record: dict[str, Any]) -> None:
 
 @records_blp.route("/records/<record_id>/fixity", methods=["POST"])
 @require_roles(*READERS)
-@records_blp.response(200, schemas.FixityOut)
+@records_blp.response(
+    200, schemas.FixityOut, description="The outcome; a failure is also recorded and announced"
+)
+@records_blp.alt_response(400, description=BAD_QUERY)
+@records_blp.alt_response(404, description=NO_RECORD)
+@records_blp.alt_response(503, description=STORE_DOWN)
 def post_fixity(record_id: str) -> dict[str, Any]:
     deps = _deps()
     outcome = fixity.check_fixity(record_id, engine=deps.engine, vault=deps.vault, actor=_actor())
@@ -108,7 +153,15 @@ def post_fixity(record_id: str) -> dict[str, Any]:
 @records_blp.route("/records/<record_id>/legal-hold", methods=["PUT"])
 @require_roles("admin")
 @records_blp.arguments(schemas.LegalHoldIn)
-@records_blp.response(200, schemas.RecordOut)
+@records_blp.response(200, schemas.RecordOut, description="The record with its hold set or lifted (audited)")
+@records_blp.alt_response(400, description=BAD_QUERY)
+@records_blp.alt_response(404, description=NO_RECORD)
+@records_blp.alt_response(
+    409,
+    description="The store refused the change (object-locked), or the archived object is missing "
+    "(fixity-failed)",
+)
+@records_blp.alt_response(503, description=STORE_DOWN)
 def put_legal_hold(body: dict[str, Any], record_id: str) -> dict[str, Any]:
     deps = _deps()
     return records.set_legal_hold(
@@ -124,7 +177,8 @@ def put_legal_hold(body: dict[str, Any], record_id: str) -> dict[str, Any]:
 @fixity_blp.route("/fixity/runs")
 @require_roles(*READERS)
 @fixity_blp.arguments(schemas.PageQuery, location="query")
-@fixity_blp.response(200, schemas.FixityRunPage)
+@fixity_blp.response(200, schemas.FixityRunPage, description="A page of fixity sweeps, newest first")
+@fixity_blp.alt_response(400, description=BAD_QUERY)
 def list_fixity_runs(args: dict[str, Any]) -> dict[str, Any]:
     with _deps().engine.connect() as conn:
         items, total = repository.list_fixity_runs(conn, page=args["page"], per_page=args["per_page"])
@@ -134,7 +188,8 @@ def list_fixity_runs(args: dict[str, Any]) -> dict[str, Any]:
 @audit_blp.route("/audit")
 @require_roles(*READERS)
 @audit_blp.arguments(schemas.AuditQuery, location="query")
-@audit_blp.response(200, schemas.AuditPage)
+@audit_blp.response(200, schemas.AuditPage, description="A page of audit entries, oldest first")
+@audit_blp.alt_response(400, description=BAD_QUERY)
 def list_audit(args: dict[str, Any]) -> dict[str, Any]:
     with _deps().engine.connect() as conn:
         entries, total = audit_log.list_entries(
@@ -151,7 +206,14 @@ def list_audit(args: dict[str, Any]) -> dict[str, Any]:
 
 @audit_blp.route("/audit/verify")
 @require_roles(*READERS)
-@audit_blp.response(200, schemas.AuditVerifyOut)
+@audit_blp.response(
+    200,
+    schemas.AuditVerifyOut,
+    description="The chain walked and compared with every checkpoint in the object-locked bucket; "
+    "`ok` is false on any break or mismatch",
+)
+@audit_blp.alt_response(400, description=BAD_QUERY)
+@audit_blp.alt_response(503, description=STORE_DOWN)
 def verify_audit() -> dict[str, Any]:
     deps = _deps()
     result = audit_chain.verify_audit(engine=deps.engine, vault=deps.vault)
@@ -180,7 +242,19 @@ def verify_audit() -> dict[str, Any]:
 
 @packages_blp.route("/directives/<directive_id>/package", methods=["GET"])
 @require_roles(*READERS)
-@packages_blp.response(200, description="A zipped BagIt bag (SHA-256 manifests)")
+@packages_blp.response(200, description="A zipped BagIt bag (SHA-256 manifests); building it is audited")
+@packages_blp.doc(
+    responses={
+        "200": {
+            "headers": PACKAGE_HEADERS,
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    }
+)
+@packages_blp.alt_response(400, description=BAD_QUERY)
+@packages_blp.alt_response(404, description=NO_DIRECTIVE)
+@packages_blp.alt_response(409, description=ALTERED)
+@packages_blp.alt_response(503, description=STORE_DOWN)
 def get_package(directive_id: str) -> Response:
     deps = _deps()
     disposition = f'attachment; filename="directive-{export.safe_name(directive_id)}.zip"'
