@@ -1,4 +1,4 @@
-"""One file-name cleaner for every service: a sender's file name made safe to store, serve and show."""
+"""One file-name cleaner for every service: a sender's file name becomes one safe to store and show."""
 
 from __future__ import annotations
 
