@@ -24,6 +24,7 @@ from archive.domain.audit import (
     checkpoint_group_prefix,
     checkpoint_key,
     compare_checkpoint_rows,
+    count_in_checkpoint_key,
     parse_checkpoint,
 )
 
@@ -63,18 +64,38 @@ class AuditVerification:
         return self.chain.reason or self.checkpoint_problem
 
 
-def _read_locked(vault: Vault, prefixes: list[str]) -> tuple[dict[str, Checkpoint], list[str]]:
-    """Every checkpoint object under the prefixes, listed and read from the bucket itself."""
+def _read_locked(
+    vault: Vault, prefixes: list[str], *, newest_only: bool = False
+) -> tuple[dict[str, Checkpoint], list[str]]:
+    """The checkpoint objects under the prefixes, listed and read from the bucket itself.
+
+    `newest_only` reads just the object(s) whose key names the highest count (and any key of another form):
+    what a writer needs, at one read per round however many checkpoints the groups hold.
+    """
+    keys = [
+        listed.key for prefix in prefixes for listed in vault.store.list_objects(vault.archive_bucket, prefix)
+    ]
+    if newest_only:
+        counts = {key: count_in_checkpoint_key(key) for key in keys}
+        top = max((c for c in counts.values() if c is not None), default=None)
+        keys = [key for key, count in counts.items() if count is None or count == top]
     found: dict[str, Checkpoint] = {}
     problems: list[str] = []
-    for prefix in prefixes:
-        for listed in vault.store.list_objects(vault.archive_bucket, prefix):
-            try:
-                found[listed.key] = parse_checkpoint(vault.store.read(vault.archive_bucket, listed.key))
-            except ObjectNotFound:
-                problems.append(f"locked checkpoint {listed.key} was listed but cannot be read")
-            except ValueError as exc:
-                problems.append(f"locked checkpoint {listed.key} is unreadable: {exc}")
+    for key in keys:
+        try:
+            checkpoint = parse_checkpoint(vault.store.read(vault.archive_bucket, key))
+        except ObjectNotFound:
+            problems.append(f"locked checkpoint {key} was listed but cannot be read")
+            continue
+        except ValueError as exc:
+            problems.append(f"locked checkpoint {key} is unreadable: {exc}")
+            continue
+        named = count_in_checkpoint_key(key)
+        if named is not None and named != checkpoint.count:
+            problems.append(
+                f"locked checkpoint {key} holds the count {checkpoint.count}, not the one its key names"
+            )
+        found[key] = checkpoint
     return found, problems
 
 
@@ -171,7 +192,14 @@ def write_checkpoint(
     Otherwise nothing is written and the break is announced (archive.audit_chain_broken.v1), unless its
     reason is `announced` already, so a forged chain never becomes the reference.
     """
-    head_count, _ = audit_log.head(engine)
+    head_count, head_hash = audit_log.head(engine)
+    if reference is not None and (head_count, head_hash) == (
+        reference.checkpoint.count,
+        reference.checkpoint.head_hash,
+    ):
+        # Nothing appended since this writer's last checkpoint, and the head is the checkpointed one.
+        chain = ChainVerification(ok=True, count=head_count, head_hash=head_hash)
+        return AuditVerification(chain=chain, checkpoint=reference.checkpoint, checkpoint_key=reference.key)
     if reference is None:
         prefixes = [CHECKPOINT_PREFIX]
     else:
@@ -179,7 +207,7 @@ def write_checkpoint(
         low = min(reference.checkpoint.count, head_count) // CHECKPOINT_GROUP
         high = max(reference.checkpoint.count, head_count) // CHECKPOINT_GROUP + 1
         prefixes = [checkpoint_group_prefix(group * CHECKPOINT_GROUP) for group in range(low, high + 1)]
-    locked, problems = _read_locked(vault, prefixes)
+    locked, problems = _read_locked(vault, prefixes, newest_only=True)
     if reference is not None:
         locked.setdefault(reference.key, reference.checkpoint)
     newest = _newest(locked)

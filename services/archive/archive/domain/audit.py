@@ -189,6 +189,15 @@ def checkpoint_key(count: int) -> str:
     return f"{CHECKPOINT_PREFIX}{count // CHECKPOINT_GROUP:010d}/{count:020d}.json"
 
 
+def count_in_checkpoint_key(key: str) -> int | None:
+    """The count a checkpoint key names (None for a key of another form, such as an older timestamp key)."""
+    name = key.rsplit("/", 1)[-1]
+    if not key.startswith(CHECKPOINT_PREFIX) or not name.endswith(".json") or len(name) != 25:
+        return None
+    digits = name[:-5]
+    return int(digits) if digits.isdigit() else None
+
+
 def checkpoint_group_prefix(count: int) -> str:
     return f"{CHECKPOINT_PREFIX}{count // CHECKPOINT_GROUP:010d}/"
 
