@@ -199,15 +199,16 @@ def _accept(vault: Vault, doc: IncomingDocument, info: StoredObject, spool: IO[b
     )
 
 
-def _content_flags(doc: IncomingDocument, spool: IO[bytes], data: bytes | None) -> tuple[str, ...]:
+def _content_flags(
+    doc: IncomingDocument, content_type: str, spool: IO[bytes], data: bytes | None
+) -> tuple[str, ...]:
     """Active content a PDF carries (script, embedded files, launch actions): flagged for the auditor."""
-    head, _ = _head_and_tail(spool, 0)
-    if not (declares_pdf(doc.filename, doc.content_type) or b"%PDF-" in head):
-        return ()
     if data is None:
         spool.seek(0)
         data = spool.read()
         spool.seek(0)
+    if not (declares_pdf(doc.filename, content_type) or b"%PDF-" in data[:HEADER_WINDOW]):
+        return ()
     return scan_pdf(data).flags
 
 
@@ -276,7 +277,7 @@ def _ensure_archived(
         with spool:
             content_type = _accept(vault, doc, stored, spool)
             report = verify(spool)
-            flags = _content_flags(doc, spool, None)
+            flags = _content_flags(doc, content_type, spool, None)
         stored, granted = _with_granted_retention(vault, stored, claimed, report, now)
         return Prepared(
             doc, stored, granted, report, content_type, flags, _basis(doc, claimed, granted, report)
@@ -299,13 +300,15 @@ def _ensure_archived(
                     mode=cast(RetentionMode, vault.lock_mode), retain_until=decision.retain_until
                 ),
             )
+            # Scanned here so it overlaps the signature check on the other thread (both only read).
+            flags = _content_flags(doc, content_type, staged.spool, data)
         except ObjectLocked:
             # An earlier delivery's copy. It is read and must hash to the announced SHA-256 too, so it
             # holds the very bytes being validated.
             stored, archived = _archived_copy(vault, key, doc)
             with archived:
                 report = checking.result() if checking is not None else verify(archived)
-                flags = _content_flags(doc, archived, data)
+                flags = _content_flags(doc, content_type, archived, data)
             stored, granted = _with_granted_retention(vault, stored, claimed, report, now)
             return Prepared(
                 doc, stored, granted, report, content_type, flags, _basis(doc, claimed, granted, report)
@@ -317,8 +320,6 @@ def _ensure_archived(
                 # Never leave the check running behind an error; its outcome is used below or dropped.
                 with contextlib.suppress(Exception):
                     checking.result()
-        # While the signatures are checked on the other thread (or before, for a file on disk).
-        flags = _content_flags(doc, staged.spool, data)
         if checking is not None:
             report = checking.result()
         else:
