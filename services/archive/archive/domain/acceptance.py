@@ -7,7 +7,8 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# The types a public body's documents and unit reports come in. Anything else is refused: the archive keeps
+# The types a public body's documents and unit reports come in: the list intake accepts uploads from (keep
+# the two in step; services share no code for business rules). Anything else is refused: the archive keeps
 # records for decades and serves them back to auditors, so what it holds must be a document, not a page or
 # a program. application/octet-stream is what a sender that names no type gets; it is sniffed like the rest.
 ACCEPTED_CONTENT_TYPES = frozenset(
@@ -23,6 +24,11 @@ ACCEPTED_CONTENT_TYPES = frozenset(
         "application/vnd.openxmlformats-officedocument.presentationml.presentation",
         "application/vnd.oasis.opendocument.text",
         "application/vnd.oasis.opendocument.spreadsheet",
+        "application/rtf",
+        # Archives of documents, as intake accepts them (the archive keeps them as received).
+        "application/zip",
+        "application/x-7z-compressed",
+        "application/vnd.rar",
         "application/xml",
         "text/xml",
         "text/plain",
@@ -51,7 +57,8 @@ _EXECUTABLE_MAGIC = (
 _EXECUTABLE_SUFFIXES = frozenset(
     {
         "exe", "dll", "com", "scr", "msi", "msp", "cpl", "bat", "cmd", "ps1", "psm1", "vbs", "vbe", "js",
-        "jse", "wsf", "wsh", "hta", "jar", "apk", "sh", "lnk", "app", "dmg", "pif", "reg", "elf", "so",
+        "jse", "wsf", "wsh", "hta", "jar", "apk", "sh", "bash", "lnk", "app", "dmg", "pif", "reg", "elf",
+        "so", "run",
     }
 )  # fmt: skip
 
