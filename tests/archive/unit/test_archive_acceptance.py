@@ -13,7 +13,13 @@ from archive.adapters.db import audit_entries, outbox, records
 from archive.archiving import handle_directive_registered
 from archive.domain.acceptance import Refused, check_acceptable, scan_pdf, served_type
 from archive.history import handle_task_event
-from archive_pdfs import embedded_file_pdf, hidden_javascript_pdf, javascript_pdf, launch_pdf, minimal_pdf
+from archive_active_pdfs import (
+    embedded_file_pdf,
+    hidden_javascript_pdf,
+    javascript_pdf,
+    launch_pdf,
+    plain_pdf,
+)
 from archive_testkit import directive_event, stage, task_event
 from shared.filenames import clean_filename
 
@@ -183,7 +189,7 @@ def test_a_unit_reports_name_is_cleaned_in_the_record_and_the_audit_keeps_what_w
         (launch_pdf, ["launch_action"]),
         (embedded_file_pdf, ["embedded_files"]),
         (hidden_javascript_pdf, ["javascript"]),
-        (minimal_pdf, []),
+        (plain_pdf, []),
     ],
 )
 def test_active_content_is_flagged_in_the_record_the_api_and_the_package(
