@@ -9,7 +9,7 @@ from shared.objectstore import AdvisoryKeyLock, make_store
 from sqlalchemy.engine import Engine
 
 from archive.adapters.retention_config import load_policy
-from archive.handlers import Vault
+from archive.common import Vault
 from archive.settings import Settings
 from archive.signatures import SignatureVerifier
 
@@ -34,6 +34,7 @@ def build_deps(settings: Settings) -> ArchiveDeps:
         archive_bucket=settings.archive_bucket,
         lock_mode=settings.lock_mode,
         retention=load_policy(settings.retention_classes),
+        max_file_bytes=settings.max_file_bytes,
     )
     return ArchiveDeps(
         engine=engine,

@@ -23,7 +23,8 @@ from shared.objectstore import StoreLacksCapability
 from shared.outbox import OutboxPublisher, OutboxRelay
 from shared.runtime import Periodic, Worker, WorkerFailed, run_all, worker_main
 
-from archive import handlers, messages
+from archive import archiving, fixity, history, messages
+from archive import audit as audit_chain
 from archive.adapters.db import outbox
 from archive.deps import ArchiveDeps, build_deps
 from archive.settings import Settings
@@ -62,18 +63,18 @@ def subscriptions(deps: ArchiveDeps) -> list[Subscription]:
     """One queue per consumed event, named archive.<source>.<event>."""
 
     def on_directive(envelope: Envelope) -> None:
-        handlers.handle_directive_registered(
+        archiving.handle_directive_registered(
             envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier
         )
 
     def on_task(envelope: Envelope) -> None:
-        handlers.handle_task_event(envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier)
+        history.handle_task_event(envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier)
 
     def on_assigned(envelope: Envelope) -> None:
-        handlers.handle_tasks_assigned(envelope, engine=deps.engine)
+        history.handle_tasks_assigned(envelope, engine=deps.engine)
 
     def on_acknowledged(envelope: Envelope) -> None:
-        handlers.handle_tasks_acknowledged(envelope, engine=deps.engine)
+        history.handle_tasks_acknowledged(envelope, engine=deps.engine)
 
     special = {
         messages.DIRECTIVE_REGISTERED: on_directive,
@@ -99,9 +100,12 @@ class ArchiveWorker:
     deps: ArchiveDeps
     publisher: OutboxPublisher
     parts: list[Worker] = field(default_factory=list)
+    # The newest locked checkpoint this worker has seen, and the last break it announced.
+    checkpoint_reference: audit_chain.LockedCheckpoint | None = None
+    announced_break: str | None = None
 
     def fixity_round(self) -> None:
-        summary = handlers.run_fixity_sweep(
+        summary = fixity.run_fixity_sweep(
             engine=self.deps.engine, vault=self.deps.vault, period_seconds=self.settings.fixity_period_seconds
         )
         FIXITY_CHECKED.inc(summary.checked)
@@ -109,9 +113,19 @@ class ArchiveWorker:
         FIXITY_LAST_RUN.set_to_current_time()
 
     def checkpoint_round(self) -> None:
-        result = handlers.write_checkpoint(engine=self.deps.engine, vault=self.deps.vault)
+        result = audit_chain.write_checkpoint(
+            engine=self.deps.engine,
+            vault=self.deps.vault,
+            reference=self.checkpoint_reference,
+            announced=self.announced_break,
+        )
         AUDIT_ENTRIES.set(result.chain.count)
         AUDIT_CHAIN_OK.set(1 if result.ok else 0)
+        if result.ok and result.checkpoint is not None and result.checkpoint_key is not None:
+            self.checkpoint_reference = audit_chain.LockedCheckpoint(result.checkpoint_key, result.checkpoint)
+            self.announced_break = None
+        elif not result.ok:
+            self.announced_break = result.reason
 
     def run(self, stop: threading.Event) -> None:
         self.deps.vault.ensure_ready()

@@ -12,12 +12,8 @@ import pytest
 import sqlalchemy as sa
 from archive.adapters import audit_log
 from archive.adapters.db import audit_entries, outbox, records, task_events
-from archive.handlers import (
-    handle_directive_registered,
-    handle_task_event,
-    handle_tasks_acknowledged,
-    handle_tasks_assigned,
-)
+from archive.archiving import handle_directive_registered
+from archive.history import handle_task_event, handle_tasks_acknowledged, handle_tasks_assigned
 from archive_testkit import ARCHIVE, STAGING, directive_event, task_event
 from shared.envelope import Envelope
 from shared.messaging import PermanentError
@@ -74,7 +70,10 @@ def test_redelivered_event_archives_nothing_twice(engine, vault, verifier, sampl
     assert _outbox_types(engine).count("archive.record_archived.v1") == 1
 
 
-def test_permanent_document_type_gets_legal_hold(engine, vault, verifier, samples, stage_file):
+def test_a_declared_permanent_type_without_a_valid_signature_gets_the_ordinary_class_and_no_hold(
+    engine, vault, verifier, samples, stage_file
+):
+    """Finding 9: any submitter could force permanent, held, undeletable archiving by naming a type."""
     staged = stage_file(samples.unsigned, "qd.pdf")
     event = directive_event("dir-3", [staged.attachment], document_type="Quyết định")
 
@@ -82,10 +81,31 @@ def test_permanent_document_type_gets_legal_hold(engine, vault, verifier, sample
 
     with engine.connect() as conn:
         row = conn.execute(sa.select(records)).one()
-    assert row.retention_class == "vinh_vien" and row.legal_hold
+        (archived,) = [json.loads(r.details) for r in conn.execute(
+            sa.select(audit_entries.c.details).where(audit_entries.c.action == "record_archived")
+        )]  # fmt: skip
+    assert row.retention_class == "10" and not row.legal_hold and row.legal_hold_reason is None
     stored = vault.store.stat(ARCHIVE, row.key)
-    assert stored.legal_hold
+    assert not stored.legal_hold
+    assert stored.retention is not None and stored.retention.retain_until.year - row.archived_at.year == 10
+    assert "asks for class vinh_vien; signature unsigned, so class 10" in archived["retention_basis"]
+
+
+def test_a_validly_signed_permanent_type_is_locked_longest_but_never_held(
+    engine, vault, verifier, samples, stage_file
+):
+    staged = stage_file(samples.valid, "qd-ky-so.pdf")
+    event = directive_event("dir-3s", [staged.attachment], document_type="Quyết định")
+
+    handle_directive_registered(event, engine=engine, vault=vault, verifier=verifier)
+
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(records)).one()
+    assert row.retention_class == "vinh_vien" and not row.legal_hold
+    stored = vault.store.stat(ARCHIVE, row.key)
+    assert not stored.legal_hold
     assert stored.retention is not None and stored.retention.retain_until.year - row.archived_at.year == 70
+    assert row.retain_until.year - row.archived_at.year == 70
 
 
 def test_invalid_signature_is_recorded_and_announced(engine, vault, verifier, samples, stage_file):
@@ -191,10 +211,10 @@ class PutRecordingStore(CountingStore):
 def test_the_archive_put_takes_the_digest_of_the_verified_read(
     monkeypatch, engine, vault, verifier, samples, stage_file, in_memory
 ):
-    from archive import handlers
+    from archive import archiving
 
     if not in_memory:
-        monkeypatch.setattr(handlers, "ARCHIVE_SPOOL_IN_MEMORY", 1024)  # the sample is larger: to disk
+        monkeypatch.setattr(archiving, "ARCHIVE_SPOOL_IN_MEMORY", 1024)  # the sample is larger: to disk
     staged = stage_file(samples.valid, "đã xác minh.pdf")
     recording = PutRecordingStore(vault.store)
 

@@ -78,6 +78,10 @@ class RecordOut(Schema):
     fixity_status = fields.String()
     fixity_checked_at = fields.AwareDateTime(allow_none=True)
     fixity_detail = fields.String(allow_none=True)
+    content_flags = fields.List(
+        fields.String(validate=validate.OneOf(["javascript", "embedded_files", "launch_action"])),
+        metadata={"description": "Active content found in the PDF when it was archived; empty when none"},
+    )
     issuer_name = fields.String(allow_none=True)
     issuer_code = fields.String(allow_none=True)
     number = fields.String(allow_none=True)
@@ -159,3 +163,12 @@ class AuditVerifyOut(Schema):
     broken_seq = fields.Integer(allow_none=True)
     reason = fields.String(allow_none=True)
     checkpoint = fields.Nested(CheckpointOut, allow_none=True)
+    checkpoints_checked = fields.Integer(
+        metadata={"description": "Checkpoint objects listed and read from the object-locked bucket"}
+    )
+    problems = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Every disagreement between the chain, the locked checkpoints and their rows"
+        },
+    )
