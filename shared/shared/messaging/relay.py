@@ -23,12 +23,15 @@ class RelayWorker:
         delivery_limit: int,
         timeout: float = 5.0,
         max_backoff: float = 5.0,
+        service: str | None = None,
     ) -> None:
         self.relay = relay
         self.amqp_url = amqp_url
         self.delivery_limit = delivery_limit
         self.timeout = timeout
         self.max_backoff = max_backoff
+        # The service whose part of the topology to declare (None: all of it, one user with every right).
+        self.service = service
 
     def run(self, stop: threading.Event) -> None:
         if wait_for_topology(
@@ -37,5 +40,6 @@ class RelayWorker:
             delivery_limit=self.delivery_limit,
             timeout=self.timeout,
             max_backoff=self.max_backoff,
+            service=self.service,
         ):
             self.relay.run(stop)
