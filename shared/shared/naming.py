@@ -57,6 +57,7 @@ SUBSCRIPTIONS: tuple[tuple[str, str, str, int], ...] = (
     ("routing", "intake", "directive_registered", 1),
     ("routing", "intake", "directive_revoked", 1),
     ("archive", "intake", "directive_registered", 1),
+    ("archive", "intake", "directive_revoked", 1),
     ("archive", "routing", "task_assigned", 1),
     ("archive", "routing", "tasks_assigned", 1),
     ("archive", "routing", "task_status_changed", 1),

@@ -49,6 +49,7 @@ def test_the_system_subscriptions_are_pinned():
         "routing.intake.directive_registered",
         "routing.intake.directive_revoked",
         "archive.intake.directive_registered",
+        "archive.intake.directive_revoked",
         "archive.routing.task_assigned",
         "archive.routing.tasks_assigned",
         "archive.routing.task_status_changed",

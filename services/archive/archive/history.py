@@ -1,4 +1,4 @@
-"""The task history: routing's task events kept per directive, with any report file they carry archived."""
+"""A directive's history: routing's task events and intake's revocation, with any file they carry archived."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from archive.archiving import IncomingDocument, Prepared, Refusal, prepare, refu
 from archive.common import CONSUMER, Clock, Vault, already_handled, utcnow
 from archive.domain.audit import AuditEvent
 from archive.domain.errors import ChecksumMismatch
-from archive.domain.records import SOURCE_REPORT
+from archive.domain.records import SOURCE_REPORT, SOURCE_REVOCATION
 from archive.signatures import SignatureVerifier
 
 # The event types under which a batch event's parts are kept, as if each had come on its own.
@@ -41,37 +41,102 @@ def handle_task_event(
         payload = messages.load_payload(messages.TaskEventIn(), envelope)
     except ValidationError as exc:
         raise PermanentError(f"malformed {envelope.type} payload: {exc.messages}") from exc
-    if already_handled(engine, envelope.id):
-        return []
-    directive_id = payload["directive_id"]
     task_id = payload.get("task_id") or payload.get("id")
     report = payload.get("report")
+    unit = payload.get("unit") or payload.get("unit_code")
+    status = payload.get("status") or payload.get("to_status")
+    return _keep(
+        envelope,
+        payload["directive_id"],
+        file=report,
+        source_kind=SOURCE_REPORT,
+        source_ref=f"report:{task_id or ''}:{report['sha256']}" if report else "",
+        row={"task_id": task_id, "unit": unit, "status": status},
+        details={"task_id": task_id, "unit": unit, "status": status, "report": _report_details(report)},
+        engine=engine,
+        vault=vault,
+        verifier=verifier,
+        clock=clock,
+    )
+
+
+def handle_directive_revoked(
+    envelope: Envelope,
+    *,
+    engine: Engine,
+    vault: Vault,
+    verifier: SignatureVerifier,
+    clock: Clock = utcnow,
+) -> list[str]:
+    """Keeps intake's revocation of a directive in its history and the audit log; every record stays (WORM),
+    and the revoking edXML packet, when there was one, is archived beside them."""
+    try:
+        payload = messages.load_payload(messages.DirectiveRevokedIn(), envelope)
+    except ValidationError as exc:
+        raise PermanentError(f"malformed {envelope.type} payload: {exc.messages}") from exc
+    directive_id = payload["directive_id"]
+    packet = payload.get("packet")
+    return _keep(
+        envelope,
+        directive_id,
+        file=packet,
+        source_kind=SOURCE_REVOCATION,
+        source_ref=f"revocation:{directive_id}:{packet['sha256']}" if packet else "",
+        row={"task_id": None, "unit": None, "status": "revoked"},
+        details={
+            "reason": payload["reason"],
+            "revoked_by": payload.get("revoked_by"),
+            "revoked_at": payload.get("revoked_at"),
+            "packet": _report_details(packet),
+        },
+        engine=engine,
+        vault=vault,
+        verifier=verifier,
+        clock=clock,
+    )
+
+
+def _keep(
+    envelope: Envelope,
+    directive_id: str,
+    *,
+    file: dict[str, Any] | None,
+    source_kind: str,
+    source_ref: str,
+    row: dict[str, Any],
+    details: dict[str, Any],
+    engine: Engine,
+    vault: Vault,
+    verifier: SignatureVerifier,
+    clock: Clock,
+) -> list[str]:
+    """One event of a directive's life: a history row, an audit entry, and the file it carries archived."""
+    if already_handled(engine, envelope.id):
+        return []
     with engine.connect() as conn:
         directive = repository.get_directive(conn, directive_id)
     metadata = dict(directive.metadata) if directive is not None else {}
     now = clock()
     prepared: list[Prepared] = []
     refused: list[Refusal] = []
-    if report:
+    if file:
         doc = IncomingDocument(
-            source_ref=f"report:{task_id or ''}:{report['sha256']}",
-            source_kind=SOURCE_REPORT,
-            filename=clean_filename(report["filename"]),
-            filename_as_sent=report["filename"],
-            content_type=report["content_type"],
-            size=report["size"],
-            sha256=report["sha256"],
-            bucket=report["bucket"],
-            key=report["key"],
+            source_ref=source_ref,
+            source_kind=source_kind,
+            filename=clean_filename(file["filename"]),
+            filename_as_sent=file["filename"],
+            content_type=file["content_type"],
+            size=file["size"],
+            sha256=file["sha256"],
+            bucket=file["bucket"],
+            key=file["key"],
             document_type=None,
         )
         try:
             prepared, refused = prepare(vault, verifier, directive_id, [doc], now)
         except ChecksumMismatch as exc:
-            raise PermanentError(f"report of directive {directive_id}: {exc}") from exc
+            raise PermanentError(f"{source_kind} file of directive {directive_id}: {exc}") from exc
     event_name = envelope.type.split(".", 1)[-1]
-    unit = payload.get("unit") or payload.get("unit_code")
-    status = payload.get("status") or payload.get("to_status")
     with engine.begin() as conn:
         if not claim(conn, inbox, envelope.id, CONSUMER):
             return []
@@ -81,9 +146,7 @@ def handle_task_event(
                 "event_id": envelope.id,
                 "event_type": envelope.type,
                 "directive_id": directive_id,
-                "task_id": task_id,
-                "unit": unit,
-                "status": status,
+                **row,
                 "occurred_at": envelope.occurred_at,
                 "payload": envelope.payload,
             },
@@ -95,12 +158,7 @@ def handle_task_event(
                 occurred_at=envelope.occurred_at,
                 directive_id=directive_id,
                 source_event_id=envelope.id,
-                details={
-                    "task_id": task_id,
-                    "unit": unit,
-                    "status": status,
-                    "report": _report_details(report),
-                },
+                details=details,
             )
         ]
         created = store_records(

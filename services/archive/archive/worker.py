@@ -76,10 +76,16 @@ def subscriptions(deps: ArchiveDeps) -> list[Subscription]:
     def on_acknowledged(envelope: Envelope) -> None:
         history.handle_tasks_acknowledged(envelope, engine=deps.engine)
 
+    def on_revoked(envelope: Envelope) -> None:
+        history.handle_directive_revoked(
+            envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier
+        )
+
     special = {
         messages.DIRECTIVE_REGISTERED: on_directive,
         messages.TASKS_ASSIGNED: on_assigned,
         messages.TASKS_ACKNOWLEDGED: on_acknowledged,
+        messages.DIRECTIVE_REVOKED: on_revoked,
     }
     return [
         Subscription(

@@ -13,7 +13,12 @@ import sqlalchemy as sa
 from archive.adapters import audit_log
 from archive.adapters.db import audit_entries, outbox, records, task_events
 from archive.archiving import handle_directive_registered
-from archive.history import handle_task_event, handle_tasks_acknowledged, handle_tasks_assigned
+from archive.history import (
+    handle_directive_revoked,
+    handle_task_event,
+    handle_tasks_acknowledged,
+    handle_tasks_assigned,
+)
 from archive_testkit import ARCHIVE, STAGING, directive_event, task_event
 from shared.envelope import Envelope
 from shared.messaging import PermanentError
@@ -561,3 +566,50 @@ def test_malformed_tasks_acknowledged_is_dead_lettered_and_stores_nothing(engine
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(task_events)).scalar_one() == 0
         assert conn.execute(sa.select(sa.func.count()).select_from(audit_entries)).scalar_one() == 0
+
+
+def test_a_revocation_is_kept_in_the_history_and_audit_and_its_packet_archived(
+    engine, vault, verifier, samples, stage_file
+):
+    attachment = stage_file(samples.valid, "cv1393.pdf").attachment
+    handle_directive_registered(
+        directive_event("dir-9", [attachment]), engine=engine, vault=vault, verifier=verifier
+    )
+    packet_bytes = "<edXML>thu hồi</edXML>".encode()
+    packet = stage_file(packet_bytes, "thu-hoi-edxml.xml").attachment
+    packet["content_type"] = "application/xml"
+    revoked = Envelope.new(
+        "intake.directive_revoked",
+        {
+            "directive_id": "dir-9",
+            "arrival_number": 9,
+            "number": "1393/CVT-CL",
+            "reason": "Cục Viễn thông thu hồi để sửa đổi",
+            "revoked_at": "2021-04-20T09:00:00+07:00",
+            "revoked_by": "edxml:000.00.00.G22",
+            "packet": {k: packet[k] for k in ("bucket", "key", "sha256", "size", "filename", "content_type")},
+        },
+        producer="intake",
+    )
+    created = handle_directive_revoked(revoked, engine=engine, vault=vault, verifier=verifier)
+    assert (
+        handle_directive_revoked(revoked, engine=engine, vault=vault, verifier=verifier) == []
+    )  # redelivery
+
+    with engine.connect() as conn:
+        history = conn.execute(sa.select(task_events).where(task_events.c.directive_id == "dir-9")).all()
+        kept = conn.execute(
+            sa.select(records).where(records.c.directive_id == "dir-9").order_by(records.c.id)
+        ).all()
+        audit = conn.execute(
+            sa.select(audit_entries).where(audit_entries.c.action == "directive_revoked")
+        ).all()
+    assert [(h.event_type, h.status) for h in history] == [("intake.directive_revoked", "revoked")]
+    # Every record stays; the revoking packet joins them, archived like any file.
+    assert sorted(r.source_kind for r in kept) == ["attachment", "revocation"]
+    (packet_record,) = [r for r in kept if r.source_kind == "revocation"]
+    assert created == [packet_record.id] and packet_record.sha256 == packet["sha256"]
+    assert vault.store.read(ARCHIVE, packet_record.key) == packet_bytes
+    (entry,) = audit
+    details = json.loads(entry.details) if isinstance(entry.details, str) else entry.details
+    assert details["reason"] == "Cục Viễn thông thu hồi để sửa đổi"

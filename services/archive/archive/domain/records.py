@@ -11,6 +11,8 @@ from archive.domain.retention import PERMANENT
 
 SOURCE_ATTACHMENT = "attachment"
 SOURCE_REPORT = "report"
+# The edXML packet by which a sender revoked the directive.
+SOURCE_REVOCATION = "revocation"
 
 
 def fold(text: str) -> str:
