@@ -78,7 +78,7 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 @dataclass
 class RabbitNode:
-    """One RabbitMQ node of our own: its node name, AMQP and distribution ports, data and logs under `workdir`.
+    """A RabbitMQ node of our own: its node name, AMQP and distribution ports, data and logs under `workdir`.
 
     The machine's node `rabbit@localhost` on 5672 is never addressed: the node reads our own config and env
     files (not /etc/rabbitmq), and every rabbitmqctl call names our node with `-n` and uses our own Erlang
@@ -163,7 +163,9 @@ class RabbitNode:
 
         def ready() -> bool:
             if proc.poll() is not None:
-                raise ServerError(f"RabbitMQ node {self.name} exited with {proc.returncode}:\n{tail(self.log)}")
+                raise ServerError(
+                    f"RabbitMQ node {self.name} exited with {proc.returncode}:\n{tail(self.log)}"
+                )
             return port_answers(self.amqp_port) and self._amqp_handshake()
 
         wait_for(ready, timeout=timeout, what=f"RabbitMQ node {self.name} on {self.amqp_port}", interval=0.3)
