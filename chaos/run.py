@@ -208,7 +208,8 @@ class Run:
         self._phase_outcomes += self.burst.wait()
 
     def queue_messages(self, queue: str) -> int:
-        return queue_depths(self.servers.rabbit.amqp_url, [queue])[queue] or 0
+        """Messages in `queue`, ready or held unacknowledged by a (frozen) consumer."""
+        return self.servers.rabbit.queue_messages().get(queue, 0)
 
     # ------------------------------------------------------------------------------------- a fault
 

@@ -136,6 +136,8 @@ class RabbitNode:
             # The fault runs fill a single node fast; the default 50 MB free-disk alarm would block them on a
             # small VM disk without being part of any fault.
             "disk_free_limit.absolute = 10MB\n"
+            # Queue counts (rabbitmqctl list_queues) are statistics: refresh them every second, not every 5.
+            "collect_statistics_interval = 1000\n"
         )
         (self.workdir / "advanced.config").write_text("[].\n")
         (self.workdir / "enabled_plugins").write_text("[].\n")
@@ -230,6 +232,17 @@ class RabbitNode:
         if result.returncode != 0:
             raise ServerError(f"rabbitmqctl {' '.join(args)} on {self.name}: {result.stdout}{result.stderr}")
         return result.stdout
+
+    def queue_messages(self, vhost: str = "/") -> dict[str, int]:
+        """{queue: messages} in `vhost`, ready and unacknowledged together (a passive declare counts only the
+        ready ones, and a consumer's prefetch hides the rest)."""
+        out: dict[str, int] = {}
+        listing = self.ctl("list_queues", "-p", vhost, "--no-table-headers", "name", "messages")
+        for line in listing.splitlines():
+            name, _, count = line.rpartition("\t")
+            if name and count.strip().isdigit():
+                out[name] = int(count)
+        return out
 
     def close(self) -> None:
         """Stops the node (kill if it will not stop) and removes its folder."""
