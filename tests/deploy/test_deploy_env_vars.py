@@ -33,6 +33,7 @@ DEFAULTED: dict[str, str] = {
     "DOCROUTE_RULES_FILE": "rules live in the routing database, managed through its API; no seed file",
     "DOCROUTE_UNITS_FILE": "units live in the routing database, managed through its API; no seed file",
     "DOCROUTE_ARCHIVE_CONSUMERS": "one file in flight per worker; the overlays scale with worker replicas",
+    "DOCROUTE_STAGING_ORPHAN_SECONDS": "1 hour: far longer than an upload request may run (web timeout 60 s)",
 }
 
 # Read by the code, but meaningless for one overlay's choices.

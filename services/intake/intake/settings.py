@@ -10,6 +10,7 @@ from shared.settings import CommonSettings, Env, SettingsError, database_url
 SERVICE = "intake"
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 DEFAULT_ORGANISATION = "STTTT"
+DEFAULT_STAGING_ORPHAN_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,17 @@ class Settings:
     organisation: str = DEFAULT_ORGANISATION
     # Seconds a 503 asks the caller to wait before retrying when the object store or database is down.
     retry_after: int = 5
+    # A staged upload no directive references is removed once this old (no request lives that long).
+    staging_orphan_seconds: int = DEFAULT_STAGING_ORPHAN_SECONDS
 
     @property
     def staging_bucket(self) -> str:
         return self.common.object_store.staging_bucket
+
+    @property
+    def staging_sweep_interval(self) -> float:
+        """Seconds between staging sweeps: a quarter of the orphan age, between 1 and 15 minutes."""
+        return float(min(900, max(60, self.staging_orphan_seconds // 4)))
 
     @property
     def max_request_bytes(self) -> int:
@@ -46,4 +54,9 @@ class Settings:
                 "DOCROUTE_INTAKE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, min=1, max=5 * 1024**3
             ),
             organisation=organisation,
+            # At least 5 minutes: a registration stages its files before it commits, and no request may
+            # still be running when its files count as orphans.
+            staging_orphan_seconds=env.int(
+                "DOCROUTE_STAGING_ORPHAN_SECONDS", DEFAULT_STAGING_ORPHAN_SECONDS, min=300, max=30 * 86400
+            ),
         )
