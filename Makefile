@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: help venv run up test test-fast lint format typecheck bench clean
+.PHONY: help venv run up test test-fast lint format typecheck bench chaos clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ format: venv  ## apply ruff formatting and safe fixes
 
 bench: venv  ## benchmarks against raw baselines; writes bench/results/
 	$(BIN)/python -m bench $(ARGS)
+
+chaos: venv  ## fault suite on private servers: kills, broker faults, 60 s outages; writes chaos/results/
+	$(BIN)/python -m chaos $(ARGS)
 
 clean:  ## remove the virtual environment and local state
 	rm -rf $(VENV) var

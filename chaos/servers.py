@@ -150,6 +150,9 @@ class RabbitNode:
         """Starts the node as our child (its own process group) and waits until it takes AMQP connections."""
         if self.running():
             return
+        # Our readiness check is an AMQP handshake on our port: another server there would pass it.
+        if port_answers(self.amqp_port):
+            raise ServerError(f"port {self.amqp_port} is taken: RabbitMQ node {self.name} not started")
         self._prepare()
         with self.log.open("ab") as out:
             self._proc = subprocess.Popen(  # noqa: S603 - RabbitMQ's own start script, fixed arguments

@@ -4,21 +4,12 @@ that tests may stop, kill and restart, and one fault run shared by the session's
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from chaos.faults import FAULTS
 from chaos.run import Config, Run
 from chaos.servers import MotoS3, PgCluster, RabbitNode
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Everything here starts real servers and `docroute up`: e2e, so `-m "not e2e"` skips it.
-    here = Path(__file__).parent
-    for item in items:
-        if here in item.path.parents:
-            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture
