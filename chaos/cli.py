@@ -32,8 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer directives, only the faults that take seconds")
     p.add_argument("--faults", help="comma list of fault names (default: all; see --list)")
     p.add_argument("--list", action="store_true", help="list the faults and exit")
-    p.add_argument("--directives", type=int, help="directives sent during each fault (default 24, quick 8)")
-    p.add_argument("--rate", type=float, default=4.0, help="directives per second during a fault")
+    p.add_argument("--directives", type=int, help="directives sent during each fault (default 24, quick 10)")
+    p.add_argument("--rate", type=float, default=3.0, help="directives per second during a fault")
     p.add_argument("--outage", type=float, default=60.0, help="seconds PostgreSQL / S3 stay unreachable")
     p.add_argument("--backlog", type=int, default=25, help="messages waiting when a dependency goes down")
     p.add_argument("--out", type=Path, default=RESULTS, help="where latest.{md,json} go")
@@ -46,7 +46,7 @@ def config_from(args: argparse.Namespace) -> Config:
         faults = by_names([name.strip() for name in args.faults.split(",") if name.strip()])
     else:
         faults = [f for f in FAULTS if f.quick] if args.quick else list(FAULTS)
-    directives = args.directives or (8 if args.quick else 24)
+    directives = args.directives or (10 if args.quick else 24)
     return Config(
         faults=faults,
         directives_per_fault=directives,

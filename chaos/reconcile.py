@@ -55,6 +55,7 @@ class Findings:
     tasks: int = 0
     records: int = 0
     audit_entries: int = 0
+    copies: int = 0  # offer messages re-sent with the same envelope id (see OfferLedger.copies)
 
     @property
     def dead_letters(self) -> int:
@@ -72,6 +73,7 @@ class Findings:
             "offers": self.offers,
             "records": self.records,
             "audit_entries": self.audit_entries,
+            "offer_copies": self.copies,
             "lost": self.lost,
             "duplicated": self.duplicated,
             "dead_lettered": self.dead_lettered,
@@ -126,7 +128,8 @@ class OfferLedger:
     """Takes every message off the unit queues (the run has no unit that would) and counts offers per task."""
 
     def __init__(self) -> None:
-        self.per_task: Counter[str] = Counter()
+        self.per_task: Counter[str] = Counter()  # every offer message, copies included
+        self.envelopes: dict[str, set[str]] = {}  # task id → distinct envelope ids offering it
         self.unreadable = 0
 
     def drain(self, amqp_url: str, units: Iterable[str]) -> None:
@@ -146,10 +149,18 @@ class OfferLedger:
                         self.unreadable += 1
                         continue
                     if envelope.get("type") == "routing.task_offered":
-                        self.per_task[str(envelope["payload"]["id"])] += 1
+                        task = str(envelope["payload"]["id"])
+                        self.per_task[task] += 1
+                        self.envelopes.setdefault(task, set()).add(str(envelope.get("id")))
+
         finally:
             with contextlib.suppress(Exception):
                 conn.close()
+
+    def copies(self) -> int:
+        """Offer messages that repeat an envelope already seen: one outbox row published twice, which the
+        relay does when the broker went away before it confirmed (at least once; consumers dedupe by id)."""
+        return sum(n - len(self.envelopes.get(task, ())) for task, n in self.per_task.items())
 
 
 def consumer_queues() -> list[str]:
@@ -231,7 +242,12 @@ def reconcile(
     found.offers = sum(offers.per_task.values())
     task_ids = {row.id for row in tasks}
     found.lost += [f"task {t} never offered on its unit queue" for t in task_ids if offers.per_task[t] == 0]
-    found.duplicated += [f"task {t} offered {n} times" for t, n in offers.per_task.items() if n > 1]
+    found.duplicated += [
+        f"task {t} offered by {len(ids)} distinct messages"
+        for t, ids in offers.envelopes.items()
+        if len(ids) > 1
+    ]
+    found.copies = offers.copies()
     found.other += [f"offer for unknown task {t}" for t in offers.per_task if t not in task_ids]
     if offers.unreadable:
         found.other.append(f"{offers.unreadable} unreadable message(s) on the unit queues")
@@ -309,4 +325,5 @@ def compare(before: Findings, after: Findings) -> Mapping[str, int]:
         "lost": len(set(after.lost) - set(before.lost)),
         "duplicated": len(set(after.duplicated) - set(before.duplicated)),
         "dead_lettered": max(after.dead_letters - before.dead_letters, 0),
+        "copies": max(after.copies - before.copies, 0),
     }

@@ -30,7 +30,7 @@ from chaos.reconcile import (
     settled,
 )
 from chaos.servers import ServerError
-from chaos.stack import DOCROUTE, SERVICES, Servers, Stack
+from chaos.stack import DOCROUTE, Servers, Stack
 from chaos.workload import Workload
 
 _t0 = time.monotonic()
@@ -51,7 +51,7 @@ class Config:
 
     faults: list[Fault]
     directives_per_fault: int = 24
-    rate: float = 4.0
+    rate: float = 3.0
     outage: float = 60.0
     backlog: int = 25
     settle_timeout: float = 150.0
@@ -75,6 +75,7 @@ class Row:
     lost: int = 0
     duplicated: int = 0
     dead_lettered: int = 0
+    copies: int = 0
     operator: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -263,6 +264,7 @@ class Run:
         delta = compare(before, self.findings)
         row.lost, row.duplicated = delta["lost"], delta["duplicated"]
         row.dead_lettered = max(delta["dead_lettered"], replayed or 0)
+        row.copies = delta["copies"]
         row.problems += list(self.findings.lost + self.findings.duplicated + self.findings.other)[:10]
         row.notes += self._notes
         if row.sent and row.accepted < row.sent:
@@ -297,7 +299,7 @@ class Run:
                 done = (
                     settled(self.stack, self.expected)
                     and not any(queue_depths(self.servers.rabbit.amqp_url, queues).values())
-                    and len(self.stack.worker_pids()) == len(SERVICES)
+                    and self.stack.workers_ready()
                 )
             except Exception:  # noqa: BLE001 - a server still coming back: not settled yet
                 counts, done = {}, False

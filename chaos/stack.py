@@ -194,6 +194,17 @@ class Stack:
             interval=0.3,
         )
 
+    def workers_ready(self) -> bool:
+        """Every worker running and done starting: as many "<svc> worker started" lines as starts of it
+        (`docroute up` logs each start and restart of a child)."""
+        if len(self.worker_pids()) != len(SERVICES):
+            return False
+        text = self.log.read_text(encoding="utf-8", errors="replace")
+        return all(
+            text.count(f"{service} worker started") >= max(text.count(f"started {service}-worker ("), 1)
+            for service in SERVICES
+        )
+
     def _workers_started(self) -> bool:
         text = self.log.read_text(encoding="utf-8", errors="replace")
         return all(f"{service} worker started" in text for service in SERVICES)

@@ -61,8 +61,8 @@ def fault_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     it and judges its own rows. 60 s outages with a backlog of 20, as issue 15 asks."""
     config = Config(
         faults=list(FAULTS),
-        directives_per_fault=6,
-        rate=4.0,
+        directives_per_fault=10,
+        rate=3.0,
         outage=60.0,
         backlog=20,
         workdir=tmp_path_factory.mktemp("chaos"),
