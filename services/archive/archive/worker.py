@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge
 from shared.envelope import Envelope
-from shared.messaging import EventConsumer, Publisher, RelayWorker, Subscription
+from shared.messaging import (
+    DATABASE,
+    OBJECT_STORE,
+    EventConsumer,
+    Probe,
+    Publisher,
+    RelayWorker,
+    Subscription,
+    database_probe,
+)
 from shared.outbox import OutboxPublisher, OutboxRelay
 from shared.runtime import Periodic, Worker, run_all, worker_main
 
@@ -40,6 +49,11 @@ class ConsumerWorker:
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.run(stop)
+
+
+def probes(deps: ArchiveDeps) -> dict[str, Probe]:
+    """What the consumers probe while paused on an outage: the database and the object store."""
+    return {DATABASE: database_probe(deps.engine), OBJECT_STORE: deps.vault.store.ping}
 
 
 def subscriptions(deps: ArchiveDeps) -> list[Subscription]:
@@ -126,6 +140,7 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
                 subscriptions(deps),
                 delivery_limit=common.consumer_delivery_limit,
                 prefetch_count=CONSUMER_PREFETCH if settings.consumers == 1 else 1,
+                probes=probes(deps),
             )
         )
         for _ in range(settings.consumers)

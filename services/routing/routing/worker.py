@@ -10,10 +10,12 @@ from marshmallow import ValidationError
 from shared.db import make_engine
 from shared.envelope import Envelope
 from shared.messaging import (
+    DATABASE,
     EventConsumer,
     PermanentError,
     Publisher,
     Subscription,
+    database_probe,
     wait_for_topology,
 )
 from shared.outbox import OutboxRelay
@@ -90,6 +92,8 @@ class RoutingWorker:
                 ],
                 delivery_limit=common.consumer_delivery_limit,
                 prefetch_count=settings.consumer_prefetch,
+                # While the database is down the consumers pause (no delivery counted) and probe it.
+                probes={DATABASE: database_probe(self.engine)},
             )
             for _ in range(settings.consumers_for(self.engine.dialect.name))
         ]
