@@ -47,13 +47,10 @@ class Proxy(Protocol):
     def close(self) -> None: ...
 
 
-def open_proxy(upstream_port: int) -> Proxy | None:
-    """A started proxy from a free loopback port to 127.0.0.1:`upstream_port`; None without chaos.proxy
-    (the services then reach the server directly and the faults that need a proxy are not run)."""
-    try:
-        from chaos.proxy import TcpProxy  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
+def open_proxy(upstream_port: int) -> Proxy:
+    """A started proxy from a free loopback port to 127.0.0.1:`upstream_port`."""
+    from chaos.proxy import TcpProxy
+
     proxy: Proxy = TcpProxy(("127.0.0.1", upstream_port))
     return proxy
 
