@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -267,20 +268,40 @@ def _as_postgres_user() -> list[str]:
 
 @dataclass
 class PgCluster:
-    """A PostgreSQL cluster of our own (initdb under `workdir`, a free port, trust auth, no fsync)."""
+    """A PostgreSQL cluster of our own (initdb, a free port, trust auth, no fsync) in `home`.
+
+    `home` is `workdir` itself, except as root: PostgreSQL then runs as the `postgres` account, which must
+    reach its folder, and a folder under pytest's temp root loses that as soon as another pytest session
+    starts (pytest resets its root to 0700). As root the cluster lives in a folder of its own under the
+    system temp folder, removed by `close()`.
+    """
 
     workdir: Path
     port: int = field(default_factory=free_port)
     # Enough for three services' gunicorn pools, three workers and the checks; 100 runs short in kill tests.
     max_connections: int = 300
+    home: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0:
+            self.home = self.workdir
+            return
+        self.home = Path(tempfile.mkdtemp(prefix="docroute-chaos-pg-", dir=tempfile.gettempdir()))
+        self.home.chmod(0o711)
+        account = pwd.getpwnam("postgres")
+        os.chown(self.home, account.pw_uid, account.pw_gid)
+        # Where to look for it from the run's own folder.
+        with contextlib.suppress(OSError):
+            (self.workdir / "cluster").symlink_to(self.home)
 
     @property
     def datadir(self) -> Path:
-        return self.workdir / "data"
+        return self.home / "data"
 
     @property
     def log(self) -> Path:
-        return self.workdir / "postgres.log"
+        return self.home / "postgres.log"
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
@@ -291,7 +312,7 @@ class PgCluster:
             capture_output=True,
             text=True,
             timeout=timeout,
-            cwd=self.workdir,
+            cwd=self.home,
         )
         if result.returncode != 0:
             raise ServerError(f"{' '.join(args[:2])}: {result.stdout}{result.stderr}\n{tail(self.log)}")
@@ -301,16 +322,6 @@ class PgCluster:
         """initdb (once) with trust authentication and UTF-8."""
         if (self.datadir / "PG_VERSION").exists():
             return
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            account = pwd.getpwnam("postgres")
-            os.chown(self.workdir, account.pw_uid, account.pw_gid)
-            # The postgres account must reach its folder: temp folders are made 0700; add traverse-only
-            # rights (no listing) to those of ours on the way.
-            for parent in self.workdir.parents:
-                mode = parent.stat()
-                if mode.st_uid == os.geteuid() and not mode.st_mode & 0o001:
-                    parent.chmod(mode.st_mode | 0o011)
         self._run(
             str(POSTGRES_BIN / "initdb"),
             "-D",
@@ -331,7 +342,7 @@ class PgCluster:
         if self.running():
             return
         options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.workdir} "
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.home} "
             f"-c max_connections={self.max_connections} -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off"
         )
@@ -374,6 +385,7 @@ class PgCluster:
     def close(self) -> None:
         with contextlib.suppress(ServerError, subprocess.TimeoutExpired):
             self.stop(mode="immediate")
+        shutil.rmtree(self.home, ignore_errors=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
