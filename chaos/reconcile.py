@@ -9,6 +9,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pika
@@ -18,6 +19,8 @@ from shared.naming import SUBSCRIPTIONS, dlq_name, queue_name, unit_queue
 
 from chaos.client import Outcome
 from chaos.stack import Stack
+
+STAGING_PREFIX = "directives/"  # intake's uploads; routing's report files live under tasks/
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Findings:
     records: int = 0
     audit_entries: int = 0
     copies: int = 0  # offer messages re-sent with the same envelope id (see OfferLedger.copies)
+    young_orphans: int = 0  # staging uploads without a directive, younger than the sweep's age
 
     @property
     def dead_letters(self) -> int:
@@ -74,6 +78,7 @@ class Findings:
             "records": self.records,
             "audit_entries": self.audit_entries,
             "offer_copies": self.copies,
+            "young_staging_orphans": self.young_orphans,
             "lost": self.lost,
             "duplicated": self.duplicated,
             "dead_lettered": self.dead_lettered,
@@ -285,15 +290,21 @@ def reconcile(
     depths = queue_depths(stack.servers.rabbit.amqp_url, dead_letter_queues(units))
     found.dead_lettered = {q: n for q, n in depths.items() if n}
 
-    # Staging objects no attachment row refers to.
+    # Staging uploads no attachment row refers to (a web worker killed between staging a file and committing
+    # its directive leaves one). Intake's sweep removes them once older than its safe age: younger ones are
+    # counted, older ones are a finding.
     referenced = {row.key for row in attachments}
-    orphans = [
-        obj.object_name
-        for obj in _s3(stack).list_objects(stack.staging_bucket, recursive=True)
-        if obj.object_name not in referenced
-    ]
-    if orphans:
-        found.other.append(f"{len(orphans)} staging object(s) no directive refers to, e.g. {orphans[0]}")
+    now = datetime.now(UTC)
+    for obj in _s3(stack).list_objects(stack.staging_bucket, prefix=STAGING_PREFIX, recursive=True):
+        if obj.object_name in referenced:
+            continue
+        age = (now - obj.last_modified).total_seconds() if obj.last_modified else 0.0
+        if age > stack.orphan_seconds * 1.5:
+            found.other.append(
+                f"staging orphan {obj.object_name} left {age:.0f} s (sweep age {stack.orphan_seconds} s)"
+            )
+        else:
+            found.young_orphans += 1
     return found
 
 

@@ -68,7 +68,9 @@ def markdown(rows: Sequence[Row], final: Findings | None, run: dict[str, Any]) -
         out.append(
             f"Final reconciliation: {final.accepted} directives accepted, {final.stored} stored, "
             f"{final.tasks} tasks, {final.offers} task offers taken off the unit queues, "
-            f"{final.records} archived records, audit chain of {final.audit_entries} entries verified"
+            f"{final.records} archived records, audit chain of {final.audit_entries} entries verified, "
+            f"{final.copies} offer message(s) re-sent with the same id (consumers drop them by id), "
+            f"{final.young_orphans} staging upload(s) without a directive, younger than the sweep's age"
             + (" — whole." if final.clean else " — NOT whole.")
         )
         out.append("")

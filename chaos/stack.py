@@ -124,6 +124,8 @@ class Stack:
     archive_bucket: str = "chaos-archive"
     _proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    # Intake's staging sweep removes uploads no directive refers to once this old (its minimum).
+    orphan_seconds: int = 300
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -151,6 +153,7 @@ class Stack:
                 "DOCROUTE_JWT_SECRET": self.jwt_secret,
                 "DOCROUTE_LOG_LEVEL": "INFO",
                 "DOCROUTE_WEB_WORKERS": str(self.web_workers),
+                "DOCROUTE_STAGING_ORPHAN_SECONDS": str(self.orphan_seconds),
                 "PYTHONUNBUFFERED": "1",
                 "PYTHONIOENCODING": "utf-8",
             }
