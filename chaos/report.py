@@ -29,7 +29,7 @@ def table(rows: Sequence[Row]) -> str:
         recover = "did not recover" if row.recover_seconds is None else f"{row.recover_seconds:.0f} s"
         operator = "; ".join(row.operator) or "no"
         duplicated = f"{row.duplicated}" + (f" (+{row.copies} re-sent offer copies)" if row.copies else "")
-        saw = row.clients_saw + ("" if row.status == "ok" else f" ({row.status})")
+        saw = f"POST: {row.clients_saw}; {row.probes}" + ("" if row.status == "ok" else f" ({row.status})")
         lines.append(
             f"| {row.fault} | {_cell(saw)} | {recover} | {row.lost} | {duplicated} | {row.dead_lettered} "
             f"| {_cell(operator)} |"

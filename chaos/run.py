@@ -9,11 +9,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from chaos.client import CarefulClient, Load, Outcome
 from chaos.faults import Fault
@@ -30,7 +33,7 @@ from chaos.reconcile import (
     settled,
 )
 from chaos.servers import ServerError
-from chaos.stack import DOCROUTE, Servers, Stack
+from chaos.stack import DOCROUTE, SERVICES, Servers, Stack
 from chaos.workload import Workload
 
 _t0 = time.monotonic()
@@ -76,6 +79,7 @@ class Row:
     duplicated: int = 0
     dead_lettered: int = 0
     copies: int = 0
+    probes: str = ""
     operator: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -102,6 +106,45 @@ def clients_saw(outcomes: list[Outcome]) -> str:
     slowest = f"slowest 201 after {max(accepted):.1f} s" if accepted else "no 201"
     gave_up = sum(1 for o in outcomes if not o.accepted)
     return f"{', '.join(parts) or 'nothing'}; {slowest}; {gave_up} gave up"
+
+
+class Prober:
+    """Asks every API's /readyz twice a second from a fault's start until the stack has settled: what a
+    load balancer would have seen."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._stack = stack
+        self._stop = threading.Event()
+        self.seen: dict[str, Counter[str]] = {service: Counter() for service in SERVICES}
+        self._thread = threading.Thread(target=self._run, name="chaos-prober", daemon=True)
+
+    def _run(self) -> None:
+        session = requests.Session()
+        while not self._stop.is_set():
+            for service in SERVICES:
+                try:
+                    status = str(session.get(f"{self._stack.url(service)}/readyz", timeout=5).status_code)
+                except requests.RequestException:
+                    status = "connection error"
+                    session = requests.Session()
+                self.seen[service][status] += 1
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> Prober:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def summary(self) -> str:
+        """e.g. `readyz intake 200×40; routing 200×39, connection error×1; archive 200×40`."""
+        parts = []
+        for service, seen in self.seen.items():
+            counts = ", ".join(f"{k}×{v}" for k, v in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0])))
+            parts.append(f"{service} {counts or 'nothing'}")
+        return "readyz " + "; ".join(parts)
 
 
 def _seconds(value: float | None) -> str:
@@ -208,6 +251,10 @@ class Run:
         self.burst.submit(self.workload.batch(count), rate=20.0)
         self._phase_outcomes += self.burst.wait()
 
+    def send_during_outage(self) -> None:
+        """More directives while the dependency is away: clients see what the outage looks like to them."""
+        self.load.submit(self.workload.batch(self.config.directives_per_fault), rate=self.config.rate)
+
     def queue_messages(self, queue: str) -> int:
         """Messages in `queue`, ready or held unacknowledged by a (frozen) consumer."""
         return self.servers.rabbit.queue_messages().get(queue, 0)
@@ -227,29 +274,31 @@ class Run:
         before = self.findings
         self._notes, self._phase_outcomes = [], []
         count = self.config.directives_per_fault
-        self.load.submit(self.workload.batch(count), rate=self.config.rate)
-        # Strike while the load is in flight: a third of the way into it.
-        time.sleep(count / self.config.rate / 3)
-        injected = time.monotonic()
-        try:
-            fault.inject(self)
-        except Exception as exc:  # noqa: BLE001 - a fault that could not be injected fails its row, not the run
-            row.status = "failed"
-            row.problems.append(f"injecting failed: {type(exc).__name__}: {exc}")
-            progress(row.problems[-1])
-            for pid in self.frozen:
-                self.signal(pid, 18)
-            self.frozen = []
-        lifted = time.monotonic()
-        outcomes = self.load.wait() + self._phase_outcomes
-        self.expected.add(outcomes)
+        prober = Prober(self.stack)
+        with prober:
+            self.load.submit(self.workload.batch(count), rate=self.config.rate)
+            # Strike while the load is in flight: a third of the way into it.
+            time.sleep(count / self.config.rate / 3)
+            injected = time.monotonic()
+            try:
+                fault.inject(self)
+            except Exception as exc:  # noqa: BLE001 - a fault not injected fails its row, not the run
+                row.status = "failed"
+                row.problems.append(f"injecting failed: {type(exc).__name__}: {exc}")
+                progress(row.problems[-1])
+                for pid in self.frozen:
+                    self.signal(pid, 18)
+                self.frozen = []
+            lifted = time.monotonic()
+            outcomes = self.load.wait() + self._phase_outcomes
+            self.expected.add(outcomes)
+            replayed = self.settle(row)
         row.sent = len(outcomes)
         row.accepted = sum(1 for o in outcomes if o.accepted)
         row.clients_saw = clients_saw(outcomes)
-        row.problems += [f"directive {o.submission.serial}: {o.error}" for o in outcomes if not o.accepted][
-            :5
-        ]
-        replayed = self.settle(row)
+        row.probes = prober.summary()
+        failures = [f"directive {o.submission.serial}: {o.error}" for o in outcomes if not o.accepted]
+        row.problems += failures[:5]
         row.recover_seconds = (
             (time.monotonic() - (lifted if fault.backlog else injected)) if replayed is not None else None
         )

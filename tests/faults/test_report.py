@@ -37,7 +37,8 @@ def test_every_kind_of_damage_makes_the_run_not_whole() -> None:
 
 def test_the_table_shows_what_clients_saw_and_the_operator_step() -> None:
     text = table([_row(copies=4), _row(fault="PostgreSQL down", operator=["restarted `docroute up`"])])
-    assert "| broker restart | 201×10; slowest 201 after 0.3 s; 0 gave up | 12 s | 0 | 0 (+4 re-sent" in text
+    assert "| broker restart | POST: 201×10; slowest 201 after 0.3 s; 0 gave up; " in text
+    assert "| 12 s | 0 | 0 (+4 re-sent" in text
     assert "restarted `docroute up`" in text
 
 
