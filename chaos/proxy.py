@@ -203,5 +203,9 @@ def _drop(sock: socket.socket) -> None:
 
 
 def _close(sock: socket.socket) -> None:
+    # shutdown first: a listener's fd stays open while another thread polls it, and it would accept
+    # meanwhile; shutdown stops it listening at once.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()

@@ -126,11 +126,13 @@ def test_an_error_raised_from_none_hides_the_outage_it_replaced():
 # ------------------------------------------------------------------------------------- backoff, probes
 
 
-def test_pause_backoff_doubles_from_half_a_second_up_to_thirty_seconds():
-    backoff = Backoff(0.5, 30.0)
-    assert [backoff.next() for _ in range(9)] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+def test_pause_backoff_doubles_from_half_a_second_up_to_its_cap():
+    backoff = Backoff()
+    assert [backoff.next() for _ in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
     backoff.reset()
     assert backoff.next() == 0.5
+    longer = Backoff(0.5, 30.0)
+    assert [longer.next() for _ in range(8)] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
 
 
 def test_a_probe_that_answers_raises_or_hangs():
@@ -208,6 +210,30 @@ def test_the_worker_readiness_names_the_dependency_a_consumer_waits_for():
     assert b"docroute_consumer_paused" in _get(app, "/metrics")[2]
 
 
+def test_the_worker_serves_its_readiness_and_metrics_over_http():
+    import urllib.error
+    import urllib.request
+
+    from shared.health import serve_worker_endpoints
+
+    health = DependencyHealth()
+    server = serve_worker_endpoints(0, health, host="127.0.0.1")
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with urllib.request.urlopen(f"{base}/readyz", timeout=5) as answer:
+            assert answer.status == 200
+        health.report_down("database", "consumer-1", "OperationalError")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/readyz", timeout=5)
+        assert refused.value.code == 503
+        assert json.loads(refused.value.read())["detail"] == "not ready: database unavailable"
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as answer:
+            assert b"# HELP docroute_consumer_paused " in answer.read()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # ------------------------------------------------------------------------------------- heartbeats
 
 
@@ -235,6 +261,21 @@ def test_heartbeats_go_out_only_while_the_consumer_is_busy():
         after = conn.connection.beats
         time.sleep(0.3)  # no beat may follow once busy() is left (several intervals)
         assert conn.connection.beats == after
+    finally:
+        keeper.close()
+
+
+def test_no_heartbeat_is_written_while_the_consumer_settles_a_message():
+    keeper = HeartbeatKeeper(0.2)
+    conn = FakeKombuConnection()
+    try:
+        with keeper.busy(conn):
+            assert wait_until(lambda: conn.connection.beats >= 1, timeout=5)
+            with keeper.exclusive():
+                during = conn.connection.beats
+                time.sleep(0.3)  # several heartbeat intervals: the helper must wait for the settle
+                assert conn.connection.beats == during
+            assert wait_until(lambda: conn.connection.beats > during, timeout=5)
     finally:
         keeper.close()
 
@@ -476,3 +517,18 @@ def test_an_outage_without_a_probe_retries_the_handler_in_place(queue: str):
     assert list_dlq(URL, queue, 10) == []
     gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert gaps[1] >= 0.04 - 0.005 and gaps[2] >= 0.08 - 0.005, "the waits grow"
+
+
+def test_the_database_probe_answers_while_the_database_does_and_fails_as_an_outage_when_not(sqlite_url):
+    from shared.db import make_engine
+    from shared.messaging import database_probe
+
+    working = make_engine(sqlite_url)
+    database_probe(working)()
+    working.dispose()
+    # Nothing listens on the discard port: connection refused, as a stopped server.
+    gone = make_engine("postgresql+psycopg://postgres@127.0.0.1:9/x", connect_args={"connect_timeout": 2})
+    with pytest.raises(Exception) as failed:
+        database_probe(gone)()
+    assert classify_failure(failed.value) == "database"
+    gone.dispose()

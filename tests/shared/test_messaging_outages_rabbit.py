@@ -1,6 +1,7 @@
 """Outages on the real RabbitMQ: a backlog waits out a dependency outage longer than the heartbeat, nothing
 is counted against a message or dead-lettered, and a poison message still reaches the DLQ."""
 
+import hashlib
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ from shared.messaging import (
     declare_consumer_queue,
     list_dlq,
 )
+from shared.objectstore import S3Store
 
 from chaos.proxy import TcpProxy
 
@@ -244,3 +246,66 @@ def test_a_postgresql_outage_through_a_cut_proxy_pauses_and_every_directive_is_r
 def _count(conn: sa.Connection, table: sa.Table) -> int:
     conn.rollback()  # a fresh snapshot each time
     return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def test_a_frozen_object_store_pauses_the_consumer_and_every_object_is_stored_once(
+    vhost_url: str, s3_endpoint: str
+):
+    host, port = s3_endpoint.rsplit(":", 1)
+    bucket = f"outage-{uuid.uuid4().hex[:8]}"
+    with TcpProxy((host, int(port))) as proxy:
+        # A read timeout longer than two heartbeats: a handler stuck on the frozen store must not cost the
+        # broker connection either.
+        store = S3Store(
+            f"127.0.0.1:{proxy.port}",
+            "testing",
+            "testing",
+            secure=False,
+            region="us-east-1",
+            connect_timeout=1.0,
+            read_timeout=3 * HEARTBEAT,
+            probe_bucket=bucket,
+        )
+        store.ensure_bucket(bucket)
+        health = DependencyHealth()
+
+        def handler(env: Envelope) -> None:
+            body = env.to_bytes()
+            store.put(
+                bucket,
+                f"directives/{env.id}.json",
+                body,
+                size=len(body),
+                content_type="application/json",
+                sha256=hashlib.sha256(body).hexdigest(),
+            )
+
+        queue = queue_of(vhost_url)
+        consumer = CountingConsumer(
+            vhost_url,
+            [Subscription(queue, EXCHANGE, ROUTING_KEY, handler)],
+            delivery_limit=2,
+            probes={"object_store": store.ping},
+            probe_timeout=2.0,
+            health=health,
+            pause_first=0.1,
+            pause_cap=0.5,
+            heartbeat=HEARTBEAT,
+        )
+        backlog = [directive(n) for n in range(1, BACKLOG + 1)]
+        with consuming(consumer):
+            revived = consumer.reconnects
+            proxy.freeze()  # the store hangs: requests and probes time out
+            frozen_at = time.monotonic()
+            publish(vhost_url, backlog)
+            assert wait_until(lambda: "object_store" in health.down(), timeout=20)
+            assert wait_until(lambda: time.monotonic() - frozen_at >= OUTAGE, timeout=OUTAGE + 5)
+            proxy.restore()
+            assert wait_until(
+                lambda: len(list(store.list_objects(bucket, "directives/"))) == BACKLOG, timeout=60
+            )
+            assert wait_until(lambda: health.down() == {})
+            assert consumer.reconnects == revived, "the broker connection survived the pause"
+    counts = [count for _, count in consumer.deliveries]
+    assert counts == [0] * BACKLOG, "each message delivered once, nothing counted against it"
+    assert list_dlq(vhost_url, queue, 5) == []

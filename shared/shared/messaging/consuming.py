@@ -92,7 +92,7 @@ class EventConsumer(ConsumerMixin):
         classify: Classifier = classify_failure,
         health: DependencyHealth = HEALTH,
         pause_first: float = 0.5,
-        pause_cap: float = 30.0,
+        pause_cap: float = 10.0,
         probe_timeout: float = 5.0,
         max_in_place_retries: int = 3,
         heartbeat: float = 20.0,
@@ -242,6 +242,7 @@ class EventConsumer(ConsumerMixin):
                     try:
                         sub.handler(envelope)
                     except PermanentError as exc:
+                        outcome = "the handler failed permanently"
                         log.error(
                             "handler failed permanently; message dead-lettered",
                             extra={"queue": sub.queue, "message_id": envelope.id, "error": str(exc)},
@@ -256,11 +257,13 @@ class EventConsumer(ConsumerMixin):
                         if self._stop.is_set():
                             # Given back now (one delivery counted) rather than held by a consumer that is
                             # going away; memory:// would not restore it on close.
-                            message.requeue()
+                            with self._keeper.exclusive():
+                                message.requeue()
                             return
                     else:
                         outcome = "the handler succeeded"
-                        message.ack()
+                        with self._keeper.exclusive():
+                            message.ack()
                         metrics.EVENTS_CONSUMED.labels(sub.queue).inc()
                         return
             finally:
@@ -298,7 +301,7 @@ class EventConsumer(ConsumerMixin):
                 return pause
         if not answered_at_once:
             pause.answered_at_once = 0
-            pause.backoff.reset()  # it is back: a failure right after recovery must not wait 30 s
+            pause.backoff.reset()  # it is back: a failure right after recovery waits the shortest pause
             return pause
         pause.answered_at_once += 1
         if pause.answered_at_once >= self.max_in_place_retries:
@@ -335,7 +338,8 @@ class EventConsumer(ConsumerMixin):
             metrics.EVENTS_DEAD_LETTERED.labels(sub.queue, "delivery_limit").inc()
             if self._amqp:
                 # The quorum queue itself dead-letters once the limit is exceeded.
-                message.requeue()
+                with self._keeper.exclusive():
+                    message.requeue()
             else:
                 self._memory_dead_letter(sub, message, "delivery_limit")
             return
@@ -344,7 +348,8 @@ class EventConsumer(ConsumerMixin):
         # through every delivery in milliseconds; the pause grows per delivery and ends early on stop.
         self._stop.wait(min(self.retry_delay * 2 ** (deliveries - 1), 5.0))
         if self._amqp:
-            message.requeue()
+            with self._keeper.exclusive():
+                message.requeue()
             return
         headers = dict(message.headers or {})
         exchange, routing_key = self._origin(sub, message)
@@ -357,7 +362,8 @@ class EventConsumer(ConsumerMixin):
         )
         # Straight back to this queue only (default exchange), not to every queue bound to the topic.
         self._republish(message, "", sub.queue, headers)
-        message.ack()
+        with self._keeper.exclusive():
+            message.ack()
 
     @staticmethod
     def _origin(sub: Subscription, message: Message) -> tuple[str, str]:
@@ -370,7 +376,8 @@ class EventConsumer(ConsumerMixin):
     def _dead_letter(self, sub: Subscription, message: Message, reason: str) -> None:
         metrics.EVENTS_DEAD_LETTERED.labels(sub.queue, reason).inc()
         if self._amqp:
-            message.reject(requeue=False)
+            with self._keeper.exclusive():
+                message.reject(requeue=False)
         else:
             self._memory_dead_letter(sub, message, reason)
 
@@ -387,7 +394,8 @@ class EventConsumer(ConsumerMixin):
         }
         headers["x-death"] = [death, *headers.get("x-death", [])]
         self._republish(message, DEAD_LETTER_EXCHANGE, dlq_name(sub.queue), headers)
-        message.ack()
+        with self._keeper.exclusive():
+            message.ack()
 
     @staticmethod
     def _republish(message: Message, exchange: str, routing_key: str, headers: dict[str, Any]) -> None:

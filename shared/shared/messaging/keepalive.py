@@ -18,9 +18,10 @@ class HeartbeatKeeper:
     waits out a database outage, or one that is simply slow, would let the broker close the connection
     after two missed heartbeats, and the broker would count a delivery against every unacked message.
     While `busy(conn)` is open a helper thread writes a heartbeat frame every `heartbeat / 4` seconds;
-    leaving `busy` waits for a frame being written, so the consuming thread and the helper never write to
-    the socket at the same time. Frames the broker sends meanwhile stay in the socket buffer (prefetch
-    bounds the deliveries) and are read when the consuming thread drains again.
+    leaving `busy` waits for a frame being written, and the consuming thread settles messages inside
+    `exclusive()`, so the two never write to the socket at the same time. Frames the broker sends
+    meanwhile stay in the socket buffer (prefetch bounds the deliveries) and are read when the consuming
+    thread drains again.
     """
 
     def __init__(self, heartbeat: float) -> None:
@@ -45,6 +46,13 @@ class HeartbeatKeeper:
         finally:
             with self._lock:
                 self._raw = None
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold off heartbeats while the consuming thread writes (ack, requeue, reject) inside `busy`:
+        two threads writing one socket could interleave their frames."""
+        with self._lock:
+            yield
 
     def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive():

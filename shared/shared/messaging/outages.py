@@ -99,7 +99,7 @@ class Backoff:
     """Capped exponential delays: `first`, doubling, never above `cap`; `reset()` starts over."""
 
     first: float = 0.5
-    cap: float = 30.0
+    cap: float = 10.0
     _next: float = 0.0
 
     def __post_init__(self) -> None:

@@ -97,13 +97,13 @@ def test_unacked_task_is_offered_again_after_its_lease(live):
     first = poll(live, "BPTV", lease_seconds=1)["items"]
     assert len(first) == 1
     assert poll(live, "BPTV")["items"] == []
-    time.sleep(1.1)
-    assert handlers.expire_leases(engine=live.deps.engine) == 1
+    # A second past the lease's end, without waiting for it on the clock.
+    assert handlers.expire_leases(engine=live.deps.engine, now=datetime.now(UTC) + timedelta(seconds=2)) == 1
     live.relay()
     again = poll(live, "BPTV", wait_seconds=2)["items"]
     assert [x["id"] for x in again] == [first[0]["id"]]
-    live.client.post(f"/v1/tasks/{first[0]['id']}/ack", headers=live.auth("unit", "BPTV"))
-    time.sleep(0.1)
+    acked = live.client.post(f"/v1/tasks/{first[0]['id']}/ack", headers=live.auth("unit", "BPTV"))
+    assert acked.status_code < 300, acked.get_json()
     assert handlers.expire_leases(engine=live.deps.engine, now=datetime.now(UTC) + timedelta(hours=1)) == 0
 
 
