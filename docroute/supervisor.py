@@ -54,12 +54,13 @@ class RestartPolicy:
     them in a row (the child never stayed up for the window in between) means it cannot start - a port in
     use, a bad setting, a server that refuses it - and restarting it forever would only hide that. A child
     that ran longer than the window is restarted after `initial_delay`; each failed start doubles the delay,
-    up to `max_delay`.
+    up to `max_delay`. The window is generous because a Python worker on a busy two-core host has been seen
+    to need 10-20 s just to import and connect.
     """
 
     initial_delay: float = 0.5
     max_delay: float = 30.0
-    startup_window: float = 10.0
+    startup_window: float = 30.0
     max_failed_starts: int = 5
 
     def __post_init__(self) -> None:
