@@ -84,6 +84,24 @@ def describe_exit(returncode: int) -> str:
     return f"exit {returncode}"
 
 
+class _NeverStarted:
+    """Stands for a launch that raised: it has already 'exited' with 127, as a shell reports it."""
+
+    pid = 0
+
+    def poll(self) -> int | None:
+        return 127
+
+    def terminate(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 127
+
+
 @dataclass
 class _Slot:
     spec: ChildSpec
@@ -133,7 +151,13 @@ class Supervisor:
     def _start(self, slot: _Slot) -> None:
         slot.restart_at = None
         slot.started_at = self._clock()
-        slot.process = self._launch(slot.spec)
+        try:
+            slot.process = self._launch(slot.spec)
+        except OSError as exc:
+            # No process at all (fork refused, executable gone): a failed start like any other.
+            log.error("could not start %s: %s", slot.spec.name, exc, extra={"child": slot.spec.name})
+            slot.process = _NeverStarted()
+            return
         log.info(
             "started %s (pid %s)",
             slot.spec.name,

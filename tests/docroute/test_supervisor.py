@@ -213,6 +213,27 @@ def test_nothing_is_restarted_once_stopping() -> None:
     assert len(launcher.started["intake-worker"]) == 1
 
 
+def test_a_launch_that_raises_counts_as_a_failed_start() -> None:
+    clock = FakeClock()
+    calls: list[str] = []
+
+    def launch(spec: ChildSpec) -> FakeProcess:
+        calls.append(spec.name)
+        if spec.name == "intake-worker":
+            raise FileNotFoundError("no such interpreter")
+        return FakeProcess(len(calls))
+
+    policy = RestartPolicy(initial_delay=0.5, max_delay=0.5, startup_window=10.0, max_failed_starts=2)
+    supervisor = Supervisor(SPECS, launch=launch, clock=clock, policy=policy)
+    supervisor.start()
+    assert supervisor.check()
+    clock.advance(0.5)
+    assert supervisor.check()  # restarted, raised again
+    assert not supervisor.check()
+    assert supervisor.failure is not None and "(last: exit 127)" in supervisor.failure
+    assert calls.count("intake-worker") == 2
+
+
 def test_exit_descriptions() -> None:
     assert describe_exit(3) == "exit 3"
     assert describe_exit(-9) == "killed by SIGKILL"
