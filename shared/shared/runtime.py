@@ -128,7 +128,15 @@ def worker_main(service: str, load_settings: Callable[[], S], build: Callable[[S
         raise SystemExit(2) from None
     configure_logging(settings.common.log_level)
     if metrics_port:
-        start_http_server(metrics_port)
+        try:
+            start_http_server(metrics_port)
+        except OSError as exc:
+            # A port another process holds is a configuration problem: one line, not a traceback.
+            print(
+                f"{service} worker: DOCROUTE_METRICS_PORT: cannot listen on {metrics_port}: {exc}",
+                file=sys.stderr,
+            )
+            raise SystemExit(1) from None
     worker = build(settings)
     log.info("%s worker started", service, extra={"metrics_port": metrics_port or None})
     try:

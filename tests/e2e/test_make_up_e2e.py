@@ -316,6 +316,7 @@ def test_up_gives_up_and_exits_non_zero_when_a_worker_keeps_dying_at_start(
         "docroute up: archive-worker died 5 times in a row within 30 s of starting (last: exit 1)" in output
     )
     assert "every process was stopped" in output
+    assert f"archive worker: DOCROUTE_METRICS_PORT: cannot listen on {metrics_base + 2}" in output
     children = [line for line in up.log_lines() if line.get("child") == "archive-api"]
     assert children, "the archive API was not started"
     assert all(

@@ -81,3 +81,25 @@ def test_outside_the_main_thread_no_signal_handler_is_installed():
     t.join(5)
     assert not t.is_alive()
     assert errors == []
+
+
+def test_a_metrics_port_in_use_stops_the_worker_with_one_line(monkeypatch, capsys):
+    import socket
+    from types import SimpleNamespace
+
+    from shared.runtime import worker_main
+
+    built = []
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("DOCROUTE_METRICS_PORT", str(port))
+        settings = SimpleNamespace(common=SimpleNamespace(log_level="INFO"))
+        with pytest.raises(SystemExit) as exit_info:
+            worker_main("intake", lambda: settings, lambda s: built.append(s))
+    assert exit_info.value.code == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"intake worker: DOCROUTE_METRICS_PORT: cannot listen on {port}: ")
+    assert "in use" in line
+    assert built == []  # nothing was built or started
