@@ -160,7 +160,7 @@ class Poller:
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                response = requests.get(f"{self.url}/v1/directives", headers=self.headers, timeout=10)
+                response = requests.get(f"{self.url}/v1/directives", headers=self.headers, timeout=30)
                 self.answers.append(response.status_code)
             except requests.RequestException as exc:
                 self.answers.append(type(exc).__name__)
