@@ -35,6 +35,8 @@ class Process(Protocol):
 
     def kill(self) -> None: ...
 
+    def send_signal(self, sig: int) -> None: ...
+
     def wait(self, timeout: float | None = None) -> int: ...
 
 
@@ -96,6 +98,9 @@ class _NeverStarted:
         pass
 
     def kill(self) -> None:
+        pass
+
+    def send_signal(self, sig: int) -> None:
         pass
 
     def wait(self, timeout: float | None = None) -> int:
@@ -250,9 +255,18 @@ class Supervisor:
             try:
                 slot.process.wait(timeout=max(0.1, deadline - self._clock()))
             except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in %.0f s; killing it", slot.spec.name, timeout)
-                slot.process.kill()
-                slot.process.wait()
+                log.warning(
+                    "%s did not stop in %.0f s; aborting it (a Python child prints where each thread was)",
+                    slot.spec.name,
+                    timeout,
+                    extra={"child": slot.spec.name, "pid": slot.process.pid},
+                )
+                slot.process.send_signal(signal.SIGABRT)
+                try:
+                    slot.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    slot.process.kill()
+                    slot.process.wait()
             slot.process = None
         for slot in self._slots:
             slot.restart_at = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import logging
 import signal
 import sys
@@ -127,6 +129,9 @@ def worker_main(service: str, load_settings: Callable[[], S], build: Callable[[S
         print(f"{service} worker: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.common.log_level)
+    # A worker that will not stop is aborted by its supervisor: SIGABRT then prints every thread's stack.
+    with contextlib.suppress(ValueError, OSError):  # stderr without a file descriptor (captured): skip
+        faulthandler.enable()
     if metrics_port:
         try:
             start_http_server(metrics_port)
