@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,14 @@ class Process(Protocol):
 
 
 Launch = Callable[[ChildSpec], Process]
+
+
+class StopRequest(Protocol):
+    """What `run` polls: a threading.Event, or shared.runtime.SignalFlag (safe to set from a signal)."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float) -> bool: ...
 
 
 def popen(spec: ChildSpec) -> Process:
@@ -224,26 +231,28 @@ class Supervisor:
         )
         return True
 
-    def run(self, stop: threading.Event, *, poll_interval: float = 0.2, stop_timeout: float = 30.0) -> int:
+    def run(self, stop: StopRequest, *, poll_interval: float = 0.2, stop_timeout: float = 30.0) -> int:
         """Starts the children and keeps them up until `stop` is set (exit code 0) or a give-up (1).
 
-        Either way every child is stopped before returning: SIGTERM, then SIGKILL after `stop_timeout`.
+        Either way every child is stopped before returning: SIGTERM; SIGABRT/SIGKILL after `stop_timeout`.
         """
         self.start()
         healthy = True
         try:
-            # Waiting on the Event keeps the main thread free to run the signal handlers that set it.
+            # Polling keeps the main thread free to run the signal handlers that set `stop`.
             while not stop.is_set():
                 healthy = self.check()
                 if not healthy:
                     break
                 stop.wait(poll_interval)
+            if healthy:
+                log.info("stop requested; stopping every child")
         finally:
             self.stop_all(stop_timeout)
         return 0 if healthy else 1
 
     def stop_all(self, timeout: float) -> None:
-        """SIGTERM to every running child, then waits for all of them; SIGKILL for those that overstay."""
+        """SIGTERM to every running child, then waits; SIGABRT, then SIGKILL, for those that overstay."""
         running = [slot for slot in self._slots if slot.process is not None]
         for slot in running:
             assert slot.process is not None

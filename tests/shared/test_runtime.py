@@ -103,3 +103,42 @@ def test_a_metrics_port_in_use_stops_the_worker_with_one_line(monkeypatch, capsy
     assert line.startswith(f"intake worker: DOCROUTE_METRICS_PORT: cannot listen on {port}: ")
     assert "in use" in line
     assert built == []  # nothing was built or started
+
+
+def test_a_signal_while_the_stop_lock_is_held_does_not_hang_the_process():
+    """A handler runs in the main thread between two bytecodes, maybe while that thread holds the stop
+    Event's (non-reentrant) lock: inside Event.wait, or inside the set() of a first signal when a second
+    one arrives (Ctrl-C and the supervisor's SIGTERM at once). Calling the installed handler with that lock
+    held reproduces it: a handler that set the Event itself waited for its own lock for ever."""
+    handled = threading.Event()
+
+    class HoldsTheLock:
+        def run(self, stop: threading.Event) -> None:
+            handler = signal.getsignal(signal.SIGTERM)
+            with stop._cond:  # type: ignore[attr-defined]  # what Event.set/Event.wait hold
+                handler(signal.SIGINT, None)
+                handler(signal.SIGTERM, None)
+            handled.set()
+            stop.wait(10)
+
+    started = time.monotonic()
+    run_all([HoldsTheLock()])
+    assert handled.is_set()
+    assert time.monotonic() - started < 5
+
+
+def test_signal_flag_records_without_locks_and_restores_handlers():
+    from shared.runtime import SignalFlag
+
+    flag = SignalFlag()
+    previous = flag.install()
+    try:
+        assert signal.getsignal(signal.SIGTERM) is flag and not flag.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while not flag.wait(0.01):
+            assert time.monotonic() < deadline
+        assert flag.name() == "SIGTERM"
+    finally:
+        SignalFlag.restore(previous)
+    assert signal.getsignal(signal.SIGTERM) is previous[signal.SIGTERM]
