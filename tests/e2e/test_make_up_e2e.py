@@ -189,6 +189,7 @@ def test_up_serves_all_three_services_against_the_real_servers_and_stops_cleanly
         assert "docroute_" in wait_for(scraped, f"{service} worker metrics")
     up.proc.send_signal(signal.SIGTERM)
     assert up.proc.wait(timeout=60) == 0
+    assert "did not stop" not in up.output()  # every child stopped by itself, none had to be aborted
 
 
 def _register(up: Up, e2e_env: Any, make_pdf: Callable[[str], bytes], number: int) -> str:
@@ -362,6 +363,8 @@ def test_a_killed_api_comes_back_and_ctrl_c_stops_everything(up_env: dict[str, s
             pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
         ]
         assert left == [], f"still running after Ctrl-C: {left}"
+        # Each child stopped by itself; none had to be aborted (a worker once hung on a second signal).
+        assert "did not stop" not in up.output(), up.output()[-5000:]
         print(f"Ctrl-C stopped docroute up and its {len(children)} processes in {stopped_in:.1f} s")
     finally:
         if up.proc.poll() is None:
