@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -200,9 +199,11 @@ def up(services: tuple[str, ...], no_migrate: bool, base_port: int) -> None:
 
 def _supervise(children: Sequence[ChildSpec]) -> int:
     """Keeps the children up until SIGTERM/SIGINT (exit 0) or until one keeps dying at start (exit 1)."""
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    from shared.runtime import SignalFlag
+
+    # Not a threading.Event: setting one from a signal handler can deadlock (see SignalFlag).
+    stop = SignalFlag()
+    stop.install()
     supervisor = Supervisor(children)
     code = supervisor.run(stop)
     if supervisor.failure:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,10 +34,20 @@ class Process(Protocol):
 
     def kill(self) -> None: ...
 
+    def send_signal(self, sig: int) -> None: ...
+
     def wait(self, timeout: float | None = None) -> int: ...
 
 
 Launch = Callable[[ChildSpec], Process]
+
+
+class StopRequest(Protocol):
+    """What `run` polls: a threading.Event, or shared.runtime.SignalFlag (safe to set from a signal)."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float) -> bool: ...
 
 
 def popen(spec: ChildSpec) -> Process:
@@ -54,12 +63,13 @@ class RestartPolicy:
     them in a row (the child never stayed up for the window in between) means it cannot start - a port in
     use, a bad setting, a server that refuses it - and restarting it forever would only hide that. A child
     that ran longer than the window is restarted after `initial_delay`; each failed start doubles the delay,
-    up to `max_delay`.
+    up to `max_delay`. The window is generous because a Python worker on a busy two-core host has been seen
+    to need 10-20 s just to import and connect.
     """
 
     initial_delay: float = 0.5
     max_delay: float = 30.0
-    startup_window: float = 10.0
+    startup_window: float = 30.0
     max_failed_starts: int = 5
 
     def __post_init__(self) -> None:
@@ -81,6 +91,27 @@ def describe_exit(returncode: int) -> str:
         except ValueError:
             return f"killed by signal {-returncode}"
     return f"exit {returncode}"
+
+
+class _NeverStarted:
+    """Stands for a launch that raised: it has already 'exited' with 127, as a shell reports it."""
+
+    pid = 0
+
+    def poll(self) -> int | None:
+        return 127
+
+    def terminate(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def send_signal(self, sig: int) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 127
 
 
 @dataclass
@@ -132,7 +163,13 @@ class Supervisor:
     def _start(self, slot: _Slot) -> None:
         slot.restart_at = None
         slot.started_at = self._clock()
-        slot.process = self._launch(slot.spec)
+        try:
+            slot.process = self._launch(slot.spec)
+        except OSError as exc:
+            # No process at all (fork refused, executable gone): a failed start like any other.
+            log.error("could not start %s: %s", slot.spec.name, exc, extra={"child": slot.spec.name})
+            slot.process = _NeverStarted()
+            return
         log.info(
             "started %s (pid %s)",
             slot.spec.name,
@@ -194,26 +231,28 @@ class Supervisor:
         )
         return True
 
-    def run(self, stop: threading.Event, *, poll_interval: float = 0.2, stop_timeout: float = 30.0) -> int:
+    def run(self, stop: StopRequest, *, poll_interval: float = 0.2, stop_timeout: float = 30.0) -> int:
         """Starts the children and keeps them up until `stop` is set (exit code 0) or a give-up (1).
 
-        Either way every child is stopped before returning: SIGTERM, then SIGKILL after `stop_timeout`.
+        Either way every child is stopped before returning: SIGTERM; SIGABRT/SIGKILL after `stop_timeout`.
         """
         self.start()
         healthy = True
         try:
-            # Waiting on the Event keeps the main thread free to run the signal handlers that set it.
+            # Polling keeps the main thread free to run the signal handlers that set `stop`.
             while not stop.is_set():
                 healthy = self.check()
                 if not healthy:
                     break
                 stop.wait(poll_interval)
+            if healthy:
+                log.info("stop requested; stopping every child")
         finally:
             self.stop_all(stop_timeout)
         return 0 if healthy else 1
 
     def stop_all(self, timeout: float) -> None:
-        """SIGTERM to every running child, then waits for all of them; SIGKILL for those that overstay."""
+        """SIGTERM to every running child, then waits; SIGABRT, then SIGKILL, for those that overstay."""
         running = [slot for slot in self._slots if slot.process is not None]
         for slot in running:
             assert slot.process is not None
@@ -225,9 +264,18 @@ class Supervisor:
             try:
                 slot.process.wait(timeout=max(0.1, deadline - self._clock()))
             except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in %.0f s; killing it", slot.spec.name, timeout)
-                slot.process.kill()
-                slot.process.wait()
+                log.warning(
+                    "%s did not stop in %.0f s; aborting it (a Python child prints where each thread was)",
+                    slot.spec.name,
+                    timeout,
+                    extra={"child": slot.spec.name, "pid": slot.process.pid},
+                )
+                slot.process.send_signal(signal.SIGABRT)
+                try:
+                    slot.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    slot.process.kill()
+                    slot.process.wait()
             slot.process = None
         for slot in self._slots:
             slot.restart_at = None

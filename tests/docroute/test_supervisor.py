@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import threading
 
@@ -25,10 +26,12 @@ class FakeClock:
 class FakeProcess:
     """A child that runs until the test makes it die, or until terminate() (unless it ignores SIGTERM)."""
 
-    def __init__(self, pid: int, *, ignores_term: bool = False) -> None:
+    def __init__(self, pid: int, *, ignores_term: bool = False, ignores_abort: bool = False) -> None:
         self.pid = pid
         self.returncode: int | None = None
         self.ignores_term = ignores_term
+        self.ignores_abort = ignores_abort
+        self.signals: list[int] = []
         self.terminated = False
         self.killed = False
 
@@ -47,6 +50,11 @@ class FakeProcess:
         self.killed = True
         self.returncode = -9
 
+    def send_signal(self, sig: int) -> None:
+        self.signals.append(sig)
+        if sig == signal.SIGABRT and not self.ignores_abort:
+            self.returncode = -sig
+
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
             raise subprocess.TimeoutExpired("fake", timeout or 0)
@@ -54,14 +62,15 @@ class FakeProcess:
 
 
 class FakeLauncher:
-    def __init__(self, *, ignores_term: bool = False) -> None:
+    def __init__(self, *, ignores_term: bool = False, ignores_abort: bool = False) -> None:
         self.started: dict[str, list[FakeProcess]] = {}
         self.next_pid = 100
         self.ignores_term = ignores_term
+        self.ignores_abort = ignores_abort
 
     def __call__(self, spec: ChildSpec) -> FakeProcess:
         self.next_pid += 1
-        process = FakeProcess(self.next_pid, ignores_term=self.ignores_term)
+        process = FakeProcess(self.next_pid, ignores_term=self.ignores_term, ignores_abort=self.ignores_abort)
         self.started.setdefault(spec.name, []).append(process)
         return process
 
@@ -195,11 +204,19 @@ def test_run_gives_up_with_exit_one_and_stops_the_healthy_children() -> None:
     assert supervisor.failure is not None and "intake-worker" in supervisor.failure
 
 
-def test_a_child_that_ignores_sigterm_is_killed_after_the_timeout() -> None:
+def test_a_child_that_overstays_sigterm_is_aborted_so_it_shows_where_it_hung() -> None:
     clock, launcher = FakeClock(), FakeLauncher(ignores_term=True)
     supervisor = make(launcher, clock)
     supervisor.stop_all(timeout=5)
-    assert all(p.terminated and p.killed for procs in launcher.started.values() for p in procs)
+    processes = [p for procs in launcher.started.values() for p in procs]
+    assert all(p.terminated and p.signals == [signal.SIGABRT] and not p.killed for p in processes)
+
+
+def test_a_child_that_survives_the_abort_too_is_killed() -> None:
+    clock, launcher = FakeClock(), FakeLauncher(ignores_term=True, ignores_abort=True)
+    supervisor = make(launcher, clock)
+    supervisor.stop_all(timeout=5)
+    assert all(p.killed for procs in launcher.started.values() for p in procs)
 
 
 def test_nothing_is_restarted_once_stopping() -> None:
@@ -211,6 +228,27 @@ def test_nothing_is_restarted_once_stopping() -> None:
     clock.advance(60)
     assert supervisor.check()
     assert len(launcher.started["intake-worker"]) == 1
+
+
+def test_a_launch_that_raises_counts_as_a_failed_start() -> None:
+    clock = FakeClock()
+    calls: list[str] = []
+
+    def launch(spec: ChildSpec) -> FakeProcess:
+        calls.append(spec.name)
+        if spec.name == "intake-worker":
+            raise FileNotFoundError("no such interpreter")
+        return FakeProcess(len(calls))
+
+    policy = RestartPolicy(initial_delay=0.5, max_delay=0.5, startup_window=10.0, max_failed_starts=2)
+    supervisor = Supervisor(SPECS, launch=launch, clock=clock, policy=policy)
+    supervisor.start()
+    assert supervisor.check()
+    clock.advance(0.5)
+    assert supervisor.check()  # restarted, raised again
+    assert not supervisor.check()
+    assert supervisor.failure is not None and "(last: exit 127)" in supervisor.failure
+    assert calls.count("intake-worker") == 2
 
 
 def test_exit_descriptions() -> None:
