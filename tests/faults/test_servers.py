@@ -60,3 +60,18 @@ def test_a_node_that_cannot_start_says_why(tmp_path_factory: pytest.TempPathFact
     finally:
         busy.close()
         node.close()
+
+
+def test_two_nodes_with_one_cookie_form_a_cluster(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # What a multi-node test builds on: nodes of our own, joined; the machine's node is never a member.
+    first = RabbitNode(tmp_path_factory.mktemp("rabbit-a"))
+    second = RabbitNode(tmp_path_factory.mktemp("rabbit-b"), cookie=first.cookie)
+    try:
+        first.start()
+        second.start()
+        second.join(first)
+        assert first.cluster_nodes() == sorted([first.name, second.name])
+        assert "rabbit@localhost" not in second.cluster_nodes()
+    finally:
+        second.close()
+        first.close()
