@@ -186,8 +186,8 @@ class Run:
 
     def setup(self) -> None:
         progress(f"starting RabbitMQ, PostgreSQL and the S3 server under {self.workdir}")
-        self.servers = Servers.start(self.workdir / "servers")
         self._started.append("servers")
+        self.servers = Servers.start(self.workdir / "servers")
         progress(
             f"RabbitMQ {self.servers.rabbit.name} :{self.servers.rabbit.amqp_port}, "
             f"PostgreSQL :{self.servers.postgres.port}, S3 :{self.servers.s3.port}; "
@@ -200,8 +200,9 @@ class Run:
             trust_store=self.workload.write_trust_store(self.workdir / "trust.pem"),
         )
         progress(f"docroute up on ports {self.stack.base_port}-{self.stack.base_port + 2}")
-        self.stack.up()
+        # Marked before it is up: an interruption while it starts must still stop what it started.
         self._started.append("stack")
+        self.stack.up()
         self.units = self.stack.load_seed()
         tasks = self.workload.learn_expected_tasks(self.stack.url("routing"), self.stack.auth("clerk"))
         self.expected.tasks_per_sample = tasks
@@ -222,7 +223,7 @@ class Run:
             progress("stopping docroute up")
             with contextlib.suppress(Exception):
                 self.stack.down()
-        if "servers" in self._started:
+        if "servers" in self._started and hasattr(self, "servers"):
             progress("stopping the servers")
             self.servers.close()
         if not self.config.keep:
