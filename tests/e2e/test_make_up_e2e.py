@@ -18,7 +18,9 @@ import psutil
 import pytest
 import requests
 
-pytestmark = pytest.mark.e2e
+# Each test starts a whole stack (and its broker vhost and databases) and waits on several restarts: on a
+# busy two-core host that takes minutes, past the suite's default per-test limit.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCROUTE = ROOT / ".venv" / "bin" / "docroute"
