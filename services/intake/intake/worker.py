@@ -1,24 +1,39 @@
-"""The intake worker: relays the outbox (directive_registered events) to RabbitMQ; run as a module."""
+"""The intake worker: relays the outbox (directive_registered events) to RabbitMQ and sweeps staging."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
+from prometheus_client import Counter
 from shared.db import make_engine
 from shared.messaging import Publisher, RelayWorker
+from shared.objectstore import make_store
+from shared.objectstore.port import ObjectStore
 from shared.outbox import OutboxPublisher, OutboxRelay
-from shared.runtime import worker_main
+from shared.runtime import Periodic, run_all, worker_main
 from sqlalchemy.engine import Engine
 
+from intake.adapters.references import SqlStagingReferences
 from intake.adapters.tables import outbox
 from intake.settings import SERVICE, Settings
+from intake.staging_sweep import SweepResult, sweep_staging_orphans
 
 log = logging.getLogger(__name__)
 
+STAGING_ORPHANS_REMOVED = Counter(
+    "docroute_intake_staging_orphans_removed_total",
+    "Staged uploads no directive referenced, removed by the staging sweep.",
+)
+STAGING_ORPHAN_BYTES_REMOVED = Counter(
+    "docroute_intake_staging_orphan_bytes_removed_total", "Bytes of the staged uploads the sweep removed."
+)
+
 
 class IntakeWorker:
-    """Declares the broker topology, then relays outbox rows with publisher confirms until stopped."""
+    """Relays outbox rows with publisher confirms and sweeps orphan staged uploads, until stopped."""
 
     def __init__(
         self,
@@ -26,11 +41,15 @@ class IntakeWorker:
         *,
         engine: Engine | None = None,
         publisher: OutboxPublisher | None = None,
+        store: ObjectStore | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         idle_sleep: float = 0.2,
         max_backoff: float = 5.0,
     ) -> None:
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
+        self.store = store or make_store(settings.common)
+        self.clock = clock
         self.publisher = publisher or Publisher(
             settings.common.amqp_url, confirm_timeout=settings.common.publish_confirm_timeout
         )
@@ -39,16 +58,44 @@ class IntakeWorker:
             self.engine, outbox, self.publisher, idle_sleep=idle_sleep, max_backoff=max_backoff, name=SERVICE
         )
 
+    def sweep_round(self) -> SweepResult:
+        """One staging sweep; counts and logs what it removed."""
+        result = sweep_staging_orphans(
+            store=self.store,
+            bucket=self.settings.staging_bucket,
+            references=SqlStagingReferences(self.engine),
+            older_than=timedelta(seconds=self.settings.staging_orphan_seconds),
+            now=self.clock(),
+        )
+        STAGING_ORPHANS_REMOVED.inc(len(result.removed))
+        STAGING_ORPHAN_BYTES_REMOVED.inc(result.removed_bytes)
+        if result.removed or result.failed:
+            log.info(
+                "staging sweep removed %d orphan upload(s), %d bytes, older than %d s",
+                len(result.removed),
+                result.removed_bytes,
+                self.settings.staging_orphan_seconds,
+                extra={
+                    "bucket": self.settings.staging_bucket,
+                    "removed_keys": list(result.removed[:20]),
+                    "failed_keys": list(result.failed[:20]),
+                    "listed": result.listed,
+                },
+            )
+        return result
+
     def run(self, stop: threading.Event) -> None:
         common = self.settings.common
-        RelayWorker(
+        relay = RelayWorker(
             self.relay,
             common.amqp_url,
             delivery_limit=common.consumer_delivery_limit,
             timeout=common.publish_confirm_timeout,
             max_backoff=self.max_backoff,
             service=SERVICE,
-        ).run(stop)
+        )
+        sweep = Periodic("staging sweep", self.sweep_round, self.settings.staging_sweep_interval)
+        run_all([relay, sweep], stop)
 
     def close(self) -> None:
         close = getattr(self.publisher, "close", None)
