@@ -237,6 +237,24 @@ class RabbitNode:
             raise ServerError(f"rabbitmqctl {' '.join(args)} on {self.name}: {result.stdout}{result.stderr}")
         return result.stdout
 
+    def join(self, seed: RabbitNode) -> None:
+        """Makes this running node a member of `seed`'s cluster (both made with the same `cookie`)."""
+        if self.cookie != seed.cookie:
+            raise ServerError(
+                f"{self.name} and {seed.name} have different Erlang cookies: they cannot cluster"
+            )
+        self.ctl("stop_app")
+        self.ctl("reset")
+        self.ctl("join_cluster", seed.name, timeout=120)
+        self.ctl("start_app", timeout=120)
+
+    def cluster_nodes(self) -> list[str]:
+        """The running nodes of this node's cluster, as this node sees them."""
+        import json
+
+        status = json.loads(self.ctl("cluster_status", "--formatter", "json"))
+        return sorted(str(node) for node in status.get("running_nodes", []))
+
     def queue_messages(self, vhost: str = "/") -> dict[str, int]:
         """{queue: messages} in `vhost`, ready and unacknowledged together (a passive declare counts only the
         ready ones, and a consumer's prefetch hides the rest)."""

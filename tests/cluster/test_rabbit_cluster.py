@@ -36,14 +36,9 @@ def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Ra
             node.start()
         first = nodes[0]
         for node in nodes[1:]:
-            node.ctl("stop_app")
-            node.ctl("join_cluster", first.name)
-            node.ctl("start_app")
-        wait_for(
-            lambda: all(n.name in first.ctl("cluster_status", "--formatter", "json") for n in nodes),
-            timeout=60,
-            what="three nodes in the cluster",
-        )
+            node.join(first)
+        expected = sorted(n.name for n in nodes)
+        wait_for(lambda: first.cluster_nodes() == expected, timeout=60, what="three nodes in the cluster")
         yield nodes
     finally:
         for node in reversed(nodes):
