@@ -63,6 +63,16 @@ class PermanentError(Exception):
     """Raised by a handler for a message that can never succeed; it goes to the dead-letter queue at once."""
 
 
+def connect_any(conn: Connection) -> None:
+    """Connect to the first node of `conn` that answers, one attempt each, without sleeping in between.
+
+    A `;`-separated URL (`amqp://node1/vh;amqp://node2/vh`) lists a cluster's nodes; kombu moves to the next
+    only on a retry, so a single attempt (`max_retries=0`) would try the first node alone forever."""
+    conn.ensure_connection(
+        max_retries=max(len(conn.alt), 1) - 1, interval_start=0, interval_step=0, interval_max=0
+    )
+
+
 def is_amqp_url(url: str) -> bool:
     """True for a real AMQP broker (quorum queues, confirms, dead-lettering); False for memory:// etc."""
     return urlsplit(url).scheme in {"amqp", "amqps", "pyamqp"}
@@ -152,6 +162,7 @@ def wait_for_topology(
     while not stop.is_set():
         try:
             with Connection(url, connect_timeout=timeout) as conn:
+                connect_any(conn)
                 declare_topology(conn, delivery_limit=delivery_limit)
             return True
         except _connection_errors() as exc:
@@ -316,8 +327,8 @@ class Publisher:
         else:
             conn = Connection(self.url)
         try:
-            # One attempt: kombu's own retry loop sleeps 2 s between tries and would break our deadline.
-            conn.ensure_connection(max_retries=0)
+            # One attempt per node: kombu's retry loop sleeps 2 s between tries and would break our deadline.
+            connect_any(conn)
             channel = conn.channel()
             if self._amqp:
                 # Confirm mode is driven here, not by kombu's confirm_publish (which waits after every
@@ -666,7 +677,7 @@ class EventConsumer(ConsumerMixin):
     def declare(self) -> None:
         """Declare every subscription's queue, dead-letter queue and bindings."""
         with self._new_connection() as conn:
-            conn.ensure_connection(max_retries=0)
+            connect_any(conn)
             for sub in self.subscriptions:
                 declare_consumer_queue(
                     conn, sub.queue, sub.exchange, sub.routing_key, delivery_limit=self.delivery_limit
@@ -701,7 +712,7 @@ class EventConsumer(ConsumerMixin):
         # kombu's version retries forever inside ensure_connection and would not notice `stop`;
         # run() below owns the retry loop instead.
         with self.create_connection() as conn:
-            conn.ensure_connection(max_retries=0)
+            connect_any(conn)
             yield conn
 
     def run(self, stop: threading.Event | None = None, _tokens: int = 1, **kwargs: Any) -> None:  # type: ignore[override]

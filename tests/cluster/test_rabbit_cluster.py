@@ -1,5 +1,6 @@
 """A three-node RabbitMQ cluster of our own (never the machine's node): docroute's whole topology declared on
-it is quorum queues replicated on all three nodes, and a queue keeps its messages when its leader stops."""
+it is quorum queues replicated on all three nodes, a queue keeps its messages when its leader stops, and a
+`;`-separated DOCROUTE_AMQP_URL fails over from a node that is down to the next one."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import contextlib
 import re
 import secrets
 import shutil
+import socket
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kombu import Connection
 from routing.adapters.unit_queue import KombuUnitQueues
-from shared.messaging import Publisher, declare_topology
+from shared.envelope import Envelope
+from shared.messaging import EventConsumer, Publisher, Subscription, declare_topology, wait_for_topology
 from shared.naming import SUBSCRIPTIONS, dlq_name, queue_name, unit_queue
 
 from chaos.servers import RABBITMQ_BIN, RabbitNode, ServerError, wait_for
@@ -20,6 +25,21 @@ from chaos.servers import RABBITMQ_BIN, RabbitNode, ServerError, wait_for
 pytestmark = pytest.mark.integration
 
 UNITS = ("BPTV", "PVHTT.DONGXOAI", "SYT")
+
+
+def start_node(workdir: Path, cookie: str, attempts: int = 3) -> RabbitNode:
+    """A started private node. Its ports are picked free but not reserved, so another process on the machine
+    may take one before the node binds it: then a new node, on new ports, tries again."""
+    for attempt in range(1, attempts + 1):
+        node = RabbitNode(workdir / f"try{attempt}", cookie=cookie)
+        try:
+            node.start()
+            return node
+        except ServerError:
+            node.close()
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +50,10 @@ def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Ra
         pytest.skip(f"no RabbitMQ server under {RABBITMQ_BIN}")
     base = tmp_path_factory.mktemp("rabbit-cluster")
     cookie = secrets.token_hex(16).upper()
-    nodes = [RabbitNode(base / f"node{i}", cookie=cookie) for i in range(3)]
+    nodes: list[RabbitNode] = []
     try:
-        for node in nodes:
-            node.start()
+        for i in range(3):
+            nodes.append(start_node(base / f"node{i}", cookie))
         first = nodes[0]
         for node in nodes[1:]:
             node.join(first)
@@ -141,3 +161,46 @@ def test_a_queue_keeps_its_messages_when_its_leader_stops(rabbit_cluster: list[R
         assert leader(others[0], queue) != lead
     finally:
         stopped.start()
+
+
+def down_node_url() -> str:
+    """The URL of a broker node that is down: a loopback port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"amqp://guest:guest@127.0.0.1:{port}/"
+
+
+def test_a_url_list_fails_over_to_the_next_node_for_topology_publish_and_consume(
+    rabbit_cluster: list[RabbitNode],
+) -> None:
+    nodes = rabbit_cluster
+    # What an operator puts in DOCROUTE_AMQP_URL: every node, the first of them down.
+    url = ";".join([down_node_url(), nodes[1].amqp_url, nodes[2].amqp_url])
+    stop = threading.Event()
+    assert wait_for_topology(url, stop, delivery_limit=5, timeout=5)
+    queue = queue_name("archive", "intake", "directive_registered")
+    got: list[Envelope] = []
+    consumer = EventConsumer(
+        url,
+        [Subscription(queue, "intake.events", "intake.directive_registered.v1", got.append)],
+        delivery_limit=5,
+    )
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert consumer.ready.wait(30), "the consumer never connected"
+        payload = {"subject": "Về việc chuyển đổi số"}
+        event = Envelope.new("intake.directive_registered", payload, producer="intake")
+        with Publisher(url, confirm_timeout=10) as publisher:
+            publisher.publish(
+                exchange="intake.events",
+                routing_key=event.routing_key,
+                body=event.to_bytes(),
+                message_id=event.id,
+            )
+        wait_for(lambda: bool(got), timeout=30, what="the event consumed")
+        assert [(e.id, e.payload) for e in got] == [(event.id, payload)]
+    finally:
+        stop.set()
+        thread.join(15)
