@@ -23,5 +23,7 @@ def test_routing_consumes_exactly_its_subscriptions() -> None:
     assert {DIRECTIVE_REGISTERED_QUEUE} == _declared("routing")
 
 
-def test_intake_consumes_nothing() -> None:
-    assert _declared("intake") == set()
+def test_intake_consumes_exactly_its_subscriptions() -> None:
+    from intake.worker import consumed_queue_names
+
+    assert set(consumed_queue_names()) == _declared("intake")

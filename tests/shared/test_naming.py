@@ -53,5 +53,9 @@ def test_the_system_subscriptions_are_pinned():
         "archive.routing.task_status_changed",
         "archive.routing.tasks_acknowledged",
         "archive.routing.task_overdue",
+        "intake.routing.tasks_assigned",
+        "intake.routing.task_assigned",
+        "intake.routing.tasks_acknowledged",
+        "intake.routing.task_status_changed",
     ]
     assert unrouted_name("archive.events") == "archive.events.unrouted"

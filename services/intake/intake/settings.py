@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.settings import CommonSettings, Env, SettingsError, database_url
+
+from intake.closed_loop_settings import ClosedLoopSettings
 
 SERVICE = "intake"
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -20,6 +22,8 @@ class Settings:
     organisation: str = DEFAULT_ORGANISATION
     # Seconds a 503 asks the caller to wait before retrying when the object store or database is down.
     retry_after: int = 5
+    # Outgoing statuses and webhooks (issue 17).
+    closed_loop: ClosedLoopSettings = field(default_factory=ClosedLoopSettings)
 
     @property
     def staging_bucket(self) -> str:
@@ -46,4 +50,5 @@ class Settings:
                 "DOCROUTE_INTAKE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, min=1, max=5 * 1024**3
             ),
             organisation=organisation,
+            closed_loop=ClosedLoopSettings.from_env(environ, production=common.is_production),
         )

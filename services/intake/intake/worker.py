@@ -1,24 +1,60 @@
-"""The intake worker: relays the outbox (directive_registered events) to RabbitMQ; run as a module."""
+"""The intake worker: relays the outbox, consumes routing's task events into statuses, delivers webhooks.
+
+Run as a module. The outbox relay sends intake's events (directive_registered, directive_rejected); the
+consumer turns routing's task events into the senders' statuses 04, 05 and 06; the webhook part sends
+every status to the subscriptions it matches.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from shared.db import make_engine
-from shared.messaging import Publisher, RelayWorker
+from shared.envelope import Envelope
+from shared.messaging import EventConsumer, Publisher, RelayWorker, Subscription
+from shared.naming import events_exchange, queue_name, routing_key
 from shared.outbox import OutboxPublisher, OutboxRelay
-from shared.runtime import worker_main
+from shared.runtime import Worker, run_all, worker_main
 from sqlalchemy.engine import Engine
 
 from intake.adapters.tables import outbox
+from intake.adapters.webhook_http import TargetPolicy
 from intake.settings import SERVICE, Settings
+from intake.status import Department, apply_task_event, consumed_queues
+from intake.webhooks import WebhookDeliverer, WebhookWorker
 
 log = logging.getLogger(__name__)
 
 
+def consumed_queue_names() -> list[str]:
+    return [queue_name(SERVICE, source, event) for source, event in consumed_queues()]
+
+
+def subscriptions(engine: Engine, department: Department) -> list[Subscription]:
+    """One queue per routing task event, named intake.routing.<event>; each claimed in the inbox."""
+
+    def handler(queue: str) -> Callable[[Envelope], None]:
+        def handle(envelope: Envelope) -> None:
+            apply_task_event(envelope, engine=engine, consumer=queue, department=department)
+
+        return handle
+
+    return [
+        Subscription(
+            queue=queue_name(SERVICE, source, event),
+            exchange=events_exchange(source),
+            routing_key=routing_key(source, event, 1),
+            handler=handler(queue_name(SERVICE, source, event)),
+        )
+        for source, event in consumed_queues()
+    ]
+
+
 class IntakeWorker:
-    """Declares the broker topology, then relays outbox rows with publisher confirms until stopped."""
+    """Declares the broker topology, relays outbox rows with publisher confirms, consumes routing's task
+    events and delivers webhooks, until stopped."""
 
     def __init__(
         self,
@@ -38,22 +74,57 @@ class IntakeWorker:
         self.relay = OutboxRelay(
             self.engine, outbox, self.publisher, idle_sleep=idle_sleep, max_backoff=max_backoff, name=SERVICE
         )
+        closed_loop = settings.closed_loop
+        self.department = closed_loop.department(settings.organisation)
+        self.deliverer = WebhookDeliverer(
+            self.engine,
+            sender=self.department.organ,
+            policy=TargetPolicy(
+                production=settings.common.is_production,
+                allowed=closed_loop.webhook_allow_networks,
+                timeout=closed_loop.webhook_timeout,
+                max_response_bytes=closed_loop.webhook_max_response_bytes,
+            ),
+            retry=closed_loop.retry_policy,
+            batch=closed_loop.webhook_batch,
+        )
+
+    def parts(self) -> list[Worker]:
+        common = self.settings.common
+        return [
+            RelayWorker(
+                self.relay,
+                common.amqp_url,
+                delivery_limit=common.consumer_delivery_limit,
+                timeout=common.publish_confirm_timeout,
+                max_backoff=self.max_backoff,
+            ),
+            _Consuming(
+                EventConsumer(
+                    common.amqp_url,
+                    subscriptions(self.engine, self.department),
+                    delivery_limit=common.consumer_delivery_limit,
+                )
+            ),
+            WebhookWorker(self.deliverer, interval=self.settings.closed_loop.webhook_poll_interval),
+        ]
 
     def run(self, stop: threading.Event) -> None:
-        common = self.settings.common
-        RelayWorker(
-            self.relay,
-            common.amqp_url,
-            delivery_limit=common.consumer_delivery_limit,
-            timeout=common.publish_confirm_timeout,
-            max_backoff=self.max_backoff,
-        ).run(stop)
+        run_all(self.parts(), stop)
 
     def close(self) -> None:
         close = getattr(self.publisher, "close", None)
         if callable(close):
             close()
         self.engine.dispose()
+
+
+class _Consuming:
+    def __init__(self, consumer: EventConsumer) -> None:
+        self.consumer = consumer
+
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.run(stop)
 
 
 def build_worker(settings: Settings) -> IntakeWorker:

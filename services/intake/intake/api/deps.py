@@ -16,6 +16,7 @@ from intake.adapters.repository import DirectiveRepository
 from intake.adapters.staging import StagingArea
 from intake.handlers import utc_now
 from intake.settings import Settings
+from intake.status import Department
 
 
 @dataclass
@@ -26,6 +27,11 @@ class Deps:
     staging: StagingArea
     verifier: Verifier
     clock: Callable[[], datetime] = field(default=utc_now)
+
+    @property
+    def department(self) -> Department:
+        """Who the outgoing statuses come from (the department, its desk and contact)."""
+        return self.settings.closed_loop.department(self.settings.organisation)
 
     def check_database(self) -> None:
         with self.engine.connect() as conn:

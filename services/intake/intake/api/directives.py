@@ -102,6 +102,7 @@ def create_directive() -> tuple[dict[str, Any], dict[str, str]]:
             organisation=deps.settings.organisation,
             max_upload_bytes=deps.settings.max_upload_bytes,
             clock=deps.clock,
+            department=deps.department,
         )
     except DuplicateDirective as exc:
         raise Problem(

@@ -21,3 +21,5 @@ class Confidentiality(StrEnum):
 
 class DirectiveStatus(StrEnum):
     REGISTERED = "registered"
+    # A clerk refused it (status 02 sent to its sender).
+    REJECTED = "rejected"
