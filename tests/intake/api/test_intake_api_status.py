@@ -486,3 +486,20 @@ def test_the_worker_runs_deliveries_in_its_own_thread(intake: IntakeApp, receive
         stop.set()
         thread.join(timeout=15)
     assert receiver.statuses() == [(created["id"], "01"), (created["id"], "03")]
+
+
+def test_the_secret_never_reaches_the_logs(
+    intake: IntakeApp, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    subscription = subscribe(intake, url=receiver.url)
+    secret = subscription["secret"]
+    register(intake)
+    receiver.answer[0] = 500
+    clock = StepClock()
+    deliverer(intake, clock).round()
+    assert any("webhook attempt failed" in r.getMessage() for r in caplog.records)
+    logged = caplog.text + "".join(str(vars(r)) for r in caplog.records)
+    assert secret not in logged and secret[6:] not in logged
