@@ -59,6 +59,10 @@ class InvalidReason(IntakeError):
     field = "reason"
 
 
+class InvalidTaskEvent(ValueError):
+    """A routing event intake cannot read (a part missing or of the wrong kind): redelivering won't help."""
+
+
 @dataclass(frozen=True)
 class Department:
     """Who the statuses come from: the department as an edXML organ, and its desk's contact."""
@@ -250,7 +254,14 @@ def _from_change(change: Mapping[str, Any], fallback: datetime) -> TaskObservati
 
 
 def observations(envelope: Envelope) -> list[TaskObservation]:
-    """What one of routing's task events says about its tasks (KeyError for a payload missing a part)."""
+    """What one of routing's task events says about its tasks; InvalidTaskEvent when it cannot be read."""
+    try:
+        return _observations(envelope)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InvalidTaskEvent(f"{envelope.type} {envelope.id} lacks {exc}") from exc
+
+
+def _observations(envelope: Envelope) -> list[TaskObservation]:
     payload = envelope.payload
     fallback = envelope.occurred_at if isinstance(envelope.occurred_at, datetime) else datetime.now(UTC)
     kind = envelope.type
@@ -331,7 +342,8 @@ def apply_task_event(
                 continue
             units = units_detail(tasks)
             actors = [item.actor for item in by_directive[directive_id] if item.actor]
-            now = clock()
+            # When routing made the change that called for the status, not when intake got to it.
+            now = max((item.changed_at for item in by_directive[directive_id]), default=clock())
             append_statuses(
                 conn,
                 [

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from shared.db import make_engine
 from shared.envelope import Envelope
-from shared.messaging import EventConsumer, Publisher, RelayWorker, Subscription
+from shared.messaging import EventConsumer, PermanentError, Publisher, RelayWorker, Subscription
 from shared.naming import events_exchange, queue_name, routing_key
 from shared.outbox import OutboxPublisher, OutboxRelay
 from shared.runtime import Worker, run_all, worker_main
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from intake.adapters.tables import outbox
 from intake.adapters.webhook_http import TargetPolicy
 from intake.settings import SERVICE, Settings
-from intake.status import Department, apply_task_event, consumed_queues
+from intake.status import Department, InvalidTaskEvent, apply_task_event, consumed_queues
 from intake.webhooks import WebhookDeliverer, WebhookWorker
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,10 @@ def subscriptions(engine: Engine, department: Department) -> list[Subscription]:
 
     def handler(queue: str) -> Callable[[Envelope], None]:
         def handle(envelope: Envelope) -> None:
-            apply_task_event(envelope, engine=engine, consumer=queue, department=department)
+            try:
+                apply_task_event(envelope, engine=engine, consumer=queue, department=department)
+            except InvalidTaskEvent as exc:
+                raise PermanentError(str(exc)) from exc
 
         return handle
 

@@ -503,3 +503,33 @@ def test_the_secret_never_reaches_the_logs(
     assert any("webhook attempt failed" in r.getMessage() for r in caplog.records)
     logged = caplog.text + "".join(str(vars(r)) for r in caplog.records)
     assert secret not in logged and secret[6:] not in logged
+
+
+def test_an_unreadable_routing_event_is_refused_for_good_and_changes_nothing(intake: IntakeApp) -> None:
+    from intake.worker import subscriptions
+    from shared.messaging import PermanentError
+
+    directive = register(intake)["id"]
+    broken = routing_event("routing.tasks_assigned", {"directive_id": directive})
+    [handler] = [
+        s.handler
+        for s in subscriptions(intake.deps.engine, intake.deps.department)
+        if s.queue.endswith(".tasks_assigned")
+    ]
+    with pytest.raises(PermanentError):
+        handler(broken)
+    assert intake.count_rows("status_updates") == 2
+    assert intake.count_rows("directive_tasks") == 0
+
+
+def test_a_progress_status_carries_the_time_routing_made_the_change(intake: IntakeApp) -> None:
+    directive = register(intake)["id"]
+    apply(
+        intake,
+        routing_event(
+            "routing.task_status_changed", change("t1", directive, "in_progress", "2026-03-02T06:30:00+00:00")
+        ),
+    )
+    items = statuses(intake, f"/v1/directives/{directive}/status-updates")["items"]
+    assert [i["status_code"] for i in items] == ["01", "03", "04", "05"]
+    assert items[3]["occurred_at"].startswith("2026-03-02T06:30:00")
