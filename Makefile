@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: help venv run up test test-fast lint format typecheck bench clean screenshots
+.PHONY: help venv run up test test-fast lint format typecheck bench audit fuzz clean screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,16 @@ format: venv  ## apply ruff formatting and safe fixes
 
 bench: venv  ## benchmarks against raw baselines; writes bench/results/
 	$(BIN)/python -m bench $(ARGS)
+
+# Offline (or behind a PyPI mirror without advisories) it prints NOT CHECKED and why, and passes; a known
+# vulnerability always fails. `make audit AUDIT_FLAGS=` also fails when anything could not be checked.
+AUDIT_FLAGS ?= --allow-unchecked
+audit: venv  ## pip-audit of every package pinned in uv.lock; says NOT CHECKED for what it could not check
+	$(BIN)/python tools/dep_audit.py --uv $(UV) $(AUDIT_FLAGS)
+
+FUZZ_ARGS ?= --seconds 15
+fuzz: venv  ## schemathesis --checks all against each service's OpenAPI, once per role family (about 5 min)
+	$(BIN)/python tools/fuzz.py $(FUZZ_ARGS)
 
 clean:  ## remove the virtual environment and local state
 	rm -rf $(VENV) var

@@ -69,7 +69,7 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 class Infra:
-    """Fresh PostgreSQL databases, RabbitMQ vhosts and a moto S3 server; all removed by close()."""
+    """Fresh PostgreSQL databases, RabbitMQ vhosts, a moto S3 server and a Ceph RGW; close() removes all."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -78,6 +78,10 @@ class Infra:
         self._vhosts: list[str] = []
         self._moto: Any = None
         self.s3_endpoint: str | None = None
+        self._rgw: Any = None
+        self.rgw_endpoint: str | None = None
+        self.rgw_start_seconds: float | None = None
+        self.rgw_rss_mb: float | None = None
 
     def database(self, label: str) -> str:
         name = f"docroute_bench_{label}_{uuid.uuid4().hex[:8]}"
@@ -141,6 +145,21 @@ class Infra:
             self.s3_endpoint = endpoint
         return self.s3_endpoint
 
+    def rgw(self) -> str | None:
+        """A private Ceph RADOS Gateway (tests/servers/rgw.py: one monitor, one in-memory OSD, one gateway),
+        started once with the bench's S3 keys, as host:port; None when Ceph is not installed here."""
+        if self.rgw_endpoint is None:
+            from tests.servers.rgw import RgwCluster, missing_binaries
+
+            if missing_binaries():
+                return None
+            cluster = RgwCluster(access_key="bench", secret_key="bench-secret", parent_dir=self.workdir)
+            self._rgw = cluster
+            self.rgw_endpoint = cluster.start().endpoint
+            self.rgw_start_seconds = cluster.startup_seconds
+            self.rgw_rss_mb = cluster.memory_bytes() / 1e6
+        return self.rgw_endpoint
+
     def release(self) -> None:
         """Drops the databases made so far (after each row, so a 1M-task database does not linger)."""
         for name in list(self._databases):
@@ -157,6 +176,8 @@ class Infra:
             subprocess.run(
                 ["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60, check=False
             )
+        if self._rgw is not None:
+            self._rgw.stop()
         if self._moto is not None and self._moto.poll() is None:
             self._moto.terminate()
             try:

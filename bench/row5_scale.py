@@ -74,14 +74,14 @@ def explain(
 ) -> dict[str, list[dict[str, Any]]]:
     """Runs routing's own handlers in-process, captures their SQL and EXPLAINs each statement (the poll
     gets one offered task first, so its lease UPDATE is among them)."""
-    from routing import handlers
+    from routing import leases, progress, tasks
     from routing.adapters.unit_queue import KombuUnitQueues
 
     plans: dict[str, list[dict[str, Any]]] = {}
     calls = {
-        "ledger": lambda: handlers.list_unit_tasks(unit, engine=engine, status=None, page=1, per_page=PAGE),
-        "progress": lambda: handlers.directive_progress(directive_id, engine=engine),
-        "poll": lambda: handlers.poll_tasks(
+        "ledger": lambda: tasks.list_unit_tasks(unit, engine=engine, status=None, page=1, per_page=PAGE),
+        "progress": lambda: progress.directive_progress(directive_id, engine=engine),
+        "poll": lambda: leases.poll_tasks(
             unit, engine=engine, queues=KombuUnitQueues(amqp), max_tasks=1, wait_seconds=0, lease_seconds=60
         ),
     }

@@ -36,6 +36,17 @@ def _common() -> CommonSettings:
         raise click.ClickException(str(exc)) from exc
 
 
+def _private_state(common: CommonSettings) -> None:
+    """Keep what this process and its children create private: files 0600, folders 0700.
+
+    The data folder holds the development secret, the SQLite databases and the stored documents; none of it
+    is for the other accounts of the machine. An existing data folder is closed too.
+    """
+    os.umask(0o077)
+    common.data_dir.mkdir(parents=True, exist_ok=True)
+    common.data_dir.chmod(0o700)
+
+
 def _dev_secret(common: CommonSettings) -> str:
     if common.auth.secret:
         return common.auth.secret
@@ -76,6 +87,7 @@ def run(host: str, base_port: int, empty: bool) -> None:
     from docroute import embedded
 
     common = _common()
+    _private_state(common)
     configure_logging(common.log_level)
     os.environ.setdefault("DOCROUTE_JWT_SECRET", _dev_secret(common))
     samples = None if empty else seed.SeedFiles.find()
@@ -133,6 +145,7 @@ def up(services: tuple[str, ...], no_migrate: bool, base_port: int) -> None:
         raise click.ClickException(
             "DOCROUTE_AMQP_URL: set it to the RabbitMQ URL; separate processes cannot share memory://"
         )
+    _private_state(common)
     env = dict(os.environ)
     env.setdefault("DOCROUTE_JWT_SECRET", _dev_secret(common))
     chosen = [by_name(name) for name in (services or SERVICE_NAMES)]
@@ -192,7 +205,11 @@ def _supervise(procs: list[subprocess.Popen[bytes]]) -> None:
 def token(roles: tuple[str, ...], unit: str | None, sub: str | None, ttl: int) -> None:
     if "unit" in roles and not unit:
         raise click.UsageError("--unit is required with --role unit")
-    secret = _dev_secret(_common())
+    common = _common()
+    if not 0 < ttl <= common.auth.max_lifetime:
+        # The services refuse a token living longer than DOCROUTE_JWT_MAX_LIFETIME: do not mint one.
+        raise click.UsageError(f"--ttl must be 1..{common.auth.max_lifetime} s (DOCROUTE_JWT_MAX_LIFETIME)")
+    secret = _dev_secret(common)
     subject = sub or f"cli-{roles[0]}"
     click.echo(issue_token(secret, sub=subject, roles=list(roles), unit=unit, ttl_seconds=ttl))
 

@@ -195,11 +195,68 @@ def write_samples(directives: Path, out: Path) -> list[Path]:
     return written
 
 
+# Demo agency identifiers (mã định danh) for the samples' senders: the samples name no real ones.
+SAMPLE_SENDERS = {
+    "1393-CVT-CL": "000.00.01.G23",
+    "171-CV-BTGTU": "000.00.70.H10",
+    "120-KH-BCD": "000.00.71.H10",
+}
+
+
+def write_packets(directives: Path, pdfs: Path, out: Path) -> list[Path]:
+    """Each sample directive with its signed PDF as an edXML packet (QCVN 102), `<name>.xml` in `out`."""
+    from intake.domain import edxml
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in sorted(directives.glob("*.json")):
+        meta = json.loads(source.read_text(encoding="utf-8"))
+        number, notation = (
+            meta["number"].split("-", 1)
+            if "-" in meta["number"].split("/")[0]
+            else meta["number"].split("/", 1)
+        )
+        code = edxml.Code(number, notation)
+        issued = dt.date.fromisoformat(meta["issued_date"])
+        sender = SAMPLE_SENDERS[source.stem]
+        signer = meta.get("signer") or {}
+        packet = edxml.Packet(
+            sender=edxml.Organ(organ_id=sender, name=meta["issuer"]["name"]),
+            recipients=(
+                edxml.Organ(organ_id="000.00.13.H10", name="Sở Thông tin và Truyền thông tỉnh Bình Phước"),
+            ),
+            code=code,
+            subject=meta["subject"],
+            place=meta.get("place"),
+            promulgation_date=issued,
+            document_type=edxml.DocumentTypeInfo(type_name=meta.get("document_type")),
+            signer=edxml.SignerInfo(signer.get("competence"), signer.get("position"), signer.get("full_name"))
+            if signer
+            else None,
+            due_date=dt.date.fromisoformat(meta["due_date"]) if meta.get("due_date") else None,
+            to_places=tuple(meta.get("to_places", ())),
+            other=edxml.OtherInfo(priority=edxml.PRIORITY_OF_URGENCY[meta.get("urgency", "thuong")]),
+            steering_type=1,
+            document_id=edxml.document_id(sender, issued, code),
+            attachments=(
+                edxml.Attachment(
+                    "1", f"{source.stem}.pdf", "application/pdf", (pdfs / f"{source.stem}.pdf").read_bytes()
+                ),
+            ),
+        )
+        target = out / f"{source.stem}.xml"
+        target.write_bytes(edxml.write_packet(packet))
+        written.append(target)
+    return written
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     root = Path(__file__).resolve().parents[1]
     out = Path(args[0]) if args else root / "samples" / "pdfs"
-    for path in write_samples(root / "samples" / "directives", out):
+    written = write_samples(root / "samples" / "directives", out)
+    written += write_packets(root / "samples" / "directives", out, out.parent / "edxml")
+    for path in written:
         print(f"wrote {path}")
 
 

@@ -1,4 +1,5 @@
-"""Fixtures for the real servers the integration tests use: PostgreSQL, RabbitMQ and moto's S3 server."""
+"""Fixtures for the real servers the integration tests use: PostgreSQL, RabbitMQ, moto's S3 server and a
+private Ceph RADOS Gateway."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from tests.servers.rgw import RgwServer
 
 PG_ADMIN_URL = os.environ.get("DOCROUTE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 AMQP_BASE = os.environ.get("DOCROUTE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
@@ -152,3 +158,57 @@ def s3_endpoint() -> Iterator[str]:
     server.start()
     yield f"127.0.0.1:{port}"
     server.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A killed child not yet reaped is gone for every purpose that matters here.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    return False
+
+
+@pytest.fixture(scope="session")
+def rgw() -> Iterator[RgwServer]:
+    """A private single-host Ceph cluster with its RADOS Gateway (S3) on a free loopback port, started once
+    per session (about a second) and removed at the end: its daemons killed, its folder deleted."""
+    from tests.servers.rgw import RgwCluster, missing_binaries
+
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(
+            f"Ceph RGW is not installed (missing {', '.join(missing)}): "
+            "apt-get install ceph-mon ceph-osd radosgw, as .ci/run does"
+        )
+    cluster = RgwCluster()
+    server = cluster.start()
+    yield server
+    pids, root = cluster.pids, cluster.root
+    cluster.stop()
+    left = [pid for pid in pids if _alive(pid)]
+    assert not left, f"Ceph daemons still running after teardown: {left}"
+    assert root is not None and not root.exists(), f"{root} was not removed"
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """One S3-protocol server the integration tests can run against, and how to reach it."""
+
+    name: str
+    endpoint: str
+    access_key: str
+    secret_key: str
+    region: str
+
+
+@pytest.fixture(params=["moto", "rgw"])
+def s3_server(request: pytest.FixtureRequest) -> S3Server:
+    """Each S3 server in turn: moto (the test double) and Ceph RGW (a real store, skipped without Ceph)."""
+    if request.param == "moto":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        return S3Server("moto", endpoint, "testing", "testing", "us-east-1")
+    server = request.getfixturevalue("rgw")
+    return S3Server("rgw", server.endpoint, server.access_key, server.secret_key, server.region)

@@ -133,7 +133,30 @@ class TokenVerifier:
             raise Unauthorized(f"signing key not available: {exc}") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"invalid token: {exc}") from None
-        return principal_from_claims(claims), float(claims["exp"])
+        expires = check_times(claims, now=self._clock(), max_lifetime=settings.max_lifetime)
+        return principal_from_claims(claims), expires
+
+
+_TIME_CLAIMS = ("exp", "iat", "nbf")
+
+
+def check_times(claims: dict[str, Any], *, now: float, max_lifetime: int) -> float:
+    """The token's `exp`, after refusing non-numeric time claims and lifetimes beyond `max_lifetime`.
+
+    PyJWT turns a string `exp` into a number and puts no upper bound on it; a token that lives for ever
+    is a leaked credential that cannot be revoked, so the lifetime is bounded here.
+    """
+    for name in _TIME_CLAIMS:
+        value = claims.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise Unauthorized(f"invalid token: {name} must be a number (seconds since the epoch)")
+    expires = float(claims["exp"])
+    issued = claims.get("iat")
+    if issued is not None and expires - float(issued) > max_lifetime:
+        raise Unauthorized(f"invalid token: exp - iat exceeds the maximum lifetime of {max_lifetime} s")
+    if expires - now > max_lifetime + LEEWAY_SECONDS:
+        raise Unauthorized(f"invalid token: exp is more than {max_lifetime} s away")
+    return expires
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
@@ -142,8 +165,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("invalid token: sub must be a non-empty string")
     raw_roles = claims.get("roles", [])
-    if isinstance(raw_roles, str):
-        raw_roles = raw_roles.split()
+    # A string is refused, not split: "clerk admin" read as two roles is a privilege nobody granted.
     if not isinstance(raw_roles, list) or not all(isinstance(r, str) for r in raw_roles):
         raise Unauthorized("invalid token: roles must be a list of strings")
     roles = frozenset(raw_roles) & ROLES

@@ -28,3 +28,20 @@ OUTBOX_OLDEST_AGE = Gauge(
     ["relay"],
     multiprocess_mode="max",
 )
+# "livesum": with several consumers per queue (and per process) the gauge counts the paused ones.
+CONSUMER_PAUSED = Gauge(
+    "docroute_consumer_paused",
+    "Consumers of a queue waiting for an unavailable dependency (no message is taken meanwhile)",
+    ["queue", "dependency"],
+    multiprocess_mode="livesum",
+)
+CONSUMER_PAUSES = Counter(
+    "docroute_consumer_pauses_total",
+    "Times a consumer paused because a dependency was unavailable",
+    ["queue", "dependency"],
+)
+CONSUMER_PAUSED_SECONDS = Counter(
+    "docroute_consumer_paused_seconds_total",
+    "Time consumers spent paused for an unavailable dependency",
+    ["queue", "dependency"],
+)

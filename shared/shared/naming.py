@@ -26,6 +26,15 @@ def dlq_name(queue: str) -> str:
     return f"{queue}.dlq"
 
 
+def replay_exchange(queue: str) -> str:
+    """The direct exchange its owning service replays a queue's dead letters through (key: the queue name).
+
+    The owner is the queue's first segment (`archive.routing.task_assigned` → `archive.replay`), so a
+    service's broker user replays into its own queues without writing to another service's exchange.
+    """
+    return f"{queue.split('.', 1)[0]}.replay"
+
+
 def unit_queue(code: str) -> str:
     """The task queue of one recipient unit, bound to TASKS_EXCHANGE with the unit code as routing key."""
     return f"{TASKS_EXCHANGE}.{code}"
@@ -46,7 +55,9 @@ def is_events_exchange(exchange: str) -> bool:
 #: first declares them all and no start-up order loses an event.
 SUBSCRIPTIONS: tuple[tuple[str, str, str, int], ...] = (
     ("routing", "intake", "directive_registered", 1),
+    ("routing", "intake", "directive_revoked", 1),
     ("archive", "intake", "directive_registered", 1),
+    ("archive", "intake", "directive_revoked", 1),
     ("archive", "routing", "task_assigned", 1),
     ("archive", "routing", "tasks_assigned", 1),
     ("archive", "routing", "task_status_changed", 1),

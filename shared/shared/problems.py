@@ -76,11 +76,14 @@ class Problem(Exception):
         return payload
 
     def to_response(self) -> Response:
-        response = Response(
-            json.dumps(self.body(), ensure_ascii=False, default=str),
-            status=self.status,
-            content_type=PROBLEM_CONTENT_TYPE,
-        )
+        body = self.body()
+        try:
+            data = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+        except UnicodeEncodeError:
+            # A detail quoting the caller's input may hold an unpaired surrogate, which UTF-8 cannot carry:
+            # JSON's \u escapes can, so the problem still goes out instead of failing into a 500.
+            data = json.dumps(body, ensure_ascii=True, default=str).encode("ascii")
+        response = Response(data, status=self.status, content_type=PROBLEM_CONTENT_TYPE)
         for name, value in self.headers.items():
             response.headers[name] = value
         return response
@@ -179,6 +182,16 @@ def to_problem(
         original = getattr(exc, "original_exception", None)
         if isinstance(original, Exception):
             return to_problem(original, error_table)
+    if isinstance(exc, RecursionError):
+        # Input nested deeper than a parser can follow (JSON, YAML): the caller's fault, and a traceback of
+        # a thousand identical frames helps nobody, so one line is logged instead.
+        log.warning("refused input nested too deeply to parse: %s", exc)
+        return Problem(
+            400,
+            "Input nested too deeply",
+            "the request nests objects or lists deeper than the server follows",
+            type="nested-too-deeply",
+        )
     if isinstance(exc, Exception) and error_table:
         mapped = _from_error_table(exc, error_table)
         if mapped is not None:

@@ -112,11 +112,11 @@ def worker_main(service: str, load_settings: Callable[[], S], build: Callable[[S
     """The `python -m <service>.worker` entry point shared by every service.
 
     Settings are read once (a bad value stops the process with one line naming the variable, exit 2),
-    logs become JSON lines, `DOCROUTE_METRICS_PORT` (when set) serves Prometheus metrics, and the worker
-    runs until SIGTERM or SIGINT.
+    logs become JSON lines, `DOCROUTE_METRICS_PORT` (when set) serves Prometheus metrics and the worker's
+    /readyz (503 while a consumer waits for an unavailable dependency) and /healthz, and the worker runs
+    until SIGTERM or SIGINT.
     """
-    from prometheus_client import start_http_server
-
+    from shared.health import serve_worker_endpoints
     from shared.logs import configure_logging
     from shared.settings import Env, SettingsError
 
@@ -128,7 +128,7 @@ def worker_main(service: str, load_settings: Callable[[], S], build: Callable[[S
         raise SystemExit(2) from None
     configure_logging(settings.common.log_level)
     if metrics_port:
-        start_http_server(metrics_port)
+        serve_worker_endpoints(metrics_port)
     worker = build(settings)
     log.info("%s worker started", service, extra={"metrics_port": metrics_port or None})
     try:

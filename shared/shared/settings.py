@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import math
 import os
 import secrets
 from collections.abc import Iterable, Mapping
@@ -15,6 +16,13 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 JWT_ALGORITHMS = ("HS256", "RS256")
 AMQP_SCHEMES = ("amqp://", "amqps://", "memory://")
 DEV_SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a secret
+# A production HS256 secret must carry at least this many bits by a per-character entropy estimate: 32
+# random bytes as hex (`openssl rand -hex 32`) give about 250, while "a" * 32 or a passphrase of a few
+# repeated words give far less.
+MIN_SECRET_BITS = 128
+# Longest token lifetime accepted (exp - iat), seconds: long enough for a unit client's token file, short
+# enough that a leaked token does not work for ever.
+DEFAULT_MAX_TOKEN_LIFETIME = 30 * 24 * 3600
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -172,36 +180,76 @@ class AuthSettings:
     jwks_url: str | None = None
     issuer: str | None = None
     audience: str | None = None
+    max_lifetime: int = DEFAULT_MAX_TOKEN_LIFETIME
 
     def __repr__(self) -> str:
         # Keep the secret out of logs and tracebacks that print the settings object.
         return (
             f"AuthSettings(algorithm={self.algorithm!r}, secret={'***' if self.secret else None}, "
-            f"jwks_url={self.jwks_url!r}, issuer={self.issuer!r}, audience={self.audience!r})"
+            f"jwks_url={self.jwks_url!r}, issuer={self.issuer!r}, audience={self.audience!r}, "
+            f"max_lifetime={self.max_lifetime!r})"
         )
 
     @classmethod
     def from_env(cls, env: Env, *, environment: str, data_dir: Path) -> AuthSettings:
+        production = environment == "production"
         algorithm = env.choice("DOCROUTE_JWT_ALGORITHM", "HS256", JWT_ALGORITHMS)
         secret = env.str("DOCROUTE_JWT_SECRET")
         jwks_url = env.str("DOCROUTE_JWT_JWKS_URL")
+        issuer = env.str("DOCROUTE_JWT_ISSUER")
+        audience = env.str("DOCROUTE_JWT_AUDIENCE")
         if algorithm == "HS256":
             if secret is None:
-                if environment == "production":
+                if production:
                     raise SettingsError("DOCROUTE_JWT_SECRET", "is required for HS256 in production")
                 secret = ensure_dev_secret(data_dir)
-            elif environment == "production" and len(secret) < 32:
-                raise SettingsError("DOCROUTE_JWT_SECRET", "must be at least 32 characters in production")
+            elif production:
+                check_production_secret("DOCROUTE_JWT_SECRET", secret)
         elif jwks_url is None:
             raise SettingsError("DOCROUTE_JWT_JWKS_URL", "is required when DOCROUTE_JWT_ALGORITHM is RS256")
         elif not jwks_url.startswith(("https://", "http://")):
             raise SettingsError("DOCROUTE_JWT_JWKS_URL", "must be an http(s):// URL")
+        elif production:
+            # The keys that decide who is admin must not come over a channel anyone on the path can rewrite,
+            # and a token some other application of the same provider was given must not be accepted here.
+            if not jwks_url.startswith("https://"):
+                raise SettingsError("DOCROUTE_JWT_JWKS_URL", "must be an https:// URL in production")
+            if issuer is None:
+                raise SettingsError("DOCROUTE_JWT_ISSUER", "is required with RS256 in production")
+            if audience is None:
+                raise SettingsError("DOCROUTE_JWT_AUDIENCE", "is required with RS256 in production")
         return cls(
             algorithm=algorithm,
             secret=secret,
             jwks_url=jwks_url,
-            issuer=env.str("DOCROUTE_JWT_ISSUER"),
-            audience=env.str("DOCROUTE_JWT_AUDIENCE"),
+            issuer=issuer,
+            audience=audience,
+            max_lifetime=env.int(
+                "DOCROUTE_JWT_MAX_LIFETIME", DEFAULT_MAX_TOKEN_LIFETIME, min=60, max=366 * 24 * 3600
+            ),
+        )
+
+
+def estimated_bits(secret: str) -> float:
+    """Entropy estimate of a secret: its length times the Shannon entropy of its character frequencies."""
+    counts: dict[str, int] = {}
+    for char in secret:
+        counts[char] = counts.get(char, 0) + 1
+    total = len(secret)
+    per_char = -sum(n / total * math.log2(n / total) for n in counts.values()) if total else 0.0
+    return per_char * total
+
+
+def check_production_secret(name: str, secret: str) -> None:
+    """Refuse a production secret that is short or predictable (one line naming `name`)."""
+    if len(secret) < 32:
+        raise SettingsError(name, "must be at least 32 characters in production")
+    bits = estimated_bits(secret)
+    if bits < MIN_SECRET_BITS:
+        raise SettingsError(
+            name,
+            f"is too predictable for production (about {bits:.0f} bits, at least {MIN_SECRET_BITS} needed); "
+            "generate one with `openssl rand -hex 32`",
         )
 
 
@@ -256,11 +304,19 @@ class CommonSettings:
         if not amqp_url.startswith(AMQP_SCHEMES):
             raise SettingsError("DOCROUTE_AMQP_URL", "must be an amqp://, amqps:// or memory:// URL")
         log_level = env.choice("DOCROUTE_LOG_LEVEL", "INFO", LOG_LEVELS)
+        object_store = ObjectStoreSettings.from_env(env)
+        if environment == "production":
+            # The embedded defaults lose messages on restart (memory://) and keep objects without object
+            # lock (filesystem): a production start names the setting still at its embedded default.
+            if amqp_url.startswith("memory://"):
+                raise SettingsError("DOCROUTE_AMQP_URL", "must be an amqp:// or amqps:// URL in production")
+            if object_store.endpoint is None:
+                raise SettingsError("DOCROUTE_S3_ENDPOINT", "is required in production (no filesystem store)")
         return cls(
             env=environment,
             data_dir=data_dir,
             amqp_url=amqp_url,
-            object_store=ObjectStoreSettings.from_env(env),
+            object_store=object_store,
             auth=AuthSettings.from_env(env, environment=environment, data_dir=data_dir),
             log_level=log_level,
             publish_confirm_timeout=env.float("DOCROUTE_PUBLISH_CONFIRM_TIMEOUT", 5.0, min=0.1, max=300),
@@ -271,11 +327,17 @@ class CommonSettings:
 def database_url(service: str, *, data_dir: Path, environ: Mapping[str, str] | None = None) -> str:
     """`DOCROUTE_<SVC>_DATABASE_URL`, defaulting to the SQLite file `<data_dir>/<svc>.db`."""
     name = f"DOCROUTE_{service.upper()}_DATABASE_URL"
-    url = Env(environ).str(name)
+    env = Env(environ)
+    url = env.str(name)
+    production = env.choice("DOCROUTE_ENV", "development", ENVIRONMENTS) == "production"
     if url is None:
+        if production:
+            raise SettingsError(name, "is required in production (SQLite is for development)")
         return f"sqlite:///{data_dir / f'{service}.db'}"
     if not url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
         raise SettingsError(name, "must be a sqlite:// or postgresql:// URL")
+    if production and url.startswith("sqlite://"):
+        raise SettingsError(name, "must be a postgresql:// URL in production (SQLite is for development)")
     if url.startswith("postgresql://"):
         # psycopg 3 is the only PostgreSQL driver installed; SQLAlchemy would default to psycopg2.
         url = "postgresql+psycopg://" + url[len("postgresql://") :]

@@ -24,8 +24,12 @@ from prometheus_client import (
 from werkzeug.exceptions import HTTPException
 
 from shared.auth import Verifier, authenticate_request
+from shared.docs_ui import register_docs
+from shared.json_text import check_json_text, view_streams_own_body
 from shared.logs import correlation_scope
+from shared.openapi import ProblemResponsesPlugin, ProblemSchema, document_probes, register_problem_responses
 from shared.problems import ErrorTable, Problem, render_problem
+from shared.query import declared_query_parameters, operation_of, refuse_bad_query, refuse_nul_in_path
 from shared.settings import CommonSettings
 
 __all__ = ["CORRELATION_HEADER", "PUBLIC_PATHS", "ProblemApi", "create_base_app"]
@@ -34,7 +38,14 @@ CORRELATION_HEADER = "X-Correlation-ID"
 # Routes anyone may call: probes, metrics scrapes and the API description.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 PUBLIC_PREFIXES = ("/docs/",)
-SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+# Every response: no MIME sniffing (an attachment is never run as HTML or script), and a policy that lets an
+# API answer load nothing at all; /docs sets its own, same-origin policy (shared.docs_ui).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+}
 DEFAULT_MAX_CONTENT_LENGTH = 50 * 1024 * 1024
 # Accept the caller's correlation id only if it is safe to echo in headers and log lines.
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -60,24 +71,30 @@ class ProblemApi(flask_smorest.Api):  # type: ignore[misc]
     """flask-smorest Api whose HTTP errors are problem+json instead of smorest's own error format."""
 
     error_table: ErrorTable = {}  # noqa: RUF012 - replaced per instance by create_base_app
+    # The documented error body is the problem+json one render_problem writes (shared.openapi).
+    ERROR_SCHEMA = ProblemSchema
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return render_problem(error, self.error_table)
 
+    def _register_responses(self) -> None:
+        register_problem_responses(self.spec)
 
-def _readiness_view(checks: Mapping[str, Callable[[], None]]) -> Callable[[], Response]:
+
+def _readiness_view(checks: Mapping[str, Callable[[], object]]) -> Callable[[], Response]:
     def readyz() -> Response:
-        results: dict[str, str] = {}
+        results: dict[str, object] = {}
         failed: list[str] = []
         for name, check in checks.items():
             try:
-                check()
+                detail = check()
             except Exception as exc:
                 log.warning("readiness check %s failed: %s", name, exc, exc_info=exc)
                 results[name] = f"failed: {type(exc).__name__}"
                 failed.append(name)
             else:
-                results[name] = "ok"
+                # A check may say more than "ok" (the archive shows its store's capabilities).
+                results[name] = {"status": "ok", **detail} if isinstance(detail, Mapping) else "ok"
         if failed:
             return Problem(
                 503,
@@ -115,7 +132,7 @@ def create_base_app(
     settings: CommonSettings,
     verifier: Verifier,
     error_table: ErrorTable | None = None,
-    readiness: Mapping[str, Callable[[], None]] | None = None,
+    readiness: Mapping[str, Callable[[], object]] | None = None,
     max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH,
 ) -> tuple[Flask, flask_smorest.Api]:
     """A Flask app + flask-smorest Api with docroute's errors, auth, probes, metrics and correlation ids.
@@ -129,8 +146,6 @@ def create_base_app(
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_URL,
         MAX_CONTENT_LENGTH=max_content_length,
         # Our handlers answer every error; never let Flask turn one into an HTML page.
         PROPAGATE_EXCEPTIONS=False,
@@ -144,6 +159,7 @@ def create_base_app(
         spec_kwargs={
             "security": [{"bearerAuth": []}],
             "info": {"description": f"docroute {service} service. Every /v1 route needs a Bearer JWT."},
+            "extra_plugins": [ProblemResponsesPlugin()],
         }
     )
     api.error_table = table
@@ -161,6 +177,26 @@ def create_base_app(
     app.add_url_rule("/healthz", "healthz", _healthz, methods=["GET"])
     app.add_url_rule("/readyz", "readyz", _readiness_view(dict(readiness or {})), methods=["GET"])
     app.add_url_rule("/metrics", "metrics", _metrics_view, methods=["GET"])
+    document_probes(api.spec, app)
+    register_docs(app, title=f"docroute {service}", spec_url="/openapi.json")
+    query_names: dict[tuple[str, str], frozenset[str]] = {}
+
+    def check_request_input() -> None:
+        """Refuses undeclared query parameters and unstorable JSON text before any view runs.
+
+        Runs for authenticated routes only: the public probes, metrics and docs take no parameters.
+        """
+        endpoint = request.endpoint
+        view = app.view_functions.get(endpoint) if endpoint else None
+        if view is None:
+            return
+        key = (str(endpoint), request.method)
+        if key not in query_names:
+            query_names[key] = declared_query_parameters(operation_of(view, request.method))
+        refuse_bad_query(request.args.items(multi=True), query_names[key])
+        refuse_nul_in_path(request.view_args)
+        if request.is_json and not view_streams_own_body(operation_of(view, request.method)):
+            check_json_text(request.get_data(cache=True))
 
     @app.before_request
     def _start_request() -> None:
@@ -175,9 +211,12 @@ def create_base_app(
         if request.method == "OPTIONS" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return
         authenticate_request(verifier)
+        check_request_input()
 
     @app.after_request
     def _finish_request(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
         correlation_id = g.get("docroute_correlation_id")
         if correlation_id:
             response.headers[CORRELATION_HEADER] = correlation_id

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archive.adapters.retention_config import load_policy
-from archive.handlers import Vault
+from archive.common import Vault
 from archive.settings import PACKAGED_RETENTION
 from shared.envelope import Envelope
 from shared.objectstore import ObjectStore
@@ -29,15 +29,24 @@ class Staged:
     data: bytes
 
 
-def stage(store: ObjectStore, data: bytes, filename: str, *, bucket: str = STAGING) -> Staged:
+def stage(
+    store: ObjectStore,
+    data: bytes,
+    filename: str,
+    *,
+    bucket: str = STAGING,
+    content_type: str = "application/pdf",
+) -> Staged:
     sha = hashlib.sha256(data).hexdigest()
     key = f"directives/{uuid.uuid4().hex}/{sha}"
-    store.put(bucket, key, data, size=len(data), content_type="application/pdf", sha256=sha)
+    # A type a store would refuse as a header (CR/LF) is staged as octet-stream; the event still carries it.
+    stored_type = content_type if content_type.isprintable() else "application/octet-stream"
+    store.put(bucket, key, data, size=len(data), content_type=stored_type, sha256=sha)
     return Staged(
         attachment={
             "id": str(uuid.uuid4()),
             "filename": filename,
-            "content_type": "application/pdf",
+            "content_type": content_type,
             "size": len(data),
             "sha256": sha,
             "bucket": bucket,
@@ -78,3 +87,31 @@ def task_event(name: str, directive_id: str, **payload: Any) -> Envelope:
     body = {"directive_id": directive_id, "task_id": payload.pop("task_id", str(uuid.uuid4()))}
     body.update(payload)
     return Envelope.new(f"routing.{name}", body, producer="routing")
+
+
+def rechain_with_edit(conn: Any, entries: list[Any], seq: int, actor: str = "service:intruder") -> None:
+    """What a thorough intruder with database access does: edits entry `seq` and recomputes every hash after
+    it, inside the caller's transaction, so the chain alone still verifies."""
+    import sqlalchemy as sa
+    from archive.adapters.db import audit_entries
+    from archive.domain.audit import GENESIS_HASH, AuditEvent, next_entry
+
+    prev_seq, prev_hash = 0, GENESIS_HASH
+    for entry in entries:
+        new_actor = actor if entry.seq == seq else entry.actor
+        event = AuditEvent(
+            action=entry.action,
+            actor=new_actor,
+            occurred_at=entry.occurred_at,
+            directive_id=entry.directive_id,
+            record_id=entry.record_id,
+            source_event_id=entry.source_event_id,
+            details=entry.details,
+        )
+        new = next_entry(event, prev_seq=prev_seq, prev_hash=prev_hash)
+        conn.execute(
+            sa.update(audit_entries)
+            .where(audit_entries.c.seq == entry.seq)
+            .values(actor=new_actor, prev_hash=new.prev_hash, hash=new.hash)
+        )
+        prev_seq, prev_hash = new.seq, new.hash

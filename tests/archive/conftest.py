@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from archive.adapters.db import migrate
-from archive.handlers import Vault
+from archive.common import Vault
 from archive.signatures import SignatureVerifier
 from archive_pdfs import SignedSamples, build_samples
 from archive_testkit import ARCHIVE, STAGING, Staged, make_vault, stage

@@ -33,6 +33,15 @@ DEFAULTED: dict[str, str] = {
     "DOCROUTE_RULES_FILE": "rules live in the routing database, managed through its API; no seed file",
     "DOCROUTE_UNITS_FILE": "units live in the routing database, managed through its API; no seed file",
     "DOCROUTE_ARCHIVE_CONSUMERS": "one file in flight per worker; the overlays scale with worker replicas",
+    "DOCROUTE_EMPTY": "read by `docroute run` only, the embedded development suite; no pod runs it",
+    "DOCROUTE_EDXML_REQUIRE_SIGNATURE": "unsigned packets are recorded and taken until the senders all sign",
+    # The console has no Deployment yet: its production sign-in (OpenID Connect) is not built.
+    "DOCROUTE_CONSOLE_INTAKE_URL": "the console is not deployed yet (no production sign-in)",
+    "DOCROUTE_CONSOLE_ROUTING_URL": "the console is not deployed yet (no production sign-in)",
+    "DOCROUTE_CONSOLE_ARCHIVE_URL": "the console is not deployed yet (no production sign-in)",
+    "DOCROUTE_CONSOLE_SESSION_KEY": "the console is not deployed yet (no production sign-in)",
+    "DOCROUTE_CONSOLE_API_TIMEOUT": "the console is not deployed yet (no production sign-in)",
+    "DOCROUTE_JWT_MAX_LIFETIME": "30 days bounds the HS256 unit tokens; OIDC tokens live minutes anyway",
 }
 
 # Read by the code, but meaningless for one overlay's choices.

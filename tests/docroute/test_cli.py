@@ -65,3 +65,13 @@ def test_up_refuses_the_in_process_transport(env: Path) -> None:
     result = CliRunner().invoke(main, ["up"])
     assert result.exit_code == 1
     assert "DOCROUTE_AMQP_URL" in result.output
+
+
+def test_token_longer_than_the_maximum_lifetime_is_not_minted(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCROUTE_JWT_MAX_LIFETIME", "7200")
+    assert CliRunner().invoke(main, ["token", "--role", "clerk", "--ttl", "7200"]).exit_code == 0
+    result = CliRunner().invoke(main, ["token", "--role", "clerk", "--ttl", "7201"])
+    assert result.exit_code != 0
+    assert "DOCROUTE_JWT_MAX_LIFETIME" in result.output

@@ -26,6 +26,15 @@ def _depth(url: str, queue: str) -> int:
     return int(count)
 
 
+def _depth_once_settled(url: str, queue: str, expected: int, timeout: float = 10.0) -> int:
+    """The depth once it is `expected` (or after `timeout`): messages a listing took and gave back are
+    ready again only once the broker has processed the requeue."""
+    deadline = time.monotonic() + timeout
+    while (seen := _depth(url, queue)) != expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return seen
+
+
 def test_list_shows_the_dead_letter_and_replay_puts_it_back(
     amqp_vhost_factory: Callable[[], str], monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
@@ -51,10 +60,7 @@ def test_list_shows_the_dead_letter_and_replay_puts_it_back(
             body=envelope.to_bytes(),
             message_id=envelope.id,
         )
-    deadline = time.monotonic() + 10
-    while _depth(url, dlq_name(QUEUE)) != 1:
-        assert time.monotonic() < deadline, "the message was not dead-lettered"
-        time.sleep(0.05)
+    assert _depth_once_settled(url, dlq_name(QUEUE), 1) == 1, "the message was not dead-lettered"
     stop.set()
     thread.join(5)
 
@@ -63,7 +69,7 @@ def test_list_shows_the_dead_letter_and_replay_puts_it_back(
     listed = CliRunner().invoke(main, ["dlq", "list", QUEUE])
     assert listed.exit_code == 0, listed.output
     assert envelope.id in listed.output
-    assert _depth(url, dlq_name(QUEUE)) == 1  # listing takes nothing away
+    assert _depth_once_settled(url, dlq_name(QUEUE), 1) == 1  # listing takes nothing away
 
     replayed = CliRunner().invoke(main, ["dlq", "replay", QUEUE])
     assert replayed.exit_code == 0, replayed.output

@@ -167,3 +167,58 @@ def test_sample_directives_become_the_seed_dispatch_tasks_and_finish(
         final = progress(name)
         assert final is not None and final["done"] is True
         assert final["counts"] == {"completed": len(expected[name])}
+
+
+def test_long_polls_never_hold_the_threads_health_and_other_requests_need(
+    start_service: Callable[..., str], pg_database_factory: Callable[[], str], e2e_env: Any
+) -> None:
+    """Real gunicorn, 2 workers of 4 threads: each process admits 2 long-polls (half its threads) and answers
+    429 with Retry-After beyond; /healthz and the ledger answer while the admitted polls still wait."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    routing = start_service(
+        "routing",
+        env={"DOCROUTE_ROUTING_DATABASE_URL": pg_database_factory(), "DOCROUTE_WEB_THREADS": "4"},
+    )
+    r = requests.post(
+        f"{routing}/v1/units:import",
+        data=(SAMPLES / "units.yaml").read_bytes(),
+        headers=e2e_env.auth("clerk") | {"Content-Type": "application/yaml"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    units = [u["code"] for u in yaml.safe_load((SAMPLES / "units.yaml").read_text(encoding="utf-8"))["units"]]
+    wait = 20
+
+    def long_poll(unit: str) -> requests.Response:
+        return requests.post(
+            f"{routing}/v1/units/{unit}/tasks:poll",
+            json={"wait_seconds": wait},
+            headers=e2e_env.auth("unit", unit),
+            timeout=wait + 30,
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        polls = [pool.submit(long_poll, unit) for unit in units[:8]]
+        # At most 2 places in each of the 2 processes: at least 4 of the 8 are refused at once.
+        refused = wait_for(
+            lambda: [f for f in polls if f.done() and f.result().status_code == 429][3:] and True
+        )
+        assert refused, [f.result().status_code for f in polls if f.done()]
+        started = time.monotonic()
+        health = requests.get(f"{routing}/healthz", timeout=wait)
+        ledger = requests.get(
+            f"{routing}/v1/units/{units[0]}/tasks", headers=e2e_env.auth("auditor"), timeout=wait
+        )
+        answered_in = time.monotonic() - started
+        waiting = [f for f in polls if not f.done()]
+        # The admitted polls are still waiting (they end only after `wait` seconds): health did not queue
+        # behind them.
+        assert health.status_code == 200 and ledger.status_code == 200
+        assert waiting and answered_in < wait, answered_in
+        done = [f.result() for f in polls]
+    statuses = sorted(r.status_code for r in done)
+    assert statuses.count(200) <= 4 and statuses.count(200) + statuses.count(429) == 8, statuses
+    too_many = [r for r in done if r.status_code == 429]
+    assert all(r.headers["Retry-After"].isdigit() for r in too_many)
+    assert all(r.headers["Content-Type"] == "application/problem+json" for r in too_many)

@@ -196,3 +196,46 @@ def test_a_refused_token_is_never_remembered_and_the_memory_is_bounded(monkeypat
     for token in tokens:
         cached.verify(token)
     assert list(cached._verified) == tokens[2:]
+
+
+# ---------------------------------------------------------------- finding 18: claims a verifier must refuse
+
+
+def signed(claims: dict) -> str:
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def test_roles_given_as_a_string_are_refused_not_split():
+    token = signed({"sub": "u", "roles": "clerk admin", "exp": int(time.time()) + 60})
+    with pytest.raises(Unauthorized, match="roles must be a list"):
+        verifier().verify(token)
+
+
+def test_a_token_living_for_ever_is_refused():
+    now = int(time.time())
+    # 999999999999 seconds after the epoch is in the year 33658.
+    with pytest.raises(Unauthorized, match="maximum lifetime"):
+        verifier().verify(signed({"sub": "u", "roles": ["clerk"], "iat": now, "exp": 999_999_999_999}))
+    with pytest.raises(Unauthorized, match="more than"):
+        verifier().verify(signed({"sub": "u", "roles": ["clerk"], "exp": 999_999_999_999}))
+
+
+def test_the_maximum_lifetime_is_configurable_and_inclusive():
+    short = verifier(max_lifetime=600)
+    assert short.verify(issue_token(SECRET, sub="u", roles=["clerk"], ttl_seconds=600)).sub == "u"
+    with pytest.raises(Unauthorized, match="maximum lifetime"):
+        short.verify(issue_token(SECRET, sub="u", roles=["clerk"], ttl_seconds=601))
+    # Thirty days is the default: a unit client's token file lasts a month.
+    assert verifier().verify(issue_token(SECRET, sub="u", roles=["clerk"], ttl_seconds=30 * 86400)).sub == "u"
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+def test_time_claims_must_be_numbers(claim):
+    now = int(time.time())
+    claims = {"sub": "u", "roles": ["clerk"], "iat": now, "nbf": now, "exp": now + 60}
+    claims[claim] = str(claims[claim])
+    with pytest.raises(Unauthorized, match=f"{claim} must be a number"):
+        verifier().verify(signed(claims))
+    claims[claim] = True
+    with pytest.raises(Unauthorized):
+        verifier().verify(signed(claims))

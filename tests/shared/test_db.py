@@ -126,7 +126,16 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced_at_checkout(pg_u
     admin = make_engine(pg_url)
     with admin.begin() as conn:
         conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
-    time.sleep(0.2)
+    # pg_terminate_backend only signals the backend: wait (bounded) until it is gone, and at least the
+    # idle time after which a checkout pings.
+    idle_enough = time.monotonic() + 0.2
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with admin.connect() as conn:
+            alive = sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+            if conn.execute(alive, {"pid": first}).scalar_one() == 0 and time.monotonic() >= idle_enough:
+                break
+        time.sleep(0.02)
     # The ping at checkout finds the dead connection; the pool connects afresh and the caller never knows.
     second = _backend_pid(engine)
     assert second != first

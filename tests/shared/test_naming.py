@@ -47,7 +47,9 @@ def test_the_system_subscriptions_are_pinned():
 
     assert [queue_name(c, s, e) for c, s, e, _ in SUBSCRIPTIONS] == [
         "routing.intake.directive_registered",
+        "routing.intake.directive_revoked",
         "archive.intake.directive_registered",
+        "archive.intake.directive_revoked",
         "archive.routing.task_assigned",
         "archive.routing.tasks_assigned",
         "archive.routing.task_status_changed",

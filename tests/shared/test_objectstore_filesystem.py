@@ -41,7 +41,11 @@ def test_stored_files_are_read_only(tmp_path):
         "docs", "a/b.txt", VIETNAMESE, size=len(VIETNAMESE), content_type="text/plain", sha256=sha(VIETNAMESE)
     )
     data_file, _ = store._paths("docs", "a/b.txt")
-    assert stat.S_IMODE(data_file.stat().st_mode) == 0o444
+    assert stat.S_IMODE(data_file.stat().st_mode) == 0o400  # read-only and readable by no other account
+    folder = data_file.parent
+    while folder != tmp_path:
+        assert stat.S_IMODE(folder.stat().st_mode) & 0o077 == 0, folder
+        folder = folder.parent
 
 
 def _same_fan_out_keys(count: int) -> list[str]:

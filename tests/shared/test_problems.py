@@ -127,3 +127,19 @@ def test_unknown_exception_is_a_generic_500(caplog):
     assert problem.status == 500
     assert "hunter2" not in json.dumps(problem.body())
     assert any("KeyError" in r.getMessage() for r in caplog.records)
+
+
+def test_a_problem_quoting_an_unpaired_surrogate_still_renders() -> None:
+    import json as _json
+
+    from shared.problems import Problem
+
+    response = Problem(
+        422, "Invalid rule", "rule 'x\ud800' is invalid", errors={"id": ["x\ud800"]}
+    ).to_response()
+    assert response.status_code == 422
+    body = _json.loads(response.get_data())
+    assert body["detail"] == "rule 'x\ud800' is invalid"
+    # Vietnamese text stays readable UTF-8 whenever it can.
+    plain = Problem(422, "Sai", "Trích yếu không hợp lệ").to_response()
+    assert "Trích yếu".encode() in plain.get_data()

@@ -137,8 +137,10 @@ def test_development_secret_is_created_once_private_and_reused(tmp_path):
 
 
 def test_production_hs256_without_secret_is_an_error(tmp_path):
+    env = {**PRODUCTION, "DOCROUTE_DATA_DIR": str(tmp_path)}
+    del env["DOCROUTE_JWT_SECRET"]
     with pytest.raises(SettingsError) as exc:
-        CommonSettings.from_env({"DOCROUTE_ENV": "production", "DOCROUTE_DATA_DIR": str(tmp_path)})
+        CommonSettings.from_env(env)
     one_line_naming(exc, "DOCROUTE_JWT_SECRET")
     assert not (tmp_path / "jwt-secret").exists()
 
@@ -149,7 +151,6 @@ def test_rs256_needs_a_jwks_url(tmp_path):
     one_line_naming(exc, "DOCROUTE_JWT_JWKS_URL")
     settings = CommonSettings.from_env(
         {
-            "DOCROUTE_ENV": "production",
             "DOCROUTE_DATA_DIR": str(tmp_path),
             "DOCROUTE_JWT_ALGORITHM": "RS256",
             "DOCROUTE_JWT_JWKS_URL": "https://sso.example/realms/docroute/protocol/openid-connect/certs",
@@ -176,3 +177,78 @@ def test_concurrent_first_runs_agree_on_one_secret(tmp_path):
         secrets = set(pool.map(lambda _: ensure_dev_secret(tmp_path / "fresh"), range(16)))
     assert len(secrets) == 1
     assert [p.name for p in (tmp_path / "fresh").iterdir()] == ["jwt-secret"]
+
+
+# ---------------------------------------------------------------- finding 18: weak production settings
+
+STRONG_SECRET = "3f9c1b7e5a2d4c6f8b0e1a3c5d7f9b2e4a6c8d0f1b3e5a7c9d2f4b6e8a0c1d3f"
+PRODUCTION = {
+    "DOCROUTE_ENV": "production",
+    "DOCROUTE_JWT_SECRET": STRONG_SECRET,
+    "DOCROUTE_AMQP_URL": "amqps://svc-intake:pw@mq.example:5671/docroute",
+    "DOCROUTE_S3_ENDPOINT": "minio.example:9000",
+    "DOCROUTE_S3_ACCESS_KEY": "intake",
+    "DOCROUTE_S3_SECRET_KEY": "intake-secret",
+    "DOCROUTE_INTAKE_DATABASE_URL": "postgresql://intake@pg/intake",
+}
+RS256 = {
+    "DOCROUTE_JWT_ALGORITHM": "RS256",
+    "DOCROUTE_JWT_JWKS_URL": "https://sso.example/realms/docroute/protocol/openid-connect/certs",
+    "DOCROUTE_JWT_ISSUER": "https://sso.example/realms/docroute",
+    "DOCROUTE_JWT_AUDIENCE": "docroute",
+}
+
+
+def test_a_complete_production_configuration_is_accepted(tmp_path):
+    settings = CommonSettings.from_env({**PRODUCTION, "DOCROUTE_DATA_DIR": str(tmp_path)})
+    assert settings.is_production and settings.auth.secret == STRONG_SECRET
+    env = {**PRODUCTION, **RS256, "DOCROUTE_DATA_DIR": str(tmp_path)}
+    del env["DOCROUTE_JWT_SECRET"]
+    assert CommonSettings.from_env(env).auth.issuer == "https://sso.example/realms/docroute"
+    assert database_url("intake", data_dir=tmp_path, environ=PRODUCTION).startswith("postgresql+psycopg://")
+
+
+@pytest.mark.parametrize(
+    ("change", "variable"),
+    [
+        ({"DOCROUTE_JWT_SECRET": "a" * 32}, "DOCROUTE_JWT_SECRET"),
+        ({"DOCROUTE_JWT_SECRET": "a" * 200}, "DOCROUTE_JWT_SECRET"),
+        ({"DOCROUTE_JWT_SECRET": "abcdabcdabcdabcdabcdabcdabcdabcd"}, "DOCROUTE_JWT_SECRET"),
+        ({"DOCROUTE_JWT_SECRET": "short-but-random-9f8e"}, "DOCROUTE_JWT_SECRET"),
+        ({"DOCROUTE_AMQP_URL": "memory://"}, "DOCROUTE_AMQP_URL"),
+        ({"DOCROUTE_AMQP_URL": ""}, "DOCROUTE_AMQP_URL"),
+        ({"DOCROUTE_S3_ENDPOINT": ""}, "DOCROUTE_S3_ENDPOINT"),
+        ({**RS256, "DOCROUTE_JWT_JWKS_URL": "http://sso.example/certs"}, "DOCROUTE_JWT_JWKS_URL"),
+        ({**RS256, "DOCROUTE_JWT_ISSUER": ""}, "DOCROUTE_JWT_ISSUER"),
+        ({**RS256, "DOCROUTE_JWT_AUDIENCE": ""}, "DOCROUTE_JWT_AUDIENCE"),
+    ],
+)
+def test_production_refuses_weak_settings_naming_the_variable(tmp_path, change, variable):
+    env = {**PRODUCTION, "DOCROUTE_DATA_DIR": str(tmp_path), **change}
+    with pytest.raises(SettingsError) as exc:
+        CommonSettings.from_env(env)
+    one_line_naming(exc, variable)
+    # The same values are fine for development (the embedded defaults exist for it).
+    CommonSettings.from_env({**env, "DOCROUTE_ENV": "development"})
+
+
+@pytest.mark.parametrize("url", [None, "sqlite:////var/lib/docroute/intake.db"])
+def test_production_refuses_sqlite(tmp_path, url):
+    env = {**PRODUCTION}
+    env.pop("DOCROUTE_INTAKE_DATABASE_URL")
+    if url is not None:
+        env["DOCROUTE_INTAKE_DATABASE_URL"] = url
+    with pytest.raises(SettingsError) as exc:
+        database_url("intake", data_dir=tmp_path, environ=env)
+    assert "SQLite" in one_line_naming(exc, "DOCROUTE_INTAKE_DATABASE_URL")
+
+
+def test_max_token_lifetime_is_a_setting(tmp_path):
+    settings = CommonSettings.from_env({"DOCROUTE_DATA_DIR": str(tmp_path)})
+    assert settings.auth.max_lifetime == 30 * 24 * 3600
+    env = {"DOCROUTE_DATA_DIR": str(tmp_path), "DOCROUTE_JWT_MAX_LIFETIME": "3600"}
+    settings = CommonSettings.from_env(env)
+    assert settings.auth.max_lifetime == 3600
+    with pytest.raises(SettingsError) as exc:
+        CommonSettings.from_env({"DOCROUTE_DATA_DIR": str(tmp_path), "DOCROUTE_JWT_MAX_LIFETIME": "forever"})
+    one_line_naming(exc, "DOCROUTE_JWT_MAX_LIFETIME")

@@ -65,3 +65,89 @@ def test_command_exits_2_with_a_one_line_error(
         monkeypatch.delenv(var, raising=False)
     assert main(["--unit", "SYT"]) == 2
     assert capsys.readouterr().err.strip() == "docroute-unit: --amqp-url (DOCROUTE_UNIT_AMQP_URL): required"
+
+
+# ------------------------------------------- finding 21: secrets off the command line, warned when on it
+
+BASE = ["--unit", "SYT", "--routing-url", "https://routing.example"]
+
+
+def private_file(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def test_token_and_amqp_url_are_read_from_files_without_warnings(tmp_path: Path) -> None:
+    token = private_file(tmp_path / "token", "eyJ.tok.en\n")
+    url = private_file(tmp_path / "amqp", AMQP + "\n")
+    config = parse_config([*BASE, "--token-file", str(token), "--amqp-url-file", str(url)], {})
+    assert (config.token, config.amqp_url, config.warnings) == ("eyJ.tok.en", AMQP, ())
+
+
+def test_file_variables_work_like_the_file_flags(tmp_path: Path) -> None:
+    env = {
+        "DOCROUTE_UNIT_TOKEN_FILE": str(private_file(tmp_path / "token", "tok")),
+        "DOCROUTE_UNIT_AMQP_URL_FILE": str(private_file(tmp_path / "amqp", AMQP)),
+    }
+    config = parse_config(BASE, env)
+    assert (config.token, config.amqp_url, config.warnings) == ("tok", AMQP, ())
+
+
+def test_environment_values_give_no_warning() -> None:
+    config = parse_config(BASE, {"DOCROUTE_UNIT_TOKEN": "tok", "DOCROUTE_UNIT_AMQP_URL": AMQP})
+    assert config.warnings == ()
+
+
+def test_secrets_on_the_command_line_are_used_with_a_warning(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = parse_config([*BASE, "--token", "tok", "--amqp-url", AMQP], {})
+    assert config.token == "tok" and config.amqp_url == AMQP
+    assert len(config.warnings) == 2
+    assert all("visible to other users" in w for w in config.warnings)
+    assert "--token-file" in config.warnings[1] and "--amqp-url-file" in config.warnings[0]
+    # A URL without a password is not a secret.
+    config = parse_config([*BASE, "--amqp-url", "amqps://broker.example/"], {"DOCROUTE_UNIT_TOKEN": "t"})
+    assert config.warnings == ()
+
+
+def test_command_prints_the_warnings_on_stderr(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("DOCROUTE_UNIT_AMQP_URL", "DOCROUTE_UNIT_CODE", "DOCROUTE_UNIT_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    # Nothing listens on port 1: the client gives up after --idle-exit without having consumed (exit 1).
+    url = "amqp://unit:secret@127.0.0.1:1/docroute"
+    assert main([*BASE, "--token", "tok", "--amqp-url", url, "--idle-exit", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert "docroute-unit: warning: --token on the command line is visible" in err
+    assert "docroute-unit: warning: --amqp-url on the command line is visible" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("", "one non-empty line"), ("a\nb", "one non-empty line"), (None, "cannot read")],
+)
+def test_bad_secret_files_name_the_option(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "token"
+    if content is not None:
+        private_file(path, content)
+    with pytest.raises(ConfigError, match=f"--token-file.*{message}"):
+        parse_config(
+            [*BASE, "--amqp-url-file", str(private_file(tmp_path / "u", AMQP)), "--token-file", str(path)], {}
+        )
+
+
+def test_a_secret_file_readable_by_others_is_warned_about(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("tok", encoding="utf-8")
+    token.chmod(0o644)
+    config = parse_config([*BASE, "--token-file", str(token)], {"DOCROUTE_UNIT_AMQP_URL": AMQP})
+    assert config.token == "tok"
+    assert config.warnings and "readable by other accounts" in config.warnings[0]
+
+
+def test_a_flag_and_its_file_together_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--token and --token-file"):
+        parse_config([*BASE, "--token", "t", "--token-file", str(private_file(tmp_path / "t", "t"))], {})

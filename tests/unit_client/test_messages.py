@@ -66,7 +66,7 @@ def _mutations() -> list[tuple[str, bytes]]:
         ("version string", offer(version="1")),
         ("version bool", offer(version=True)),
         ("payload list", offer(payload=[])),
-        ("unknown type", offer(type="routing.task_cancelled")),
+        ("unknown type", offer(type="routing.task_exploded")),
         ("no task id", encode(no_task_id)),
         ("another unit", encode(other_unit)),
     ]

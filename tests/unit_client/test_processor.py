@@ -152,3 +152,31 @@ def test_malformed_or_misrouted_message_is_rejected_without_hand_off(body: bytes
     sink = FakeSink()
     assert make(sink, FakeAcker()).process(body).action is Action.REJECT
     assert sink.journal == []
+
+
+def test_a_cancellation_is_handed_on_once_and_acked_without_a_receipt(tmp_path: Path) -> None:
+    offer = task_offer(UNIT, 1, task_id="t1")
+    cancelled = envelope(
+        "routing.task_cancelled",
+        {
+            **offer["payload"],
+            "status": "cancelled",
+            "reason": "Văn bản bị thu hồi",
+            "revoked_at": "2021-04-20",
+        },
+    )
+    sink, acker = FakeSink(), FakeAcker()
+    seen = SeenTasks(100, tmp_path / "seen.json")
+    processor = make(sink, acker, seen=seen)
+    assert processor.process(encode(offer)).action is Action.ACK
+    assert processor.process(encode(cancelled)).action is Action.ACK
+    seen.close()
+    # The same cancellation again (a redelivery after a crash) is not handed on twice, even after a restart.
+    again = make(sink, acker, seen=SeenTasks(100, tmp_path / "seen.json"))
+    assert again.process(encode(cancelled)).action is Action.ACK
+    assert [(m.type, m.task_id) for m in sink.delivered] == [
+        ("routing.task_offered", "t1"),
+        ("routing.task_cancelled", "t1"),
+    ]
+    assert sink.delivered[1].payload["reason"] == "Văn bản bị thu hồi"
+    assert acker.journal == ["ack t1"]  # only the offer's receipt goes to routing

@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"docroute-unit: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    for warning in config.warnings:
+        print(f"docroute-unit: warning: {warning}", file=sys.stderr)
     configure_logging(config.log_level)
     stop = threading.Event()
 

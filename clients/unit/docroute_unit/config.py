@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ class Config:
     http_timeout: float = 10.0
     heartbeat: int = 30
     log_level: str = "INFO"
+    # Said on stderr at start: secrets given where other accounts can read them.
+    warnings: tuple[str, ...] = ()
 
     @property
     def queue(self) -> str:
@@ -64,9 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
         "unit wants it (stdout or an HTTP hook), acknowledging only after the hand-off succeeded.",
     )
     p.add_argument("--amqp-url", help="broker URL with the unit's credentials [DOCROUTE_UNIT_AMQP_URL]")
+    p.add_argument(
+        "--amqp-url-file",
+        help="file holding the broker URL, so its password stays off the command line "
+        "[DOCROUTE_UNIT_AMQP_URL_FILE]",
+    )
     p.add_argument("--unit", help="the unit code, e.g. PVHTT.DONGXOAI [DOCROUTE_UNIT_CODE]")
     p.add_argument("--routing-url", help="routing service base URL for receipts [DOCROUTE_UNIT_ROUTING_URL]")
     p.add_argument("--token", help="the unit's bearer token for the routing service [DOCROUTE_UNIT_TOKEN]")
+    p.add_argument("--token-file", help="file holding the unit's bearer token [DOCROUTE_UNIT_TOKEN_FILE]")
     p.add_argument(
         "--deliver-to", help="'stdout' (default) or an http(s):// hook URL [DOCROUTE_UNIT_DELIVER_TO]"
     )
@@ -107,10 +116,13 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
     def pick(value: str | None, var: str) -> str | None:
         return value if value else (env.get(var) or None)
 
-    amqp_url = pick(args.amqp_url, "DOCROUTE_UNIT_AMQP_URL")
+    warnings: list[str] = []
+    amqp_url = _secret(
+        "--amqp-url", args.amqp_url, args.amqp_url_file, env, "DOCROUTE_UNIT_AMQP_URL", warnings
+    )
     unit = pick(args.unit, "DOCROUTE_UNIT_CODE")
     routing_url = pick(args.routing_url, "DOCROUTE_UNIT_ROUTING_URL")
-    token = pick(args.token, "DOCROUTE_UNIT_TOKEN")
+    token = _secret("--token", args.token, args.token_file, env, "DOCROUTE_UNIT_TOKEN", warnings)
     deliver_to = pick(args.deliver_to, "DOCROUTE_UNIT_DELIVER_TO") or "stdout"
     state_file = pick(args.state_file, "DOCROUTE_UNIT_STATE_FILE")
 
@@ -145,4 +157,46 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         http_timeout=args.http_timeout,
         heartbeat=args.heartbeat,
         log_level=args.log_level,
+        warnings=tuple(warnings),
     )
+
+
+def _secret(
+    flag: str,
+    value: str | None,
+    file: str | None,
+    env: Mapping[str, str],
+    var: str,
+    warnings: list[str],
+) -> str | None:
+    """A secret option from its flag, its file flag, its variable or its file variable (in that order).
+
+    A command line is readable by every account of the machine (`ps`, /proc/<pid>/cmdline): a token or a
+    URL with a password given there is used, but with a warning naming the safer ways.
+    """
+    if value and file:
+        raise ConfigError(f"{flag} and {flag}-file: give one of them")
+    if value:
+        if flag == "--token" or urlsplit(value).password:
+            warnings.append(
+                f"{flag} on the command line is visible to other users of this machine (ps); "
+                f"use {flag}-file or {var} instead"
+            )
+        return value
+    path = file or env.get(f"{var}_FILE") or None
+    if path:
+        return _read_secret_file(f"{flag}-file ({var}_FILE)", Path(path), warnings)
+    return env.get(var) or None
+
+
+def _read_secret_file(name: str, path: Path, warnings: list[str]) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc}") from None
+    if not text or "\n" in text:
+        raise ConfigError(f"{name}: {path} must hold exactly one non-empty line")
+    if mode & 0o077:
+        warnings.append(f"{name}: {path} is readable by other accounts (mode {mode:o}); chmod 600 it")
+    return text

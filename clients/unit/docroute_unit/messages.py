@@ -8,7 +8,9 @@ from typing import Any
 
 TASK_OFFERED = "routing.task_offered"
 TASK_REMINDER = "routing.task_reminder"
-KNOWN_TYPES = frozenset({TASK_OFFERED, TASK_REMINDER})
+# The directive was revoked: the task document with status `cancelled`, `reason` and `revoked_at`.
+TASK_CANCELLED = "routing.task_cancelled"
+KNOWN_TYPES = frozenset({TASK_OFFERED, TASK_REMINDER, TASK_CANCELLED})
 _REQUIRED_STR = ("id", "type", "occurred_at", "producer")
 
 
@@ -29,8 +31,13 @@ class UnitMessage:
 
     @property
     def task_id(self) -> str | None:
-        """The task the message is about: `payload.id` for an offer, `payload.task_id` for a reminder."""
-        raw = self.payload.get("id") if self.type == TASK_OFFERED else self.payload.get("task_id")
+        """The task the message is about: `payload.id` for an offer or a cancellation, `payload.task_id` for a
+        reminder."""
+        raw = (
+            self.payload.get("id")
+            if self.type in (TASK_OFFERED, TASK_CANCELLED)
+            else self.payload.get("task_id")
+        )
         if raw is None and self.type == TASK_REMINDER:
             raw = self.payload.get("id")
         return None if raw is None else str(raw)
@@ -40,6 +47,8 @@ class UnitMessage:
         """What "already handed on" means: a task is offered once, but reminders repeat by design."""
         if self.type == TASK_OFFERED and self.task_id is not None:
             return f"task:{self.task_id}"
+        if self.type == TASK_CANCELLED and self.task_id is not None:
+            return f"cancelled:{self.task_id}"
         return f"message:{self.id}"
 
     def to_json(self) -> bytes:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from shared.settings import SettingsError
 
-from archive import handlers
+from archive import audit as audit_chain
 from archive.deps import ArchiveDeps, build_deps
 from archive.domain.errors import ArchiveError
 from archive.settings import Settings
@@ -31,24 +31,25 @@ def audit() -> None:
 def verify() -> None:
     deps = _deps()
     try:
-        result = handlers.verify_audit(engine=deps.engine, vault=deps.vault)
+        result = audit_chain.verify_audit(engine=deps.engine, vault=deps.vault)
     finally:
         deps.engine.dispose()
     chain = result.chain
     if not chain.ok:
         click.echo(f"BROKEN at entry {chain.broken_seq}: {chain.reason}", err=True)
         click.echo(f"{chain.count} entries verified before it; last good hash {chain.head_hash}", err=True)
+    else:
+        click.echo(f"{chain.count} entries, head hash {chain.head_hash}")
+    for problem in result.problems:
+        click.echo(f"CHECKPOINT MISMATCH: {problem}", err=True)
+    if not result.ok:
         sys.exit(1)
-    click.echo(f"{chain.count} entries, head hash {chain.head_hash}")
     if result.checkpoint is None:
         click.echo("no checkpoint in the bucket yet")
-    elif result.checkpoint_problem is not None:
-        click.echo(f"CHECKPOINT MISMATCH ({result.checkpoint_key}): {result.checkpoint_problem}", err=True)
-        sys.exit(1)
     else:
         click.echo(
-            f"matches checkpoint {result.checkpoint_key} ({result.checkpoint.count} entries, "
-            f"{result.checkpoint.created_at.isoformat()})"
+            f"matches all {result.checkpoints_checked} locked checkpoints; newest {result.checkpoint_key} "
+            f"({result.checkpoint.count} entries, {result.checkpoint.created_at.isoformat()})"
         )
 
 

@@ -16,15 +16,16 @@ import bagit
 from sqlalchemy.engine import Engine
 
 from archive.adapters import audit_log, repository
+from archive.common import Clock, Vault, utcnow
 from archive.domain.audit import AuditEvent, utc_text
 from archive.domain.errors import DirectiveNotFound, FixityFailed
-from archive.handlers import Clock, Vault, check_record_row, record_fixity_outcome, utcnow
+from archive.fixity import check_record_row, record_fixity_outcome
 
 Progress = Callable[[int, int, str], None]
 _UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
     # Keep Vietnamese letters; drop path separators and control characters a filename could smuggle in.
     cleaned = _UNSAFE.sub("_", name).strip(" .")
     return cleaned[:150] or "file"
@@ -44,6 +45,16 @@ def _write_json(path: Path, data: Any) -> None:
         json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True, default=_json_default) + "\n",
         encoding="utf-8",
     )
+
+
+def ensure_packageable(directive_id: str, *, engine: Engine) -> None:
+    """DirectiveNotFound unless the archive holds something of the directive (what build_bag needs)."""
+    with engine.connect() as conn:
+        known = repository.get_directive(conn, directive_id) is not None or bool(
+            repository.directive_records(conn, directive_id)
+        )
+    if not known:
+        raise DirectiveNotFound(f"the archive holds nothing of directive {directive_id}")
 
 
 def build_bag(
@@ -75,9 +86,9 @@ def build_bag(
             progress(index, total, row.filename)
         folder = out_dir / "records" / row.id
         folder.mkdir(parents=True)
-        target = folder / _safe_name(row.filename)
+        target = folder / safe_name(row.filename)
         with target.open("wb") as sink:
-            outcome = check_record_row(vault, row, sink=sink)
+            outcome = check_record_row(vault, row, sink=sink, engine=engine)
         if not outcome.ok:
             with engine.begin() as conn:
                 record_fixity_outcome(conn, row, outcome, trigger="export", actor=actor, now=clock())
@@ -175,7 +186,7 @@ def build_package_zip(
     try:
         bag = build_bag(
             directive_id,
-            workdir / f"directive-{_safe_name(directive_id)}",
+            workdir / f"directive-{safe_name(directive_id)}",
             engine=engine,
             vault=vault,
             actor=actor,

@@ -25,8 +25,11 @@ TASK_STATUS_CHANGED = ("routing", "task_status_changed")
 # Routing's one event per acknowledgement (of one task or a batch): every status change it made.
 TASKS_ACKNOWLEDGED = ("routing", "tasks_acknowledged")
 TASK_OVERDUE = ("routing", "task_overdue")
+# A directive revoked by its sender or a clerk: kept in its history; its records stay as they are (WORM).
+DIRECTIVE_REVOKED = ("intake", "directive_revoked")
 CONSUMED = (
     DIRECTIVE_REGISTERED,
+    DIRECTIVE_REVOKED,
     TASK_ASSIGNED,
     TASKS_ASSIGNED,
     TASK_STATUS_CHANGED,
@@ -88,6 +91,14 @@ class ReportIn(_Tolerant):
     content_type = fields.String(load_default="application/octet-stream")
 
 
+class DirectiveRevokedIn(_Tolerant):
+    directive_id = fields.String(required=True)
+    reason = fields.String(required=True)
+    revoked_at = fields.String(load_default=None, allow_none=True)
+    revoked_by = fields.String(load_default=None, allow_none=True)
+    packet = fields.Nested(ReportIn, load_default=None, allow_none=True)
+
+
 class TaskEventIn(_Tolerant):
     directive_id = fields.String(required=True)
     task_id = fields.String(load_default=None, allow_none=True)
@@ -137,7 +148,9 @@ class RecordArchivedOut(_Strict):
     record_id = fields.String(required=True)
     directive_id = fields.String(required=True)
     source_event_id = fields.String(required=True)
-    source_kind = fields.String(required=True, validate=validate.OneOf(["attachment", "report"]))
+    source_kind = fields.String(
+        required=True, validate=validate.OneOf(["attachment", "report", "revocation"])
+    )
     filename = fields.String(required=True)
     content_type = fields.String(required=True)
     size = fields.Integer(required=True)

@@ -9,6 +9,8 @@ from pathlib import Path
 from shared.settings import CommonSettings, Env, SettingsError, database_url
 
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+# Entries newer than the last locked checkpoint can be rewritten unnoticed, so the window stays seconds long.
+AUDIT_CHECKPOINT_SECONDS = 5
 PACKAGED_RETENTION = Path(__file__).resolve().parent / "data" / "retention.yaml"
 
 
@@ -24,6 +26,7 @@ class Settings:
     fixity_period_seconds: int
     audit_checkpoint_seconds: int
     consumers: int = 1
+    max_file_bytes: int = 50 * 1024 * 1024
 
     @property
     def staging_bucket(self) -> str:
@@ -52,6 +55,11 @@ class Settings:
             retention_classes=retention,
             trust_store=trust_path,
             fixity_period_seconds=env.int("DOCROUTE_FIXITY_PERIOD_SECONDS", 86400, min=1),
-            audit_checkpoint_seconds=env.int("DOCROUTE_AUDIT_CHECKPOINT_SECONDS", 3600, min=1),
+            audit_checkpoint_seconds=env.int(
+                "DOCROUTE_AUDIT_CHECKPOINT_SECONDS", AUDIT_CHECKPOINT_SECONDS, min=1, max=60
+            ),
             consumers=env.int("DOCROUTE_ARCHIVE_CONSUMERS", 1, min=1, max=8),
+            max_file_bytes=env.int(
+                "DOCROUTE_ARCHIVE_MAX_FILE_BYTES", 50 * 1024 * 1024, min=1, max=5 * 1024**3
+            ),
         )

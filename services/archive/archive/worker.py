@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge
 from shared.envelope import Envelope
-from shared.messaging import EventConsumer, Publisher, RelayWorker, Subscription
+from shared.messaging import (
+    DATABASE,
+    OBJECT_STORE,
+    EventConsumer,
+    Probe,
+    Publisher,
+    RelayWorker,
+    Subscription,
+    database_probe,
+)
+from shared.objectstore import StoreLacksCapability
 from shared.outbox import OutboxPublisher, OutboxRelay
-from shared.runtime import Periodic, Worker, run_all, worker_main
+from shared.runtime import Periodic, Worker, WorkerFailed, run_all, worker_main
 
-from archive import handlers, messages
+from archive import archiving, fixity, history, messages
+from archive import audit as audit_chain
 from archive.adapters.db import outbox
 from archive.deps import ArchiveDeps, build_deps
 from archive.settings import Settings
@@ -42,27 +54,38 @@ class ConsumerWorker:
         self.consumer.run(stop)
 
 
+def probes(deps: ArchiveDeps) -> dict[str, Probe]:
+    """What the consumers probe while paused on an outage: the database and the object store."""
+    return {DATABASE: database_probe(deps.engine), OBJECT_STORE: deps.vault.store.ping}
+
+
 def subscriptions(deps: ArchiveDeps) -> list[Subscription]:
     """One queue per consumed event, named archive.<source>.<event>."""
 
     def on_directive(envelope: Envelope) -> None:
-        handlers.handle_directive_registered(
+        archiving.handle_directive_registered(
             envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier
         )
 
     def on_task(envelope: Envelope) -> None:
-        handlers.handle_task_event(envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier)
+        history.handle_task_event(envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier)
 
     def on_assigned(envelope: Envelope) -> None:
-        handlers.handle_tasks_assigned(envelope, engine=deps.engine)
+        history.handle_tasks_assigned(envelope, engine=deps.engine)
 
     def on_acknowledged(envelope: Envelope) -> None:
-        handlers.handle_tasks_acknowledged(envelope, engine=deps.engine)
+        history.handle_tasks_acknowledged(envelope, engine=deps.engine)
+
+    def on_revoked(envelope: Envelope) -> None:
+        history.handle_directive_revoked(
+            envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier
+        )
 
     special = {
         messages.DIRECTIVE_REGISTERED: on_directive,
         messages.TASKS_ASSIGNED: on_assigned,
         messages.TASKS_ACKNOWLEDGED: on_acknowledged,
+        messages.DIRECTIVE_REVOKED: on_revoked,
     }
     return [
         Subscription(
@@ -83,9 +106,12 @@ class ArchiveWorker:
     deps: ArchiveDeps
     publisher: OutboxPublisher
     parts: list[Worker] = field(default_factory=list)
+    # The newest locked checkpoint this worker has seen, and the last break it announced.
+    checkpoint_reference: audit_chain.LockedCheckpoint | None = None
+    announced_break: str | None = None
 
     def fixity_round(self) -> None:
-        summary = handlers.run_fixity_sweep(
+        summary = fixity.run_fixity_sweep(
             engine=self.deps.engine, vault=self.deps.vault, period_seconds=self.settings.fixity_period_seconds
         )
         FIXITY_CHECKED.inc(summary.checked)
@@ -93,9 +119,19 @@ class ArchiveWorker:
         FIXITY_LAST_RUN.set_to_current_time()
 
     def checkpoint_round(self) -> None:
-        result = handlers.write_checkpoint(engine=self.deps.engine, vault=self.deps.vault)
+        result = audit_chain.write_checkpoint(
+            engine=self.deps.engine,
+            vault=self.deps.vault,
+            reference=self.checkpoint_reference,
+            announced=self.announced_break,
+        )
         AUDIT_ENTRIES.set(result.chain.count)
         AUDIT_CHAIN_OK.set(1 if result.ok else 0)
+        if result.ok and result.checkpoint is not None and result.checkpoint_key is not None:
+            self.checkpoint_reference = audit_chain.LockedCheckpoint(result.checkpoint_key, result.checkpoint)
+            self.announced_break = None
+        elif not result.ok:
+            self.announced_break = result.reason
 
     def run(self, stop: threading.Event) -> None:
         self.deps.vault.ensure_ready()
@@ -126,6 +162,7 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
                 subscriptions(deps),
                 delivery_limit=common.consumer_delivery_limit,
                 prefetch_count=CONSUMER_PREFETCH if settings.consumers == 1 else 1,
+                probes=probes(deps),
             )
         )
         for _ in range(settings.consumers)
@@ -138,6 +175,7 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
             common.amqp_url,
             delivery_limit=common.consumer_delivery_limit,
             timeout=common.publish_confirm_timeout,
+            service=messages.SERVICE,
         ),
         Periodic(
             "fixity sweep",
@@ -152,7 +190,14 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
 
 
 def main() -> None:
-    worker_main(messages.SERVICE, Settings.from_env, build_worker)
+    try:
+        worker_main(messages.SERVICE, Settings.from_env, build_worker)
+    except WorkerFailed as exc:
+        if isinstance(exc.__cause__, StoreLacksCapability):
+            # Not a crash to debug but a store that cannot keep the archive's guarantees: say which, once.
+            print(f"archive worker: refusing to start: {exc.__cause__}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from shared.objectstore.port import ChecksumMismatch, StoreUnavailable
 from sqlalchemy.exc import IntegrityError
 
 from intake.adapters.repository import DirectiveRepository, IdempotentHit, NewRegistration, RegisterQuery
+from intake.adapters.spool import Blob, BytesBlob
 from intake.adapters.staging import StagingArea, staging_key
 from intake.domain.arrival import arrival_date, arrival_series
 from intake.domain.edxml import Organ
@@ -33,17 +34,27 @@ from intake.status import Department, registration_statuses
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
-
 
 @dataclass(frozen=True)
 class Upload:
-    """One submitted file; `field` is how the request named it (`files[0]`, `attachments[1]`)."""
+    """One submitted file; `field` is how the request named it (`files[0]`, `attachments[1]`).
+
+    `data` is a Blob (spooled by the API as the body is read) or, for small files and tests, bytes.
+    """
 
     field: str
     filename: str
     content_type: str
-    data: bytes
+    data: Blob | bytes
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, bytes | bytearray):
+            object.__setattr__(self, "data", BytesBlob(bytes(self.data)))
+
+    @property
+    def blob(self) -> Blob:
+        data = self.data
+        return BytesBlob(bytes(data)) if isinstance(data, bytes | bytearray) else data
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,7 @@ def request_fingerprint(submission: Submission) -> str:
         digest.update(
             b"\x00" + upload.filename.encode("utf-8") + b"\x00" + upload.content_type.encode("utf-8")
         )
-        digest.update(b"\x00" + hashlib.sha256(upload.data).hexdigest().encode("ascii"))
+        digest.update(b"\x00" + upload.blob.sha256.encode("ascii"))
     return digest.hexdigest()
 
 
@@ -120,34 +131,38 @@ def register_directive(
     key = submission.idempotency_key
     if key is not None and (hit := repository.find_idempotent(owner, key)) is not None:
         return _replay(hit, fingerprint)
-    for upload in submission.uploads:
+    content_types = [
         check_attachment(
             field=upload.field,
             filename=upload.filename,
             content_type=upload.content_type,
-            data=upload.data,
+            size=upload.blob.size,
+            head=upload.blob.head,
+            tail=upload.blob.tail,
             max_bytes=max_upload_bytes,
         )
+        for upload in submission.uploads
+    ]
     # A document registered before is caught by the unique index inside the numbering transaction (its
     # number rolls back with it, its staged file is removed): no look-up round trip on every registration.
     directive_id = new_id()
     staged: list[str] = []
     files: list[StoredAttachment] = []
     try:
-        for upload in submission.uploads:
-            sha256 = hashlib.sha256(upload.data).hexdigest()
+        for upload, content_type in zip(submission.uploads, content_types, strict=True):
+            blob = upload.blob
+            sha256 = blob.sha256
             object_key = staging_key(directive_id, sha256)
-            content_type = upload.content_type or DEFAULT_CONTENT_TYPE
             if object_key not in staged:
                 # Staged BEFORE the transaction: a committed directive always has its bytes in the store.
-                staging.put(object_key, upload.data, content_type=content_type, sha256=sha256)
+                staging.put(object_key, blob, content_type=content_type, sha256=sha256)
                 staged.append(object_key)
             files.append(
                 StoredAttachment(
                     id=new_id(),
                     filename=sanitize_filename(upload.filename),
                     content_type=content_type,
-                    size=len(upload.data),
+                    size=blob.size,
                     sha256=sha256,
                     bucket=staging.bucket,
                     key=object_key,

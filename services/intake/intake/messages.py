@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from marshmallow import RAISE, Schema, fields, validate
@@ -20,6 +21,8 @@ DIRECTIVE_REGISTERED_TYPE = f"{SERVICE}.{DIRECTIVE_REGISTERED}"
 DIRECTIVE_REGISTERED_VERSION = 1
 EXCHANGE = events_exchange(SERVICE)
 DIRECTIVE_REGISTERED_KEY = routing_key(SERVICE, DIRECTIVE_REGISTERED, DIRECTIVE_REGISTERED_VERSION)
+DIRECTIVE_REVOKED = "directive_revoked"
+DIRECTIVE_REVOKED_TYPE = f"{SERVICE}.{DIRECTIVE_REVOKED}"
 
 
 class _Strict(Schema):
@@ -165,3 +168,34 @@ def directive_registered_event(provisional: Directive) -> Callable[[Directive], 
         )
 
     return event
+
+
+class DirectiveRevokedWire(_Strict):
+    """Payload of intake.directive_revoked.v1: which directive, why, when and by whom; `packet` names the
+    revoking edXML packet's staged copy when the revocation came over the exchange."""
+
+    directive_id = fields.String(required=True)
+    arrival_number = fields.Integer(required=True)
+    number = fields.String(required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    revoked_at = fields.AwareDateTime(required=True)
+    revoked_by = fields.String(required=True)
+    packet = fields.Nested(AttachmentWire, required=True, allow_none=True)
+
+
+def directive_revoked_event(
+    directive: Directive, *, reason: str, at: datetime, by: str, packet: dict[str, Any] | None = None
+) -> Envelope:
+    payload = {
+        "directive_id": directive.id,
+        "arrival_number": directive.arrival_number,
+        "number": directive.metadata.number.display,
+        "reason": reason,
+        "revoked_at": at.isoformat(),
+        "revoked_by": by,
+        "packet": packet,
+    }
+    errors = DirectiveRevokedWire().validate(payload)
+    if errors:
+        raise ValueError(f"directive_revoked payload breaks its wire schema: {errors}")
+    return Envelope.new(DIRECTIVE_REVOKED_TYPE, payload, producer=SERVICE, version=1)

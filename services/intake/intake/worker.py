@@ -101,6 +101,7 @@ class IntakeWorker:
                 delivery_limit=common.consumer_delivery_limit,
                 timeout=common.publish_confirm_timeout,
                 max_backoff=self.max_backoff,
+                service=SERVICE,
             ),
             _Consuming(
                 EventConsumer(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import yaml
 
+from routing.documents import DocumentRefused, read_yaml
 from routing.domain.errors import InvalidUnit, RuleSetInvalid
 from routing.domain.rules import parse_ruleset
 from routing.domain.units import parse_units_document
@@ -28,14 +28,14 @@ def rules() -> None:
 )
 def check(file: Path, units_file: Path | None) -> None:
     try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise click.ClickException(f"{file}: not valid YAML: {exc}") from None
+        doc = read_yaml(file.read_text(encoding="utf-8"))
+    except DocumentRefused as exc:
+        raise click.ClickException(f"{file}: not a plain YAML document: {exc}") from None
     codes = groups = None
     if units_file is not None:
         try:
-            units = parse_units_document(yaml.safe_load(units_file.read_text(encoding="utf-8")))
-        except (InvalidUnit, yaml.YAMLError) as exc:
+            units = parse_units_document(read_yaml(units_file.read_text(encoding="utf-8")))
+        except (InvalidUnit, DocumentRefused) as exc:
             raise click.ClickException(f"{units_file}: {exc}") from None
         codes = {u.code for u in units if u.active}
         groups = {g for u in units if u.active for g in u.groups}

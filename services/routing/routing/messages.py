@@ -17,6 +17,11 @@ TASKS_ASSIGNED = "routing.tasks_assigned"
 # One event per acknowledgement (of one task or a batch): `changes`, each a task_status_changed payload.
 TASKS_ACKNOWLEDGED = "routing.tasks_acknowledged"
 TASK_REMINDER = "routing.task_reminder"
+# On the unit's queue when its task is cancelled because the directive was revoked: the task document (status
+# `cancelled`) with `reason` and `revoked_at`.
+TASK_CANCELLED = "routing.task_cancelled"
+DIRECTIVE_REVOKED_QUEUE = queue_name("routing", "intake", "directive_revoked")
+DIRECTIVE_REVOKED_KEY = routing_key("intake", "directive_revoked", 1)
 UNIT_QUEUE_EXCHANGE = TASKS_EXCHANGE
 
 
@@ -101,6 +106,15 @@ class TaskDocument(Schema):
     updated_at = fields.String(allow_none=True)
 
 
+class TaskReminder(TaskDocument):
+    """routing.task_reminder on a unit queue and routing.task_overdue.v1 on routing.events — strict: the
+    task document plus `task_id` (the same as `id`), `overdue_since` and a readable `message`."""
+
+    task_id = fields.String(required=True)
+    overdue_since = fields.String(required=True)
+    message = fields.String(required=True)
+
+
 class TasksAssigned(Schema):
     """routing.tasks_assigned.v1: the tasks one transaction made, all of one directive — strict."""
 
@@ -109,6 +123,23 @@ class TasksAssigned(Schema):
 
     directive_id = fields.String(required=True)
     tasks = fields.List(fields.Nested(TaskDocument), required=True, validate=validate.Length(min=1))
+
+
+class DirectiveRevoked(Schema):
+    """intake.directive_revoked.v1 — tolerant: unknown fields are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    directive_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    revoked_at = fields.AwareDateTime(required=True)
+    revoked_by = fields.String(allow_none=True)
+
+
+def validate_directive_revoked(payload: dict[str, Any]) -> dict[str, Any]:
+    loaded: dict[str, Any] = DirectiveRevoked().load(payload)
+    return loaded
 
 
 def validate_directive_registered(payload: dict[str, Any]) -> dict[str, Any]:

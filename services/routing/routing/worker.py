@@ -10,17 +10,19 @@ from marshmallow import ValidationError
 from shared.db import make_engine
 from shared.envelope import Envelope
 from shared.messaging import (
+    DATABASE,
     EventConsumer,
     PermanentError,
     Publisher,
     Subscription,
+    database_probe,
     wait_for_topology,
 )
 from shared.outbox import OutboxRelay
 from shared.runtime import Periodic, Worker, run_all, worker_main
 from sqlalchemy.engine import Engine
 
-from routing import handlers
+from routing import deadlines, dispatch, ledger, lifecycle, units
 from routing.adapters import tables as t
 from routing.adapters.unit_queue import KombuUnitQueues
 from routing.api.deps import load_calendar
@@ -29,7 +31,10 @@ from routing.messages import (
     DIRECTIVE_REGISTERED_EXCHANGE,
     DIRECTIVE_REGISTERED_KEY,
     DIRECTIVE_REGISTERED_QUEUE,
+    DIRECTIVE_REVOKED_KEY,
+    DIRECTIVE_REVOKED_QUEUE,
     validate_directive_registered,
+    validate_directive_revoked,
 )
 from routing.metrics import TASK_QUEUE_DEPTH, TASKS_OVERDUE, UnitGauge
 from routing.settings import Settings
@@ -46,18 +51,32 @@ class ConsumerWorker:
 
 
 def directive_handler(
-    engine: Engine, calendar: WorkingCalendar, reference: handlers.Reference | None = None
+    engine: Engine, calendar: WorkingCalendar, reference: dispatch.Reference | None = None
 ) -> Callable[[Envelope], None]:
     """`reference`: the process's copy of units and rules, shared by its consumers (a new one if None)."""
-    reference = reference if reference is not None else handlers.reference_cache()
+    reference = reference if reference is not None else dispatch.reference_cache()
 
     def handle(envelope: Envelope) -> None:
         try:
             validate_directive_registered(envelope.payload)
         except ValidationError as exc:
             raise PermanentError(f"unusable directive_registered payload: {exc.messages}") from exc
-        created = handlers.route_directive(envelope, engine=engine, calendar=calendar, reference=reference)
+        created = dispatch.route_directive(envelope, engine=engine, calendar=calendar, reference=reference)
         log.info("directive %s routed: %d task(s)", envelope.payload.get("directive_id"), len(created))
+
+    return handle
+
+
+def revocation_handler(engine: Engine) -> Callable[[Envelope], None]:
+    def handle(envelope: Envelope) -> None:
+        try:
+            validate_directive_revoked(envelope.payload)
+        except ValidationError as exc:
+            raise PermanentError(f"unusable directive_revoked payload: {exc.messages}") from exc
+        cancelled = lifecycle.revoke_directive(envelope, engine=engine)
+        log.info(
+            "directive %s revoked: %d task(s) cancelled", envelope.payload.get("directive_id"), len(cancelled)
+        )
 
     return handle
 
@@ -74,7 +93,7 @@ class RoutingWorker:
         self.publisher = Publisher(common.amqp_url, confirm_timeout=common.publish_confirm_timeout)
         self.relay = OutboxRelay(self.engine, t.outbox, self.publisher, batch_size=500, name="routing")
         # Units and rules, read again only after they changed; one copy for all the consumers below.
-        self.reference = handlers.reference_cache()
+        self.reference = dispatch.reference_cache()
         # Several consumers (own connections, prefetch each) keep routing ahead of a burst; the inbox
         # claim makes a directive delivered twice route once whichever consumer gets it.
         self.consumers = [
@@ -86,10 +105,18 @@ class RoutingWorker:
                         DIRECTIVE_REGISTERED_EXCHANGE,
                         DIRECTIVE_REGISTERED_KEY,
                         directive_handler(self.engine, self.calendar, self.reference),
-                    )
+                    ),
+                    Subscription(
+                        DIRECTIVE_REVOKED_QUEUE,
+                        DIRECTIVE_REGISTERED_EXCHANGE,
+                        DIRECTIVE_REVOKED_KEY,
+                        revocation_handler(self.engine),
+                    ),
                 ],
                 delivery_limit=common.consumer_delivery_limit,
                 prefetch_count=settings.consumer_prefetch,
+                # While the database is down the consumers pause (no delivery counted) and probe it.
+                probes={DATABASE: database_probe(self.engine)},
             )
             for _ in range(settings.consumers_for(self.engine.dialect.name))
         ]
@@ -99,21 +126,21 @@ class RoutingWorker:
 
     def prepare(self) -> None:
         """Task messages are published mandatory, so every unit queue must exist before the relay runs."""
-        handlers.ensure_unit_queues(engine=self.engine, queues=self.queues)
+        units.ensure_unit_queues(engine=self.engine, queues=self.queues)
 
     def overdue_round(self) -> None:
         """Marks newly overdue tasks, then sets docroute_tasks_overdue from one GROUP BY."""
-        now = handlers.utcnow()
-        handlers.scan_overdue(engine=self.engine, now=now)
-        self.overdue_gauge.update(handlers.overdue_by_unit(engine=self.engine, now=now))
+        now = ledger.utcnow()
+        deadlines.scan_overdue(engine=self.engine, now=now)
+        self.overdue_gauge.update(deadlines.overdue_by_unit(engine=self.engine, now=now))
 
     def lease_round(self) -> None:
-        handlers.ensure_unit_queues(engine=self.engine, queues=self.queues)
-        handlers.expire_leases(engine=self.engine)
+        units.ensure_unit_queues(engine=self.engine, queues=self.queues)
+        deadlines.expire_leases(engine=self.engine)
 
     def depth_round(self) -> None:
         """Sets docroute_task_queue_depth from passive declares of every unit's queue."""
-        self.depth_gauge.update(self.queues.depths(handlers.unit_codes(engine=self.engine)))
+        self.depth_gauge.update(self.queues.depths(units.unit_codes(engine=self.engine)))
 
     def parts(self) -> list[Worker]:
         return [
@@ -131,6 +158,7 @@ class RoutingWorker:
             stop,
             delivery_limit=common.consumer_delivery_limit,
             timeout=common.publish_confirm_timeout,
+            service="routing",
         ):
             return
         try:

@@ -1,7 +1,15 @@
-"""The object-store port and its adapters (filesystem and S3/MinIO), re-exported for callers."""
+"""The object-store port and its adapters (filesystem and S3/MinIO/Ceph RGW), re-exported for callers."""
 
+from shared.objectstore.capabilities import (
+    FULL_CAPABILITIES,
+    StoreCapabilities,
+    StoreLacksCapability,
+    WritePlan,
+    plan_writes,
+)
 from shared.objectstore.factory import make_store
 from shared.objectstore.filesystem import FilesystemStore
+from shared.objectstore.keylock import AdvisoryKeyLock, KeyLock
 from shared.objectstore.port import (
     ChecksumMismatch,
     ListedObject,
@@ -20,8 +28,11 @@ from shared.objectstore.s3 import S3Store
 from shared.settings import ObjectStoreSettings
 
 __all__ = [
+    "FULL_CAPABILITIES",
+    "AdvisoryKeyLock",
     "ChecksumMismatch",
     "FilesystemStore",
+    "KeyLock",
     "ListedObject",
     "ObjectLocked",
     "ObjectNotFound",
@@ -31,9 +42,13 @@ __all__ = [
     "Retention",
     "RetentionMode",
     "S3Store",
+    "StoreCapabilities",
+    "StoreLacksCapability",
     "StoreUnavailable",
     "StoredObject",
     "VerifiedBytes",
     "VerifiedChunks",
+    "WritePlan",
     "make_store",
+    "plan_writes",
 ]

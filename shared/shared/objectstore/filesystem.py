@@ -15,6 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from shared.objectstore.capabilities import (
+    FULL_CAPABILITIES,
+    LOCAL_PLAN,
+    StoreCapabilities,
+    WritePlan,
+)
 from shared.objectstore.port import (
     CHUNK_SIZE,
     ListedObject,
@@ -77,7 +83,7 @@ def _mkdirs_durably(directory: Path) -> None:
         current = current.parent
     for new in reversed(missing):
         try:
-            new.mkdir()
+            new.mkdir(mode=0o700)  # the stored documents are nobody else's business on this machine
         except FileExistsError:
             continue  # another thread or process made it (and syncs it)
         _fsync_dir(new.parent)
@@ -148,7 +154,7 @@ class FilesystemStore:
         fd = self._lock_files.get(bucket)
         if fd is None:
             fd = os.open(
-                self._bucket_dir(bucket) / BUCKET_LOCK, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+                self._bucket_dir(bucket) / BUCKET_LOCK, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
             )
             self._lock_files[bucket] = fd
         return fd
@@ -306,7 +312,7 @@ class FilesystemStore:
                 os.close(fd)
             actual = digest.hexdigest() if digest is not None else known
             check_received(bucket, key, size=size, sha256=sha256, received=written, digest=actual)
-            os.chmod(tmp, 0o444)
+            os.chmod(tmp, 0o400)  # read-only, and private
             meta = {
                 "key": key,
                 "size": written,
@@ -488,3 +494,10 @@ class FilesystemStore:
                 raise StoreUnavailable(f"object store root {self.root} is not writable")
         except OSError as exc:
             raise StoreUnavailable(f"object store root {self.root}: {exc}") from None
+
+    def capabilities(self) -> StoreCapabilities:
+        # Every guarantee is kept here, in this adapter, under the bucket's file lock.
+        return FULL_CAPABILITIES
+
+    def write_plan(self, *, object_lock: bool) -> WritePlan:
+        return LOCAL_PLAN

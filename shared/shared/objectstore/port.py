@@ -8,7 +8,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import BinaryIO, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from shared.objectstore.capabilities import StoreCapabilities, WritePlan
 
 RetentionMode = Literal["GOVERNANCE", "COMPLIANCE"]
 RETENTION_MODES: tuple[str, ...] = ("GOVERNANCE", "COMPLIANCE")
@@ -209,6 +212,15 @@ class ObjectStore(Protocol):
     ) -> StoredObject: ...
 
     def ping(self) -> None: ...
+
+    def capabilities(self) -> StoreCapabilities:
+        """What the store's server does (learnt once, on first use)."""
+        ...
+
+    def write_plan(self, *, object_lock: bool) -> WritePlan:
+        """How puts keep the port's guarantees on this store (`object_lock`: into a versioned, object-lock
+        bucket); StoreLacksCapability naming the missing capability when one cannot be kept."""
+        ...
 
 
 def validate_key(key: str) -> str:

@@ -1,4 +1,5 @@
-"""The object store on an S3-protocol server (MinIO in production) through the minio client."""
+"""The object store on an S3-protocol server (AWS S3, MinIO, Ceph RGW) through the minio client, keeping
+each guarantee by the means the server was probed to offer."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import re
+import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import quote, unquote
 
@@ -20,6 +24,8 @@ from minio.helpers import ObjectWriteResult, genheaders
 from minio.retention import Retention as MinioRetention
 from urllib3.util import Retry, Timeout
 
+from shared.objectstore.capabilities import StoreCapabilities, WritePlan, plan_writes
+from shared.objectstore.keylock import KeyLock
 from shared.objectstore.port import (
     CHUNK_SIZE,
     ChecksumMismatch,
@@ -54,8 +60,13 @@ _MAX_SINGLE_PUT = 5 * 1024 * 1024 * 1024
 _WRITE_RACE = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 # Conditional PUTs tried before giving up on a key that other writers keep taking and dropping again.
 _PUT_ATTEMPTS = 3
+# How servers refuse a body that does not match its Content-MD5 or x-amz-checksum-* header.
+_BAD_BODY = frozenset({"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "InvalidChecksum"})
 _AUTH_FAILED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
 _S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
+# Capabilities learnt per (endpoint, access key, probe bucket) in this process: one probe per server,
+# however many stores are made.
+_LEARNT: dict[tuple[str, str, str], StoreCapabilities] = {}
 
 
 def _http_pool(connect_timeout: float, read_timeout: float) -> urllib3.PoolManager:
@@ -76,17 +87,31 @@ def _as_sent(retention: Retention | None) -> Retention | None:
     return Retention(retention.mode, until.replace(microsecond=until.microsecond // 1000 * 1000))
 
 
+_TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})$")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An S3 ISO 8601 timestamp with any number of fractional digits (RGW sends nine, which minio-py's own
+    parser refuses), to the microsecond; ValueError when it is not one."""
+    match = _TIMESTAMP.match(text.strip())
+    if match is None:
+        raise ValueError(f"not an ISO 8601 timestamp: {text!r}")
+    seconds, fraction, zone = match.groups()
+    micro = (fraction or "").ljust(6, "0")[:6]
+    offset = "+00:00" if zone == "Z" else zone
+    return datetime.fromisoformat(f"{seconds}.{micro}{offset}").astimezone(UTC)
+
+
 def _parse_retention(mode: str | None, until: str | None) -> Retention | None:
     if not mode or not until:
         return None
-    return Retention(
-        cast(Any, mode.upper()), datetime.fromisoformat(until.replace("Z", "+00:00")).astimezone(UTC)
-    )
+    return Retention(cast(Any, mode.upper()), parse_timestamp(until))
 
 
 class S3Store:
-    """ObjectStore over S3: SHA-256 as user metadata, checked before upload and again by the server (or, when
-    the server does not confirm the checksum, by re-reading the object)."""
+    """ObjectStore over S3: SHA-256 as user metadata, checked before upload and again through the server (its
+    checksum or Content-MD5 check, or a read-back where it checks neither); no second version of a locked
+    key (the server's conditional PUT, or `key_lock` where the server ignores it). See `write_plan`."""
 
     def __init__(
         self,
@@ -99,9 +124,19 @@ class S3Store:
         connect_timeout: float = 1.0,
         read_timeout: float = 30.0,
         probe_bucket: str = "docroute-staging",
+        capability_bucket: str = "docroute-capability-probe",
+        key_lock: KeyLock | None = None,
+        capabilities: StoreCapabilities | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.probe_bucket = validate_bucket(probe_bucket)
+        # Where the capability probe writes (itself and "<name>-lock"); only probe objects live there.
+        self.capability_bucket = validate_bucket(capability_bucket)
+        self.key_lock = key_lock
+        self._capabilities = capabilities
+        self._learning = threading.Lock()
+        self._versioned: dict[str, bool] = {}
+        self._access_key = access_key or ""
         self._client = Minio(
             endpoint,
             access_key=access_key,
@@ -217,9 +252,15 @@ class S3Store:
 
     def ensure_bucket(self, bucket: str, *, object_lock: bool = False) -> None:
         validate_bucket(bucket)
+        if object_lock:
+            # A lock bucket is made (or checked) when a service starts: the place to refuse a store that
+            # cannot keep the lock guarantees, before anything is written.
+            self.write_plan(object_lock=True)
         if self._call(f"bucket {bucket}", lambda: self._client.bucket_exists(bucket)):
-            if object_lock and not self._lock_enabled(bucket):
-                raise ObjectStoreError(f"bucket {bucket} exists without object lock")
+            if object_lock:
+                if not self._lock_enabled(bucket):
+                    raise ObjectStoreError(f"bucket {bucket} exists without object lock")
+                self._versioned[bucket] = True  # object lock implies versioning
             return
         try:
             self._call(
@@ -230,6 +271,157 @@ class S3Store:
             # Another process created it between our check and our create.
             if "BucketAlreadyOwnedByYou" not in str(exc) and "BucketAlreadyExists" not in str(exc):
                 raise
+            return
+        self._versioned[bucket] = object_lock  # made here: versioned exactly when object-locked
+
+    # -- what the server can do -----------------------------------------------------------------------
+
+    def capabilities(self) -> StoreCapabilities:
+        """The server's capabilities, probed on first use and then kept (per process and server)."""
+        if self._capabilities is None:
+            with self._learning:
+                if self._capabilities is None:
+                    cache_key = (self.endpoint, self._access_key, self.capability_bucket)
+                    known = _LEARNT.get(cache_key)
+                    if known is None:
+                        known = self._call("probe capabilities", self._probe)
+                        _LEARNT[cache_key] = known
+                    self._capabilities = known
+        return self._capabilities
+
+    def write_plan(self, *, object_lock: bool) -> WritePlan:
+        """How puts keep each guarantee here; StoreLacksCapability (one line) where one cannot be kept.
+
+        Only writes into versioned (object-lock) buckets need the single-version and lock means: a plain
+        bucket has no locked object a second version could stack on."""
+        return plan_writes(
+            self.capabilities(), object_lock=object_lock, has_key_lock=self.key_lock is not None
+        )
+
+    def _probe(self) -> StoreCapabilities:
+        """Tries each feature the guarantees rest on, in a bucket of its own, and removes what it wrote."""
+        plain, locked = self.capability_bucket, f"{self.capability_bucket}-lock"
+        for name, lock in ((plain, False), (locked, True)):
+            if not self._client.bucket_exists(name):
+                with contextlib.suppress(S3Error):  # made meanwhile by another process
+                    self._client.make_bucket(name, location=self._region, object_lock=lock)
+        run = uuid.uuid4().hex
+        data = b"docroute capability probe"
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
+        written: list[tuple[str, str]] = []
+
+        def put(
+            bucket: str, key: str, headers: dict[str, str], refusals: frozenset[str] = frozenset()
+        ) -> bool:
+            """True when the server stored the object, False when it refused it with one of `refusals` (the
+            answers that mean "the check worked"). Any other error is no answer about the feature (missing
+            rights on the probe buckets, say) and ends the probe rather than passing for one."""
+            try:
+                self._client._execute("PUT", bucket, key, body=data, headers=cast(Any, headers))
+            except S3Error as exc:
+                if exc.code in refusals:
+                    return False
+                raise
+            written.append((bucket, key))
+            return True
+
+        def refuses_second(bucket: str) -> bool:
+            key = f"{run}/conditional"
+            put(bucket, key, {"Content-MD5": md5})
+            return not put(bucket, key, {"Content-MD5": md5, "If-None-Match": "*"}, _WRITE_RACE)
+
+        wrong_sha = base64.b64encode(hashlib.sha256(b"other bytes").digest()).decode("ascii")
+        wrong_md5 = base64.b64encode(hashlib.md5(b"other bytes", usedforsecurity=False).digest()).decode()
+        until = (datetime.now(UTC) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        try:
+            conditional_unversioned = refuses_second(plain)
+            conditional_versioned = refuses_second(locked)
+            checksum = not put(
+                plain,
+                f"{run}/checksum",
+                {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": wrong_sha},
+                _BAD_BODY,
+            )
+            content_md5 = not put(plain, f"{run}/md5", {"Content-MD5": wrong_md5}, _BAD_BODY)
+            retained = f"{run}/retained"
+            put(
+                locked,
+                retained,
+                {
+                    "Content-MD5": md5,
+                    "x-amz-object-lock-mode": "GOVERNANCE",
+                    "x-amz-object-lock-retain-until-date": until,
+                },
+            )
+            head = self._client._execute("HEAD", locked, retained)
+            lock_on_put = bool(head.headers.get("x-amz-object-lock-mode"))
+            version = head.headers.get("x-amz-version-id")
+            try:
+                self._client._execute(
+                    "DELETE",
+                    locked,
+                    retained,
+                    query_params=cast(Any, {"versionId": version} if version else None),
+                )
+                retention_enforced = False
+                written.remove((locked, retained))
+            except S3Error as exc:
+                if exc.code not in _LOCKED:
+                    raise
+                retention_enforced = lock_on_put
+            put(plain, f"{run}/source", {"Content-MD5": md5})
+            try:
+                self._client._execute(
+                    "PUT",
+                    plain,
+                    f"{run}/copy",
+                    headers=cast(
+                        Any,
+                        {
+                            "x-amz-copy-source": f"/{plain}/{run}/source",
+                            "x-amz-copy-source-if-match": '"0123456789abcdef0123456789abcdef"',
+                        },
+                    ),
+                )
+                copy_conditions = False
+                written.append((plain, f"{run}/copy"))
+            except S3Error as exc:
+                if exc.code != "PreconditionFailed":
+                    raise
+                copy_conditions = True
+        finally:
+            self._remove_probe_objects(written)
+        return StoreCapabilities(
+            conditional_put_versioned=conditional_versioned,
+            conditional_put_unversioned=conditional_unversioned,
+            checksum_sha256=checksum,
+            content_md5=content_md5,
+            lock_on_put=lock_on_put,
+            retention_enforced=retention_enforced,
+            copy_source_conditions=copy_conditions,
+        )
+
+    def _remove_probe_objects(self, written: list[tuple[str, str]]) -> None:
+        for bucket, key in dict.fromkeys(written):
+            # Probe objects only: every version goes, a GOVERNANCE one with bypass (a store that refuses
+            # even that keeps it for the minute its retention lasts).
+            with contextlib.suppress(S3Error, ServerError, InvalidResponseError):
+                for item in self._client.list_objects(bucket, prefix=key, include_version=True):
+                    if item.object_name == key:
+                        self._remove_version(
+                            bucket, key, item.version_id if item.version_id != "null" else None, bypass=True
+                        )
+
+    def _is_versioned(self, bucket: str) -> bool:
+        """Whether the bucket is an object-lock (hence versioned) bucket; asked once per bucket, with the
+        request every service's rights already allow (GetBucketObjectLockConfiguration)."""
+        known = self._versioned.get(bucket)
+        if known is None:
+            known = self._call(f"object lock of {bucket}", lambda: self._lock_enabled(bucket))
+            self._versioned[bucket] = known
+        return known
+
+    # -- writing --------------------------------------------------------------------------------------
 
     def put(
         self,
@@ -257,26 +449,41 @@ class S3Store:
             body = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else data.read(size + 1)
             digest = hashlib.sha256(body).hexdigest()
         check_received(bucket, key, size=size, sha256=sha256, received=len(body), digest=digest)
+        versioned = self._is_versioned(bucket)
+        plan = self.write_plan(object_lock=versioned)
         headers: dict[str, str | list[str] | tuple[str]] = {
             _META_PREFIX + name: quote(value, safe="") for name, value in user_metadata.items()
         }
         headers[_META_PREFIX + SHA256_META] = sha256
-        # Object-lock buckets refuse uploads without an integrity header (Content-MD5 or x-amz-checksum-*);
-        # the SHA-256 checksum also lets the server verify the body itself.
-        headers["x-amz-sdk-checksum-algorithm"] = "SHA256"
-        # check_received made `sha256` the body's digest; the header wants its raw bytes, base64-encoded.
-        checksum = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
-        headers["x-amz-checksum-sha256"] = checksum
-        minio_retention = (
-            MinioRetention(
-                GOVERNANCE if retention.mode == "GOVERNANCE" else COMPLIANCE,
-                retention.retain_until.astimezone(UTC),
+        # Object-lock buckets refuse uploads without an integrity header; the one sent is the one the server
+        # was seen to check. check_received made `sha256` the body's digest, so a server that checks the
+        # SHA-256 header, or the MD5 of the very same bytes, stores exactly the bytes that were hashed.
+        integrity: dict[str, str] = {}
+        if plan.integrity == "checksum-sha256":
+            integrity["x-amz-sdk-checksum-algorithm"] = "SHA256"
+            integrity["x-amz-checksum-sha256"] = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
+        else:
+            integrity["Content-MD5"] = base64.b64encode(
+                hashlib.md5(body, usedforsecurity=False).digest()
+            ).decode("ascii")
+        lock_after = plan.lock == "after-verify" and (retention is not None or legal_hold or versioned)
+        if lock_after:
+            # Unverified bytes are not locked yet (a corrupted version under retention could never be
+            # removed), but a provisional legal hold keeps other writers from taking the key meanwhile.
+            request = genheaders(headers, None, None, None, True)
+        else:
+            minio_retention = (
+                MinioRetention(
+                    GOVERNANCE if retention.mode == "GOVERNANCE" else COMPLIANCE,
+                    retention.retain_until.astimezone(UTC),
+                )
+                if retention is not None
+                else None
             )
-            if retention is not None
-            else None
-        )
-        request = genheaders(headers, None, None, minio_retention, legal_hold)
+            request = genheaders(headers, None, None, minio_retention, legal_hold)
         request["Content-Type"] = content_type
+        request.update(integrity)  # after genheaders, which would take Content-MD5 for user metadata
+        what = f"put {bucket}/{key}"
 
         def upload(only_if_absent: bool) -> ObjectWriteResult | None:
             # One PUT of the bytes we hashed (minio's put_object would copy them into a part first).
@@ -286,66 +493,169 @@ class S3Store:
             except S3Error as exc:
                 if only_if_absent and exc.code in _WRITE_RACE:
                     return None
+                if exc.code in _BAD_BODY:
+                    raise ChecksumMismatch(f"{what}: the store refused the body ({exc.code})") from None
                 raise
 
+        if versioned and plan.single_version == "key-lock":
+            assert self.key_lock is not None  # write_plan chose key-lock because there is one
+            # The server would stack a second version over a locked one: our own lock makes "is the key
+            # free?" and the write one step among all our writers.
+            with self.key_lock.hold(bucket, key):
+                current = self._current(bucket, key)
+                if current is not None and (reason := self._locked_reason(current)) is not None:
+                    raise ObjectLocked(f"cannot overwrite {bucket}/{key}: {reason}")
+                result = self._call(what, functools.partial(upload, False))
+                assert result is not None
+                return self._finish(
+                    bucket,
+                    key,
+                    body,
+                    result,
+                    plan,
+                    lock_after,
+                    sha256,
+                    content_type,
+                    user_metadata,
+                    retention,
+                    legal_hold,
+                )
+        conditional = (
+            plan.single_version == "conditional-put"
+            if versioned
+            else (self.capabilities().conditional_put_unversioned)
+        )
+        result = self._conditional_upload(bucket, key, what, upload, conditional)
+        return self._finish(
+            bucket,
+            key,
+            body,
+            result,
+            plan,
+            lock_after,
+            sha256,
+            content_type,
+            user_metadata,
+            retention,
+            legal_hold,
+        )
+
+    def _current(self, bucket: str, key: str) -> StoredObject | None:
+        try:
+            return self.stat(bucket, key)
+        except ObjectNotFound:
+            return None
+
+    def _conditional_upload(
+        self,
+        bucket: str,
+        key: str,
+        what: str,
+        upload: Callable[[bool], ObjectWriteResult | None],
+        conditional: bool,
+    ) -> ObjectWriteResult:
         # The first request is the upload itself, conditional on the key being absent: for a new key (every
         # archived file) that is the whole cost, and the server decides "absent" atomically, so no writer
-        # can slip in between a check and the write. This needs a server that honours "If-None-Match: *" on
-        # PUT (S3 since August 2024, MinIO since mid-2024, moto 5): one that ignored it would stack a new
-        # version on a locked object instead of refusing (docs/design.md and docs/operations.md say so).
-        # Only when the key is taken do we look at what holds it: a locked object is refused, an unlocked
-        # one is replaced (an unconditional PUT, as a plain bucket's overwrite always was).
-        what = f"put {bucket}/{key}"
-        result: ObjectWriteResult | None = None
+        # can slip in between a check and the write. Only when the key is taken do we look at what holds it:
+        # a locked object is refused, an unlocked one is replaced (an unconditional PUT, as a plain bucket's
+        # overwrite always was). A server that ignores the condition on a plain bucket gets plain PUTs: there
+        # is no lock there for a second write to get around.
+        if not conditional:
+            result = self._call(what, functools.partial(upload, False))
+            assert result is not None
+            return result
         only_if_absent = True
         for _attempt in range(_PUT_ATTEMPTS):
             result = self._call(what, functools.partial(upload, only_if_absent))
             if result is not None:
-                break
-            try:
-                current: StoredObject | None = self.stat(bucket, key)
-            except ObjectNotFound:
-                current = None  # a 409 whose other upload has not landed (or failed): try the same again
+                return result
+            current = self._current(bucket, key)  # None: a 409 whose other upload has not landed (or failed)
             if current is not None and (reason := self._locked_reason(current)) is not None:
                 raise ObjectLocked(f"cannot overwrite {bucket}/{key}: {reason}")
             only_if_absent = current is None
-        if result is None:
-            raise ObjectStoreError(f"{what}: other writers kept taking the key ({_PUT_ATTEMPTS} attempts)")
-        version_id = result.version_id
-        if self._server_verified(result.http_headers, checksum):
-            # The server stored exactly these bytes with exactly these headers (it would have refused the
-            # request otherwise): what it holds is what we sent, no HEAD needed to learn it.
+        raise ObjectStoreError(f"{what}: other writers kept taking the key ({_PUT_ATTEMPTS} attempts)")
+
+    def _finish(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        result: ObjectWriteResult,
+        plan: WritePlan,
+        lock_after: bool,
+        sha256: str,
+        content_type: str,
+        user_metadata: Mapping[str, str],
+        retention: Retention | None,
+        legal_hold: bool,
+    ) -> StoredObject:
+        version_id = result.version_id or None
+        if plan.integrity != "read-back":
+            # The server checked the body against the header it was seen to enforce (it would have refused
+            # the request otherwise): what it holds is what we sent, no HEAD needed to learn it.
             return StoredObject(
                 bucket=bucket,
                 key=key,
                 size=len(body),
                 sha256=sha256,
                 content_type=content_type,
-                version_id=version_id or None,
+                version_id=version_id,
                 metadata=user_metadata,
                 retention=_as_sent(retention),
                 legal_hold=legal_hold,
             )
-        # A server that did not confirm the checksum may not have checked it: hash what it now holds.
+        # A server that checks neither header: hash what it now holds, before anything is locked.
         stored_sha = self._hash_object(bucket, key, version_id)
         if stored_sha != sha256:
             with contextlib.suppress(ObjectStoreError):
+                if lock_after:
+                    self._set_hold(bucket, key, version_id, False)
                 self._remove_version(bucket, key, version_id, bypass=True)
             raise ChecksumMismatch(f"{bucket}/{key}: stored data hashes to {stored_sha}, expected {sha256}")
+        if lock_after:
+            if retention is not None:
+                self._put_retention(bucket, key, version_id, retention, bypass=False)
+            if not legal_hold:
+                self._set_hold(bucket, key, version_id, False)
         return self.stat(bucket, key)
 
-    @staticmethod
-    def _server_verified(response_headers: Mapping[str, str] | None, sent_checksum: str) -> bool:
-        """True when the PUT's answer echoes the x-amz-checksum-sha256 we sent.
+    def _set_hold(self, bucket: str, key: str, version_id: str | None, on: bool) -> None:
+        fn = self._client.enable_object_legal_hold if on else self._client.disable_object_legal_hold
+        self._call(
+            f"legal hold of {bucket}/{key}",
+            lambda: fn(bucket, key, version_id=version_id),
+            locked_on_denied=True,
+        )
 
-        S3 and MinIO compute the SHA-256 of the body they received and refuse the upload (BadDigest) when
-        it differs from that header; answering with the checksum is their statement that it matched. A
-        server that ignores the header does not echo it, and then put() reads the object back instead.
-        """
-        if not response_headers:
-            return False
-        echoed = {k.lower(): v for k, v in response_headers.items()}.get("x-amz-checksum-sha256")
-        return echoed == sent_checksum
+    def _put_retention(
+        self, bucket: str, key: str, version_id: str | None, retention: Retention | None, *, bypass: bool
+    ) -> None:
+        if retention is None:
+            body = f'<Retention xmlns="{_S3_XMLNS}"></Retention>'.encode()
+        else:
+            until = retention.retain_until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            body = (
+                f'<Retention xmlns="{_S3_XMLNS}"><Mode>{retention.mode}</Mode>'
+                f"<RetainUntilDate>{until}</RetainUntilDate></Retention>"
+            ).encode()
+        headers: dict[str, str] = {
+            "Content-MD5": base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode(
+                "ascii"
+            ),
+        }
+        if bypass:
+            headers["x-amz-bypass-governance-retention"] = "true"
+        query: dict[str, str] = {"retention": ""}
+        if version_id:
+            query["versionId"] = version_id
+        # minio's set_object_retention can neither bypass governance nor clear a retention.
+        self._call(
+            f"set retention of {bucket}/{key}",
+            lambda: self._client._execute(
+                "PUT", bucket, key, body=body, headers=cast(Any, headers), query_params=cast(Any, query)
+            ),
+            locked_on_denied=True,
+        )
 
     @contextlib.contextmanager
     def open(self, bucket: str, key: str) -> Iterator[VerifiedChunks]:
@@ -429,41 +739,11 @@ class S3Store:
         current = self.stat(bucket, key)
         if current.retention is not None and current.retention.active():
             check_retention_change(bucket, key, current.retention, retention, bypass_governance)
-        if retention is None:
-            body = f'<Retention xmlns="{_S3_XMLNS}"></Retention>'.encode()
-        else:
-            until = retention.retain_until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-            body = (
-                f'<Retention xmlns="{_S3_XMLNS}"><Mode>{retention.mode}</Mode>'
-                f"<RetainUntilDate>{until}</RetainUntilDate></Retention>"
-            ).encode()
-        headers: dict[str, str] = {
-            "Content-MD5": base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode(
-                "ascii"
-            ),
-        }
-        if bypass_governance:
-            headers["x-amz-bypass-governance-retention"] = "true"
-        query: dict[str, str] = {"retention": ""}
-        if current.version_id:
-            query["versionId"] = current.version_id
-        # minio's set_object_retention can neither bypass governance nor clear a retention.
-        self._call(
-            f"set retention of {bucket}/{key}",
-            lambda: self._client._execute(
-                "PUT", bucket, key, body=body, headers=cast(Any, headers), query_params=cast(Any, query)
-            ),
-            locked_on_denied=True,
-        )
+        self._put_retention(bucket, key, current.version_id, retention, bypass=bypass_governance)
 
     def set_legal_hold(self, bucket: str, key: str, on: bool) -> None:
         current = self.stat(bucket, key)
-        fn = self._client.enable_object_legal_hold if on else self._client.disable_object_legal_hold
-        self._call(
-            f"legal hold of {bucket}/{key}",
-            lambda: fn(bucket, key, version_id=current.version_id),
-            locked_on_denied=True,
-        )
+        self._set_hold(bucket, key, current.version_id, on)
 
     def copy(
         self,

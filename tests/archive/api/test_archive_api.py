@@ -5,15 +5,20 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 
 import bagit
 import pytest
 import sqlalchemy as sa
-from archive.adapters.db import audit_entries, outbox
-from archive.handlers import handle_directive_registered, handle_task_event, run_fixity_sweep
-from archive_testkit import ARCHIVE, directive_event, task_event
+from archive.adapters import audit_log
+from archive.adapters.db import audit_checkpoints, audit_entries, outbox
+from archive.archiving import handle_directive_registered
+from archive.audit import write_checkpoint
+from archive.fixity import run_fixity_sweep
+from archive.history import handle_task_event
+from archive_testkit import ARCHIVE, directive_event, rechain_with_edit, task_event
 
 
 @pytest.fixture
@@ -158,6 +163,24 @@ def test_audit_verify_detects_an_edited_row(client, auth, archived, engine):
     assert "altered" in broken["reason"]
 
 
+def test_audit_verify_reads_every_checkpoint_from_the_locked_bucket(client, auth, archived, engine, vault):
+    """Finding 1 over HTTP: deleting the checkpoint rows with a re-chained edit no longer reports ok."""
+    assert write_checkpoint(engine=engine, vault=vault).ok
+    good = client.get("/v1/audit/verify", headers=auth()).json
+    assert good["ok"] is True and good["checkpoints_checked"] == 1 and good["problems"] == []
+
+    entries = list(audit_log.iter_entries(engine))
+    with engine.begin() as conn:
+        rechain_with_edit(conn, entries, seq=2)
+        conn.execute(sa.delete(audit_checkpoints))
+
+    forged = client.get("/v1/audit/verify", headers=auth()).json
+    assert forged["ok"] is False and forged["broken_seq"] is None  # the chain alone looks fine
+    assert forged["checkpoint"]["ok"] is False
+    assert any("checkpoint rows were deleted" in p for p in forged["problems"])
+    assert any("the database was rewritten" in p for p in forged["problems"])
+
+
 def test_audit_list_filters_by_directive_and_time(client, auth, archived):
     page = client.get("/v1/audit", query_string={"directive": "dir-api", "per_page": 2}, headers=auth()).json
     assert page["total"] >= 4 and len(page["items"]) == 2
@@ -186,3 +209,32 @@ def test_package_is_a_valid_bag_with_everything(client, auth, archived, samples,
     audit = json.loads((data / "audit.json").read_text(encoding="utf-8"))
     assert audit[0]["action"] == "directive_registered" and audit[-1]["action"] == "package_exported"
     assert client.get("/v1/directives/unknown/package", headers=auth()).status_code == 404
+
+
+def _audit_count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(audit_entries)).scalar_one()
+
+
+def test_head_on_a_package_builds_nothing_audits_nothing_and_leaves_no_folder(
+    client, auth, archived, engine, tmp_path, monkeypatch
+):
+    """Finding 12: each HEAD built the bag, appended package_exported and leaked its temporary folder."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    before = _audit_count(engine)
+    for _ in range(3):
+        head = client.head("/v1/directives/dir-api/package", headers=auth())
+        assert head.status_code == 200 and head.mimetype == "application/zip"
+        assert head.data == b""
+    assert _audit_count(engine) == before
+    assert list(scratch.iterdir()) == []
+    assert client.head("/v1/directives/unknown/package", headers=auth()).status_code == 404
+    assert client.head("/v1/directives/dir-api/package", headers=auth("clerk")).status_code == 403
+
+    got = client.get("/v1/directives/dir-api/package", headers=auth())
+    assert got.status_code == 200 and len(got.data) == int(got.headers["Content-Length"])
+    got.close()
+    assert _audit_count(engine) == before + 1
+    assert list(scratch.iterdir()) == []  # the GET's folder is gone once the response is closed

@@ -5,10 +5,12 @@ from __future__ import annotations
 import bagit
 import pytest
 import sqlalchemy as sa
-from archive.adapters.db import audit_entries, migrate
+from archive.adapters import audit_log
+from archive.adapters.db import audit_checkpoints, audit_entries, migrate
+from archive.archiving import handle_directive_registered
+from archive.audit import write_checkpoint
 from archive.cli import archive, audit
-from archive.handlers import handle_directive_registered, write_checkpoint
-from archive_testkit import ARCHIVE, STAGING, directive_event, make_vault, stage
+from archive_testkit import ARCHIVE, STAGING, directive_event, make_vault, rechain_with_edit, stage
 from click.testing import CliRunner
 from shared.db import make_engine
 from shared.objectstore import FilesystemStore
@@ -41,7 +43,7 @@ def test_audit_verify_prints_count_and_head_then_fails_on_a_break(env):
     environ, engine = env
     ok = CliRunner().invoke(audit, ["verify"], env=environ)
     assert ok.exit_code == 0, ok.output
-    assert "2 entries, head hash" in ok.output and "matches checkpoint" in ok.output
+    assert "2 entries, head hash" in ok.output and "matches all 1 locked checkpoints" in ok.output
 
     with engine.begin() as conn:
         conn.execute(sa.update(audit_entries).where(audit_entries.c.seq == 2).values(action="tampered"))
@@ -64,3 +66,17 @@ def test_archive_export_writes_a_valid_bag(env, tmp_path, samples):
         archive, ["export", "--directive", "nope", "--out", str(tmp_path / "o2")], env=environ
     )
     assert missing.exit_code != 0 and "nothing of directive nope" in missing.output
+
+
+def test_audit_verify_reads_the_checkpoints_from_the_bucket_not_the_rows(env):
+    """Finding 1: a re-chained edit plus deleting the checkpoint rows in one transaction was reported OK."""
+    environ, engine = env
+    entries = list(audit_log.iter_entries(engine))
+    with engine.begin() as conn:
+        rechain_with_edit(conn, entries, seq=1)
+        conn.execute(sa.delete(audit_checkpoints))
+    result = CliRunner().invoke(audit, ["verify"], env=environ)
+    assert result.exit_code == 1, result.output
+    assert "2 entries, head hash" in result.output  # the chain alone verifies: only the bucket can tell
+    assert "checkpoint rows were deleted" in result.output
+    assert "the database was rewritten" in result.output

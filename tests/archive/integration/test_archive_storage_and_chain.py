@@ -1,5 +1,5 @@
-"""Against the real servers: WORM retention on moto S3 and the filesystem, fixity on S3, the audit chain on
-PostgreSQL (edited rows, rewritten history vs. checkpoints, concurrent appends)."""
+"""Against the real servers: WORM retention on moto S3, Ceph RGW and the filesystem, fixity on S3, the
+audit chain on PostgreSQL (edited rows, rewritten history vs. checkpoints, concurrent appends)."""
 
 from __future__ import annotations
 
@@ -15,20 +15,17 @@ import pytest
 import sqlalchemy as sa
 from archive.adapters import audit_log
 from archive.adapters.db import audit_entries, migrate, records
+from archive.archiving import handle_directive_registered
+from archive.audit import verify_audit, write_checkpoint
 from archive.domain.audit import AuditEvent, next_entry, utc_text
 from archive.domain.errors import FixityFailed
-from archive.handlers import (
-    check_fixity,
-    handle_directive_registered,
-    read_verified_content,
-    verify_audit,
-    write_checkpoint,
-)
+from archive.fixity import check_fixity
+from archive.records import read_verified_content
 from archive_testkit import STAGING, directive_event, make_vault, stage
 from minio import Minio
 from minio.error import S3Error
 from shared.db import make_engine
-from shared.objectstore import ObjectLocked, S3Store
+from shared.objectstore import AdvisoryKeyLock, ObjectLocked, S3Store
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +39,29 @@ def pg_engine(pg_url):
 
 
 @pytest.fixture
-def s3(s3_endpoint):
-    """An S3Store plus a raw minio client (the intruder), with fresh buckets per test."""
-    store = S3Store(s3_endpoint, "testing", "testing", secure=False, region="us-east-1")
+def s3(s3_server, pg_engine):
+    """An S3Store (with the archive's PostgreSQL key lock, as build_deps gives it) plus a raw minio client
+    (the intruder), with fresh buckets per test; on moto and on Ceph RGW."""
+    server = s3_server
+    store = S3Store(
+        server.endpoint,
+        server.access_key,
+        server.secret_key,
+        secure=False,
+        region=server.region,
+        key_lock=AdvisoryKeyLock(pg_engine),
+    )
     suffix = uuid.uuid4().hex[:8]
     staging, archive = f"stg-{suffix}", f"arc-{suffix}"
     store.ensure_bucket(staging)
     store.ensure_bucket(archive, object_lock=True)
-    raw = Minio(s3_endpoint, access_key="testing", secret_key="testing", secure=False, region="us-east-1")
+    raw = Minio(
+        server.endpoint,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        secure=False,
+        region=server.region,
+    )
     return store, staging, archive, raw
 
 
@@ -92,14 +104,24 @@ def test_retained_object_cannot_be_deleted_or_overwritten_on_s3(pg_engine, s3, v
         read_verified_content(row.id, engine=pg_engine, vault=vault, actor="auditor-1")
 
 
-def test_permanent_record_is_under_legal_hold_on_s3(pg_engine, s3, verifier, samples):
+def test_a_declared_type_alone_never_locks_for_decades_nor_holds_on_s3(pg_engine, s3, verifier, samples):
+    """Finding 9 on S3: "Nghị quyết" on an unsigned file gave permanent retention under legal hold."""
     store, staging, archive, raw = s3
-    _, row = _archive_one(
+    _, unsigned = _archive_one(
         pg_engine, store, staging, archive, verifier, samples.unsigned, document_type="Nghị quyết"
     )
-    assert row.retention_class == "vinh_vien"
-    assert store.stat(archive, row.key).legal_hold is True
-    assert raw.is_object_legal_hold_enabled(archive, row.key, version_id=row.version_id)
+    assert unsigned.retention_class == "10"
+    assert store.stat(archive, unsigned.key).retention.retain_until.year == unsigned.archived_at.year + 10
+    assert not raw.is_object_legal_hold_enabled(archive, unsigned.key, version_id=unsigned.version_id)
+    _, signed = _archive_one(
+        pg_engine, store, staging, archive, verifier, samples.valid, document_type="Nghị quyết"
+    )
+    assert signed.retention_class == "vinh_vien"
+    # The lock was extended in place after the signature checked out: the archived version is the same.
+    stat = store.stat(archive, signed.key)
+    assert stat.retention.retain_until.year == signed.archived_at.year + 70
+    assert stat.version_id == signed.version_id
+    assert not raw.is_object_legal_hold_enabled(archive, signed.key, version_id=signed.version_id)
 
 
 def test_compliance_mode_is_selectable(pg_engine, s3, verifier, samples):

@@ -1,4 +1,5 @@
-"""The archive worker against RabbitMQ, PostgreSQL and moto S3: consume, archive once, publish via outbox."""
+"""The archive worker against RabbitMQ, PostgreSQL and an S3 server (moto, Ceph RGW): consume, archive once,
+publish via outbox."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def _checkpoint_key(engine):
 
 @pytest.mark.parametrize("consumers", [1, 3])
 def test_worker_archives_redelivered_event_once_and_announces_it(
-    amqp_vhost_factory, pg_url, s3_endpoint, trust_bundle, samples, tmp_path, consumers
+    amqp_vhost_factory, pg_url, s3_server, trust_bundle, samples, tmp_path, consumers
 ):
     amqp_url = amqp_vhost_factory()
     suffix = uuid.uuid4().hex[:8]
@@ -45,10 +46,10 @@ def test_worker_archives_redelivered_event_once_and_announces_it(
         "DOCROUTE_DATA_DIR": str(tmp_path),
         "DOCROUTE_AMQP_URL": amqp_url,
         "DOCROUTE_ARCHIVE_DATABASE_URL": pg_url,
-        "DOCROUTE_S3_ENDPOINT": s3_endpoint,
-        "DOCROUTE_S3_ACCESS_KEY": "testing",
-        "DOCROUTE_S3_SECRET_KEY": "testing",
-        "DOCROUTE_S3_REGION": "us-east-1",
+        "DOCROUTE_S3_ENDPOINT": s3_server.endpoint,
+        "DOCROUTE_S3_ACCESS_KEY": s3_server.access_key,
+        "DOCROUTE_S3_SECRET_KEY": s3_server.secret_key,
+        "DOCROUTE_S3_REGION": s3_server.region,
         "DOCROUTE_STAGING_BUCKET": f"stg-{suffix}",
         "DOCROUTE_ARCHIVE_BUCKET": f"arc-{suffix}",
         "DOCROUTE_JWT_SECRET": "x" * 40,
@@ -58,7 +59,9 @@ def test_worker_archives_redelivered_event_once_and_announces_it(
         "DOCROUTE_ARCHIVE_CONSUMERS": str(consumers),
     }
     settings = Settings.from_env(env)
-    store = S3Store(s3_endpoint, "testing", "testing", secure=False, region="us-east-1")
+    store = S3Store(
+        s3_server.endpoint, s3_server.access_key, s3_server.secret_key, secure=False, region=s3_server.region
+    )
     store.ensure_bucket(settings.staging_bucket)
     staged = stage(store, samples.valid, "Kế hoạch 120.pdf", bucket=settings.staging_bucket)
     event = directive_event("d-worker", [staged.attachment])

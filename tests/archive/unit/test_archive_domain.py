@@ -19,7 +19,6 @@ from archive.domain.audit import (
 )
 from archive.domain.errors import (
     InvalidRetentionConfig,
-    LegalHoldRefused,
     MissingReason,
     UnknownRetentionClass,
 )
@@ -44,12 +43,28 @@ def test_packaged_classes_and_type_defaults():
 def test_retain_until_follows_the_class_and_leap_days():
     policy = load_policy(PACKAGED_RETENTION)
     five = policy.decide("5", NOW)
-    assert five.retain_until == datetime(2029, 2, 28, 10, 0, tzinfo=UTC) and not five.legal_hold
+    assert five.retain_until == datetime(2029, 2, 28, 10, 0, tzinfo=UTC)
     permanent = policy.decide("vinh_vien", NOW)
-    assert permanent.legal_hold and permanent.retain_until.year == 2024 + 70
+    assert permanent.retain_until.year == 2024 + 70
+    assert not hasattr(permanent, "legal_hold")  # a hold is an admin's act, never a class's
     with pytest.raises(UnknownRetentionClass):
         policy.decide("99", NOW)
     assert add_years(datetime(2023, 3, 1, tzinfo=UTC), 1) == datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def test_a_long_class_needs_a_valid_signature():
+    """Finding 9: the declared document type alone gives at most the organisation's ordinary class."""
+    policy = load_policy(PACKAGED_RETENTION)
+    assert policy.grant("vinh_vien", signature_valid=True) == "vinh_vien"
+    assert policy.grant("vinh_vien", signature_valid=False) == "10"
+    assert policy.grant("20", signature_valid=False) == "10"
+    assert policy.grant("5", signature_valid=False) == "5"
+    capped = RetentionPolicy.from_mapping(
+        {"classes": {"5": 5, "20": 20, "p": "permanent"}, "default_class": "5", "unsigned_max_class": "20",
+         "permanent_lock_years": 30}
+    )  # fmt: skip
+    assert capped.grant("p", signature_valid=False) == "20"
+    assert capped.decide("p", NOW).retain_until.year == 2024 + 30
 
 
 def test_bad_retention_config_is_refused():
@@ -89,8 +104,11 @@ def test_legal_hold_rules():
         change_legal_hold(_record(), on=True, reason="  ")
     held = change_legal_hold(_record(), on=True, reason="Thanh tra")
     assert held.legal_hold and held.legal_hold_reason == "Thanh tra"
-    with pytest.raises(LegalHoldRefused):
-        change_legal_hold(_record(retention_class="vinh_vien", legal_hold=True), on=False, reason="hết hạn")
+    # Finding 9: a permanent record's hold is no longer locked in by its class; the admin decides.
+    lifted = change_legal_hold(
+        _record(retention_class="vinh_vien", legal_hold=True), on=False, reason="hết hạn"
+    )
+    assert not lifted.legal_hold
 
 
 def _chain(n: int):

@@ -12,8 +12,9 @@ import pytest
 import sqlalchemy as sa
 from archive.adapters import audit_log
 from archive.adapters.db import audit_entries, outbox, records, task_events
-from archive.handlers import (
-    handle_directive_registered,
+from archive.archiving import handle_directive_registered
+from archive.history import (
+    handle_directive_revoked,
     handle_task_event,
     handle_tasks_acknowledged,
     handle_tasks_assigned,
@@ -74,7 +75,10 @@ def test_redelivered_event_archives_nothing_twice(engine, vault, verifier, sampl
     assert _outbox_types(engine).count("archive.record_archived.v1") == 1
 
 
-def test_permanent_document_type_gets_legal_hold(engine, vault, verifier, samples, stage_file):
+def test_a_declared_permanent_type_without_a_valid_signature_gets_the_ordinary_class_and_no_hold(
+    engine, vault, verifier, samples, stage_file
+):
+    """Finding 9: any submitter could force permanent, held, undeletable archiving by naming a type."""
     staged = stage_file(samples.unsigned, "qd.pdf")
     event = directive_event("dir-3", [staged.attachment], document_type="Quyết định")
 
@@ -82,10 +86,31 @@ def test_permanent_document_type_gets_legal_hold(engine, vault, verifier, sample
 
     with engine.connect() as conn:
         row = conn.execute(sa.select(records)).one()
-    assert row.retention_class == "vinh_vien" and row.legal_hold
+        (archived,) = [json.loads(r.details) for r in conn.execute(
+            sa.select(audit_entries.c.details).where(audit_entries.c.action == "record_archived")
+        )]  # fmt: skip
+    assert row.retention_class == "10" and not row.legal_hold and row.legal_hold_reason is None
     stored = vault.store.stat(ARCHIVE, row.key)
-    assert stored.legal_hold
+    assert not stored.legal_hold
+    assert stored.retention is not None and stored.retention.retain_until.year - row.archived_at.year == 10
+    assert "asks for class vinh_vien; signature unsigned, so class 10" in archived["retention_basis"]
+
+
+def test_a_validly_signed_permanent_type_is_locked_longest_but_never_held(
+    engine, vault, verifier, samples, stage_file
+):
+    staged = stage_file(samples.valid, "qd-ky-so.pdf")
+    event = directive_event("dir-3s", [staged.attachment], document_type="Quyết định")
+
+    handle_directive_registered(event, engine=engine, vault=vault, verifier=verifier)
+
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(records)).one()
+    assert row.retention_class == "vinh_vien" and not row.legal_hold
+    stored = vault.store.stat(ARCHIVE, row.key)
+    assert not stored.legal_hold
     assert stored.retention is not None and stored.retention.retain_until.year - row.archived_at.year == 70
+    assert row.retain_until.year - row.archived_at.year == 70
 
 
 def test_invalid_signature_is_recorded_and_announced(engine, vault, verifier, samples, stage_file):
@@ -191,10 +216,10 @@ class PutRecordingStore(CountingStore):
 def test_the_archive_put_takes_the_digest_of_the_verified_read(
     monkeypatch, engine, vault, verifier, samples, stage_file, in_memory
 ):
-    from archive import handlers
+    from archive import archiving
 
     if not in_memory:
-        monkeypatch.setattr(handlers, "ARCHIVE_SPOOL_IN_MEMORY", 1024)  # the sample is larger: to disk
+        monkeypatch.setattr(archiving, "ARCHIVE_SPOOL_IN_MEMORY", 1024)  # the sample is larger: to disk
     staged = stage_file(samples.valid, "đã xác minh.pdf")
     recording = PutRecordingStore(vault.store)
 
@@ -541,3 +566,50 @@ def test_malformed_tasks_acknowledged_is_dead_lettered_and_stores_nothing(engine
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(task_events)).scalar_one() == 0
         assert conn.execute(sa.select(sa.func.count()).select_from(audit_entries)).scalar_one() == 0
+
+
+def test_a_revocation_is_kept_in_the_history_and_audit_and_its_packet_archived(
+    engine, vault, verifier, samples, stage_file
+):
+    attachment = stage_file(samples.valid, "cv1393.pdf").attachment
+    handle_directive_registered(
+        directive_event("dir-9", [attachment]), engine=engine, vault=vault, verifier=verifier
+    )
+    packet_bytes = "<edXML>thu hồi</edXML>".encode()
+    packet = stage_file(packet_bytes, "thu-hoi-edxml.xml").attachment
+    packet["content_type"] = "application/xml"
+    revoked = Envelope.new(
+        "intake.directive_revoked",
+        {
+            "directive_id": "dir-9",
+            "arrival_number": 9,
+            "number": "1393/CVT-CL",
+            "reason": "Cục Viễn thông thu hồi để sửa đổi",
+            "revoked_at": "2021-04-20T09:00:00+07:00",
+            "revoked_by": "edxml:000.00.00.G22",
+            "packet": {k: packet[k] for k in ("bucket", "key", "sha256", "size", "filename", "content_type")},
+        },
+        producer="intake",
+    )
+    created = handle_directive_revoked(revoked, engine=engine, vault=vault, verifier=verifier)
+    assert (
+        handle_directive_revoked(revoked, engine=engine, vault=vault, verifier=verifier) == []
+    )  # redelivery
+
+    with engine.connect() as conn:
+        history = conn.execute(sa.select(task_events).where(task_events.c.directive_id == "dir-9")).all()
+        kept = conn.execute(
+            sa.select(records).where(records.c.directive_id == "dir-9").order_by(records.c.id)
+        ).all()
+        audit = conn.execute(
+            sa.select(audit_entries).where(audit_entries.c.action == "directive_revoked")
+        ).all()
+    assert [(h.event_type, h.status) for h in history] == [("intake.directive_revoked", "revoked")]
+    # Every record stays; the revoking packet joins them, archived like any file.
+    assert sorted(r.source_kind for r in kept) == ["attachment", "revocation"]
+    (packet_record,) = [r for r in kept if r.source_kind == "revocation"]
+    assert created == [packet_record.id] and packet_record.sha256 == packet["sha256"]
+    assert vault.store.read(ARCHIVE, packet_record.key) == packet_bytes
+    (entry,) = audit
+    details = json.loads(entry.details) if isinstance(entry.details, str) else entry.details
+    assert details["reason"] == "Cục Viễn thông thu hồi để sửa đổi"

@@ -53,6 +53,9 @@ def test_bad_values_name_their_variable(name: str, value: str) -> None:
 
 
 def test_production_retries_for_at_least_a_day() -> None:
-    production = BASE | {"DOCROUTE_ENV": "production", "DOCROUTE_WEBHOOK_RETRY_FOR_SECONDS": "3600"}
+    from intake.closed_loop_settings import ClosedLoopSettings
+
+    short = {"DOCROUTE_WEBHOOK_RETRY_FOR_SECONDS": "3600"}
     with pytest.raises(SettingsError, match="DOCROUTE_WEBHOOK_RETRY_FOR_SECONDS"):
-        Settings.from_env(production)
+        ClosedLoopSettings.from_env(short, production=True)
+    assert ClosedLoopSettings.from_env(short, production=False).webhook_give_up_after == 3600

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from routing import handlers
+from routing import dispatch
 from routing.adapters import tables as t
 from routing_testkit import registered_event
 
@@ -20,7 +20,7 @@ def assigned(rapp, assignments):
     """A directive no rule matches, assigned by a clerk: {unit: role}; answers {unit: task id}."""
     event = registered_event("1393-CVT-CL.json")
     event.payload["metadata"]["issuer"] = {"name": "Sở Tài chính"}
-    handlers.route_directive(event, engine=rapp.deps.engine, calendar=rapp.deps.calendar)
+    dispatch.route_directive(event, engine=rapp.deps.engine, calendar=rapp.deps.calendar)
     directive = event.payload["directive_id"]
     r = rapp.client.post(
         f"/v1/directives/{directive}/assignments",

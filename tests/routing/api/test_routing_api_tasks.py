@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from routing import handlers
+from routing import deadlines, dispatch
 from routing.adapters import tables as t
-from routing.messages import TasksAssigned
+from routing.messages import TaskReminder, TasksAssigned
 from routing_testkit import registered_event
 
 
@@ -22,7 +22,7 @@ def loaded(rapp):
 
 def route(rapp, name, **kw):
     event = registered_event(name, **kw)
-    handlers.route_directive(event, engine=rapp.deps.engine, calendar=rapp.deps.calendar)
+    dispatch.route_directive(event, engine=rapp.deps.engine, calendar=rapp.deps.calendar)
     rapp.relay()
     return event.payload["directive_id"]
 
@@ -66,9 +66,9 @@ def test_directive_becomes_one_task_per_unit_with_due_dates(loaded):
 def test_redelivered_event_creates_nothing_new(loaded):
     event = registered_event("171-CV-BTGTU.json")
     assert (
-        len(handlers.route_directive(event, engine=loaded.deps.engine, calendar=loaded.deps.calendar)) == 13
+        len(dispatch.route_directive(event, engine=loaded.deps.engine, calendar=loaded.deps.calendar)) == 13
     )
-    assert handlers.route_directive(event, engine=loaded.deps.engine, calendar=loaded.deps.calendar) == []
+    assert dispatch.route_directive(event, engine=loaded.deps.engine, calendar=loaded.deps.calendar) == []
     with loaded.deps.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.tasks)).scalar_one() == 13
 
@@ -184,7 +184,7 @@ def test_reject_needs_a_note_and_returns_the_directive_to_clerks(loaded):
 def test_unmatched_directive_needs_assignment_and_clerk_assigns(loaded):
     event = registered_event("1393-CVT-CL.json")
     event.payload["metadata"]["issuer"] = {"name": "Sở Tài chính"}
-    handlers.route_directive(event, engine=loaded.deps.engine, calendar=loaded.deps.calendar)
+    dispatch.route_directive(event, engine=loaded.deps.engine, calendar=loaded.deps.calendar)
     directive = event.payload["directive_id"]
     clerk = loaded.auth("clerk")
     progress = loaded.client.get(f"/v1/directives/{directive}/progress", headers=clerk).get_json()
@@ -300,11 +300,20 @@ def test_attachment_download_checks_sha256_and_ownership(loaded):
 def test_overdue_scan_marks_once_reminds_and_lists(loaded):
     route(loaded, "171-CV-BTGTU.json", arrival_date=date(2021, 4, 13))
     engine = loaded.deps.engine
-    assert handlers.scan_overdue(engine=engine, now=datetime(2021, 4, 20, tzinfo=UTC)) == 0
+    assert deadlines.scan_overdue(engine=engine, now=datetime(2021, 4, 20, tzinfo=UTC)) == 0
     later = datetime(2021, 6, 1, tzinfo=UTC)
-    assert handlers.scan_overdue(engine=engine, now=later) == 13
-    assert handlers.scan_overdue(engine=engine, now=later + timedelta(hours=1)) == 0
-    assert len(outbox_events(loaded, "routing.task_overdue")) == 13
+    assert deadlines.scan_overdue(engine=engine, now=later) == 13
+    assert deadlines.scan_overdue(engine=engine, now=later + timedelta(hours=1)) == 0
+    overdue_events = outbox_events(loaded, "routing.task_overdue")
+    reminders = outbox_events(loaded, "routing.task_reminder")
+    assert len(overdue_events) == len(reminders) == 13
+    # The reminder is what the unit client's README promises (task id, unit, due_at, message) and the whole
+    # task besides; the overdue event carries the same.
+    for envelope in overdue_events + reminders:
+        assert TaskReminder().validate(envelope["payload"]) == {}
+    first = next(e["payload"] for e in reminders if e["payload"]["unit"] == "CTTDT")
+    assert first["task_id"] == first["id"] and first["due_at"] and first["overdue_since"] == later.isoformat()
+    assert first["message"].startswith("Quá hạn xử lý từ ") and "171-CV/BTGTU" in first["message"]
     loaded.relay()
     got = poll(loaded, "CTTDT", max=10)
     assert len(got["items"]) == 1 and len(got["reminders"]) == 1 and got["reminders"][0]["overdue"] is True
@@ -316,13 +325,13 @@ def test_lease_expiry_offers_the_task_again(loaded):
     route(loaded, "171-CV-BTGTU.json")
     first = poll(loaded, "CTTDT", lease_seconds=30)["items"][0]
     engine = loaded.deps.engine
-    assert handlers.expire_leases(engine=engine) == 0  # lease still running
-    assert handlers.expire_leases(engine=engine, now=datetime.now(UTC) + timedelta(seconds=31)) == 1
+    assert deadlines.expire_leases(engine=engine) == 0  # lease still running
+    assert deadlines.expire_leases(engine=engine, now=datetime.now(UTC) + timedelta(seconds=31)) == 1
     loaded.relay()
     again = poll(loaded, "CTTDT")["items"]
     assert [x["id"] for x in again] == [first["id"]]
     loaded.client.post(f"/v1/tasks/{first['id']}/ack", headers=loaded.auth("unit", "CTTDT"))
-    assert handlers.expire_leases(engine=engine, now=datetime.now(UTC) + timedelta(hours=1)) == 0
+    assert deadlines.expire_leases(engine=engine, now=datetime.now(UTC) + timedelta(hours=1)) == 0
 
 
 def test_poll_validates_its_body(loaded):

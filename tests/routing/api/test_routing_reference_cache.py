@@ -3,7 +3,7 @@ on SQLite (triggers per row) and on PostgreSQL (triggers per statement)."""
 
 import pytest
 import sqlalchemy as sa
-from routing import handlers
+from routing import dispatch, progress
 from routing.adapters import tables as t
 from routing.adapters.reference import reference_revision
 from routing_testkit import build_routing_app, registered_event
@@ -30,8 +30,8 @@ def revision(app) -> int:
 
 def route(app, cache, name="1393-CVT-CL.json"):
     event = registered_event(name)
-    handlers.route_directive(event, engine=app.deps.engine, calendar=app.deps.calendar, reference=cache)
-    return handlers.directive_progress(event.payload["directive_id"], engine=app.deps.engine)
+    dispatch.route_directive(event, engine=app.deps.engine, calendar=app.deps.calendar, reference=cache)
+    return progress.directive_progress(event.payload["directive_id"], engine=app.deps.engine)
 
 
 def test_every_write_to_units_or_rules_moves_the_reference_revision(app):
@@ -56,7 +56,7 @@ def test_every_write_to_units_or_rules_moves_the_reference_revision(app):
 
 
 def test_a_worker_reads_units_and_rules_once_until_either_changes(app):
-    cache, other_process = handlers.reference_cache(), handlers.reference_cache()
+    cache, other_process = dispatch.reference_cache(), dispatch.reference_cache()
     first = route(app, cache)
     assert len(first["tasks"]) == 24
     for _ in range(3):

@@ -66,12 +66,12 @@ def test_a_forked_child_opens_its_own_connections(queues, code, monkeypatch):
 
 def test_batched_poll_leases_at_most_max_and_leaves_the_rest_queued(rapp):
     rapp.load_samples()
-    from routing import handlers
+    from routing import dispatch
 
     with Connection("memory://") as conn:
         conn.channel().queue_purge("routing.tasks.CTTDT")
     for name in ("171-CV-BTGTU.json", "120-KH-BCD.json"):
-        handlers.route_directive(registered_event(name), engine=rapp.deps.engine, calendar=rapp.deps.calendar)
+        dispatch.route_directive(registered_event(name), engine=rapp.deps.engine, calendar=rapp.deps.calendar)
     rapp.relay()
     assert depth("CTTDT") == 2
     auth = rapp.auth("unit", "CTTDT")
@@ -86,12 +86,12 @@ def test_offers_built_at_routing_equal_the_task_as_read_back(rapp):
     import json
 
     import sqlalchemy as sa
-    from routing import handlers
+    from routing import dispatch
     from routing.adapters import tables as t
 
     rapp.load_samples()
     event = registered_event("1393-CVT-CL.json", attachments=[{"id": "a1", "filename": "Công văn.pdf"}])
-    ids = handlers.route_directive(event, engine=rapp.deps.engine, calendar=rapp.deps.calendar)
+    ids = dispatch.route_directive(event, engine=rapp.deps.engine, calendar=rapp.deps.calendar)
     with rapp.deps.engine.connect() as conn:
         bodies = conn.execute(sa.select(t.outbox.c.body).order_by(t.outbox.c.id)).scalars().all()
     offers = [json.loads(bytes(b)) for b in bodies]

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 from kombu import Connection
 from prometheus_client import REGISTRY
-from routing import handlers
+from routing import dispatch
 from routing.adapters import tables as t
 from routing.settings import Settings
 from routing.worker import build_worker
@@ -47,7 +47,7 @@ def gauge(name, unit):
 
 def route(rapp, name, arrival):
     event = registered_event(name, arrival_date=arrival)
-    ids = handlers.route_directive(event, engine=rapp.deps.engine, calendar=rapp.deps.calendar)
+    ids = dispatch.route_directive(event, engine=rapp.deps.engine, calendar=rapp.deps.calendar)
     rapp.relay()
     return ids
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from routing import handlers
+from routing import dispatch
 from routing.adapters import tables as t
 from routing_testkit import build_routing_app, registered_event
 
@@ -53,7 +53,7 @@ def test_the_one_statement_on_postgresql_writes_what_sqlite_writes(tmp_path, pg_
         app = build_routing_app(tmp_path / name, url)
         app.load_samples()
         event = registered_event(sample, directive_id="d-cùng-một")
-        ids = handlers.route_directive(event, engine=app.deps.engine, calendar=app.deps.calendar)
+        ids = dispatch.route_directive(event, engine=app.deps.engine, calendar=app.deps.calendar)
         assert len(ids) > 10
         written.append(_written(app, "d-cùng-một"))
         app.deps.engine.dispose()
@@ -71,7 +71,7 @@ def test_a_directive_no_rule_matches_is_stored_without_tasks_on_postgresql(pg_ur
     with app.deps.engine.begin() as conn:
         conn.execute(sa.delete(t.rule_versions))
     event = registered_event("120-KH-BCD.json")
-    assert handlers.route_directive(event, engine=app.deps.engine, calendar=app.deps.calendar) == []
+    assert dispatch.route_directive(event, engine=app.deps.engine, calendar=app.deps.calendar) == []
     with app.deps.engine.connect() as conn:
         status = conn.execute(sa.select(t.directives.c.status)).scalar_one()
         assert conn.execute(sa.select(sa.func.count()).select_from(t.outbox)).scalar_one() == 0

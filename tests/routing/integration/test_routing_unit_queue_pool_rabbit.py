@@ -1,6 +1,7 @@
 """The pooled unit-queue adapter on a real RabbitMQ vhost: requeue, dropped connections, lost queues."""
 
 import socket
+import time
 import uuid
 
 import pytest
@@ -46,13 +47,22 @@ def depth(url, code):
         return conn.channel().queue_declare(f"routing.tasks.{code}", passive=True).message_count
 
 
+def depth_once_settled(url, code, expected, timeout=10.0):
+    """The queue's depth once it is `expected`, or what it is after `timeout`: messages given back by a
+    closed channel or a requeue are ready again only once the broker has processed that, a moment later."""
+    deadline = time.monotonic() + timeout
+    while (seen := depth(url, code)) != expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return seen
+
+
 def test_a_failed_poll_gives_its_taken_messages_back(queues, vhost, code):
     queues.declare([code])
     put(vhost, code, 2)
     with pytest.raises(RuntimeError), queues.reader(code) as reader:
         assert reader.get() is not None and reader.get() is not None
         raise RuntimeError("the lease transaction failed")
-    assert depth(vhost, code) == 2
+    assert depth_once_settled(vhost, code, 2) == 2
 
 
 def test_a_pooled_connection_the_broker_dropped_is_replaced_transparently(queues, vhost, code):
@@ -114,4 +124,4 @@ def test_messages_taken_by_get_many_and_not_acked_go_back(queues, vhost, code):
         assert len(taken) == 4
         reader.ack(taken[:1])  # not every unsettled message: acked one by one
         raise RuntimeError("the lease transaction failed")
-    assert depth(vhost, code) == 3
+    assert depth_once_settled(vhost, code, 3) == 3

@@ -1,9 +1,7 @@
 """Match operators over Vietnamese text: case- and diacritics-insensitive where the operator says so."""
 
-import re
-
 import pytest
-from routing.domain.matching import Condition, FieldMatch
+from routing.domain.matching import Condition, FieldMatch, InvalidPattern
 from routing.domain.text import fold, words
 
 SUBJECT = "Triển khai Tháng hành động vì An toàn Thực phẩm năm 2021"
@@ -59,8 +57,34 @@ def test_regex_searches_nfc_text_with_d_bar():
 
 
 def test_bad_regex_raises():
-    with pytest.raises(re.error):
+    with pytest.raises(InvalidPattern):
         Condition.build("regex", ["(unclosed"])
+
+
+def test_regex_runs_on_a_linear_time_engine():
+    # Python's backtracking engine needs seconds for 28 characters here and doubles every character more;
+    # RE2 answers 100,000 at once (a backtracking engine would never finish inside the test's timeout).
+    cond = Condition.build("regex", ["^(a+)+$"])
+    assert type(cond.patterns[0]).__module__.startswith("re2")
+    assert not cond.evaluate("a" * 28 + "!")
+    assert not cond.evaluate("a" * 100_000 + "!")
+    assert cond.evaluate("a" * 100_000)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(a)\1", r"(?=x)y", r"(?<!x)y", "x" * 301, "(((a{500}){500}){500})"],
+    ids=["backreference", "lookahead", "lookbehind", "too-long", "too-large"],
+)
+def test_patterns_a_linear_engine_cannot_run_are_refused(pattern):
+    with pytest.raises(InvalidPattern):
+        Condition.build("regex", [pattern])
+
+
+def test_vietnamese_regex_keeps_its_meaning_under_re2():
+    cond = Condition.build("regex", ["(?i)ngộ độc|^KH-BCĐ$"])
+    assert cond.evaluate("Phòng chống NGỘ ĐỘC thực phẩm") and cond.evaluate("KH-BCĐ")
+    assert not cond.evaluate("KH-BCD")
 
 
 def test_fuzzy_tolerates_small_misspellings_and_missing_accents():

@@ -187,3 +187,56 @@ def test_references_are_not_checked_offline_without_units():
         ]
     }
     assert parse_ruleset(doc).rules[0].tasks[0].units == ("ANY",)
+
+
+def test_notation_of_a_padded_number_is_read_in_one_pass():
+    # The lazy `(\S.*?)\s*$` of before re-scanned the spaces for every character it grew by: quadratic.
+    assert notation_of("  0120 / KH-BCĐ  ") == "KH-BCĐ"
+    assert notation_of("1/a" + " " * 40_000 + "b") == "a"
+    assert notation_of(" " * 40_000) == ""
+    assert notation_of("9" * 40_000 + "x") == "9" * 200
+
+
+def test_free_text_of_a_rule_set_is_bounded():
+    def rule(**over):
+        return {
+            "id": "r",
+            "match": {"subject": "x"},
+            "tasks": [{"to": {"units": ["A"]}, "role": "chu_tri"}],
+        } | over
+
+    template = {"to": {"units": ["A"]}, "role": "chu_tri"}
+    doc = {
+        "defaults": {"due": {}, "extra": "&alias-target"},
+        "rules": [
+            rule(id="long-description", description="d" * 2001),
+            rule(id="description-not-text", description={"nested": ["x"] * 3}),
+            rule(id="long-operand", match={"subject": {"any": ["x" * 301]}}),
+            rule(id="many-operands", match={"subject": {"any": [f"w{i}" for i in range(101)]}}),
+            rule(id="long-title", tasks=[template | {"title": "t" * 1001}]),
+            rule(id="long-instructions", tasks=[template | {"instructions": "i" * 4001}]),
+            rule(id="many-templates", tasks=[template] * 101),
+            rule(id="long-regex", match={"subject": {"regex": "a" * 301}}),
+        ],
+    }
+    with pytest.raises(RuleSetInvalid) as exc:
+        parse_ruleset(doc)
+    assert set(exc.value.errors) == {
+        "(defaults).extra",
+        "long-description.description",
+        "description-not-text.description",
+        "long-operand.match.subject.any",
+        "many-operands.match.subject.any",
+        "long-title.tasks[0].title",
+        "long-instructions.tasks[0].instructions",
+        "many-templates.tasks",
+        "long-regex.match.subject.regex",
+    }
+    with pytest.raises(RuleSetInvalid) as exc:
+        parse_ruleset({"rules": [rule(id=f"r{i}") for i in range(1001)]})
+    assert exc.value.errors == {"(document).rules": ["at most 1000 rules"]}
+
+
+def test_matching_looks_at_a_bounded_prefix_of_a_field():
+    facts_ = DirectiveFacts(arrival_date=date(2021, 4, 13), subject="x" * 100_000 + " ngộ độc")
+    assert facts_.candidates("subject") == ["x" * 2000]

@@ -90,9 +90,8 @@ def _entry(row: Any) -> AuditEntry:
     )
 
 
-def iter_entries(engine: Engine, *, batch: int = WALK_BATCH) -> Iterator[AuditEntry]:
-    """Every entry in seq order, fetched in batches (keyset pagination keeps memory flat)."""
-    after = 0
+def iter_entries(engine: Engine, *, after: int = 0, batch: int = WALK_BATCH) -> Iterator[AuditEntry]:
+    """Entries after seq `after` in seq order, fetched in batches (keyset pagination keeps memory flat)."""
     while True:
         with engine.connect() as conn:
             rows = conn.execute(
@@ -165,6 +164,17 @@ def list_entries(
         .offset((page - 1) * per_page)
     ).all()
     return [_entry(r) for r in rows], int(total)
+
+
+def archived_entry(conn: Connection, record_id: str) -> AuditEntry | None:
+    """The `record_archived` entry the chain holds for a record (the first, should there be more)."""
+    row = conn.execute(
+        sa.select(audit_entries)
+        .where(audit_entries.c.record_id == record_id, audit_entries.c.action == "record_archived")
+        .order_by(audit_entries.c.seq)
+        .limit(1)
+    ).first()
+    return None if row is None else _entry(row)
 
 
 def directive_entries(conn: Connection, directive_id: str) -> list[AuditEntry]:

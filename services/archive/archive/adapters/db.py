@@ -63,6 +63,8 @@ records = sa.Table(
     sa.Column("issued_date", sa.Date, nullable=True),
     sa.Column("subject", sa.Text, nullable=True),
     sa.Column("search_text", sa.Text, nullable=False),
+    # Active content found in a PDF at archiving (javascript, embedded_files, launch_action).
+    sa.Column("content_flags", sa.JSON, nullable=False, server_default="[]"),
     # A redelivered (or replayed) event never makes a second record of the same document.
     sa.UniqueConstraint("source_event_id", "source_ref", name="uq_records_source"),
 )

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from archive.adapters.db import audit_checkpoints, directives, fixity_runs, records, task_events
+from archive.domain.audit import CheckpointRow
 from archive.domain.errors import RecordNotFound
 from archive.domain.fixity import FixityRunSummary
 from archive.domain.records import Record, fold
@@ -84,6 +85,7 @@ def record_row(record: Record, report: dict[str, Any], context: DocumentContext)
         "archived_at": record.archived_at,
         "fixity_status": record.fixity_status,
         "fixity_checked_at": record.fixity_checked_at,
+        "content_flags": list(record.content_flags),
         "issuer_name": context.issuer_name,
         "issuer_code": context.issuer_code,
         "number": context.number,
@@ -120,6 +122,7 @@ def to_record(row: Any) -> Record:
         archived_at=archived_at,
         fixity_status=row.fixity_status,
         fixity_checked_at=_aware(row.fixity_checked_at),
+        content_flags=tuple(row.content_flags or ()),
     )
 
 
@@ -129,6 +132,7 @@ def row_view(row: Any) -> dict[str, Any]:
     for name in ("retain_until", "archived_at", "fixity_checked_at"):
         data[name] = _aware(data.get(name))
     data.pop("search_text", None)
+    data["content_flags"] = list(data.get("content_flags") or [])
     return data
 
 
@@ -324,8 +328,16 @@ def add_checkpoint(conn: Connection, *, key: str, count: int, head_hash: str, cr
     )
 
 
-def checkpoint_keys(conn: Connection, limit: int = 20) -> list[str]:
+def checkpoint_exists(conn: Connection, key: str) -> bool:
+    found = conn.execute(sa.select(audit_checkpoints.c.id).where(audit_checkpoints.c.key == key)).first()
+    return found is not None
+
+
+def checkpoint_rows(conn: Connection) -> list[CheckpointRow]:
+    """Every checkpoint row (the database's index of the locked objects), oldest first."""
     rows = conn.execute(
-        sa.select(audit_checkpoints.c.key).order_by(audit_checkpoints.c.id.desc()).limit(limit)
+        sa.select(audit_checkpoints.c.key, audit_checkpoints.c.count, audit_checkpoints.c.head_hash).order_by(
+            audit_checkpoints.c.id
+        )
     ).all()
-    return [r.key for r in rows]
+    return [CheckpointRow(key=r.key, count=int(r.count), head_hash=r.head_hash) for r in rows]

@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, deps: ArchiveDeps | None = None
         with deps.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 
-    readiness: dict[str, Any] = {"database": database, "object_store": deps.vault.store.ping}
+    readiness: dict[str, Any] = {"database": database, "object_store": deps.vault.store_report}
     app, api = create_base_app(
         "archive",
         settings=settings.common,

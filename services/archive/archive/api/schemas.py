@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
+from shared.query import SafeAwareDateTime, page_number, page_size
 
 MAX_PER_PAGE = 200
 
@@ -13,8 +14,8 @@ class _Query(Schema):
 
 
 class PageQuery(_Query):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PER_PAGE))
+    page = page_number()
+    per_page = page_size(50, MAX_PER_PAGE)
 
 
 class RecordQuery(PageQuery):
@@ -30,8 +31,8 @@ class RecordQuery(PageQuery):
 class AuditQuery(PageQuery):
     directive = fields.String()
     actor = fields.String()
-    since = fields.AwareDateTime()
-    until = fields.AwareDateTime()
+    since = SafeAwareDateTime()
+    until = SafeAwareDateTime()
 
 
 class SignatureOut(Schema):
@@ -77,6 +78,10 @@ class RecordOut(Schema):
     fixity_status = fields.String()
     fixity_checked_at = fields.AwareDateTime(allow_none=True)
     fixity_detail = fields.String(allow_none=True)
+    content_flags = fields.List(
+        fields.String(validate=validate.OneOf(["javascript", "embedded_files", "launch_action"])),
+        metadata={"description": "Active content found in the PDF when it was archived; empty when none"},
+    )
     issuer_name = fields.String(allow_none=True)
     issuer_code = fields.String(allow_none=True)
     number = fields.String(allow_none=True)
@@ -158,3 +163,12 @@ class AuditVerifyOut(Schema):
     broken_seq = fields.Integer(allow_none=True)
     reason = fields.String(allow_none=True)
     checkpoint = fields.Nested(CheckpointOut, allow_none=True)
+    checkpoints_checked = fields.Integer(
+        metadata={"description": "Checkpoint objects listed and read from the object-locked bucket"}
+    )
+    problems = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Every disagreement between the chain, the locked checkpoints and their rows"
+        },
+    )

@@ -7,14 +7,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from flask import Response, current_app, stream_with_context
+from flask import Response, current_app, request, stream_with_context
 from flask_smorest import Blueprint
 from shared.auth import current_principal, require_roles
 
-from archive import export, handlers
+from archive import audit as audit_chain
+from archive import export, fixity, records
 from archive.adapters import audit_log, repository
 from archive.api import schemas
 from archive.deps import ArchiveDeps
+from archive.domain.acceptance import served_type
 
 records_blp = Blueprint("records", __name__, description="Archived records (auditor, admin)")
 audit_blp = Blueprint("audit", __name__, description="The hash-chained audit log")
@@ -22,6 +24,31 @@ fixity_blp = Blueprint("fixity", __name__, description="Fixity sweeps")
 packages_blp = Blueprint("packages", __name__, description="BagIt packages of directives")
 
 READERS = ("auditor", "admin")
+
+# The errors an archive operation can answer besides 401/403 (every /v1 route) and 422 (a declared
+# body or query schema); each is an RFC 9457 problem+json body.
+BAD_QUERY = "An undeclared query parameter, or a NUL character in one (the body names them)"
+NO_RECORD = "No record with this id (record-not-found)"
+NO_DIRECTIVE = "The archive holds nothing of this directive (directive-not-found)"
+ALTERED = (
+    "The archived bytes no longer match the record or the audit chain, or the object is missing "
+    "(fixity-failed); nothing is served and the failure is recorded"
+)
+STORE_DOWN = "The object store cannot be reached (store-unavailable)"
+PACKAGE_HEADERS = {
+    "Content-Disposition": {
+        "description": 'attachment; filename="directive-<id>.zip"',
+        "schema": {"type": "string"},
+    },
+}
+CONTENT_HEADERS = {
+    "Content-Disposition": {
+        "description": "attachment; filename*=UTF-8''<percent-encoded name>",
+        "schema": {"type": "string"},
+    },
+    "Digest": {"description": "sha-256=<hex digest of the bytes>", "schema": {"type": "string"}},
+    "X-Content-SHA256": {"description": "The record's SHA-256, hex", "schema": {"type": "string"}},
+}
 
 
 def _deps() -> ArchiveDeps:
@@ -40,7 +67,8 @@ def _page(items: list[Any], total: int, args: dict[str, Any]) -> dict[str, Any]:
 @records_blp.route("/records")
 @require_roles(*READERS)
 @records_blp.arguments(schemas.RecordQuery, location="query")
-@records_blp.response(200, schemas.RecordPage)
+@records_blp.response(200, schemas.RecordPage, description="A page of records, newest first")
+@records_blp.alt_response(400, description=BAD_QUERY)
 def list_records(args: dict[str, Any]) -> dict[str, Any]:
     flt = repository.RecordFilter(
         directive_id=args.get("directive"),
@@ -58,35 +86,62 @@ def list_records(args: dict[str, Any]) -> dict[str, Any]:
 
 @records_blp.route("/records/<record_id>")
 @require_roles(*READERS)
-@records_blp.response(200, schemas.RecordOut)
+@records_blp.response(200, schemas.RecordOut, description="The record and its signature report (audited)")
+@records_blp.alt_response(400, description=BAD_QUERY)
+@records_blp.alt_response(404, description=NO_RECORD)
 def get_record(record_id: str) -> dict[str, Any]:
-    return handlers.view_record(record_id, engine=_deps().engine, actor=_actor())
+    return records.view_record(record_id, engine=_deps().engine, actor=_actor())
 
 
 @records_blp.route("/records/<record_id>/content")
 @require_roles(*READERS)
 @records_blp.response(200, description="The archived bytes, exactly as received, after a SHA-256 re-check")
+@records_blp.doc(
+    responses={
+        "200": {
+            "headers": CONTENT_HEADERS,
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    }
+)
+@records_blp.alt_response(400, description=BAD_QUERY)
+@records_blp.alt_response(404, description=NO_RECORD)
+@records_blp.alt_response(409, description=ALTERED)
+@records_blp.alt_response(503, description=STORE_DOWN)
 def get_content(record_id: str) -> Response:
     deps = _deps()
-    content = handlers.read_verified_content(record_id, engine=deps.engine, vault=deps.vault, actor=_actor())
+    if request.method == "HEAD":
+        # The headers only: no bytes are read, and the look is audited as a view of the record.
+        record = records.view_record(record_id, engine=deps.engine, actor=_actor())
+        response = Response(status=200, mimetype=served_type(record["content_type"]))
+        _content_headers(response, record)
+        return response
+    content = records.read_verified_content(record_id, engine=deps.engine, vault=deps.vault, actor=_actor())
     record = content.record
-    response = Response(
-        stream_with_context(content.chunks()), mimetype=record["content_type"], direct_passthrough=True
-    )
-    response.headers["Content-Length"] = str(content.size)
+    response = Response(stream_with_context(content.chunks()), mimetype=served_type(record["content_type"]))
+    _content_headers(response, record)
+    return response
+
+
+def _content_headers(response: Response, record: dict[str, Any]) -> None:
+    response.headers["Content-Length"] = str(record["size"])
     response.headers["Digest"] = f"sha-256={record['sha256']}"
     response.headers["X-Content-SHA256"] = record["sha256"]
     # RFC 6266: filename* keeps Vietnamese names intact.
     response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(record['filename'])}"
-    return response
 
 
 @records_blp.route("/records/<record_id>/fixity", methods=["POST"])
 @require_roles(*READERS)
-@records_blp.response(200, schemas.FixityOut)
+@records_blp.response(
+    200, schemas.FixityOut, description="The outcome; a failure is also recorded and announced"
+)
+@records_blp.alt_response(400, description=BAD_QUERY)
+@records_blp.alt_response(404, description=NO_RECORD)
+@records_blp.alt_response(503, description=STORE_DOWN)
 def post_fixity(record_id: str) -> dict[str, Any]:
     deps = _deps()
-    outcome = handlers.check_fixity(record_id, engine=deps.engine, vault=deps.vault, actor=_actor())
+    outcome = fixity.check_fixity(record_id, engine=deps.engine, vault=deps.vault, actor=_actor())
     return {
         "record_id": outcome.record_id,
         "ok": outcome.ok,
@@ -98,10 +153,18 @@ def post_fixity(record_id: str) -> dict[str, Any]:
 @records_blp.route("/records/<record_id>/legal-hold", methods=["PUT"])
 @require_roles("admin")
 @records_blp.arguments(schemas.LegalHoldIn)
-@records_blp.response(200, schemas.RecordOut)
+@records_blp.response(200, schemas.RecordOut, description="The record with its hold set or lifted (audited)")
+@records_blp.alt_response(400, description=BAD_QUERY)
+@records_blp.alt_response(404, description=NO_RECORD)
+@records_blp.alt_response(
+    409,
+    description="The store refused the change (object-locked), or the archived object is missing "
+    "(fixity-failed)",
+)
+@records_blp.alt_response(503, description=STORE_DOWN)
 def put_legal_hold(body: dict[str, Any], record_id: str) -> dict[str, Any]:
     deps = _deps()
-    return handlers.set_legal_hold(
+    return records.set_legal_hold(
         record_id,
         on=body["legal_hold"],
         reason=body["reason"],
@@ -114,7 +177,8 @@ def put_legal_hold(body: dict[str, Any], record_id: str) -> dict[str, Any]:
 @fixity_blp.route("/fixity/runs")
 @require_roles(*READERS)
 @fixity_blp.arguments(schemas.PageQuery, location="query")
-@fixity_blp.response(200, schemas.FixityRunPage)
+@fixity_blp.response(200, schemas.FixityRunPage, description="A page of fixity sweeps, newest first")
+@fixity_blp.alt_response(400, description=BAD_QUERY)
 def list_fixity_runs(args: dict[str, Any]) -> dict[str, Any]:
     with _deps().engine.connect() as conn:
         items, total = repository.list_fixity_runs(conn, page=args["page"], per_page=args["per_page"])
@@ -124,7 +188,8 @@ def list_fixity_runs(args: dict[str, Any]) -> dict[str, Any]:
 @audit_blp.route("/audit")
 @require_roles(*READERS)
 @audit_blp.arguments(schemas.AuditQuery, location="query")
-@audit_blp.response(200, schemas.AuditPage)
+@audit_blp.response(200, schemas.AuditPage, description="A page of audit entries, oldest first")
+@audit_blp.alt_response(400, description=BAD_QUERY)
 def list_audit(args: dict[str, Any]) -> dict[str, Any]:
     with _deps().engine.connect() as conn:
         entries, total = audit_log.list_entries(
@@ -141,10 +206,17 @@ def list_audit(args: dict[str, Any]) -> dict[str, Any]:
 
 @audit_blp.route("/audit/verify")
 @require_roles(*READERS)
-@audit_blp.response(200, schemas.AuditVerifyOut)
+@audit_blp.response(
+    200,
+    schemas.AuditVerifyOut,
+    description="The chain walked and compared with every checkpoint in the object-locked bucket; "
+    "`ok` is false on any break or mismatch",
+)
+@audit_blp.alt_response(400, description=BAD_QUERY)
+@audit_blp.alt_response(503, description=STORE_DOWN)
 def verify_audit() -> dict[str, Any]:
     deps = _deps()
-    result = handlers.verify_audit(engine=deps.engine, vault=deps.vault)
+    result = audit_chain.verify_audit(engine=deps.engine, vault=deps.vault)
     chain = result.chain
     checkpoint = None
     if result.checkpoint is not None:
@@ -161,31 +233,53 @@ def verify_audit() -> dict[str, Any]:
         "count": chain.count,
         "head_hash": chain.head_hash,
         "broken_seq": chain.broken_seq,
-        "reason": chain.reason or result.checkpoint_problem,
+        "reason": result.reason,
         "checkpoint": checkpoint,
+        "checkpoints_checked": result.checkpoints_checked,
+        "problems": list(result.problems),
     }
 
 
-@packages_blp.route("/directives/<directive_id>/package")
+@packages_blp.route("/directives/<directive_id>/package", methods=["GET"])
 @require_roles(*READERS)
-@packages_blp.response(200, description="A zipped BagIt bag (SHA-256 manifests)")
+@packages_blp.response(200, description="A zipped BagIt bag (SHA-256 manifests); building it is audited")
+@packages_blp.doc(
+    responses={
+        "200": {
+            "headers": PACKAGE_HEADERS,
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    }
+)
+@packages_blp.alt_response(400, description=BAD_QUERY)
+@packages_blp.alt_response(404, description=NO_DIRECTIVE)
+@packages_blp.alt_response(409, description=ALTERED)
+@packages_blp.alt_response(503, description=STORE_DOWN)
 def get_package(directive_id: str) -> Response:
     deps = _deps()
+    disposition = f'attachment; filename="directive-{export.safe_name(directive_id)}.zip"'
+    if request.method == "HEAD":
+        # A HEAD says whether there is a package without building one: building it reads and audits
+        # every record and leaves a folder behind, since a HEAD's body is never read.
+        export.ensure_packageable(directive_id, engine=deps.engine)
+        response = Response(status=200, mimetype="application/zip")
+        response.headers["Content-Disposition"] = disposition
+        return response
     zip_path, workdir = export.build_package_zip(
         directive_id, engine=deps.engine, vault=deps.vault, actor=_actor()
     )
 
     def stream(path: Path = zip_path) -> Any:
-        try:
-            with path.open("rb") as fh:
-                while chunk := fh.read(64 * 1024):
-                    yield chunk
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        with path.open("rb") as fh:
+            while chunk := fh.read(64 * 1024):
+                yield chunk
 
-    response = Response(stream_with_context(stream()), mimetype="application/zip", direct_passthrough=True)
+    # Not direct_passthrough: the server's close() must reach the response, read to the end or not (a
+    # client that hangs up), so that the folder is removed.
+    response = Response(stream_with_context(stream()), mimetype="application/zip")
+    response.call_on_close(lambda: shutil.rmtree(workdir, ignore_errors=True))
     response.headers["Content-Length"] = str(zip_path.stat().st_size)
-    response.headers["Content-Disposition"] = f'attachment; filename="{zip_path.name}"'
+    response.headers["Content-Disposition"] = disposition
     return response
 
 

@@ -120,12 +120,18 @@ def next_entry(event: AuditEvent, *, prev_seq: int, prev_hash: str) -> AuditEntr
     )
 
 
+def entry_intact(entry: AuditEntry) -> bool:
+    """Whether the entry still hashes to its own hash (its place in the chain is the walker's business)."""
+    return chain_hash(entry.prev_hash, _canonical_of(entry, entry.seq)) == entry.hash
+
+
 class ChainWalker:
     """Verifies entries one by one in seq order, so a long chain never needs to sit in memory."""
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.head_hash = GENESIS_HASH
+    def __init__(self, *, count: int = 0, head_hash: str = GENESIS_HASH) -> None:
+        # Started from a checkpoint (count, head_hash), it checks only that what follows extends it.
+        self.count = count
+        self.head_hash = head_hash
         self.broken: ChainVerification | None = None
 
     def feed(self, entry: AuditEntry) -> bool:
@@ -171,6 +177,89 @@ class Checkpoint:
     count: int
     head_hash: str
     created_at: datetime
+
+
+CHECKPOINT_PREFIX = "checkpoints/"
+# Checkpoint objects are grouped by count so a writer that knows the last one lists only a small prefix.
+CHECKPOINT_GROUP = 10_000
+
+
+def checkpoint_key(count: int) -> str:
+    """The object key of the checkpoint of the first `count` entries: one key per count, in count order."""
+    return f"{CHECKPOINT_PREFIX}{count // CHECKPOINT_GROUP:010d}/{count:020d}.json"
+
+
+def count_in_checkpoint_key(key: str) -> int | None:
+    """The count a checkpoint key names (None for a key of another form, such as an older timestamp key)."""
+    name = key.rsplit("/", 1)[-1]
+    if not key.startswith(CHECKPOINT_PREFIX) or not name.endswith(".json") or len(name) != 25:
+        return None
+    digits = name[:-5]
+    return int(digits) if digits.isdigit() else None
+
+
+def checkpoint_group_prefix(count: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{count // CHECKPOINT_GROUP:010d}/"
+
+
+def checkpoint_body(checkpoint: Checkpoint) -> bytes:
+    """The JSON the locked object holds."""
+    return json.dumps(
+        {
+            "count": checkpoint.count,
+            "head_hash": checkpoint.head_hash,
+            "created_at": checkpoint.created_at.isoformat(),
+        },
+        sort_keys=True,
+    ).encode("utf-8")
+
+
+def parse_checkpoint(data: bytes) -> Checkpoint:
+    """A checkpoint object's content; ValueError when it is not one."""
+    try:
+        raw = json.loads(data.decode("utf-8"))
+        checkpoint = Checkpoint(
+            count=int(raw["count"]),
+            head_hash=str(raw["head_hash"]),
+            created_at=datetime.fromisoformat(str(raw["created_at"])),
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a checkpoint: {exc}") from exc
+    if checkpoint.count < 0 or len(checkpoint.head_hash) != 64 or checkpoint.created_at.tzinfo is None:
+        raise ValueError("not a checkpoint: count, head_hash or created_at out of range")
+    return checkpoint
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    """What the database says about one checkpoint: an index, never the authority."""
+
+    key: str
+    count: int
+    head_hash: str
+
+
+def compare_checkpoint_rows(locked: Mapping[str, Checkpoint], rows: Iterable[CheckpointRow]) -> list[str]:
+    """Tampering between the locked objects (the authority) and the database's index of them.
+
+    A locked object without its row means rows were deleted; a row without its object, or one that says
+    something else than its object, means rows were added or edited.
+    """
+    problems: list[str] = []
+    seen: set[str] = set()
+    for row in rows:
+        seen.add(row.key)
+        found = locked.get(row.key)
+        if found is None:
+            problems.append(f"checkpoint row {row.key} has no locked object in the bucket (a row was added)")
+        elif (found.count, found.head_hash) != (row.count, row.head_hash):
+            problems.append(
+                f"checkpoint row {row.key} says {row.count} entries / {row.head_hash}, the locked object "
+                f"{found.count} / {found.head_hash} (the row was edited)"
+            )
+    for key in sorted(set(locked) - seen):
+        problems.append(f"locked checkpoint {key} has no row in the database (checkpoint rows were deleted)")
+    return problems
 
 
 def check_against_checkpoint(hash_at_count: str | None, count: int, checkpoint: Checkpoint) -> str | None:

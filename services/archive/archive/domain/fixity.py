@@ -41,6 +41,38 @@ def judge(
     return FixityOutcome(record_id, True, actual_sha256, "ok")
 
 
+def judge_record_against_audit(
+    record_id: str,
+    *,
+    column_sha256: str,
+    column_key: str,
+    audited_seq: int | None,
+    audited_intact: bool,
+    audited_sha256: str | None,
+    audited_key: str | None,
+) -> FixityOutcome | None:
+    """The records row must still say what the audit chain recorded when the record was archived.
+
+    The chain's entry is the reference, not the row: changing the bytes, the store's digest and the
+    row's sha256 together is then still caught. None when they agree.
+    """
+    if audited_seq is None:
+        return FixityOutcome(record_id, False, None, "the audit chain holds no record_archived entry for it")
+    if not audited_intact:
+        return FixityOutcome(
+            record_id, False, None, f"its record_archived entry (audit entry {audited_seq}) was altered"
+        )
+    if audited_sha256 != column_sha256 or (audited_key is not None and audited_key != column_key):
+        return FixityOutcome(
+            record_id,
+            False,
+            None,
+            f"the audit chain recorded SHA-256 {audited_sha256} at {audited_key} when it was archived "
+            f"(entry {audited_seq}); the record now says {column_sha256} at {column_key}",
+        )
+    return None
+
+
 @dataclass
 class FixityRunSummary:
     """What one sweep (or one manual check) found."""

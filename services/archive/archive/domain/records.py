@@ -6,11 +6,13 @@ import unicodedata
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from archive.domain.errors import LegalHoldRefused, MissingReason
+from archive.domain.errors import MissingReason
 from archive.domain.retention import PERMANENT
 
 SOURCE_ATTACHMENT = "attachment"
 SOURCE_REPORT = "report"
+# The edXML packet by which a sender revoked the directive.
+SOURCE_REVOCATION = "revocation"
 
 
 def fold(text: str) -> str:
@@ -50,6 +52,8 @@ class Record:
     archived_at: datetime
     fixity_status: str = "unchecked"  # unchecked | ok | failed
     fixity_checked_at: datetime | None = None
+    # Active content found in a PDF (javascript, embedded_files, launch_action): shown to auditors.
+    content_flags: tuple[str, ...] = ()
 
     @property
     def permanent(self) -> bool:
@@ -57,12 +61,9 @@ class Record:
 
 
 def change_legal_hold(record: Record, *, on: bool, reason: str | None) -> Record:
-    """A reason is always required; a permanent record's hold is part of its class and cannot be lifted."""
+    """A reason is always required. A hold is an admin's decision only, never set by archiving (whatever
+    the document's type or class), so an admin may always lift it again."""
     cleaned = (reason or "").strip()
     if not cleaned:
         raise MissingReason("a reason is required to set or lift a legal hold")
-    if not on and record.permanent:
-        raise LegalHoldRefused(
-            f"record {record.id} is kept permanently (vinh_vien); its legal hold cannot be lifted"
-        )
     return replace(record, legal_hold=on, legal_hold_reason=cleaned)

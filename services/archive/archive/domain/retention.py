@@ -26,11 +26,10 @@ class RetentionClass:
 
 @dataclass(frozen=True)
 class RetentionDecision:
-    """What a record gets: its class, the lock's retain-until instant and whether it is under legal hold."""
+    """What a record gets: its class and the lock's retain-until instant (a legal hold is an admin's act)."""
 
     retention_class: str
     retain_until: datetime
-    legal_hold: bool
 
 
 def normalise_type_name(name: str) -> str:
@@ -56,6 +55,10 @@ class RetentionPolicy:
     default_class: str
     by_document_type: Mapping[str, str] = field(default_factory=dict)
     report_class: str | None = None
+    # The longest class a document gets on its declared type alone; longer ones need a valid signature.
+    unsigned_max_class: str | None = None
+    # How long a permanent (vĩnh viễn) record is locked; None: the longest finite class.
+    permanent_lock_years: int | None = None
 
     def __post_init__(self) -> None:
         if not self.classes:
@@ -63,6 +66,8 @@ class RetentionPolicy:
         named = [self.default_class, *self.by_document_type.values()]
         if self.report_class is not None:
             named.append(self.report_class)
+        if self.unsigned_max_class is not None:
+            named.append(self.unsigned_max_class)
         for name in named:
             if name not in self.classes:
                 raise InvalidRetentionConfig(f"retention: class {name!r} is used but not defined")
@@ -86,16 +91,26 @@ class RetentionPolicy:
         if not isinstance(types, Mapping):
             raise InvalidRetentionConfig("retention: 'document_types' must be a mapping")
         report = data.get("report_class")
+        unsigned = data.get("unsigned_max_class")
+        lock_years = data.get("permanent_lock_years")
+        if lock_years is not None and (
+            not isinstance(lock_years, int) or isinstance(lock_years, bool) or lock_years <= 0
+        ):
+            raise InvalidRetentionConfig(
+                "retention: 'permanent_lock_years' must be a positive number of years"
+            )
         return cls(
             classes=classes,
             default_class=str(data.get("default_class", "")),
             by_document_type={normalise_type_name(str(k)): str(v) for k, v in types.items()},
             report_class=None if report is None else str(report),
+            unsigned_max_class=None if unsigned is None else str(unsigned),
+            permanent_lock_years=lock_years,
         )
 
     @property
     def longest_years(self) -> int:
-        """The longest finite retention; permanent records are locked at least this long (and held)."""
+        """The longest finite retention; permanent records are locked this long unless configured."""
         finite = [c.years for c in self.classes.values() if c.years is not None]
         return max(finite) if finite else 100
 
@@ -109,14 +124,27 @@ class RetentionPolicy:
                 return found
         return self.default_class
 
-    def decide(self, class_name: str, archived_at: datetime) -> RetentionDecision:
-        """Retain-until and legal hold for a record of this class archived at that instant."""
+    def _years(self, class_name: str) -> float:
         klass = self.classes.get(class_name)
         if klass is None:
             raise UnknownRetentionClass(f"unknown retention class {class_name!r}")
-        years = self.longest_years if klass.years is None else klass.years
-        return RetentionDecision(
-            retention_class=klass.name,
-            retain_until=add_years(archived_at, years),
-            legal_hold=klass.permanent,
-        )
+        return float("inf") if klass.years is None else float(klass.years)
+
+    def grant(self, claimed: str, *, signature_valid: bool) -> str:
+        """The class a document gets: the one its declared type asks for, but no longer than
+        `unsigned_max_class` (default: the default class) unless its signature is valid and trusted.
+
+        The document type is the sender's word; a class longer than the organisation's ordinary one locks
+        storage for decades, so it needs the document's proof of origin."""
+        cap = self.unsigned_max_class or self.default_class
+        if signature_valid or self._years(claimed) <= self._years(cap):
+            return claimed
+        return cap
+
+    def decide(self, class_name: str, archived_at: datetime) -> RetentionDecision:
+        """Retain-until for a record of this class archived at that instant."""
+        klass = self.classes.get(class_name)
+        if klass is None:
+            raise UnknownRetentionClass(f"unknown retention class {class_name!r}")
+        years = klass.years if klass.years is not None else (self.permanent_lock_years or self.longest_years)
+        return RetentionDecision(retention_class=klass.name, retain_until=add_years(archived_at, years))

@@ -199,6 +199,59 @@ class DirectiveRepository:
 
     # -- reads ----------------------------------------------------------------------------------------
 
+    def set_status(
+        self,
+        directive_id: str,
+        *,
+        expected: str,
+        status: str,
+        event: Envelope,
+        exchange: str,
+        evidence: StoredAttachment | None = None,
+    ) -> bool:
+        """Moves the directive from `expected` to `status` with its event, and the file that asked for it
+        as one more of its files, in one transaction; False (nothing written) if it was not `expected`."""
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                sa.update(directives)
+                .where(directives.c.id == directive_id, directives.c.status == expected)
+                .values(status=status)
+            ).rowcount
+            if changed != 1:
+                return False
+            if evidence is not None:
+                position = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(attachments)
+                    .where(attachments.c.directive_id == directive_id)
+                ).scalar_one()
+                conn.execute(
+                    sa.insert(attachments),
+                    {
+                        "id": evidence.id,
+                        "directive_id": directive_id,
+                        "position": position,
+                        "filename": evidence.filename,
+                        "content_type": evidence.content_type,
+                        "size": evidence.size,
+                        "sha256": evidence.sha256,
+                        "bucket": evidence.bucket,
+                        "key": evidence.key,
+                    },
+                )
+            add_to_outbox(conn, outbox, event, exchange=exchange)
+        return True
+
+    def find_by_external_id(self, issuer_code: str, external_id: str) -> Directive | None:
+        """The directive an exchange packet names by its sender and DocumentId."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(directives.c.id).where(
+                    directives.c.external_id == external_id, directives.c.issuer_code == issuer_code
+                )
+            ).first()
+        return None if row is None else self.get(str(row.id))
+
     def get(self, directive_id: str) -> Directive | None:
         with self.engine.connect() as conn:
             row = (

@@ -9,6 +9,8 @@ from contextlib import AbstractContextManager
 
 from shared.objectstore.port import ObjectStore, ObjectStoreError, StoredObject
 
+from intake.adapters.spool import Blob
+
 log = logging.getLogger(__name__)
 
 
@@ -33,11 +35,14 @@ class StagingArea:
                 self.store.ensure_bucket(self.bucket)
                 self._ready = True
 
-    def put(self, key: str, data: bytes, *, content_type: str, sha256: str) -> StoredObject:
-        """Writes and verifies (the store re-hashes what it stored and refuses a mismatch)."""
+    def put(self, key: str, blob: Blob, *, content_type: str, sha256: str) -> StoredObject:
+        """Writes and verifies (the store re-hashes what it stored and refuses a mismatch).
+
+        The blob is handed over as a stream: a spooled file is never read into memory here.
+        """
         self._ensure_bucket()
         return self.store.put(
-            self.bucket, key, data, size=len(data), content_type=content_type, sha256=sha256
+            self.bucket, key, blob.reader(), size=blob.size, content_type=content_type, sha256=sha256
         )
 
     def discard(self, keys: list[str]) -> None:

@@ -11,9 +11,12 @@ from sqlalchemy.exc import OperationalError
 
 from intake.api.deps import Deps, build_deps
 from intake.api.directives import blp
+from intake.api.edxml import blp as edxml_blp
+from intake.api.lifecycle import blp as lifecycle_blp
 from intake.api.status_updates import blp as status_updates_blp
 from intake.api.subscriptions import SubscriptionNotFound
 from intake.api.subscriptions import blp as subscriptions_blp
+from intake.domain.edxml import InvalidPacket
 from intake.domain.errors import (
     AttachmentNotFound,
     AttachmentTooLarge,
@@ -24,6 +27,7 @@ from intake.domain.errors import (
     StateSecretRefused,
 )
 from intake.domain.webhooks import UnsafeTarget
+from intake.lifecycle import LifecycleConflict
 from intake.settings import SERVICE, Settings
 from intake.status import DirectiveCompleted, InvalidReason
 
@@ -31,6 +35,8 @@ __all__ = ["Deps", "build_deps", "create_app"]
 
 ERRORS: ErrorTable = {
     InvalidMetadata: (422, "invalid-metadata", "Invalid directive metadata"),
+    InvalidPacket: (422, "invalid-edxml-packet", "Not an edXML packet docroute can take"),
+    LifecycleConflict: (409, "lifecycle-conflict", "The directive's state does not allow this"),
     StateSecretRefused: (422, "state-secret-refused", "State-secret documents are not accepted"),
     InvalidAttachment: (422, "invalid-attachment", "Invalid attachment"),
     AttachmentTooLarge: (413, "attachment-too-large", "Attachment too large"),
@@ -63,6 +69,8 @@ def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Fl
     )
     app.extensions["intake"] = deps
     api.register_blueprint(blp)
+    api.register_blueprint(edxml_blp)
+    api.register_blueprint(lifecycle_blp)
     api.register_blueprint(status_updates_blp)
     api.register_blueprint(subscriptions_blp)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +28,11 @@ class Deps:
     staging: StagingArea
     verifier: Verifier
     clock: Callable[[], datetime] = field(default=utc_now)
+    # Slots for large uploads in this process (Settings.max_large_uploads); see api.directives.
+    large_uploads: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.large_uploads = threading.BoundedSemaphore(self.settings.max_large_uploads)
 
     @property
     def department(self) -> Department:

@@ -19,6 +19,8 @@ from python_multipart.multipart import MultipartParser, MultipartState
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 
+from intake.adapters.spool import SpooledBlob
+
 # Flask's own defaults for the two limits (MAX_FORM_PARTS, MAX_FORM_MEMORY_SIZE) when a request has none.
 DEFAULT_MAX_PARTS = 1000
 DEFAULT_MAX_FIELD_SIZE = 500_000
@@ -31,12 +33,16 @@ class MalformedMultipart(ValueError):
 
 @dataclass(frozen=True)
 class Part:
-    """One part: its form name, the file name when it is a file, its content type, its bytes."""
+    """One part: its form name, the file name when it is a file, its content type, its bytes.
+
+    A file's bytes are in `blob` (spooled to disk past a small size), a plain field's in `data`.
+    """
 
     name: str
     filename: str | None
     content_type: str | None
     data: bytes
+    blob: SpooledBlob | None = None
 
     @property
     def is_file(self) -> bool:
@@ -57,6 +63,8 @@ class _Collector:
     _name: str = ""
     _filename: str | None = None
     _content_type: str | None = None
+    _blob: SpooledBlob | None = None
+    blobs: list[SpooledBlob] = field(default_factory=list)
 
     def part_begin(self) -> None:
         if len(self.parts) >= self.max_parts:
@@ -92,23 +100,37 @@ class _Collector:
         content_type = headers.get("content-type")
         # lower-cased, as werkzeug's FileStorage.mimetype gives it
         self._content_type = parse_options_header(content_type)[0].lower() if content_type else None
+        if self._filename is not None:
+            self._blob = SpooledBlob()
+            self.blobs.append(self._blob)
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
         self._size += end - start
-        if self._filename is None and self._size > self.max_field_size:
+        if self._blob is not None:
+            self._blob.write(memoryview(data)[start:end])
+            return
+        if self._size > self.max_field_size:
             raise RequestEntityTooLarge(f"the form field {self._name!r} is over {self.max_field_size} bytes")
         self._chunks.append(data[start:end])
 
     def part_end(self) -> None:
-        self.parts.append(Part(self._name, self._filename, self._content_type, b"".join(self._chunks)))
+        self.parts.append(
+            Part(self._name, self._filename, self._content_type, b"".join(self._chunks), self._blob)
+        )
         self._chunks.clear()
+        self._blob = None
+
+    def close(self) -> None:
+        for blob in self.blobs:
+            blob.close()
 
 
 def read_parts(request: Request) -> list[Part]:
     """Every part of the request's multipart/form-data body, in order.
 
     Raises MalformedMultipart for a body that cannot be read as multipart/form-data, and werkzeug's
-    RequestEntityTooLarge (413) past the body, part-count or field-size limits.
+    RequestEntityTooLarge (413) past the body, part-count or field-size limits. Files are spooled (see
+    intake.adapters.spool); the caller closes their blobs.
     """
     _, options = parse_options_header(request.headers.get("Content-Type"))
     boundary = options.get("boundary", "")
@@ -135,11 +157,15 @@ def read_parts(request: Request) -> list[Part]:
         },
     )
     try:
-        while chunk := stream.read(READ_SIZE):
-            parser.write(chunk)
-        parser.finalize()
-    except MultipartParseError as exc:
-        raise MalformedMultipart(f"the body is not valid multipart/form-data ({exc})") from None
-    if parser.state != MultipartState.END:
-        raise MalformedMultipart("the body ends before its closing boundary")
+        try:
+            while chunk := stream.read(READ_SIZE):
+                parser.write(chunk)
+            parser.finalize()
+        except MultipartParseError as exc:
+            raise MalformedMultipart(f"the body is not valid multipart/form-data ({exc})") from None
+        if parser.state != MultipartState.END:
+            raise MalformedMultipart("the body ends before its closing boundary")
+    except BaseException:
+        collector.close()
+        raise
     return collector.parts

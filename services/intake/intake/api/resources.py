@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from intake.domain.models import Directive
@@ -57,4 +58,16 @@ def directive_resource(directive: Directive) -> dict[str, Any]:
             for a in directive.attachments
         ],
         "url": directive_url(directive.id),
+        "exchange": _exchange(directive),
     }
+
+
+def _exchange(directive: Directive) -> dict[str, Any] | None:
+    """What the document exchange said beyond the metadata (edXML packets only): recipients, trace, the
+    XML signature's verdict, links to other documents."""
+    try:
+        raw = json.loads(directive.raw_metadata or "{}")
+    except ValueError:
+        return None
+    found = raw.get("exchange") if isinstance(raw, dict) else None
+    return found if isinstance(found, dict) else None

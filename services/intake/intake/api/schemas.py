@@ -5,9 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from shared.query import page_number, page_size
 
 from intake.domain.enums import Confidentiality, Urgency
 from intake.domain.models import AGENCY_CODE, MAX_ISSUER_NAME, MAX_SUBJECT
+from intake.domain.numbers import MAX_NUMBER_TEXT
+
+# Every free-text field has a length limit, checked by the schema before any rule (or regular expression)
+# of the domain sees the text.
+MAX_CONTENT = 20_000
+MAX_SHORT_TEXT = 200
+MAX_TO_PLACES_ITEMS = 200
 
 MAX_PER_PAGE = 100
 
@@ -38,33 +46,46 @@ class DirectiveMetadataIn(_Tolerant):
     issuer = fields.Nested(IssuerIn, required=True)
     number = fields.String(
         required=True,
+        validate=validate.Length(min=1, max=MAX_NUMBER_TEXT),
         metadata={"description": "state form `1393/CVT-CL` or Party form `171-CV/BTGTU`"},
     )
     document_type = fields.String(
-        allow_none=True, metadata={"description": "type name (Kế hoạch) or NĐ 30 abbreviation (KH)"}
+        allow_none=True,
+        validate=validate.Length(max=100),
+        metadata={"description": "type name (Kế hoạch) or NĐ 30 abbreviation (KH)"},
     )
     issued_date = fields.Date(required=True)
     place = fields.String(allow_none=True, validate=validate.Length(max=200))
     subject = fields.String(required=True, validate=validate.Length(min=1, max=MAX_SUBJECT))
-    content = fields.String(allow_none=True)
+    content = fields.String(allow_none=True, validate=validate.Length(max=MAX_CONTENT))
     signer = fields.Nested(SignerIn, allow_none=True)
     urgency = fields.String(
-        load_default=Urgency.THUONG.value, validate=validate.OneOf([u.value for u in Urgency])
+        load_default=Urgency.THUONG.value,
+        validate=[validate.Length(max=50), validate.OneOf([u.value for u in Urgency])],
     )
     # Any string is let through here so the domain can refuse state secrets with its own explanation.
     confidentiality = fields.String(
         load_default=Confidentiality.THUONG.value,
+        validate=validate.Length(max=50),
         metadata={"enum": [c.value for c in Confidentiality], "description": "only `thuong` is accepted"},
     )
     due_date = fields.Date(allow_none=True)
     page_amount = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1, max=100000))
-    to_places = fields.List(fields.String(validate=validate.Length(max=1000)), load_default=list)
-    external_id = fields.String(allow_none=True, validate=validate.Length(max=200))
+    to_places = fields.List(
+        fields.String(validate=validate.Length(max=1000)),
+        load_default=list,
+        validate=validate.Length(max=MAX_TO_PLACES_ITEMS),
+    )
+    external_id = fields.String(allow_none=True, validate=validate.Length(max=MAX_SHORT_TEXT))
 
 
 class AttachmentIn(Schema):
     filename = fields.String(required=True, validate=validate.Length(min=1, max=1000))
-    content_type = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    content_type = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "media type from the accepted list (PDF, office documents, images...)"},
+    )
     content_base64 = fields.String(required=True)
 
 
@@ -116,7 +137,7 @@ class DirectiveOut(Schema):
     issued_date = fields.Date()
     place = fields.String(allow_none=True)
     subject = fields.String()
-    content = fields.String(allow_none=True)
+    content = fields.String(allow_none=True, validate=validate.Length(max=MAX_CONTENT))
     signer = fields.Nested(SignerOut, allow_none=True)
     urgency = fields.String()
     confidentiality = fields.String()
@@ -126,6 +147,14 @@ class DirectiveOut(Schema):
     external_id = fields.String(allow_none=True)
     attachments = fields.List(fields.Nested(AttachmentOut))
     url = fields.String()
+    exchange = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "for a directive that came as an edXML packet: the sender and recipients, the "
+            "trace, the other info and links, and the XML signature's verdict (`signature: {status: valid | "
+            "invalid | absent, subject, trusted, detail}`)"
+        },
+    )
 
 
 class DirectivePageOut(Schema):
@@ -147,8 +176,8 @@ class RegisterQueryIn(Schema):
     arrival_from = fields.Date()
     arrival_to = fields.Date()
     q = fields.String(validate=validate.Length(min=1, max=200), metadata={"description": "subject words"})
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PER_PAGE))
+    page = page_number()
+    per_page = page_size(20, MAX_PER_PAGE)
 
     @validates_schema
     def _range(self, data: dict[str, Any], **_: Any) -> None:

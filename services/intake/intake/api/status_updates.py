@@ -12,6 +12,7 @@ from shared.auth import Principal, current_principal, require_roles
 
 from intake.adapters.status_store import StatusStore, StatusUpdate
 from intake.api.deps import Deps
+from intake.api.directives import BAD_REQUEST
 from intake.api.resources import directive_url
 from intake.domain.edxml import Organ
 from intake.handlers import get_directive
@@ -131,6 +132,9 @@ def _page(updates: list[StatusUpdate], after: int) -> dict[str, Any]:
 @require_roles(*READERS)
 @blp.arguments(StatusPageIn, location="query", as_kwargs=True)
 @blp.response(200, StatusPageOut)
+@blp.alt_response(400, description=BAD_REQUEST)
+@blp.alt_response(422, description="`after` below 0 or `limit` outside 1–500")
+@blp.alt_response(503, description="The database is unavailable; see Retry-After")
 def list_status_updates(after: int, limit: int) -> dict[str, Any]:
     """Every status in cursor order (gap-free): a submitter sees its own directives', clerks all."""
     store = StatusStore(_deps().engine)
@@ -142,7 +146,10 @@ def list_status_updates(after: int, limit: int) -> dict[str, Any]:
 @require_roles(*READERS)
 @blp.arguments(StatusPageIn, location="query", as_kwargs=True)
 @blp.response(200, StatusPageOut)
+@blp.alt_response(400, description=BAD_REQUEST)
+@blp.alt_response(422, description="`after` below 0 or `limit` outside 1–500")
 @blp.alt_response(404, description="No such directive (or not the submitter's)")
+@blp.alt_response(503, description="The database is unavailable; see Retry-After")
 def directive_status_updates(directive_id: str, after: int, limit: int) -> dict[str, Any]:
     """One directive's statuses, in order."""
     deps = _deps()
@@ -155,9 +162,11 @@ def directive_status_updates(directive_id: str, after: int, limit: int) -> dict[
 @require_roles("clerk")
 @blp.arguments(RejectIn)
 @blp.response(200, RejectOut, description="Refused (or refused before: the same answer again)")
+@blp.alt_response(400, description=BAD_REQUEST)
 @blp.alt_response(404, description="No such directive")
 @blp.alt_response(409, description="The directive is already completed")
 @blp.alt_response(422, description="`reason` is missing or empty")
+@blp.alt_response(503, description="The database is unavailable; see Retry-After")
 def reject(body: dict[str, Any], directive_id: str) -> dict[str, Any]:
     """Refuse a directive (từ chối tiếp nhận): its sender gets status 02 with the reason, and routing is
     told (`intake.directive_rejected.v1`) so that its tasks can be cancelled."""

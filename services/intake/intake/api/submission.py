@@ -12,9 +12,12 @@ from typing import Any
 
 from flask import Request
 from marshmallow import Schema, ValidationError
+from shared.json_text import loads_checked
 from shared.problems import Problem
 
-from intake.api.multipart import MalformedMultipart, read_parts
+from intake.adapters.spool import Blob
+from intake.api.json_stream import LONG_STRING, InvalidJsonBody, read_json_stream
+from intake.api.multipart import DEFAULT_MAX_FIELD_SIZE, MalformedMultipart, Part, read_parts
 from intake.api.schemas import DirectiveJsonIn, DirectiveMetadataIn
 from intake.domain.models import DirectiveMetadata, Signer, new_metadata
 from intake.handlers import Submission, Upload
@@ -23,6 +26,7 @@ JSON_TYPES = frozenset({"application/json"})
 MULTIPART = "multipart/form-data"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_ATTACHMENT_CONTENT = re.compile(r"^attachments\[(\d+)\]\.content_base64$")
 
 
 def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -103,27 +107,59 @@ def idempotency_key(request: Request) -> str | None:
 
 
 def _from_json(request: Request) -> tuple[dict[str, Any], str, list[Upload]]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise invalid({"_body": ["the body must be a JSON object with the directive metadata"]})
-    loaded = _load(_schema(DirectiveJsonIn), body)
-    uploads: list[Upload] = []
-    for index, item in enumerate(loaded.pop("attachments")):
-        try:
-            data = base64.b64decode(item["content_base64"], validate=True)
-        except (binascii.Error, ValueError):
-            raise invalid({f"attachments[{index}].content_base64": ["not valid base64"]}) from None
-        uploads.append(
-            Upload(
-                field=f"attachments[{index}]",
-                filename=item["filename"],
-                content_type=item["content_type"],
-                data=data,
+    try:
+        streamed = read_json_stream(request.stream.read)
+    except InvalidJsonBody as exc:
+        raise invalid({"_body": [str(exc)]}) from None
+    try:
+        body = streamed.document
+        if not isinstance(body, dict):
+            raise invalid({"_body": ["the body must be a JSON object with the directive metadata"]})
+        too_long = [path for path in streamed.spooled if not _ATTACHMENT_CONTENT.match(path)]
+        if too_long:
+            raise invalid({path: [f"too long (over {LONG_STRING} characters)"] for path in too_long})
+        loaded = _load(_schema(DirectiveJsonIn), body)
+        uploads: list[Upload] = []
+        for index, item in enumerate(loaded.pop("attachments")):
+            name = f"attachments[{index}].content_base64"
+            spooled = streamed.spooled.get(name)
+            data: Blob | bytes
+            if spooled is not None:
+                if spooled.error is not None:
+                    raise invalid({name: [spooled.error]})
+                data = spooled.blob
+            else:
+                try:
+                    data = base64.b64decode(item["content_base64"], validate=True)
+                except (binascii.Error, ValueError):
+                    raise invalid({name: ["not valid base64"]}) from None
+            uploads.append(
+                Upload(
+                    field=f"attachments[{index}]",
+                    filename=item["filename"],
+                    content_type=item["content_type"],
+                    data=data,
+                )
             )
-        )
+    except BaseException:
+        streamed.close()
+        raise
     # The raw metadata kept for the record is what the sender wrote, minus the (large) file contents.
     raw = {key: value for key, value in body.items() if key != "attachments"}
     return loaded, json.dumps(raw, ensure_ascii=False), uploads
+
+
+def _metadata_text(part: Part | None) -> str | None:
+    if part is None:
+        return None
+    # Some senders attach the metadata as a file part; it is read back from its (small) blob then.
+    data = part.data if part.blob is None else part.blob.reader().read(DEFAULT_MAX_FIELD_SIZE + 1)
+    if len(data) > DEFAULT_MAX_FIELD_SIZE:
+        raise invalid({"metadata": [f"over {DEFAULT_MAX_FIELD_SIZE} bytes"]})
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid({"metadata": ["must be UTF-8 encoded JSON"]}) from None
 
 
 def _from_multipart(request: Request) -> tuple[dict[str, Any], str, list[Upload]]:
@@ -131,32 +167,41 @@ def _from_multipart(request: Request) -> tuple[dict[str, Any], str, list[Upload]
         parts = read_parts(request)
     except MalformedMultipart as exc:
         raise invalid({"_body": [str(exc)]}) from None
-    metadata = next((part for part in parts if part.name == "metadata"), None)
-    text: str | None = None
-    if metadata is not None:
-        try:
-            text = metadata.data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise invalid({"metadata": ["must be UTF-8 encoded JSON"]}) from None
-    if text is None or not text.strip():
-        raise invalid({"metadata": ["a `metadata` part with the directive metadata as JSON is required"]})
     try:
-        body = json.loads(text)
-    except ValueError as exc:
-        raise invalid({"metadata": [f"not valid JSON: {exc}"]}) from None
-    if not isinstance(body, dict):
-        raise invalid({"metadata": ["must be a JSON object"]})
-    loaded = _load(_schema(DirectiveMetadataIn), body)
+        text = _metadata_text(next((part for part in parts if part.name == "metadata"), None))
+        if text is None or not text.strip():
+            raise invalid({"metadata": ["a `metadata` part with the directive metadata as JSON is required"]})
+        try:
+            body = loads_checked(text)
+        except ValueError as exc:
+            raise invalid({"metadata": [f"not valid JSON: {exc}"]}) from None
+        if not isinstance(body, dict):
+            raise invalid({"metadata": ["must be a JSON object"]})
+        loaded = _load(_schema(DirectiveMetadataIn), body)
+    except BaseException:
+        for part in parts:
+            if part.blob is not None:
+                part.blob.close()
+        raise
     uploads = [
         Upload(
             field=f"files[{index}]",
             filename=part.filename or "",
             content_type=part.content_type or "application/octet-stream",
-            data=part.data,
+            data=part.blob if part.blob is not None else part.data,
         )
         for index, part in enumerate(part for part in parts if part.name == "files" and part.is_file)
     ]
+    for part in parts:
+        if part.blob is not None and part.name != "files":
+            part.blob.close()
     return loaded, text, uploads
+
+
+def close_uploads(uploads: list[Upload] | tuple[Upload, ...]) -> None:
+    """Removes the spooled files of a submission (the request is over)."""
+    for upload in uploads:
+        upload.blob.close()
 
 
 def read_submission(request: Request, *, submitted_by: str) -> Submission:
@@ -174,8 +219,13 @@ def read_submission(request: Request, *, submitted_by: str) -> Submission:
             f"send multipart/form-data (metadata + files) or application/json, not {mimetype or 'no type'}",
             type="unsupported-media-type",
         )
+    try:
+        metadata = _metadata(loaded)
+    except BaseException:
+        close_uploads(uploads)
+        raise
     return Submission(
-        metadata=_metadata(loaded),
+        metadata=metadata,
         raw_metadata=raw,
         uploads=tuple(uploads),
         submitted_by=submitted_by,

@@ -11,6 +11,7 @@ from shared.auth import current_principal, require_roles
 
 from intake.adapters.webhook_store import Subscription, WebhookStore
 from intake.api.deps import Deps
+from intake.api.directives import BAD_REQUEST
 from intake.domain.errors import IntakeError
 from intake.domain.models import AGENCY_CODE
 from intake.domain.webhooks import FORMATS, check_url, new_secret
@@ -126,7 +127,9 @@ def _existing(store: WebhookStore, subscription_id: str) -> Subscription:
 @require_roles("admin")
 @blp.arguments(SubscriptionIn)
 @blp.response(201, SubscriptionCreatedOut, description="Created; `secret` is shown this once")
+@blp.alt_response(400, description=BAD_REQUEST)
 @blp.alt_response(422, description="A bad URL (https only in production), OrganId or format")
+@blp.alt_response(503, description="The database is unavailable; see Retry-After")
 def create_subscription(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """Subscribe a URL to the statuses written from now on (pull /v1/status-updates for earlier ones)."""
     deps = _deps()
@@ -150,6 +153,8 @@ def create_subscription(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
 @blp.route("/subscriptions", methods=["GET"])
 @require_roles("admin")
 @blp.response(200, SubscriptionListOut)
+@blp.alt_response(400, description=BAD_REQUEST)
+@blp.alt_response(503, description="The database is unavailable; see Retry-After")
 def list_subscriptions() -> dict[str, Any]:
     """Every subscription (secrets are never shown again)."""
     return {"items": [_resource(s) for s in WebhookStore(_deps().engine).list()]}
@@ -158,7 +163,9 @@ def list_subscriptions() -> dict[str, Any]:
 @blp.route("/subscriptions/<string:subscription_id>", methods=["GET"])
 @require_roles("admin")
 @blp.response(200, SubscriptionOut)
+@blp.alt_response(400, description=BAD_REQUEST)
 @blp.alt_response(404, description="No such subscription")
+@blp.alt_response(503, description="The database is unavailable; see Retry-After")
 def read_subscription(subscription_id: str) -> dict[str, Any]:
     """One subscription, with whether it is active (a 410 from its receiver disables it)."""
     return _resource(_existing(WebhookStore(_deps().engine), subscription_id))
@@ -167,7 +174,9 @@ def read_subscription(subscription_id: str) -> dict[str, Any]:
 @blp.route("/subscriptions/<string:subscription_id>", methods=["DELETE"])
 @require_roles("admin")
 @blp.response(204)
+@blp.alt_response(400, description=BAD_REQUEST)
 @blp.alt_response(404, description="No such subscription")
+@blp.alt_response(503, description="The database is unavailable; see Retry-After")
 def delete_subscription(subscription_id: str) -> None:
     """Stop a subscription; what it had not delivered yet is cancelled."""
     deps = _deps()
@@ -178,7 +187,9 @@ def delete_subscription(subscription_id: str) -> None:
 @blp.route("/subscriptions/<string:subscription_id>/dead-letters", methods=["GET"])
 @require_roles("admin")
 @blp.response(200, DeadLetterListOut)
+@blp.alt_response(400, description=BAD_REQUEST)
 @blp.alt_response(404, description="No such subscription")
+@blp.alt_response(503, description="The database is unavailable; see Retry-After")
 def list_dead_letters(subscription_id: str) -> dict[str, Any]:
     """Deliveries that failed for the whole retry window."""
     store = WebhookStore(_deps().engine)
@@ -190,7 +201,10 @@ def list_dead_letters(subscription_id: str) -> dict[str, Any]:
 @require_roles("admin")
 @blp.arguments(ReplayIn)
 @blp.response(200, ReplayOut)
+@blp.alt_response(400, description=BAD_REQUEST)
+@blp.alt_response(422, description="`ids` is not a list of webhook ids")
 @blp.alt_response(404, description="No such subscription")
+@blp.alt_response(503, description="The database is unavailable; see Retry-After")
 def replay_dead_letters(body: dict[str, Any], subscription_id: str) -> dict[str, Any]:
     """Send dead-lettered deliveries again (all, or `ids`), with the same webhook-id and a new window."""
     deps = _deps()

@@ -762,3 +762,89 @@ def urgency_of(priority: int | None) -> str:
         return URGENCY_OF_PRIORITY[priority]
     except KeyError:
         _refuse(f"Priority {priority} is not one of 0–4", "OtherInfo.Priority")
+
+
+# -- a packet as a directive ---------------------------------------------------------------------------
+
+PACKET_FILENAME = "goi-tin-edxml.xml"
+PACKET_CONTENT_TYPE = "application/xml"
+
+
+def metadata_fields(packet: Packet) -> dict[str, object]:
+    """The keyword arguments of `new_metadata` that a new-document packet carries; InvalidPacket names the
+    part a directive cannot do without."""
+    if not packet.sender.name:
+        _refuse("From/OrganName (the sending agency's name) is required", "From")
+    if packet.promulgation_date is None:
+        _refuse("PromulgationInfo/PromulgationDate (the issued date) is required", "PromulgationInfo")
+    signer = packet.signer
+    return {
+        "issuer_name": packet.sender.name,
+        "issuer_code": packet.sender.organ_id,
+        "number": packet.code.full,
+        "issued_date": packet.promulgation_date,
+        "subject": packet.subject,
+        # The type's numbers vary between vendors; its name, or else the notation, says what it is.
+        "document_type": packet.document_type.type_name,
+        "place": packet.place,
+        "content": packet.content,
+        "signer_parts": None if signer is None else (signer.competence, signer.position, signer.full_name),
+        "urgency": urgency_of(packet.other.priority),
+        "due_date": packet.due_date,
+        "page_amount": packet.other.page_amount,
+        "to_places": list(packet.to_places),
+        "external_id": packet.document_id
+        or document_id(packet.sender.organ_id or "", packet.promulgation_date, packet.code),
+    }
+
+
+def _organ_json(organ: Organ) -> dict[str, str]:
+    return {key: value for key, value in organ.__dict__.items() if value}
+
+
+def exchange_record(packet: Packet, signature: dict[str, object]) -> dict[str, object]:
+    """What the exchange told us beyond the directive's metadata, kept with the directive as JSON: the
+    sender's contact, every recipient, the whole trace with its hops and staff, the other info, links."""
+    business = packet.business
+    return {
+        "source": "edxml",
+        "document_id": packet.document_id,
+        "from": _organ_json(packet.sender),
+        "to": [_organ_json(organ) for organ in packet.recipients],
+        "document_type": {
+            "type": packet.document_type.type,
+            "type_detail": packet.document_type.type_detail,
+            "type_name": packet.document_type.type_name,
+        },
+        "other_info": {
+            "priority": packet.other.priority,
+            "sphere_of_promulgation": packet.other.sphere_of_promulgation,
+            "typer_notation": packet.other.typer_notation,
+            "promulgation_amount": packet.other.promulgation_amount,
+            "page_amount": packet.other.page_amount,
+            "appendixes": list(packet.other.appendixes),
+        },
+        "steering_type": packet.steering_type,
+        "response_for": [
+            {
+                "organ_id": item.organ_id,
+                "code": item.code,
+                "promulgation_date": item.promulgation_date.isoformat() if item.promulgation_date else None,
+                "document_id": item.document_id,
+            }
+            for item in packet.response_for
+        ],
+        "trace": [
+            {"organ_id": hop.organ_id, "timestamp": hop.timestamp.isoformat() if hop.timestamp else None}
+            for hop in packet.traces
+        ],
+        "business": {
+            "doc_type": int(business.doc_type),
+            "reason": business.reason,
+            "paper": business.paper,
+            "staff": None
+            if business.staff is None
+            else {k: v for k, v in business.staff.__dict__.items() if v},
+        },
+        "signature": signature,
+    }

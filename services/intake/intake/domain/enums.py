@@ -21,5 +21,7 @@ class Confidentiality(StrEnum):
 
 class DirectiveStatus(StrEnum):
     REGISTERED = "registered"
+    REVOKED = "revoked"
+    REPLACED = "replaced"
     # A clerk refused it (status 02 sent to its sender).
     REJECTED = "rejected"

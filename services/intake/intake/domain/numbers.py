@@ -18,6 +18,8 @@ _PARTY = re.compile(rf"^(?P<number>[0-9]{{1,11}})-(?P<type>[A-Za-zĐđ]+)/(?P<ag
 _PREFIX = re.compile(r"^s[ốo]\s*:?\s*", re.IGNORECASE)
 _SPACES_AROUND_SEPARATORS = re.compile(r"\s*([/-])\s*")
 MAX_NOTATION = 30
+# Longest number text looked at: the regexes below never see more (40,000 spaces took seconds to refuse).
+MAX_NUMBER_TEXT = 60
 
 NumberForm = Literal["state", "party"]
 
@@ -60,6 +62,8 @@ def parse_number(text: str) -> DocumentNumber:
     """Parses `1393/CVT-CL`, `05/QĐ-UBND`, `15/2020/TT-BTTTT`, `171-CV/BTGTU`; raises InvalidNumber."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidNumber("the number is required, e.g. 1393/CVT-CL or 171-CV/BTGTU")
+    if len(text) > MAX_NUMBER_TEXT:
+        raise InvalidNumber(f"longer than {MAX_NUMBER_TEXT} characters")
     cleaned = _clean(text)
     if match := _PARTY.match(cleaned):
         number = match["number"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 
 import sqlalchemy as sa
-import yaml
 from flask import Flask
 from shared.web import create_base_app
 
-from routing import handlers
+from routing import bootstrap
 from routing.adapters.db import migrate
 from routing.api.deps import Deps, build_deps
 from routing.api.views import ERROR_TABLE, rules_blp, tasks_blp, units_blp
+from routing.documents import read_yaml
 from routing.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,12 @@ def _bootstrap(settings: Settings, deps: Deps) -> None:
     units_doc = rules_doc = None
     source = ""
     if settings.units_file is not None:
-        units_doc = yaml.safe_load(settings.units_file.read_text(encoding="utf-8"))
+        units_doc = read_yaml(settings.units_file.read_text(encoding="utf-8"))
     if settings.rules_file is not None:
         source = settings.rules_file.read_text(encoding="utf-8")
-        rules_doc = yaml.safe_load(source)
+        rules_doc = read_yaml(source)
     if units_doc is not None or rules_doc is not None:
-        handlers.bootstrap(
+        bootstrap.bootstrap(
             engine=deps.engine,
             units_doc=units_doc,
             rules_doc=rules_doc,

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from routing.adapters.db import connect
 from routing.adapters.unit_queue import KombuUnitQueues, UnitQueues
+from routing.api.pollgate import PollGate
 from routing.domain.calendar import WorkingCalendar
 from routing.settings import Settings
 
@@ -27,6 +28,7 @@ class Deps:
     lease_seconds: int = 300
     # Unit codes a poll found in the database; units are deactivated, never deleted.
     known_units: set[str] = field(default_factory=set)
+    poll_gate: PollGate = field(default_factory=lambda: PollGate(per_process=8, per_unit=2))
 
 
 def load_calendar(path: Path) -> WorkingCalendar:
@@ -44,4 +46,5 @@ def build_deps(settings: Settings) -> Deps:
         verifier=TokenVerifier(common.auth),
         staging_bucket=common.object_store.staging_bucket,
         lease_seconds=settings.task_lease_seconds,
+        poll_gate=PollGate(per_process=settings.poll_max_per_process, per_unit=settings.poll_max_per_unit),
     )

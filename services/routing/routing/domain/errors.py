@@ -33,6 +33,10 @@ class AttachmentNotFound(NotFound):
     """The attachment is not part of the task's directive."""
 
 
+class UnitDeactivated(RoutingError):
+    """The caller's unit was deactivated: its tokens no longer act for it, even before they expire."""
+
+
 class InvalidUnit(RoutingError):
     """A unit definition is malformed; `field` names the offending field."""
 

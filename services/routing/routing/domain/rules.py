@@ -10,14 +10,26 @@ from typing import Any
 
 from routing.domain.calendar import WorkingCalendar
 from routing.domain.errors import RuleIssue, RuleSetInvalid
-from routing.domain.matching import OPERATORS, Condition, FieldMatch
+from routing.domain.matching import OPERATORS, Condition, FieldMatch, InvalidPattern
 from routing.domain.tasks import ROLE_RANK, Role
 from routing.domain.units import Unit
 
 MATCH_FIELDS = ("issuer", "document_type", "notation", "subject", "urgency")
 URGENCIES = ("thuong", "khan", "thuong_khan", "hoa_toc")
 RULE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_NUMBER_RE = re.compile(r"^\s*0*(\d+)\s*[/-]\s*(\S.*?)\s*$")
+# Applied to stripped text, with no two quantifiers able to trade characters: linear on any input.
+_NUMBER_RE = re.compile(r"^\d+\s*[/-]\s*(\S.*)$")
+# Bounds on what a rule set may hold and on what a match looks at, so neither storing nor evaluating a rule
+# can be made arbitrarily slow or large by its text.
+MAX_RULES = 1000
+MAX_TEMPLATES = 100
+MAX_VALUES = 100  # operands of one operator, and units or groups of one template
+MAX_VALUE = 300  # characters of one operand
+MAX_DESCRIPTION = 2000
+MAX_TITLE = 1000
+MAX_INSTRUCTIONS = 4000
+MAX_FACT = 2000  # characters of a directive field that matching looks at (intake's subject is at most 500)
+MAX_NUMBER = 200
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,9 @@ class DirectiveFacts:
     due_date: date | None = None
 
     def candidates(self, name: str) -> list[str]:
+        return [value[:MAX_FACT] for value in self._candidates(name)]
+
+    def _candidates(self, name: str) -> list[str]:
         if name == "issuer":
             return [self.issuer_name, self.issuer_code]
         if name == "notation":
@@ -82,9 +97,13 @@ class DirectiveFacts:
 
 
 def notation_of(number: str) -> str:
-    """The ký hiệu part of a number: "120/KH-BCĐ" → "KH-BCĐ", "171-CV/BTGTU" → "CV/BTGTU"."""
-    m = _NUMBER_RE.match(number or "")
-    return m.group(2) if m else (number or "").strip()
+    """The ký hiệu part of a number: "120/KH-BCĐ" → "KH-BCĐ", "171-CV/BTGTU" → "CV/BTGTU".
+
+    Only the first MAX_NUMBER characters after the padding count: a number is short, a long one costs no more.
+    """
+    text = (number or "").strip()[:MAX_NUMBER].rstrip()
+    m = _NUMBER_RE.match(text)
+    return m.group(1).rstrip() if m else text
 
 
 @dataclass(frozen=True)
@@ -179,9 +198,12 @@ def _parse_field(name: str, raw: object, rule: str, out: _Collector) -> FieldMat
         if vals is None or not all(v.strip() for v in vals):
             out.add(rule, f"{fld}.{op}", "must be a non-empty string or list of non-empty strings")
             continue
+        if len(vals) > MAX_VALUES or any(len(v) > MAX_VALUE for v in vals):
+            out.add(rule, f"{fld}.{op}", f"at most {MAX_VALUES} values of at most {MAX_VALUE} characters")
+            continue
         try:
             conditions.append(Condition.build(op, vals, threshold))
-        except re.error as exc:
+        except InvalidPattern as exc:
             out.add(rule, f"{fld}.{op}", f"bad regular expression: {exc}")
     if not conditions:
         return None
@@ -199,7 +221,7 @@ def _parse_template(
     if not isinstance(raw, Mapping):
         out.add(rule, fld, "each task template must be a mapping")
         return None
-    unknown = sorted(set(raw) - {"to", "role", "title", "instructions", "due"})
+    unknown = sorted(set(raw) - {"to", "role", "title", "instructions", "due"}, key=str)
     for key in unknown:
         out.add(rule, f"{fld}.{key}", "unknown field")
     ok = not unknown
@@ -221,12 +243,18 @@ def _parse_template(
                 out.add(rule, f"{fld}.to.{key}", "must be a list of strings")
                 ok = False
                 continue
+            if len(vals) > MAX_VALUES or any(len(v) > MAX_VALUE for v in vals):
+                out.add(
+                    rule, f"{fld}.to.{key}", f"at most {MAX_VALUES} names of at most {MAX_VALUE} characters"
+                )
+                ok = False
+                continue
             names.extend(vals)
             for name in vals:
                 if known is not None and name not in known:
                     out.add(rule, f"{fld}.to.{key}", f"unknown {what} {name!r}")
                     ok = False
-        for key in sorted(set(to) - {"units", "groups"}):
+        for key in sorted(set(to) - {"units", "groups"}, key=str):
             out.add(rule, f"{fld}.to.{key}", "unknown field; use units or groups")
             ok = False
     role_raw = raw.get("role")
@@ -237,10 +265,13 @@ def _parse_template(
         out.add(rule, f"{fld}.role", f"unknown role {role_raw!r}; use chu_tri, phoi_hop or de_biet")
         ok = False
     texts: dict[str, str | None] = {}
-    for key in ("title", "instructions"):
+    for key, limit in (("title", MAX_TITLE), ("instructions", MAX_INSTRUCTIONS)):
         value = raw.get(key)
         if value is not None and not isinstance(value, str):
             out.add(rule, f"{fld}.{key}", "must be text")
+            ok = False
+        elif isinstance(value, str) and len(value) > limit:
+            out.add(rule, f"{fld}.{key}", f"at most {limit} characters")
             ok = False
         texts[key] = value if isinstance(value, str) else None
     due = None
@@ -267,7 +298,7 @@ def parse_ruleset(
     out = _Collector()
     if not isinstance(doc, Mapping):
         raise RuleSetInvalid([RuleIssue("(document)", "", "expected a mapping with 'rules'")])
-    for key in sorted(set(doc) - {"version", "defaults", "rules"}):
+    for key in sorted(set(doc) - {"version", "defaults", "rules"}, key=str):
         out.add("(document)", key, "unknown field")
     fmt = doc.get("version", 1)
     if fmt != 1:
@@ -277,6 +308,8 @@ def parse_ruleset(
     if not isinstance(raw_defaults, Mapping):
         out.add("(defaults)", "", "must be a mapping")
     else:
+        for key in sorted(set(raw_defaults) - {"due"}, key=str):
+            out.add("(defaults)", str(key), "unknown field; use due")
         due_defaults = raw_defaults.get("due") or {}
         if not isinstance(due_defaults, Mapping):
             out.add("(defaults)", "due", "must map urgencies to due specifications")
@@ -296,6 +329,9 @@ def parse_ruleset(
     if not isinstance(raw_rules, list):
         out.add("(document)", "rules", "must be a list of rules")
         raw_rules = []
+    elif len(raw_rules) > MAX_RULES:
+        out.add("(document)", "rules", f"at most {MAX_RULES} rules")
+        raw_rules = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_rules):
         rule_id = raw.get("id") if isinstance(raw, Mapping) else None
@@ -308,7 +344,7 @@ def parse_ruleset(
         elif rule_id in seen:
             out.add(label, "id", "duplicate rule id")
         seen.add(label)
-        for key in sorted(set(raw) - {"id", "description", "match", "tasks"}):
+        for key in sorted(set(raw) - {"id", "description", "match", "tasks"}, key=str):
             out.add(label, key, "unknown field")
         match_raw = raw.get("match")
         matches: list[FieldMatch] = []
@@ -326,12 +362,18 @@ def parse_ruleset(
         templates: list[TaskTemplate] = []
         if not isinstance(tasks_raw, list) or not tasks_raw:
             out.add(label, "tasks", "must list at least one task template")
+        elif len(tasks_raw) > MAX_TEMPLATES:
+            out.add(label, "tasks", f"at most {MAX_TEMPLATES} task templates")
         else:
             for j, t in enumerate(tasks_raw):
                 tpl = _parse_template(t, label, f"tasks[{j}]", out, units, groups)
                 if tpl is not None:
                     templates.append(tpl)
         description = raw.get("description")
+        if description is not None and not isinstance(description, str):
+            out.add(label, "description", "must be text")
+        elif isinstance(description, str) and len(description) > MAX_DESCRIPTION:
+            out.add(label, "description", f"at most {MAX_DESCRIPTION} characters")
         rules.append(
             Rule(label, description if isinstance(description, str) else "", tuple(matches), tuple(templates))
         )

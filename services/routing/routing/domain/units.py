@@ -13,6 +13,9 @@ from routing.domain.text import nfc
 CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,63}$")
 GROUP_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_NAME = 300
+UNIT_FIELDS = frozenset({"code", "name", "groups", "tags", "active"})
+MAX_LABELS = 50  # groups, and tags, of one unit
+MAX_TAG = 64
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ def _str_list(value: object, field_name: str, pattern: re.Pattern[str] | None) -
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidUnit("must be a list of strings", field=field_name)
+    if len(value) > MAX_LABELS or any(len(v) > MAX_TAG for v in value):
+        raise InvalidUnit(f"at most {MAX_LABELS} entries of at most {MAX_TAG} characters", field=field_name)
     out: list[str] = []
     for v in value:
         if pattern is not None and not pattern.match(v):
@@ -63,6 +68,8 @@ def parse_unit(raw: object, *, where: str = "", code: str | None = None) -> Unit
     if not isinstance(raw, Mapping):
         raise InvalidUnit("each unit must be a mapping", field=where or "unit")
     prefix = f"{where}." if where else ""
+    for key in sorted(set(raw) - UNIT_FIELDS, key=str):
+        raise InvalidUnit(f"unknown field; use {', '.join(sorted(UNIT_FIELDS))}", field=f"{prefix}{key}")
     unit_code = validate_code(code if code is not None else raw.get("code"), field_name=f"{prefix}code")
     if code is not None and raw.get("code") not in (None, code):
         raise InvalidUnit("the code in the body differs from the one in the URL", field=f"{prefix}code")
@@ -85,6 +92,9 @@ def parse_unit(raw: object, *, where: str = "", code: str | None = None) -> Unit
 
 def parse_units_document(doc: object) -> list[Unit]:
     """Parses `{units: [...]}` (or a bare list); refuses duplicate codes."""
+    if isinstance(doc, Mapping):
+        for key in sorted(set(doc) - {"units"}, key=str):
+            raise InvalidUnit("unknown field; a units document holds only 'units'", field=str(key))
     items = doc.get("units") if isinstance(doc, Mapping) else doc
     if not isinstance(items, list):
         raise InvalidUnit("expected a mapping with a 'units' list", field="units")

@@ -1,0 +1,316 @@
+"""Blueprint /v1/edxml and a directive's packets: docroute as a peer of the national document exchange.
+
+A QCVN 102 packet registers a directive exactly as POST /v1/directives does (the same handler, the same
+201 resource); the packet's own bytes are kept byte-exact beside its attachments (and so staged, archived
+WORM and packed into the BagIt package like them), and any directive can be written back out as a strict
+packet.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Response, current_app, request
+from flask_smorest import Blueprint
+from shared.auth import current_principal, require_roles
+from shared.problems import Problem
+
+from intake.adapters.xml_signature import check_signature
+from intake.api.deps import Deps
+from intake.api.resources import directive_resource, directive_url
+from intake.api.schemas import DirectiveOut
+from intake.domain import edxml
+from intake.domain.errors import DuplicateDirective, IdempotencyConflict
+from intake.domain.models import Directive, Signer, new_metadata
+from intake.handlers import Submission, Upload, get_directive, open_attachment, register_directive
+from intake.lifecycle import Evidence, revoke_directive
+
+blp = Blueprint("edxml", __name__, url_prefix="/v1", description="edXML packets (QCVN 102:2016/BTTTT)")
+
+XML_TYPES = frozenset({"application/xml", "text/xml", "application/edxml+xml"})
+READERS = ("clerk", "submitter", "auditor", "admin")
+REGISTER_ROLES = ("clerk", "auditor", "admin")
+_XML_BODY = {"schema": {"type": "string", "description": "an edXML packet"}}
+
+
+def _deps() -> Deps:
+    deps: Deps = current_app.extensions["intake"]
+    return deps
+
+
+def _packet_body() -> bytes:
+    """The packet: the whole body for an XML type, or the `packet` part of a multipart form."""
+    mimetype = request.mimetype or ""
+    if mimetype in XML_TYPES:
+        return request.get_data(cache=False)
+    if mimetype == "multipart/form-data":
+        part = request.files.get("packet")
+        if part is not None:
+            return part.read()
+        text = request.form.get("packet")
+        if text:
+            return text.encode("utf-8")
+        raise Problem(
+            422, "Invalid edXML packet", "a `packet` part is required", errors={"packet": ["missing"]}
+        )
+    raise Problem(
+        415,
+        "Unsupported media type",
+        f"send the packet as {', '.join(sorted(XML_TYPES))} or a `packet` part of multipart/form-data",
+    )
+
+
+def _read(body: bytes) -> edxml.Packet:
+    settings = _deps().settings
+    return edxml.read_packet(
+        body,
+        limits=edxml.Limits(
+            max_attachment_bytes=settings.max_upload_bytes, max_total_bytes=settings.max_request_bytes
+        ),
+    )
+
+
+def _submission(body: bytes, packet: edxml.Packet, submitted_by: str) -> Submission:
+    settings = _deps().settings
+    signature = check_signature(body, trust_store=settings.trust_store)
+    if settings.require_packet_signature and signature.status != "valid":
+        raise edxml.InvalidPacket(f"the packet's XML signature is {signature.status}", field="Signature")
+    fields = edxml.metadata_fields(packet)
+    parts = fields.pop("signer_parts")
+    metadata = new_metadata(
+        **fields,  # type: ignore[arg-type]
+        signer=None if parts is None else Signer(*parts),  # type: ignore[misc]
+    )
+    raw = {
+        "issuer": {"name": metadata.issuer.name, "code": metadata.issuer.code},
+        "number": metadata.number.display,
+        "subject": metadata.subject,
+        "exchange": edxml.exchange_record(packet, signature.as_json()),
+    }
+    uploads = [
+        Upload(
+            field=f"attachments[{index}]", filename=item.name, content_type=item.content_type, data=item.data
+        )
+        for index, item in enumerate(packet.attachments)
+    ]
+    uploads.append(
+        Upload(
+            field="packet", filename=edxml.PACKET_FILENAME, content_type=edxml.PACKET_CONTENT_TYPE, data=body
+        )
+    )
+    # The exchange's natural key: the sender's identifier and its DocumentId. The same packet again replays
+    # the first answer; the same DocumentId with other content is refused.
+    key = f"edxml:{packet.sender.organ_id or ''}:{metadata.external_id}"
+    return Submission(
+        metadata=metadata,
+        raw_metadata=json.dumps(raw, ensure_ascii=False, sort_keys=True),
+        uploads=tuple(uploads),
+        submitted_by=submitted_by,
+        idempotency_key=key[:255],
+    )
+
+
+@blp.route("/edxml", methods=["POST"])
+@require_roles("submitter", "clerk")
+@blp.doc(
+    requestBody={
+        "required": True,
+        "content": {
+            "application/xml": _XML_BODY,
+            "text/xml": _XML_BODY,
+            "application/edxml+xml": _XML_BODY,
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"packet": {"type": "string", "format": "binary"}}}
+            },
+        },
+    }
+)
+@blp.response(201, DirectiveOut, description="Registered (or the first answer again for the same packet)")
+@blp.alt_response(200, schema=DirectiveOut, description="A revocation packet: the directive it revoked")
+@blp.alt_response(400, description="An undeclared query parameter, or JSON text that cannot be stored")
+@blp.alt_response(404, description="A revocation packet names a document never received from its sender")
+@blp.alt_response(409, description="The DocumentId was received before with other content, or a duplicate")
+@blp.alt_response(413, description="The packet or one of its files is over the size limit")
+@blp.alt_response(415, description="Not an XML body or a multipart form with a `packet` part")
+@blp.alt_response(422, description="Not a packet docroute can take: the problem names the part")
+@blp.alt_response(503, description="Object store or database unavailable; see Retry-After")
+def receive_packet() -> tuple[dict[str, Any], int, dict[str, str]] | tuple[dict[str, Any], dict[str, str]]:
+    """Register a directive from an edXML packet (BussinessDocType 0) with its attachments, or revoke the
+    directive a revocation packet (1) names."""
+    deps = _deps()
+    body = _packet_body()
+    packet = _read(body)
+    if packet.business.doc_type is edxml.BusinessDocType.REVOCATION:
+        return _revoke(packet, body)
+    if packet.business.doc_type is not edxml.BusinessDocType.NEW:
+        raise edxml.InvalidPacket(
+            f"BussinessDocType {int(packet.business.doc_type)} ({packet.business.doc_type.name.lower()}) "
+            "is not taken yet: new documents (0) and revocations (1) are",
+            field="BussinessDocType",
+        )
+    submission = _submission(body, packet, current_principal().sub)
+    try:
+        registration = register_directive(
+            submission,
+            repository=deps.repository,
+            staging=deps.staging,
+            organisation=deps.settings.organisation,
+            max_upload_bytes=deps.settings.max_upload_bytes,
+            clock=deps.clock,
+        )
+    except IdempotencyConflict:
+        document_id = submission.metadata.external_id
+        raise Problem(
+            409,
+            "DocumentId already received",
+            f"DocumentId {document_id} was received before with other content",
+            type="edxml-document-conflict",
+            errors={"DocumentId": [f"{document_id} was received before with other content"]},
+        ) from None
+    except DuplicateDirective as exc:
+        raise Problem(409, "Directive already registered", str(exc), type="duplicate-directive") from None
+    headers = {"Location": directive_url(registration.directive.id)}
+    if not registration.created:
+        headers["Idempotent-Replayed"] = "true"
+    return directive_resource(registration.directive), headers
+
+
+REVOCATION_FILENAME = "thu-hoi-edxml.xml"
+
+
+def _revoke(packet: edxml.Packet, body: bytes) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """A revocation packet names its document by the sender's identifier and DocumentId."""
+    deps = _deps()
+    if not packet.sender.organ_id or not packet.document_id:
+        raise edxml.InvalidPacket(
+            "a revocation names its document by From/OrganId and DocumentId", field="DocumentId"
+        )
+    target = deps.repository.find_by_external_id(packet.sender.organ_id, packet.document_id)
+    if target is None:
+        raise Problem(
+            404,
+            "No such document",
+            f"no directive from {packet.sender.organ_id} with DocumentId {packet.document_id}",
+            type="directive-not-found",
+            errors={"DocumentId": [f"{packet.document_id} was never received from {packet.sender.organ_id}"]},
+        )
+    done = revoke_directive(
+        target.id,
+        reason=packet.business.reason or "Thu hồi văn bản theo gói tin edXML",
+        actor=f"edxml:{packet.sender.organ_id}",
+        repository=deps.repository,
+        staging=deps.staging,
+        clock=deps.clock,
+        evidence=Evidence(REVOCATION_FILENAME, edxml.PACKET_CONTENT_TYPE, body),
+    )
+    return directive_resource(done.directive), 200, {"Location": directive_url(done.directive.id)}
+
+
+def _readable(directive_id: str) -> Directive:
+    principal = current_principal()
+    only = None if principal.has_any(*REGISTER_ROLES) else principal.sub
+    return get_directive(directive_id, repository=_deps().repository, only_submitted_by=only)
+
+
+@blp.route("/directives/<string:directive_id>/packet", methods=["GET"])
+@require_roles(*READERS)
+@blp.response(
+    200,
+    _XML_BODY["schema"],
+    description="The edXML packet exactly as it was received",
+    content_type="application/xml",
+)
+@blp.alt_response(400, description="An undeclared query parameter")
+@blp.alt_response(404, description="No such directive, or it did not arrive as an edXML packet")
+@blp.alt_response(503, description="Object store or database unavailable; see Retry-After")
+def get_packet(directive_id: str) -> Response:
+    """The packet a directive arrived in, byte for byte."""
+    directive = _readable(directive_id)
+    found = next(
+        (
+            a
+            for a in directive.attachments
+            if a.filename == edxml.PACKET_FILENAME and a.content_type == edxml.PACKET_CONTENT_TYPE
+        ),
+        None,
+    )
+    if (
+        found is None
+        or json.loads(directive.raw_metadata or "{}").get("exchange", {}).get("source") != "edxml"
+    ):
+        raise Problem(
+            404,
+            "No packet",
+            f"directive {directive_id} did not arrive as an edXML packet",
+            type="packet-not-found",
+        )
+    deps = _deps()
+    _, stream = open_attachment(directive.id, found.id, repository=deps.repository, staging=deps.staging)
+    with stream as chunks:
+        data = b"".join(chunks)
+    return Response(data, content_type="application/xml; charset=utf-8")
+
+
+def packet_of(directive: Directive, files: list[tuple[str, str, bytes]]) -> edxml.Packet:
+    """The directive as a new-document packet: the strict form other e-office systems read."""
+    meta = directive.metadata
+    number = meta.number
+    code = edxml.Code(number=number.code_number, notation=number.code_notation)
+    signer = meta.signer
+    return edxml.Packet(
+        sender=edxml.Organ(organ_id=meta.issuer.code, name=meta.issuer.name),
+        code=code,
+        subject=meta.subject,
+        place=meta.place,
+        promulgation_date=meta.issued_date,
+        document_type=edxml.DocumentTypeInfo(type_name=meta.document_type),
+        content=meta.content,
+        signer=None
+        if signer is None
+        else edxml.SignerInfo(signer.competence, signer.position, signer.full_name),
+        due_date=meta.due_date,
+        to_places=meta.to_places,
+        other=edxml.OtherInfo(
+            priority=edxml.PRIORITY_OF_URGENCY[meta.urgency.value], page_amount=meta.page_amount
+        ),
+        steering_type=1,
+        document_id=meta.external_id
+        or edxml.document_id(meta.issuer.code or directive.organisation, meta.issued_date, code),
+        attachments=tuple(
+            edxml.Attachment(content_id=f"{index + 1}", name=name, content_type=kind, data=data)
+            for index, (name, kind, data) in enumerate(files)
+        ),
+    )
+
+
+@blp.route("/directives/<string:directive_id>/edxml", methods=["GET"])
+@require_roles(*READERS)
+@blp.response(
+    200,
+    _XML_BODY["schema"],
+    description="The directive as a strict QCVN 102 packet",
+    content_type="application/xml",
+)
+@blp.alt_response(400, description="An undeclared query parameter")
+@blp.alt_response(404, description="No such directive")
+@blp.alt_response(503, description="Object store or database unavailable; see Retry-After")
+def get_edxml(directive_id: str) -> Response:
+    """The directive written as an edXML packet, parts in the standard's order, with its files."""
+    directive = _readable(directive_id)
+    deps = _deps()
+    files: list[tuple[str, str, bytes]] = []
+    for attachment in directive.attachments:
+        if (
+            attachment.filename == edxml.PACKET_FILENAME
+            and attachment.content_type == edxml.PACKET_CONTENT_TYPE
+        ):
+            continue  # the packet it arrived in is not one of its files
+        _, stream = open_attachment(
+            directive.id, attachment.id, repository=deps.repository, staging=deps.staging
+        )
+        with stream as chunks:
+            files.append((attachment.filename, attachment.content_type, b"".join(chunks)))
+    return Response(
+        edxml.write_packet(packet_of(directive, files)), content_type="application/xml; charset=utf-8"
+    )

@@ -1,0 +1,1 @@
+"""Starters for real servers the tests and the benchmarks run privately (Ceph RGW)."""
