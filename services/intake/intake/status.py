@@ -41,6 +41,7 @@ from intake.domain.status import (
     response_for,
     units_detail,
 )
+from intake.lifecycle import LifecycleConflict
 from intake.messages import EXCHANGE, SERVICE
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,8 @@ def reject_directive(
         emitted = emitted_codes(conn, directive_id)
         if StatusCode.REFUSED.value in emitted:
             return Rejection(directive_id, DirectiveStatus.REJECTED.value, created=False)
+        if row["status"] != DirectiveStatus.REGISTERED.value:
+            raise LifecycleConflict(f"directive {directive_id} is {row['status']}; it cannot be refused")
         if StatusCode.COMPLETED.value in emitted:
             raise DirectiveCompleted(f"directive {directive_id} is already completed; it cannot be refused")
         conn.execute(

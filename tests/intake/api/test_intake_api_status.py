@@ -533,3 +533,26 @@ def test_a_progress_status_carries_the_time_routing_made_the_change(intake: Inta
     items = statuses(intake, f"/v1/directives/{directive}/status-updates")["items"]
     assert [i["status_code"] for i in items] == ["01", "03", "04", "05"]
     assert items[3]["occurred_at"].startswith("2026-03-02T06:30:00")
+
+
+def test_a_revoked_directive_cannot_be_refused_nor_a_refused_one_revoked(intake: IntakeApp) -> None:
+    revoked = register(intake, "1393-CVT-CL")["id"]
+    done = intake.client.post(
+        f"/v1/directives/{revoked}:revoke", json={"reason": "Thu hồi"}, headers=intake.auth("clerk")
+    )
+    assert done.status_code == 200, done.get_json()
+    refused = intake.client.post(
+        f"/v1/directives/{revoked}:reject", json={"reason": "x"}, headers=intake.auth("clerk")
+    )
+    assert refused.status_code == 409
+    other = register(intake, "171-CV-BTGTU")["id"]
+    assert (
+        intake.client.post(
+            f"/v1/directives/{other}:reject", json={"reason": "Sai"}, headers=intake.auth("clerk")
+        ).status_code
+        == 200
+    )
+    again = intake.client.post(
+        f"/v1/directives/{other}:revoke", json={"reason": "Thu hồi"}, headers=intake.auth("clerk")
+    )
+    assert again.status_code == 409
