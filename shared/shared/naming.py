@@ -56,6 +56,7 @@ def is_events_exchange(exchange: str) -> bool:
 SUBSCRIPTIONS: tuple[tuple[str, str, str, int], ...] = (
     ("routing", "intake", "directive_registered", 1),
     ("routing", "intake", "directive_revoked", 1),
+    ("routing", "intake", "directive_rejected", 1),
     ("archive", "intake", "directive_registered", 1),
     ("archive", "intake", "directive_revoked", 1),
     ("archive", "routing", "task_assigned", 1),

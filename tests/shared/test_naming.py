@@ -48,6 +48,7 @@ def test_the_system_subscriptions_are_pinned():
     assert [queue_name(c, s, e) for c, s, e, _ in SUBSCRIPTIONS] == [
         "routing.intake.directive_registered",
         "routing.intake.directive_revoked",
+        "routing.intake.directive_rejected",
         "archive.intake.directive_registered",
         "archive.intake.directive_revoked",
         "archive.routing.task_assigned",
