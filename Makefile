@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: help venv run up test test-fast lint format typecheck bench audit fuzz clean screenshots
+.PHONY: help venv run up test test-fast lint format typecheck bench chaos audit fuzz screenshots clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ format: venv  ## apply ruff formatting and safe fixes
 
 bench: venv  ## benchmarks against raw baselines; writes bench/results/
 	$(BIN)/python -m bench $(ARGS)
+
+chaos: venv  ## fault suite on private servers: kills, broker faults, 60 s outages; writes chaos/results/
+	$(BIN)/python -m chaos $(ARGS)
 
 # Offline (or behind a PyPI mirror without advisories) it prints NOT CHECKED and why, and passes; a known
 # vulnerability always fails. `make audit AUDIT_FLAGS=` also fails when anything could not be checked.

@@ -5,19 +5,18 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import signal
-import subprocess
 import sys
 import threading
-import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import click
 from shared.auth import ROLES, issue_token
-from shared.settings import CommonSettings, SettingsError, ensure_dev_secret
+from shared.settings import CommonSettings, Env, SettingsError, ensure_dev_secret
 
 from docroute import seed
-from docroute.services import SERVICES, by_name
+from docroute.services import SERVICES, ServiceSpec, by_name
+from docroute.supervisor import ChildSpec, Supervisor
 
 SERVICE_NAMES = [spec.name for spec in SERVICES]
 # Where the console calls each service's API, in the order of SERVICES.
@@ -53,18 +52,50 @@ def _dev_secret(common: CommonSettings) -> str:
     return ensure_dev_secret(common.data_dir)
 
 
-def _print_tokens(secret: str) -> None:
-    click.echo("Development tokens (valid 12 hours):")
+DEV_TOKEN_HOURS = 12
+
+
+def token_banner(common: CommonSettings, secret: str | None) -> list[str]:
+    """What `run` and `up` print about tokens: development tokens per role, and never any in production.
+
+    A token printed at start-up ends up in terminal scroll-back and CI logs; in production it would be an
+    admin credential signed with the real secret, so production prints one line saying why there are none.
+    """
+    if common.is_production:
+        return [
+            "No development tokens: DOCROUTE_ENV=production (get tokens from your identity provider, "
+            "or `docroute token` for a scripted account)."
+        ]
+    assert secret is not None
+    lines = [
+        f"DEVELOPMENT tokens (DOCROUTE_ENV={common.env}; valid {DEV_TOKEN_HOURS} hours; "
+        "for local testing only, never for real accounts):"
+    ]
     for role in sorted(ROLES):
         extra = {"unit": "PVHTT.DONGXOAI"} if role == "unit" else {}
-        token = issue_token(secret, sub=f"dev-{role}", roles=[role], ttl_seconds=12 * 3600, **extra)
+        token = issue_token(
+            secret, sub=f"dev-{role}", roles=[role], ttl_seconds=DEV_TOKEN_HOURS * 3600, **extra
+        )
         label = f"{role} (unit PVHTT.DONGXOAI)" if extra else role
-        click.echo(f"  {label}:\n    {token}")
+        lines.append(f"  [development] {label}:\n    {token}")
+    return lines
+
+
+def _print_tokens(common: CommonSettings, secret: str | None) -> None:
+    for line in token_banner(common, secret):
+        click.echo(line)
 
 
 @click.group(help="docroute: intake, routing and archive of directives for Vietnamese public bodies.")
 def main() -> None:
     pass
+
+
+def _children_secret(common: CommonSettings) -> str | None:
+    """The HS256 secret the services get: the configured one, else (development only) the generated one."""
+    if common.auth.secret:
+        return common.auth.secret
+    return None if common.is_production else ensure_dev_secret(common.data_dir)
 
 
 @main.command(help="Run intake, routing and archive with their workers in one process (embedded defaults).")
@@ -89,8 +120,11 @@ def run(host: str, base_port: int, empty: bool) -> None:
     common = _common()
     _private_state(common)
     configure_logging(common.log_level)
-    os.environ.setdefault("DOCROUTE_JWT_SECRET", _dev_secret(common))
-    samples = None if empty else seed.SeedFiles.find()
+    secret = _children_secret(common)
+    if secret is not None:
+        os.environ.setdefault("DOCROUTE_JWT_SECRET", secret)
+    # The seed is a development aid: a production start never loads sample data.
+    samples = None if empty or common.is_production else seed.SeedFiles.find()
     for name, value in (samples.environment() if samples else {}).items():
         os.environ.setdefault(name, value)
     ports = {spec.name: base_port + i for i, spec in enumerate(SERVICES)}
@@ -98,11 +132,17 @@ def run(host: str, base_port: int, empty: bool) -> None:
         os.environ.setdefault(variable, f"http://{host}:{ports[spec.name]}")
     workers = embedded.prepare(host, ports)
     console_port = base_port - 1
-    workers.append(embedded.console_server(host, console_port))
-    click.echo(f"Bàn làm việc (console)  http://{host}:{console_port}/")
+    if common.is_production:
+        # Its only sign-in is the development one; OpenID Connect is not built yet.
+        click.echo(
+            "Bàn làm việc (console): not started with DOCROUTE_ENV=production (no production sign-in yet)"
+        )
+    else:
+        workers.append(embedded.console_server(host, console_port))
+        click.echo(f"Bàn làm việc (console)  http://{host}:{console_port}/")
     for spec in SERVICES:
         click.echo(f"{spec.name:8s} http://{host}:{ports[spec.name]}/docs")
-    _print_tokens(os.environ["DOCROUTE_JWT_SECRET"])
+    _print_tokens(common, os.environ.get("DOCROUTE_JWT_SECRET"))
     click.echo("Press Ctrl+C to stop.")
     from shared.runtime import run_all
 
@@ -130,6 +170,59 @@ def _seed_directives(samples: seed.SeedFiles, urls: dict[str, str], stop: thread
             click.echo(f"  {seed.describe(item)}")
 
 
+# `docroute up` runs three workers on one host: DOCROUTE_METRICS_PORT is their base port and each worker
+# serves /metrics on base + its service's offset (a Kubernetes pod runs one worker and uses the port as is).
+METRICS_PORT_OFFSETS = {spec.name: index for index, spec in enumerate(SERVICES)}
+
+
+def metrics_port_base(environ: Mapping[str, str]) -> int | None:
+    """DOCROUTE_METRICS_PORT read as `docroute up`'s base port, or None when unset (no worker metrics)."""
+    top = 65535 - max(METRICS_PORT_OFFSETS.values())
+    try:
+        base = Env(environ).int("DOCROUTE_METRICS_PORT", 0, min=0, max=65535)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if base == 0:
+        return None
+    if base > top:
+        raise click.ClickException(
+            f"DOCROUTE_METRICS_PORT: docroute up gives the workers base, base+1 and base+2; "
+            f"must be at most {top}"
+        )
+    return base
+
+
+def up_children(
+    chosen: Sequence[ServiceSpec], env: Mapping[str, str], *, base_port: int, bin_dir: Path
+) -> list[ChildSpec]:
+    """gunicorn (the API) and `python -m <svc>.worker` for each chosen service, ports by service index.
+
+    Ports follow the service's place in SERVICES, not in the selection, so `--service archive` still serves
+    archive on base_port + 2 and its worker's metrics on DOCROUTE_METRICS_PORT + 2.
+    """
+    metrics_base = metrics_port_base(env)
+    children: list[ChildSpec] = []
+    for spec in chosen:
+        index = SERVICES.index(spec)
+        conf = REPO_ROOT / "services" / spec.name / "gunicorn.conf.py"
+        children.append(
+            ChildSpec(
+                name=f"{spec.name}-api",
+                argv=(str(bin_dir / "gunicorn"), "-c", str(conf), f"{spec.name}.api:create_app()"),
+                env={**env, "DOCROUTE_PORT": str(base_port + index)},
+            )
+        )
+        worker_env = dict(env)
+        if metrics_base is not None:
+            worker_env["DOCROUTE_METRICS_PORT"] = str(metrics_base + METRICS_PORT_OFFSETS[spec.name])
+        children.append(
+            ChildSpec(
+                name=f"{spec.name}-worker", argv=(sys.executable, "-m", f"{spec.name}.worker"), env=worker_env
+            )
+        )
+    return children
+
+
 @main.command(help="Run each service as gunicorn + worker processes against the servers named by DOCROUTE_*.")
 @click.option("--service", "services", multiple=True, type=click.Choice(SERVICE_NAMES), help="Only these.")
 @click.option("--no-migrate", is_flag=True, help="Skip the database migrations before starting.")
@@ -140,61 +233,44 @@ def _seed_directives(samples: seed.SeedFiles, urls: dict[str, str], stop: thread
     help="Port of intake; routing and archive take the next two.",
 )
 def up(services: tuple[str, ...], no_migrate: bool, base_port: int) -> None:
+    from shared.logs import configure_logging
+
     common = _common()
     if common.amqp_url.startswith("memory://"):
         raise click.ClickException(
             "DOCROUTE_AMQP_URL: set it to the RabbitMQ URL; separate processes cannot share memory://"
         )
     _private_state(common)
+    configure_logging(common.log_level)
     env = dict(os.environ)
-    env.setdefault("DOCROUTE_JWT_SECRET", _dev_secret(common))
+    secret = _children_secret(common)
+    if secret is not None:
+        env.setdefault("DOCROUTE_JWT_SECRET", secret)
     chosen = [by_name(name) for name in (services or SERVICE_NAMES)]
+    children = up_children(chosen, env, base_port=base_port, bin_dir=Path(sys.executable).parent)
     if not no_migrate:
         for spec in chosen:
             spec.migrate(spec.settings())
             click.echo(f"{spec.name}: database migrated")
-    bin_dir = Path(sys.executable).parent
-    procs: list[subprocess.Popen[bytes]] = []
     for spec in chosen:
         port = base_port + SERVICES.index(spec)
-        web_env = {**env, "DOCROUTE_PORT": str(port)}
-        conf = REPO_ROOT / "services" / spec.name / "gunicorn.conf.py"
-        procs.append(
-            subprocess.Popen(  # noqa: S603 - our own executables, arguments from a fixed list
-                [str(bin_dir / "gunicorn"), "-c", str(conf), f"{spec.name}.api:create_app()"], env=web_env
-            )
-        )
-        worker_cmd = [sys.executable, "-m", f"{spec.name}.worker"]
-        procs.append(subprocess.Popen(worker_cmd, env=env))  # noqa: S603 - fixed module name
         click.echo(f"{spec.name:8s} http://127.0.0.1:{port}/docs (gunicorn + worker)")
-    _print_tokens(env["DOCROUTE_JWT_SECRET"])
-    _supervise(procs)
+    _print_tokens(common, env.get("DOCROUTE_JWT_SECRET"))
+    sys.exit(_supervise(children))
 
 
-def _supervise(procs: list[subprocess.Popen[bytes]]) -> None:
-    """Waits until a child exits or we are told to stop, then stops every child."""
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    exit_code = 0
-    while not stopping.is_set():
-        for proc in procs:
-            if proc.poll() is not None:
-                click.echo(f"process {proc.args!r} exited with {proc.returncode}; stopping", err=True)
-                exit_code = proc.returncode or 1
-                stopping.set()
-                break
-        stopping.wait(0.5)
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    deadline = time.monotonic() + 20
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    sys.exit(exit_code)
+def _supervise(children: Sequence[ChildSpec]) -> int:
+    """Keeps the children up until SIGTERM/SIGINT (exit 0) or until one keeps dying at start (exit 1)."""
+    from shared.runtime import SignalFlag
+
+    # Not a threading.Event: setting one from a signal handler can deadlock (see SignalFlag).
+    stop = SignalFlag()
+    stop.install()
+    supervisor = Supervisor(children)
+    code = supervisor.run(stop)
+    if supervisor.failure:
+        click.echo(f"docroute up: {supervisor.failure}; every process was stopped", err=True)
+    return code
 
 
 @main.command(help="Print a bearer token signed HS256 with DOCROUTE_JWT_SECRET (or the development secret).")

@@ -6,7 +6,15 @@ run's development secret. Each (service, role) run is bounded by `--seconds`, so
 The summary lists every failure as `service role: operation: check [status]`; the full schemathesis output
 (with a curl line reproducing each failure) is kept under the report directory.
 
-Exit status: 0 no failure, 1 a failure or an error was found, 2 the services did not start.
+What fails the run is what breaks the contract integrators generate clients from: a server error or a
+response the document does not describe (schemathesis's response checks, ST1xx: 5xx, an undocumented status
+code or media type, a body that violates its schema). Every other check of `--checks all` runs too, and its
+findings are listed as NOTE lines: a 422 for a schema-valid request (ST202) is how the APIs refuse what a
+JSON schema cannot say (dates in order, the số và ký hiệu grammar, a YAML rule set, an edXML packet); a
+schema-violating request the API takes (ST201) or a deactivated unit that is still readable (ST301) are
+worth a look but are not contract breaks.
+
+Exit status: 0 no contract break, 1 a contract break or an error was found, 2 the services did not start.
 """
 
 from __future__ import annotations
@@ -57,6 +65,11 @@ class Finding:
     def __str__(self) -> str:
         status = f" [{self.status}]" if self.status else ""
         return f"{self.service} {self.role}: {self.operation}: {self.check}{status}"
+
+    @property
+    def breaks_contract(self) -> bool:
+        """A server error or a response the OpenAPI document does not describe (schemathesis ST1xx)."""
+        return self.check.startswith("ST1")
 
 
 @dataclass
@@ -252,19 +265,33 @@ def fuzz_all(
 def summary(results: Sequence[RunResult]) -> list[str]:
     """One line per distinct finding and error, then a count line."""
     lines: list[str] = []
+    notes: list[str] = []
     seen: set[str] = set()
     for result in results:
         for finding in result.findings:
             if str(finding) not in seen:
                 seen.add(str(finding))
-                lines.append(f"FAIL {finding}")
+                (lines if finding.breaks_contract else notes).append(
+                    f"{'FAIL' if finding.breaks_contract else 'NOTE'} {finding}"
+                )
         lines.extend(f"ERROR {result.service} {result.role}: {error}" for error in result.errors)
     cases = sum(r.test_cases for r in results)
-    failing = sum(1 for r in results if r.findings or r.errors or r.exit_code not in (0, 1))
+    failing = sum(1 for r in results if failed(r))
+    lines.extend(notes)
     lines.append(
-        f"{len(results)} runs, {cases} test cases, {len(seen)} distinct failures, {failing} runs failing"
+        f"{len(results)} runs, {cases} test cases, {len(seen) - len(notes)} contract breaks, "
+        f"{len(notes)} other findings, {failing} runs failing"
     )
     return lines
+
+
+def failed(result: RunResult) -> bool:
+    """A contract break, an error, or schemathesis ending other than with findings (exit 1)."""
+    return (
+        any(f.breaks_contract for f in result.findings)
+        or bool(result.errors)
+        or result.exit_code not in (0, 1)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in summary(results):
         print(line)
     print(f"details (with curl reproductions): {args.report_dir}/<service>-<role>.txt")
-    return 0 if all(not r.findings and not r.errors and r.exit_code == 0 for r in results) else 1
+    return 1 if any(failed(r) for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -130,6 +130,19 @@ def _is_error(code: object) -> bool:
     return text == "default" or (text.isdigit() and int(text) >= 400)
 
 
+# One readiness check's result: "ok", "failed: <error>", or an object saying more (status "ok" plus details).
+CHECK_RESULT: dict[str, Any] = {
+    "oneOf": [
+        {"type": "string"},
+        {
+            "type": "object",
+            "properties": {"status": {"type": "string", "enum": ["ok"]}},
+            "required": ["status"],
+        },
+    ]
+}
+
+
 PROBE_PATHS: Mapping[str, dict[str, Any]] = {
     "/healthz": {
         "get": {
@@ -160,14 +173,16 @@ PROBE_PATHS: Mapping[str, dict[str, Any]] = {
             "security": [],
             "responses": {
                 "200": {
-                    "description": "Ready; `checks` maps each dependency to `ok`",
+                    "description": "Ready; `checks` maps each dependency to `ok`, or to an object with "
+                    "`status: ok` and what the check found (the archive's object store: its capabilities "
+                    "and write plan)",
                     "content": {
                         "application/json": {
                             "schema": {
                                 "type": "object",
                                 "properties": {
                                     "status": {"type": "string", "enum": ["ready"]},
-                                    "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+                                    "checks": {"type": "object", "additionalProperties": CHECK_RESULT},
                                 },
                                 "required": ["status", "checks"],
                             }
@@ -185,10 +200,7 @@ PROBE_PATHS: Mapping[str, dict[str, Any]] = {
                                     {
                                         "type": "object",
                                         "properties": {
-                                            "checks": {
-                                                "type": "object",
-                                                "additionalProperties": {"type": "string"},
-                                            }
+                                            "checks": {"type": "object", "additionalProperties": CHECK_RESULT}
                                         },
                                     },
                                 ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -22,6 +25,47 @@ class Worker(Protocol):
 
 class WorkerFailed(RuntimeError):
     """A worker raised; the others were stopped."""
+
+
+class SignalFlag:
+    """The signals received so far, recorded by a handler that takes no lock; poll it from ordinary code.
+
+    A handler that called threading.Event.set() could hang the process for good: Python runs a handler in
+    the main thread between two bytecodes, possibly while that very thread holds the Event's lock (inside
+    Event.wait, or inside the set() of a first signal when a second one arrives - Ctrl-C reaching a process
+    that its supervisor is SIGTERMing at the same moment), and the lock is not reentrant. Logging from a
+    handler risks the same on the stream's lock. So the handler only appends to a list (atomic under the
+    GIL) and whoever polls the flag sets the Event and logs.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        self.received.append(signum)
+
+    def is_set(self) -> bool:
+        return bool(self.received)
+
+    def wait(self, timeout: float) -> bool:
+        """Sleeps `timeout` (the poll interval bounds how late a signal is noticed); True once signalled."""
+        if not self.received:
+            time.sleep(timeout)
+        return self.is_set()
+
+    def install(
+        self, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
+    ) -> dict[int, object]:
+        """Makes this the handler of `signals`; answers the previous handlers, for restore()."""
+        return {sig: signal.signal(sig, self) for sig in signals}
+
+    @staticmethod
+    def restore(previous: dict[int, object]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def name(self) -> str:
+        return signal.Signals(self.received[0]).name if self.received else ""
 
 
 def run_all(
@@ -46,15 +90,10 @@ def run_all(
             errors.append(exc)
             stop.set()
 
-    previous: dict[signal.Signals, object] = {}
+    signalled = SignalFlag()
+    previous: dict[int, object] = {}
     if threading.current_thread() is threading.main_thread():
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("stopping on signal", extra={"signal": signal.Signals(signum).name})
-            stop.set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, on_signal)
+        previous = signalled.install()
 
     threads = [
         threading.Thread(target=guarded, args=(w,), name=f"worker-{type(w).__name__}-{i}", daemon=True)
@@ -65,6 +104,9 @@ def run_all(
             thread.start()
         # Waiting on the Event (not join) keeps the main thread responsive to signals.
         while not stop.is_set() and any(t.is_alive() for t in threads):
+            if signalled.is_set():
+                log.info("stopping on signal", extra={"signal": signalled.name()})
+                break
             stop.wait(0.2)
         stop.set()
         for thread in threads:
@@ -72,8 +114,7 @@ def run_all(
             if thread.is_alive():
                 log.warning("worker did not stop in time", extra={"thread": thread.name})
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+        SignalFlag.restore(previous)
     if errors:
         raise WorkerFailed(f"{len(errors)} worker(s) failed: {errors[0]!r}") from errors[0]
 
@@ -127,8 +168,19 @@ def worker_main(service: str, load_settings: Callable[[], S], build: Callable[[S
         print(f"{service} worker: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.common.log_level)
+    # A worker that will not stop is aborted by its supervisor: SIGABRT then prints every thread's stack.
+    with contextlib.suppress(ValueError, OSError):  # stderr without a file descriptor (captured): skip
+        faulthandler.enable()
     if metrics_port:
-        serve_worker_endpoints(metrics_port)
+        try:
+            serve_worker_endpoints(metrics_port)
+        except OSError as exc:
+            # A port another process holds is a configuration problem: one line, not a traceback.
+            print(
+                f"{service} worker: DOCROUTE_METRICS_PORT: cannot listen on {metrics_port}: {exc}",
+                file=sys.stderr,
+            )
+            raise SystemExit(1) from None
     worker = build(settings)
     log.info("%s worker started", service, extra={"metrics_port": metrics_port or None})
     try:

@@ -42,6 +42,7 @@ DEFAULTED: dict[str, str] = {
     "DOCROUTE_CONSOLE_SESSION_KEY": "the console is not deployed yet (no production sign-in)",
     "DOCROUTE_CONSOLE_API_TIMEOUT": "the console is not deployed yet (no production sign-in)",
     "DOCROUTE_JWT_MAX_LIFETIME": "30 days bounds the HS256 unit tokens; OIDC tokens live minutes anyway",
+    "DOCROUTE_STAGING_ORPHAN_SECONDS": "1 hour: far longer than an upload request may run (web timeout 60 s)",
 }
 
 # Read by the code, but meaningless for one overlay's choices.

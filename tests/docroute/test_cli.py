@@ -7,6 +7,7 @@ from pathlib import Path
 import jwt
 import pytest
 from click.testing import CliRunner
+from shared.auth import ROLES
 
 from docroute.cli import main
 
@@ -75,3 +76,101 @@ def test_token_longer_than_the_maximum_lifetime_is_not_minted(
     result = CliRunner().invoke(main, ["token", "--role", "clerk", "--ttl", "7201"])
     assert result.exit_code != 0
     assert "DOCROUTE_JWT_MAX_LIFETIME" in result.output
+
+
+PRODUCTION = {
+    "DOCROUTE_ENV": "production",
+    "DOCROUTE_JWT_SECRET": "9c4f1e7a2b8d3f60e5a7c1d9b2f84e3a6d0c5b7e9f1a2d4c",
+    "DOCROUTE_AMQP_URL": "amqps://intake:secret@rabbit.example:5671/docroute",
+    "DOCROUTE_S3_ENDPOINT": "minio.example:9000",
+    "DOCROUTE_S3_ACCESS_KEY": "access",
+    "DOCROUTE_S3_SECRET_KEY": "s" * 40,
+    "DOCROUTE_S3_SECURE": "true",
+    "DOCROUTE_INTAKE_DATABASE_URL": "postgresql://intake@db.example/intake",
+    "DOCROUTE_ROUTING_DATABASE_URL": "postgresql://routing@db.example/routing",
+    "DOCROUTE_ARCHIVE_DATABASE_URL": "postgresql://archive@db.example/archive",
+}
+
+
+@pytest.fixture
+def no_processes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """`up` and `run` with everything they would start replaced by a record of what they were given."""
+    from docroute import cli, embedded
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(cli, "_supervise", lambda children: started.append([c.name for c in children]) or 0)
+    monkeypatch.setattr(embedded, "prepare", lambda host, ports: [])
+    monkeypatch.setattr("shared.runtime.run_all", lambda workers, stop: started.append(["embedded"]))
+    return started
+
+
+@pytest.mark.parametrize("command", [["up", "--no-migrate"], ["run"]])
+def test_production_prints_no_tokens_and_says_why_in_one_line(
+    env: Path, monkeypatch: pytest.MonkeyPatch, no_processes: list[list[str]], command: list[str]
+) -> None:
+    for key, value in PRODUCTION.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    assert no_processes, "the command did not get as far as starting its processes"
+    assert "eyJ" not in result.output  # no JWT at all
+    [line] = [line for line in result.output.splitlines() if "token" in line.lower()]
+    assert line.startswith("No development tokens: DOCROUTE_ENV=production")
+    assert not (env / "jwt-secret").exists()
+
+
+@pytest.mark.parametrize("command", [["up", "--no-migrate"], ["run"]])
+def test_development_tokens_are_labelled_as_such(
+    env: Path, monkeypatch: pytest.MonkeyPatch, no_processes: list[list[str]], command: list[str]
+) -> None:
+    monkeypatch.setenv("DOCROUTE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    monkeypatch.setenv("DOCROUTE_JWT_SECRET", "d" * 40)
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if "tokens" in line)
+    assert lines[header].startswith("DEVELOPMENT tokens (DOCROUTE_ENV=development; valid 12 hours;")
+    labels = [line for line in lines if line.strip().startswith("[development]")]
+    assert {label.split("]")[1].split()[0].rstrip(":") for label in labels} == set(ROLES)
+    tokens = [line.strip() for line in lines if line.strip().startswith("eyJ")]
+    assert len(tokens) == len(labels)
+    for raw in tokens:
+        claims = jwt.decode(raw, "d" * 40, algorithms=["HS256"])
+        assert claims["sub"].startswith("dev-") and claims["exp"] - claims["iat"] == 12 * 3600
+
+
+def test_up_gives_each_worker_its_own_metrics_port() -> None:
+    from docroute.cli import up_children
+    from docroute.services import SERVICES
+
+    children = up_children(SERVICES, {"DOCROUTE_METRICS_PORT": "9100"}, base_port=8001, bin_dir=Path("/b"))
+    ports = {c.name: (c.env.get("DOCROUTE_PORT"), c.env.get("DOCROUTE_METRICS_PORT")) for c in children}
+    assert ports["intake-api"][0] == "8001" and ports["routing-api"][0] == "8002"
+    assert ports["archive-api"][0] == "8003"
+    workers = {name: metrics for name, (_, metrics) in ports.items() if name.endswith("-worker")}
+    assert workers == {"intake-worker": "9100", "routing-worker": "9101", "archive-worker": "9102"}
+
+    # The offset belongs to the service, not to its place in a --service selection.
+    from docroute.services import by_name
+
+    [_, archive] = up_children(
+        [by_name("archive")], {"DOCROUTE_METRICS_PORT": "9100"}, base_port=8001, bin_dir=Path("/b")
+    )
+    assert archive.env["DOCROUTE_METRICS_PORT"] == "9102" and archive.name == "archive-worker"
+
+    unset = up_children(SERVICES, {}, base_port=8001, bin_dir=Path("/b"))
+    assert all("DOCROUTE_METRICS_PORT" not in c.env for c in unset)
+
+
+def test_up_refuses_a_metrics_base_without_room_for_three_workers(
+    env: Path, monkeypatch: pytest.MonkeyPatch, no_processes: list[list[str]]
+) -> None:
+    monkeypatch.setenv("DOCROUTE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    monkeypatch.setenv("DOCROUTE_METRICS_PORT", "65534")
+    result = CliRunner().invoke(main, ["up", "--no-migrate"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: DOCROUTE_METRICS_PORT: docroute up gives the workers base, base+1 and base+2; "
+        "must be at most 65533"
+    ]
+    assert no_processes == []

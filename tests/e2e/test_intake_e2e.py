@@ -138,6 +138,8 @@ def _worker_peaks(master_pid: int) -> dict[int, int]:
     return peaks
 
 
+# 64 MiB through gunicorn, the spool and the S3 server (which reads each object back): minutes on a busy host.
+@pytest.mark.timeout(600)
 def test_a_large_json_upload_is_spooled_not_held_in_memory(
     intake_stack: str, token: Callable[..., str], _processes, make_pdf: Callable[[str], bytes]
 ) -> None:

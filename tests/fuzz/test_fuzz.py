@@ -48,6 +48,23 @@ ______ not a failure ______
 """
 
 
+def test_only_contract_breaks_fail_the_run_and_the_other_findings_are_listed():
+    server_error = fuzz.Finding("routing", "clerk", "GET /v1/units", "ST101 Server error", "500")
+    refused = fuzz.Finding(
+        "intake", "clerk", "GET /v1/directives", "ST202 Schema-valid request rejected", "422"
+    )
+    assert server_error.breaks_contract and not refused.breaks_contract
+    lines = fuzz.summary(
+        [
+            fuzz.RunResult("routing", "clerk", 1, Path("x"), [server_error]),
+            fuzz.RunResult("intake", "clerk", 1, Path("y"), [refused]),
+        ]
+    )
+    assert lines[0].startswith("FAIL routing clerk") and lines[1].startswith("NOTE intake clerk")
+    assert "1 contract breaks, 1 other findings" in lines[-1]
+    assert not fuzz.failed(fuzz.RunResult("intake", "clerk", 1, Path("y"), [refused]))
+
+
 def test_findings_are_read_per_operation_check_and_status():
     found = [str(f) for f in fuzz.parse_findings("intake", "clerk", SAMPLE_OUTPUT)]
     assert found == [
@@ -67,4 +84,6 @@ def test_schemathesis_finds_nothing_with_any_role(tmp_path):
     }
     assert all(r.test_cases > 0 for r in results), [(r.service, r.role, r.exit_code) for r in results]
     lines = fuzz.summary(results)
-    assert lines[:-1] == [], "\n".join([*lines, f"details with curl reproductions: {tmp_path / 'reports'}"])
+    broken = [line for line in lines if line.startswith(("FAIL", "ERROR"))]
+    assert broken == [], "\n".join([*lines, f"details with curl reproductions: {tmp_path / 'reports'}"])
+    assert not any(fuzz.failed(r) for r in results)

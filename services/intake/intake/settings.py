@@ -13,6 +13,7 @@ from intake.closed_loop_settings import ClosedLoopSettings
 SERVICE = "intake"
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 DEFAULT_ORGANISATION = "STTTT"
+DEFAULT_STAGING_ORPHAN_SECONDS = 3600
 # A request whose body is larger than this counts as a large upload (see max_large_uploads).
 LARGE_UPLOAD_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_LARGE_UPLOADS = 1
@@ -65,12 +66,19 @@ class Settings:
     # Large uploads handled at once by one process; more get 503 + Retry-After. Each one may hold a file
     # in memory while it is staged to S3 and its body on disk (TMPDIR): deploy/k8s sizes both from this.
     max_large_uploads: int = DEFAULT_MAX_LARGE_UPLOADS
+    # A staged upload no directive references is removed once this old (no request lives that long).
+    staging_orphan_seconds: int = DEFAULT_STAGING_ORPHAN_SECONDS
     # Outgoing statuses and webhooks (issue 17).
     closed_loop: ClosedLoopSettings = field(default_factory=ClosedLoopSettings)
 
     @property
     def staging_bucket(self) -> str:
         return self.common.object_store.staging_bucket
+
+    @property
+    def staging_sweep_interval(self) -> float:
+        """Seconds between staging sweeps: a quarter of the orphan age, between 1 and 15 minutes."""
+        return float(min(900, max(60, self.staging_orphan_seconds // 4)))
 
     @property
     def max_request_bytes(self) -> int:
@@ -97,6 +105,11 @@ class Settings:
             require_packet_signature=env.bool("DOCROUTE_EDXML_REQUIRE_SIGNATURE", False),
             max_large_uploads=env.int(
                 "DOCROUTE_INTAKE_MAX_LARGE_UPLOADS", DEFAULT_MAX_LARGE_UPLOADS, min=1, max=64
+            ),
+            # At least 5 minutes: a registration stages its files before it commits, and no request may
+            # still be running when its files count as orphans.
+            staging_orphan_seconds=env.int(
+                "DOCROUTE_STAGING_ORPHAN_SECONDS", DEFAULT_STAGING_ORPHAN_SECONDS, min=300, max=30 * 86400
             ),
             closed_loop=ClosedLoopSettings.from_env(environ, production=common.is_production),
         )

@@ -4,7 +4,7 @@ The modules below hold one part each; this package re-exports their public names
 `from shared.messaging import X`.
 """
 
-from shared.messaging.broker import body_bytes, is_amqp_url
+from shared.messaging.broker import body_bytes, connect_any, is_amqp_url
 from shared.messaging.consuming import (
     ATTEMPTS_HEADER,
     ORIGIN_EXCHANGE_HEADER,
@@ -58,6 +58,7 @@ __all__ = [
     "Unroutable",
     "body_bytes",
     "classify_failure",
+    "connect_any",
     "database_probe",
     "declare_consumer_queue",
     "declare_events_exchange",

@@ -16,6 +16,16 @@ from kombu.exceptions import KombuError
 from kombu.transport.base import Message
 
 
+def connect_any(conn: Connection) -> None:
+    """Connect to the first node of `conn` that answers, one attempt each, without sleeping in between.
+
+    A `;`-separated URL (`amqp://node1/vh;amqp://node2/vh`) lists a cluster's nodes; kombu moves to the next
+    only on a retry, so a single attempt (`max_retries=0`) would try the first node alone forever."""
+    conn.ensure_connection(
+        max_retries=max(len(conn.alt), 1) - 1, interval_start=0, interval_step=0, interval_max=0
+    )
+
+
 def is_amqp_url(url: str) -> bool:
     """True for a real AMQP broker (quorum queues, confirms, dead-lettering); False for memory:// etc."""
     return urlsplit(url).scheme in {"amqp", "amqps", "pyamqp"}

@@ -23,7 +23,7 @@ from shared import metrics
 from shared.envelope import Envelope, MalformedMessage
 from shared.health import HEALTH, DependencyHealth
 from shared.logs import correlation_scope
-from shared.messaging.broker import body_bytes, header_int, is_amqp_url, safe_url
+from shared.messaging.broker import body_bytes, connect_any, header_int, is_amqp_url, safe_url
 from shared.messaging.keepalive import HeartbeatKeeper
 from shared.messaging.outages import (
     BROKER,
@@ -121,7 +121,7 @@ class EventConsumer(ConsumerMixin):
 
     def _probe_broker(self) -> None:
         with Connection(self.url, connect_timeout=5) as conn:
-            conn.ensure_connection(max_retries=0)
+            connect_any(conn)
 
     def _new_connection(self) -> Connection:
         if self._amqp:
@@ -143,7 +143,7 @@ class EventConsumer(ConsumerMixin):
     def declare(self) -> None:
         """Declare every subscription's queue, dead-letter queue and bindings."""
         with self._new_connection() as conn:
-            conn.ensure_connection(max_retries=0)
+            connect_any(conn)
             for sub in self.subscriptions:
                 declare_consumer_queue(
                     conn, sub.queue, sub.exchange, sub.routing_key, delivery_limit=self.delivery_limit
@@ -179,7 +179,7 @@ class EventConsumer(ConsumerMixin):
         # kombu's version retries forever inside ensure_connection and would not notice `stop`;
         # run() below owns the retry loop instead.
         with self.create_connection() as conn:
-            conn.ensure_connection(max_retries=0)
+            connect_any(conn)
             yield conn
 
     def run(self, stop: threading.Event | None = None, _tokens: int = 1, **kwargs: Any) -> None:  # type: ignore[override]

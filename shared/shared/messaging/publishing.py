@@ -18,7 +18,7 @@ from kombu.messaging import Producer
 
 from shared import metrics
 from shared.logs import current_correlation_id
-from shared.messaging.broker import connection_errors, is_amqp_url
+from shared.messaging.broker import connect_any, connection_errors, is_amqp_url
 from shared.naming import is_events_exchange
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,8 @@ class Publisher:
         else:
             conn = Connection(self.url)
         try:
-            # One attempt: kombu's own retry loop sleeps 2 s between tries and would break our deadline.
-            conn.ensure_connection(max_retries=0)
+            # One attempt per node: kombu's retry loop sleeps 2 s between tries and would break our deadline.
+            connect_any(conn)
             channel = conn.channel()
             if self._amqp:
                 # Confirm mode is driven here, not by kombu's confirm_publish (which waits after every

@@ -15,7 +15,7 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
 from shared import naming
-from shared.messaging.broker import connection_errors, open_channel
+from shared.messaging.broker import connect_any, connection_errors, open_channel
 from shared.naming import (
     DEAD_LETTER_EXCHANGE,
     PRODUCERS,
@@ -156,6 +156,7 @@ def wait_for_topology(
     while not stop.is_set():
         try:
             with Connection(url, connect_timeout=timeout) as conn:
+                connect_any(conn)
                 declare_topology(conn, delivery_limit=delivery_limit, service=service)
             return True
         except retryable_errors() as exc:

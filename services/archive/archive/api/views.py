@@ -98,7 +98,7 @@ def get_record(record_id: str) -> dict[str, Any]:
 @records_blp.response(200, description="The archived bytes, exactly as received, after a SHA-256 re-check")
 @records_blp.doc(
     responses={
-        "200": {
+        200: {
             "headers": CONTENT_HEADERS,
             "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
         }
@@ -245,7 +245,7 @@ def verify_audit() -> dict[str, Any]:
 @packages_blp.response(200, description="A zipped BagIt bag (SHA-256 manifests); building it is audited")
 @packages_blp.doc(
     responses={
-        "200": {
+        200: {
             "headers": PACKAGE_HEADERS,
             "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -14,8 +15,19 @@ from intake.adapters.spool import Blob
 log = logging.getLogger(__name__)
 
 
+# The staging bucket also holds routing's report files (tasks/...): intake's own keys are under this prefix.
+STAGED_PREFIX = "directives/"
+_STAGED_KEY = re.compile(r"^directives/(?P<directive>[^/]+)/[0-9a-f]{64}$")
+
+
 def staging_key(directive_id: str, sha256: str) -> str:
-    return f"directives/{directive_id}/{sha256}"
+    return f"{STAGED_PREFIX}{directive_id}/{sha256}"
+
+
+def directive_of(key: str) -> str | None:
+    """The directive id of a key staging_key made, or None for a key intake did not write."""
+    match = _STAGED_KEY.match(key)
+    return match.group("directive") if match else None
 
 
 class StagingArea:

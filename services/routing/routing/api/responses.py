@@ -13,7 +13,7 @@ from routing.domain.tasks import Role, Status
 
 STATUSES = [s.value for s in Status]
 ROLES = [r.value for r in Role]
-DIRECTIVE_STATUSES = ["routed", "needs_assignment", "completed"]
+DIRECTIVE_STATUSES = ["routed", "needs_assignment", "completed", "revoked", "replaced", "rejected"]
 
 
 class _Out(Schema):

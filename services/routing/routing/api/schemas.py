@@ -33,7 +33,11 @@ class UnitTaskListArgs(PageArgs):
 
 
 class DirectiveListArgs(PageArgs):
-    status = fields.String(validate=validate.OneOf(["routed", "needs_assignment", "completed"]))
+    status = fields.String(
+        validate=validate.OneOf(
+            ["routed", "needs_assignment", "completed", "revoked", "replaced", "rejected"]
+        )
+    )
 
 
 class UnitIn(Schema):

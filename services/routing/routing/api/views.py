@@ -464,7 +464,8 @@ def change_status(task_id: str) -> Response:
 @tasks_blp.response(
     200,
     BINARY,
-    content_type="application/octet-stream",
+    # Served with the media type intake accepted it under (PDF, Word, images…): any type is documented.
+    content_type="*/*",
     description="The file as stored (its own media type), checked against X-Checksum-SHA256",
 )
 @problems(tasks_blp, 404, 502, 503)

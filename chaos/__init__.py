@@ -1,0 +1,1 @@
+"""The fault suite: private servers, docroute in real-server mode, injected faults and the reconciliation."""
