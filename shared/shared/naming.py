@@ -56,6 +56,7 @@ def is_events_exchange(exchange: str) -> bool:
 SUBSCRIPTIONS: tuple[tuple[str, str, str, int], ...] = (
     ("routing", "intake", "directive_registered", 1),
     ("routing", "intake", "directive_revoked", 1),
+    ("routing", "intake", "directive_rejected", 1),
     ("archive", "intake", "directive_registered", 1),
     ("archive", "intake", "directive_revoked", 1),
     ("archive", "routing", "task_assigned", 1),
@@ -63,6 +64,11 @@ SUBSCRIPTIONS: tuple[tuple[str, str, str, int], ...] = (
     ("archive", "routing", "task_status_changed", 1),
     ("archive", "routing", "tasks_acknowledged", 1),
     ("archive", "routing", "task_overdue", 1),
+    # Intake tells a directive's sender what became of it (statuses 04, 05, 06) from routing's progress.
+    ("intake", "routing", "tasks_assigned", 1),
+    ("intake", "routing", "task_assigned", 1),
+    ("intake", "routing", "tasks_acknowledged", 1),
+    ("intake", "routing", "task_status_changed", 1),
 )
 
 #: Services that publish to a `<service>.events` exchange.

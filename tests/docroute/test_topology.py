@@ -18,10 +18,14 @@ def test_archive_consumes_exactly_its_subscriptions() -> None:
 
 
 def test_routing_consumes_exactly_its_subscriptions() -> None:
-    from routing.messages import DIRECTIVE_REGISTERED_QUEUE, DIRECTIVE_REVOKED_QUEUE
+    from routing.messages import DIRECTIVE_REGISTERED_QUEUE, DIRECTIVE_REJECTED_QUEUE, DIRECTIVE_REVOKED_QUEUE
 
-    assert {DIRECTIVE_REGISTERED_QUEUE, DIRECTIVE_REVOKED_QUEUE} == _declared("routing")
+    assert {DIRECTIVE_REGISTERED_QUEUE, DIRECTIVE_REVOKED_QUEUE, DIRECTIVE_REJECTED_QUEUE} == _declared(
+        "routing"
+    )
 
 
-def test_intake_consumes_nothing() -> None:
-    assert _declared("intake") == set()
+def test_intake_consumes_exactly_its_subscriptions() -> None:
+    from intake.worker import consumed_queue_names
+
+    assert set(consumed_queue_names()) == _declared("intake")

@@ -48,6 +48,7 @@ def test_the_system_subscriptions_are_pinned():
     assert [queue_name(c, s, e) for c, s, e, _ in SUBSCRIPTIONS] == [
         "routing.intake.directive_registered",
         "routing.intake.directive_revoked",
+        "routing.intake.directive_rejected",
         "archive.intake.directive_registered",
         "archive.intake.directive_revoked",
         "archive.routing.task_assigned",
@@ -55,5 +56,9 @@ def test_the_system_subscriptions_are_pinned():
         "archive.routing.task_status_changed",
         "archive.routing.tasks_acknowledged",
         "archive.routing.task_overdue",
+        "intake.routing.tasks_assigned",
+        "intake.routing.task_assigned",
+        "intake.routing.tasks_acknowledged",
+        "intake.routing.task_status_changed",
     ]
     assert unrouted_name("archive.events") == "archive.events.unrouted"

@@ -38,7 +38,12 @@ TASK_STATUS = {
     "rejected": "Từ chối",
     "cancelled": "Đã hủy",
 }
-DIRECTIVE_STATUS = {"registered": "Đã vào sổ", "revoked": "Đã thu hồi", "replaced": "Đã thay thế"}
+DIRECTIVE_STATUS = {
+    "registered": "Đã vào sổ",
+    "rejected": "Đã từ chối tiếp nhận",
+    "revoked": "Đã thu hồi",
+    "replaced": "Đã thay thế",
+}
 # The three places a CSP must allow: our own pages, styles and scripts; nothing is loaded from elsewhere.
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "

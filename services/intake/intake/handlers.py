@@ -19,6 +19,7 @@ from intake.adapters.repository import DirectiveRepository, IdempotentHit, NewRe
 from intake.adapters.spool import Blob, BytesBlob
 from intake.adapters.staging import StagingArea, staging_key
 from intake.domain.arrival import arrival_date, arrival_series
+from intake.domain.edxml import Organ
 from intake.domain.errors import (
     AttachmentNotFound,
     DirectiveNotFound,
@@ -29,6 +30,7 @@ from intake.domain.files import check_attachment
 from intake.domain.models import Directive, DirectiveMetadata, StoredAttachment
 from intake.domain.text import sanitize_filename
 from intake.messages import EXCHANGE, directive_registered_event
+from intake.status import Department, registration_statuses
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,7 @@ def register_directive(
     max_upload_bytes: int,
     clock: Callable[[], datetime] = utc_now,
     new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    department: Department | None = None,
 ) -> Registration:
     """Stages the files, then numbers and stores the directive with its event in one transaction.
 
@@ -199,6 +202,9 @@ def register_directive(
                 build=build,
                 event=directive_registered_event(build(1)),
                 exchange=EXCHANGE,
+                statuses=registration_statuses(
+                    build(1), department=department or Department(Organ(organisation, organisation))
+                ),
             )
         )
     except IntegrityError:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.settings import CommonSettings, Env, SettingsError, database_url
+
+from intake.closed_loop_settings import ClosedLoopSettings
 
 SERVICE = "intake"
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -66,6 +68,8 @@ class Settings:
     max_large_uploads: int = DEFAULT_MAX_LARGE_UPLOADS
     # A staged upload no directive references is removed once this old (no request lives that long).
     staging_orphan_seconds: int = DEFAULT_STAGING_ORPHAN_SECONDS
+    # Outgoing statuses and webhooks (issue 17).
+    closed_loop: ClosedLoopSettings = field(default_factory=ClosedLoopSettings)
 
     @property
     def staging_bucket(self) -> str:
@@ -107,6 +111,7 @@ class Settings:
             staging_orphan_seconds=env.int(
                 "DOCROUTE_STAGING_ORPHAN_SECONDS", DEFAULT_STAGING_ORPHAN_SECONDS, min=300, max=30 * 86400
             ),
+            closed_loop=ClosedLoopSettings.from_env(environ, production=common.is_production),
         )
 
 

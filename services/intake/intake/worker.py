@@ -1,4 +1,10 @@
-"""The intake worker: relays the outbox (directive_registered events) to RabbitMQ and sweeps staging."""
+"""The intake worker: relays the outbox, sweeps staging, turns routing's task events into the senders'
+statuses and delivers webhooks.
+
+Run as a module. The outbox relay sends intake's events (directive_registered, directive_revoked,
+directive_rejected); the consumer turns routing's task events into the senders' statuses 04, 05 and 06;
+the webhook part sends every status to the subscriptions it matches.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,22 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
 from shared.db import make_engine
-from shared.messaging import Publisher, RelayWorker
+from shared.envelope import Envelope
+from shared.messaging import EventConsumer, PermanentError, Publisher, RelayWorker, Subscription
+from shared.naming import events_exchange, queue_name, routing_key
 from shared.objectstore import make_store
 from shared.objectstore.port import ObjectStore
 from shared.outbox import OutboxPublisher, OutboxRelay
-from shared.runtime import Periodic, run_all, worker_main
+from shared.runtime import Periodic, Worker, run_all, worker_main
 from sqlalchemy.engine import Engine
 
 from intake.adapters.references import SqlStagingReferences
 from intake.adapters.tables import outbox
+from intake.adapters.webhook_http import TargetPolicy
 from intake.settings import SERVICE, Settings
 from intake.staging_sweep import SweepResult, sweep_staging_orphans
+from intake.status import Department, InvalidTaskEvent, apply_task_event, consumed_queues
+from intake.webhooks import WebhookDeliverer, WebhookWorker
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +43,36 @@ STAGING_ORPHAN_BYTES_REMOVED = Counter(
 )
 
 
+def consumed_queue_names() -> list[str]:
+    return [queue_name(SERVICE, source, event) for source, event in consumed_queues()]
+
+
+def subscriptions(engine: Engine, department: Department) -> list[Subscription]:
+    """One queue per routing task event, named intake.routing.<event>; each claimed in the inbox."""
+
+    def handler(queue: str) -> Callable[[Envelope], None]:
+        def handle(envelope: Envelope) -> None:
+            try:
+                apply_task_event(envelope, engine=engine, consumer=queue, department=department)
+            except InvalidTaskEvent as exc:
+                raise PermanentError(str(exc)) from exc
+
+        return handle
+
+    return [
+        Subscription(
+            queue=queue_name(SERVICE, source, event),
+            exchange=events_exchange(source),
+            routing_key=routing_key(source, event, 1),
+            handler=handler(queue_name(SERVICE, source, event)),
+        )
+        for source, event in consumed_queues()
+    ]
+
+
 class IntakeWorker:
-    """Relays outbox rows with publisher confirms and sweeps orphan staged uploads, until stopped."""
+    """Relays outbox rows with publisher confirms, sweeps orphan staged uploads, consumes routing's task
+    events and delivers webhooks, until stopped."""
 
     def __init__(
         self,
@@ -56,6 +95,20 @@ class IntakeWorker:
         self.max_backoff = max_backoff
         self.relay = OutboxRelay(
             self.engine, outbox, self.publisher, idle_sleep=idle_sleep, max_backoff=max_backoff, name=SERVICE
+        )
+        closed_loop = settings.closed_loop
+        self.department = closed_loop.department(settings.organisation)
+        self.deliverer = WebhookDeliverer(
+            self.engine,
+            sender=self.department.organ,
+            policy=TargetPolicy(
+                production=settings.common.is_production,
+                allowed=closed_loop.webhook_allow_networks,
+                timeout=closed_loop.webhook_timeout,
+                max_response_bytes=closed_loop.webhook_max_response_bytes,
+            ),
+            retry=closed_loop.retry_policy,
+            batch=closed_loop.webhook_batch,
         )
 
     def sweep_round(self) -> SweepResult:
@@ -95,13 +148,30 @@ class IntakeWorker:
             service=SERVICE,
         )
         sweep = Periodic("staging sweep", self.sweep_round, self.settings.staging_sweep_interval)
-        run_all([relay, sweep], stop)
+        consumer = _Consuming(
+            EventConsumer(
+                common.amqp_url,
+                subscriptions(self.engine, self.department),
+                delivery_limit=common.consumer_delivery_limit,
+            )
+        )
+        webhooks = WebhookWorker(self.deliverer, interval=self.settings.closed_loop.webhook_poll_interval)
+        parts: list[Worker] = [relay, sweep, consumer, webhooks]
+        run_all(parts, stop)
 
     def close(self) -> None:
         close = getattr(self.publisher, "close", None)
         if callable(close):
             close()
         self.engine.dispose()
+
+
+class _Consuming:
+    def __init__(self, consumer: EventConsumer) -> None:
+        self.consumer = consumer
+
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.run(stop)
 
 
 def build_worker(settings: Settings) -> IntakeWorker:

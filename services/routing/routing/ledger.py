@@ -27,7 +27,7 @@ SERVICE = "routing"
 EVENTS = events_exchange(SERVICE)
 CONSUMER = "routing"
 # A directive in one of these states keeps it whatever its tasks do: the roll-up never overwrites it.
-FINAL_DIRECTIVE_STATUSES = frozenset({"revoked", "replaced"})
+FINAL_DIRECTIVE_STATUSES = frozenset({"revoked", "replaced", "rejected"})
 
 
 def utcnow() -> datetime:

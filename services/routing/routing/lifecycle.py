@@ -1,5 +1,5 @@
-"""A directive's life after routing: revoked by its sender or a clerk, every open task is cancelled and
-each unit that held one is told on its own queue."""
+"""A directive's life after routing: revoked by its sender or a clerk, or refused by a clerk, every open
+task is cancelled and each unit that held one is told on its own queue."""
 
 from __future__ import annotations
 
@@ -26,10 +26,35 @@ def revoke_directive(envelope: Envelope, *, engine: Engine) -> list[str]:
     routing.task_cancelled on each holder's queue, marks the directive revoked. Idempotent on the envelope
     and on the directive (a second revocation finds nothing open)."""
     payload = envelope.payload
-    directive_id = str(payload["directive_id"])
-    reason = str(payload["reason"])
-    actor = str(payload.get("revoked_by") or "intake")
-    at = str(payload["revoked_at"])
+    return _end_directive(
+        envelope,
+        engine=engine,
+        status="revoked",
+        note=f"Văn bản bị thu hồi: {payload['reason']}",
+        actor=str(payload.get("revoked_by") or "intake"),
+        told={"reason": str(payload["reason"]), "revoked_at": str(payload["revoked_at"])},
+    )
+
+
+def reject_directive(envelope: Envelope, *, engine: Engine) -> list[str]:
+    """Handles intake.directive_rejected (a clerk refused the directive, its sender got status 02): as a
+    revocation, every open task is cancelled and each holder told, and the directive is rejected for good.
+    The unit's message carries `reason` and, as for a revocation, `revoked_at` (when it was withdrawn)."""
+    payload = envelope.payload
+    return _end_directive(
+        envelope,
+        engine=engine,
+        status="rejected",
+        note=f"Văn bản bị từ chối tiếp nhận: {payload['reason']}",
+        actor=str(payload.get("rejected_by") or "intake"),
+        told={"reason": str(payload["reason"]), "revoked_at": str(payload["rejected_at"])},
+    )
+
+
+def _end_directive(
+    envelope: Envelope, *, engine: Engine, status: str, note: str, actor: str, told: dict[str, str]
+) -> list[str]:
+    directive_id = str(envelope.payload["directive_id"])
     cancelled: list[str] = []
     with engine.begin() as conn:
         if not claim(conn, t.inbox, envelope.id, CONSUMER):
@@ -42,18 +67,17 @@ def revoke_directive(envelope: Envelope, *, engine: Engine) -> list[str]:
             .where(t.tasks.c.directive_id == directive_id, t.tasks.c.status.in_([s.value for s in OPEN]))
             .order_by(t.tasks.c.unit)
         ).all()
-        note = f"Văn bản bị thu hồi: {reason}"
         for task in tasks:
             move(conn, task, Status.CANCELLED, actor=actor, note=note)
 
-            def told(_: dict[str, Any], *, why: str = reason) -> dict[str, Any]:
-                return {"reason": why, "revoked_at": at}
+            def extra(_: dict[str, Any], *, what: dict[str, str] = told) -> dict[str, Any]:
+                return dict(what)
 
-            offer(conn, task.id, event_type=TASK_CANCELLED, extra=told)
+            offer(conn, task.id, event_type=TASK_CANCELLED, extra=extra)
             cancelled.append(task.id)
         conn.execute(
             sa.update(t.directives)
             .where(t.directives.c.id == directive_id)
-            .values(status="revoked", updated_at=utcnow())
+            .values(status=status, updated_at=utcnow())
         )
     return cancelled

@@ -22,6 +22,8 @@ TASK_REMINDER = "routing.task_reminder"
 TASK_CANCELLED = "routing.task_cancelled"
 DIRECTIVE_REVOKED_QUEUE = queue_name("routing", "intake", "directive_revoked")
 DIRECTIVE_REVOKED_KEY = routing_key("intake", "directive_revoked", 1)
+DIRECTIVE_REJECTED_QUEUE = queue_name("routing", "intake", "directive_rejected")
+DIRECTIVE_REJECTED_KEY = routing_key("intake", "directive_rejected", 1)
 UNIT_QUEUE_EXCHANGE = TASKS_EXCHANGE
 
 
@@ -139,6 +141,23 @@ class DirectiveRevoked(Schema):
 
 def validate_directive_revoked(payload: dict[str, Any]) -> dict[str, Any]:
     loaded: dict[str, Any] = DirectiveRevoked().load(payload)
+    return loaded
+
+
+class DirectiveRejected(Schema):
+    """intake.directive_rejected.v1 — tolerant: unknown fields are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    directive_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    rejected_at = fields.AwareDateTime(required=True)
+    rejected_by = fields.String(allow_none=True)
+
+
+def validate_directive_rejected(payload: dict[str, Any]) -> dict[str, Any]:
+    loaded: dict[str, Any] = DirectiveRejected().load(payload)
     return loaded
 
 

@@ -31,9 +31,12 @@ from routing.messages import (
     DIRECTIVE_REGISTERED_EXCHANGE,
     DIRECTIVE_REGISTERED_KEY,
     DIRECTIVE_REGISTERED_QUEUE,
+    DIRECTIVE_REJECTED_KEY,
+    DIRECTIVE_REJECTED_QUEUE,
     DIRECTIVE_REVOKED_KEY,
     DIRECTIVE_REVOKED_QUEUE,
     validate_directive_registered,
+    validate_directive_rejected,
     validate_directive_revoked,
 )
 from routing.metrics import TASK_QUEUE_DEPTH, TASKS_OVERDUE, UnitGauge
@@ -81,6 +84,20 @@ def revocation_handler(engine: Engine) -> Callable[[Envelope], None]:
     return handle
 
 
+def rejection_handler(engine: Engine) -> Callable[[Envelope], None]:
+    def handle(envelope: Envelope) -> None:
+        try:
+            validate_directive_rejected(envelope.payload)
+        except ValidationError as exc:
+            raise PermanentError(f"unusable directive_rejected payload: {exc.messages}") from exc
+        cancelled = lifecycle.reject_directive(envelope, engine=engine)
+        log.info(
+            "directive %s refused: %d task(s) cancelled", envelope.payload.get("directive_id"), len(cancelled)
+        )
+
+    return handle
+
+
 class RoutingWorker:
     """Everything the routing worker runs, in threads, stopping together."""
 
@@ -111,6 +128,12 @@ class RoutingWorker:
                         DIRECTIVE_REGISTERED_EXCHANGE,
                         DIRECTIVE_REVOKED_KEY,
                         revocation_handler(self.engine),
+                    ),
+                    Subscription(
+                        DIRECTIVE_REJECTED_QUEUE,
+                        DIRECTIVE_REGISTERED_EXCHANGE,
+                        DIRECTIVE_REJECTED_KEY,
+                        rejection_handler(self.engine),
                     ),
                 ],
                 delivery_limit=common.consumer_delivery_limit,

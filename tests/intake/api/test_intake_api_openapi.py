@@ -15,6 +15,18 @@ OPERATIONS = {
     ("/v1/directives/{directive_id}/packet", "get"): ({"200"}, {"400", "404", "503"}),
     ("/v1/directives/{directive_id}/edxml", "get"): ({"200"}, {"400", "404", "503"}),
     ("/v1/directives/{directive_id}:revoke", "post"): ({"200"}, {"400", "404", "409", "422", "503"}),
+    ("/v1/directives/{directive_id}:reject", "post"): ({"200"}, {"400", "404", "409", "422", "503"}),
+    ("/v1/status-updates", "get"): ({"200"}, {"400", "422", "503"}),
+    ("/v1/directives/{directive_id}/status-updates", "get"): ({"200"}, {"400", "404", "422", "503"}),
+    ("/v1/subscriptions", "post"): ({"201"}, {"400", "422", "503"}),
+    ("/v1/subscriptions", "get"): ({"200"}, {"400", "503"}),
+    ("/v1/subscriptions/{subscription_id}", "get"): ({"200"}, {"400", "404", "503"}),
+    ("/v1/subscriptions/{subscription_id}", "delete"): (set(), {"400", "404", "503"}),
+    ("/v1/subscriptions/{subscription_id}/dead-letters", "get"): ({"200"}, {"400", "404", "503"}),
+    ("/v1/subscriptions/{subscription_id}/dead-letters:replay", "post"): (
+        {"200"},
+        {"400", "404", "422", "503"},
+    ),
 }
 
 

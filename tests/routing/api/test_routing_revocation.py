@@ -117,3 +117,53 @@ def test_a_revocation_before_the_directive_is_routed_is_tried_again(rapp):
     # Nothing was claimed: the redelivery will do it once the directive is there.
     with rapp.deps.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.inbox)).scalar_one() == 0
+
+
+def rejected(directive_id, reason="Không thuộc thẩm quyền giải quyết của Sở"):
+    return Envelope.new(
+        "intake.directive_rejected",
+        {
+            "directive_id": directive_id,
+            "reason": reason,
+            "rejected_by": "van-thu",
+            "rejected_at": "2021-04-13T09:00:00+07:00",
+        },
+        producer="intake",
+    )
+
+
+def test_a_refusal_cancels_every_open_task_once_and_tells_each_unit(routed):
+    rapp, directive_id = routed
+    before = len(outbox(rapp))
+    event = rejected(directive_id)
+    cancelled = lifecycle.reject_directive(event, engine=rapp.deps.engine)
+    assert len(cancelled) == 24
+    assert lifecycle.reject_directive(event, engine=rapp.deps.engine) == []
+    progress = rapp.client.get(
+        f"/v1/directives/{directive_id}/progress", headers=rapp.auth("clerk")
+    ).get_json()
+    assert progress["status"] == "rejected"
+    assert progress["counts"] == {"cancelled": 24}
+    told = [body for body, _ in outbox(rapp)[before:] if body["type"] == "routing.task_cancelled"]
+    assert len(told) == 24
+    assert told[0]["payload"]["reason"] == "Không thuộc thẩm quyền giải quyết của Sở"
+    task = rapp.client.get(f"/v1/tasks/{cancelled[0]}", headers=rapp.auth("clerk")).get_json()
+    assert (
+        task["history"][-1]["note"]
+        == "Văn bản bị từ chối tiếp nhận: Không thuộc thẩm quyền giải quyết của Sở"
+    )
+    with rapp.deps.engine.begin() as conn:
+        from routing.ledger import refresh_directive_status
+
+        assert refresh_directive_status(conn, directive_id) == "rejected"
+
+
+def test_the_worker_takes_the_refusal_from_its_own_queue(rapp):
+    from routing.messages import DIRECTIVE_REJECTED_KEY, DIRECTIVE_REJECTED_QUEUE
+    from routing.worker import rejection_handler
+    from shared.messaging import PermanentError
+
+    assert DIRECTIVE_REJECTED_QUEUE == "routing.intake.directive_rejected"
+    assert DIRECTIVE_REJECTED_KEY == "intake.directive_rejected.v1"
+    with pytest.raises(PermanentError):
+        rejection_handler(rapp.deps.engine)(Envelope.new("intake.directive_rejected", {}, producer="intake"))

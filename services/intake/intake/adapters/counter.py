@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.selectable import CTE
 
 from intake.adapters.tables import arrival_counters
 from intake.domain.arrival import ArrivalSeries, next_arrival_number
@@ -82,7 +85,10 @@ def take_arrival_number(conn: Connection, series: ArrivalSeries) -> int:
 
 
 def registration_postgresql(
-    directives: sa.Table, attachments: sa.Table, outbox: sa.Table
+    directives: sa.Table,
+    attachments: sa.Table,
+    outbox: sa.Table,
+    extra: Callable[[CTE], list[CTE]] | None = None,
 ) -> sa.Select[tuple[int]]:
     """PostgreSQL: a whole registration as one statement, answering the arrival number.
 
@@ -94,6 +100,7 @@ def registration_postgresql(
 
     Parameters: those of numbered_insert_postgresql; `attachments`, a JSON array of attachment rows; and
     `o_message_id`, `o_exchange`, `o_routing_key`, `o_body`, `o_headers`, `o_created_at` for the outbox row.
+    `extra` adds more data-modifying CTEs that read the numbered directive (the registration's statuses).
     """
     numbered = numbered_insert_postgresql(directives, "arrival_number").cte("numbered")
     names = [column.name for column in attachments.columns]
@@ -124,4 +131,5 @@ def registration_postgresql(
     ).select_from(numbered)
     columns = ["message_id", "exchange", "routing_key", "body", "headers", "created_at", "attempts"]
     queue = sa.insert(outbox).from_select(columns, queued)
-    return sa.select(numbered.c.arrival_number).add_cte(attached.cte("attached"), queue.cte("queued"))
+    more = extra(numbered) if extra is not None else []
+    return sa.select(numbered.c.arrival_number).add_cte(attached.cte("attached"), queue.cte("queued"), *more)

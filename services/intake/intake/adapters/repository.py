@@ -13,6 +13,12 @@ from shared.outbox import OutboxItem, add_to_outbox, outbox_row
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from intake.adapters.counter import registration_postgresql, take_arrival_number
+from intake.adapters.status_store import (
+    NewStatus,
+    append_statuses,
+    registration_statuses_postgresql,
+    statuses_param,
+)
 from intake.adapters.tables import attachments, directives, outbox
 from intake.domain.arrival import ArrivalSeries
 from intake.domain.enums import Confidentiality, DirectiveStatus, Urgency
@@ -54,6 +60,8 @@ class NewRegistration:
     build: Callable[[int], Directive]
     event: Callable[[Directive], Envelope]
     exchange: str
+    # 01 and 03 for the sender, written with the directive ({arrival_number} filled in with its number).
+    statuses: tuple[NewStatus, ...] = ()
 
 
 _OUTBOX_PARAMS = ("message_id", "exchange", "routing_key", "body", "headers", "created_at")
@@ -78,6 +86,9 @@ class DirectiveRepository:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         # Built once: a constant statement is compiled once, then found in SQLAlchemy's cache.
         self._registration = registration_postgresql(directives, attachments, outbox)
+        self._registration_with_statuses = registration_postgresql(
+            directives, attachments, outbox, registration_statuses_postgresql
+        )
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -114,6 +125,7 @@ class DirectiveRepository:
             if attachment_rows:
                 conn.execute(sa.insert(attachments), attachment_rows)
             add_to_outbox(conn, outbox, new.event(directive), exchange=new.exchange)
+            append_statuses(conn, new.statuses, arrival_number=number)
         return directive
 
     def _register_postgresql(
@@ -127,8 +139,13 @@ class DirectiveRepository:
         # The event as it will be sent, with number 1; the statement puts in the number it takes.
         queued = outbox_row(OutboxItem(new.event(new.build(1)), new.exchange), datetime.now(UTC))
         params.update({f"o_{name}": queued[name] for name in _OUTBOX_PARAMS})
+        statement = self._registration
+        if new.statuses:
+            statement = self._registration_with_statuses
+            params["statuses"] = statuses_param(new.statuses)
+            params["status_count"] = len(new.statuses)
         with self._autocommit.connect() as conn:
-            number = int(conn.execute(self._registration, params).scalar_one())
+            number = int(conn.execute(statement, params).scalar_one())
         return new.build(number)
 
     @staticmethod

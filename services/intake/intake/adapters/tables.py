@@ -95,3 +95,97 @@ arrival_counters = sa.Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+
+# -- closed loop: outgoing status and webhooks ---------------------------------------------------------
+
+# One row; its lock, held from taking a cursor to the commit, makes status cursors gap-free and visible in
+# cursor order (a reader that saw cursor n can never later find a smaller one committed).
+status_cursor = sa.Table(
+    "status_cursor",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("last_cursor", sa.BigInteger, nullable=False),
+)
+
+# What intake sends back to a directive's sender: each row written in the transaction that caused it.
+status_updates = sa.Table(
+    "status_updates",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("cursor", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("directive_id", sa.String(36), sa.ForeignKey("directives.id"), nullable=False),
+    sa.Column("status_code", sa.String(2), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("staff", sa.JSON, nullable=True),
+    # The original as ResponseFor names it, kept with the status so a packet reads the same every time.
+    sa.Column("response_for", sa.JSON, nullable=False),
+    sa.Column("sender_code", sa.String(35), nullable=True),
+    sa.Column("submitted_by", sa.String(200), nullable=True),
+    sa.UniqueConstraint("directive_id", "status_code"),
+)
+sa.Index("ix_status_updates_directive_id", status_updates.c.directive_id, status_updates.c.cursor)
+sa.Index("ix_status_updates_submitted_by", status_updates.c.submitted_by, status_updates.c.cursor)
+
+# Routing's tasks as intake learnt them from routing's events: enough to derive 04, 05 and 06.
+directive_tasks = sa.Table(
+    "directive_tasks",
+    metadata,
+    sa.Column("task_id", sa.String(64), primary_key=True),
+    sa.Column("directive_id", sa.String(36), nullable=False, index=True),
+    sa.Column("unit", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    # Ever in progress or done: 05 is due even if the task's last known status is something else.
+    sa.Column("started", sa.Boolean, nullable=False),
+    # When routing made the change last applied: an older event arriving late does not undo a newer one.
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("senders", sa.JSON, nullable=True),
+    sa.Column("directives", sa.JSON, nullable=True),
+    sa.Column("format", sa.String(10), nullable=False),
+    sa.Column("secret", sa.String(200), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    # Statuses up to this cursor have their deliveries made (or did not match the filters).
+    sa.Column("fanned_cursor", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# One row per status and subscription; its id is the webhook-id, the same on every retry.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("subscription_id", sa.String(36), sa.ForeignKey("webhook_subscriptions.id"), nullable=False),
+    sa.Column("status_update_id", sa.String(36), sa.ForeignKey("status_updates.id"), nullable=False),
+    sa.Column("directive_id", sa.String(36), nullable=False),
+    sa.Column("cursor", sa.BigInteger, nullable=False),
+    # pending, delivered, dead (retries exhausted), cancelled (subscription deleted or disabled)
+    sa.Column("state", sa.String(12), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("first_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    # A worker sending it holds it until then; after a kill -9 another takes it once this passes.
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("subscription_id", "status_update_id"),
+)
+sa.Index(
+    "ix_webhook_deliveries_pending",
+    webhook_deliveries.c.state,
+    webhook_deliveries.c.subscription_id,
+    webhook_deliveries.c.directive_id,
+    webhook_deliveries.c.cursor,
+)

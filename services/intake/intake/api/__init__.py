@@ -13,6 +13,9 @@ from intake.api.deps import Deps, build_deps
 from intake.api.directives import blp
 from intake.api.edxml import blp as edxml_blp
 from intake.api.lifecycle import blp as lifecycle_blp
+from intake.api.status_updates import blp as status_updates_blp
+from intake.api.subscriptions import SubscriptionNotFound
+from intake.api.subscriptions import blp as subscriptions_blp
 from intake.domain.edxml import InvalidPacket
 from intake.domain.errors import (
     AttachmentNotFound,
@@ -23,8 +26,10 @@ from intake.domain.errors import (
     InvalidMetadata,
     StateSecretRefused,
 )
+from intake.domain.webhooks import UnsafeTarget
 from intake.lifecycle import LifecycleConflict
 from intake.settings import SERVICE, Settings
+from intake.status import DirectiveCompleted, InvalidReason
 
 __all__ = ["Deps", "build_deps", "create_app"]
 
@@ -38,6 +43,10 @@ ERRORS: ErrorTable = {
     IdempotencyConflict: (422, "idempotency-key-reused", "Idempotency-Key reused with a different body"),
     DirectiveNotFound: (404, "directive-not-found", "Directive not found"),
     AttachmentNotFound: (404, "attachment-not-found", "Attachment not found"),
+    DirectiveCompleted: (409, "directive-completed", "The directive is already completed"),
+    InvalidReason: (422, "validation-error", "A reason is required"),
+    UnsafeTarget: (422, "unsafe-webhook-target", "Webhook target refused"),
+    SubscriptionNotFound: (404, "subscription-not-found", "Subscription not found"),
 }
 
 
@@ -62,6 +71,8 @@ def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Fl
     api.register_blueprint(blp)
     api.register_blueprint(edxml_blp)
     api.register_blueprint(lifecycle_blp)
+    api.register_blueprint(status_updates_blp)
+    api.register_blueprint(subscriptions_blp)
 
     retry_after = str(settings.retry_after)
 

@@ -17,6 +17,7 @@ from intake.adapters.repository import DirectiveRepository
 from intake.adapters.staging import StagingArea
 from intake.handlers import utc_now
 from intake.settings import Settings
+from intake.status import Department
 
 
 @dataclass
@@ -32,6 +33,11 @@ class Deps:
 
     def __post_init__(self) -> None:
         self.large_uploads = threading.BoundedSemaphore(self.settings.max_large_uploads)
+
+    @property
+    def department(self) -> Department:
+        """Who the outgoing statuses come from (the department, its desk and contact)."""
+        return self.settings.closed_loop.department(self.settings.organisation)
 
     def check_database(self) -> None:
         with self.engine.connect() as conn:

@@ -140,6 +140,7 @@ def create_directive() -> tuple[dict[str, Any], dict[str, str]]:
                 organisation=deps.settings.organisation,
                 max_upload_bytes=deps.settings.max_upload_bytes,
                 clock=deps.clock,
+                department=deps.department,
             )
         except DuplicateDirective as exc:
             raise _duplicate_problem(exc, submission, principal) from None

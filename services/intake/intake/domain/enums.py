@@ -23,3 +23,5 @@ class DirectiveStatus(StrEnum):
     REGISTERED = "registered"
     REVOKED = "revoked"
     REPLACED = "replaced"
+    # A clerk refused it (status 02 sent to its sender).
+    REJECTED = "rejected"

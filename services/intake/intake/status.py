@@ -1,0 +1,374 @@
+"""Closed-loop use cases: the statuses of a registration, a clerk's rejection, and routing's progress.
+
+Intake owns what the sender is told. It writes 01 and 03 with the registration, 02 with a rejection, and
+04, 05 and 06 while it consumes routing's task events (each claimed in the inbox, so a redelivered event
+changes nothing); every status in the same transaction as what caused it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from shared.envelope import Envelope
+from shared.inbox import claim
+from shared.outbox import add_to_outbox
+from sqlalchemy.engine import Engine, RowMapping
+
+from intake.adapters.status_store import (
+    NewStatus,
+    append_statuses,
+    emitted_codes,
+    lock_directive,
+    task_states,
+)
+from intake.adapters.tables import directive_tasks, directives, inbox, outbox
+from intake.domain.edxml import Organ, StaffInfo
+from intake.domain.enums import DirectiveStatus
+from intake.domain.errors import DirectiveNotFound, IntakeError
+from intake.domain.models import Directive
+from intake.domain.status import (
+    ARRIVAL_PLACEHOLDER,
+    OriginalDocument,
+    StatusCode,
+    TaskState,
+    description,
+    next_codes,
+    response_for,
+    units_detail,
+)
+from intake.lifecycle import LifecycleConflict
+from intake.messages import EXCHANGE, SERVICE
+
+log = logging.getLogger(__name__)
+
+DIRECTIVE_REJECTED_TYPE = f"{SERVICE}.directive_rejected"
+MAX_REASON = 2000
+# Ranks break ties between two changes routing made in the same instant (an acknowledgement's steps).
+_RANK = {"assigned": 0, "received": 1, "in_progress": 2, "rejected": 3, "completed": 4, "cancelled": 5}
+
+
+class DirectiveCompleted(IntakeError):
+    """The directive is already completed (06 sent): it can no longer be refused."""
+
+
+class InvalidReason(IntakeError):
+    field = "reason"
+
+
+class InvalidTaskEvent(ValueError):
+    """A routing event intake cannot read (a part missing or of the wrong kind): redelivering won't help."""
+
+
+@dataclass(frozen=True)
+class Department:
+    """Who the statuses come from: the department as an edXML organ, and its desk's contact."""
+
+    organ: Organ
+    desk: str = "Văn thư"
+    mobile: str | None = None
+    email: str | None = None
+
+    def staff(self, *, department: str | None = None, person: str | None = None) -> StaffInfo:
+        return StaffInfo(
+            department=department or self.desk, staff=person, mobile=self.mobile, email=self.email
+        )
+
+
+def original_of(directive: Directive) -> OriginalDocument:
+    meta = directive.metadata
+    return OriginalDocument(
+        organ_id=meta.issuer.code,
+        number=meta.number.display,
+        code_number=meta.number.code_number,
+        code_notation=meta.number.code_notation,
+        issued_date=meta.issued_date,
+        external_id=meta.external_id,
+    )
+
+
+def _original_of_row(row: RowMapping) -> OriginalDocument:
+    return OriginalDocument(
+        organ_id=row["issuer_code"],
+        number=row["number"],
+        code_number=row["code_number"],
+        code_notation=row["code_notation"],
+        issued_date=row["issued_date"],
+        external_id=row["external_id"],
+    )
+
+
+def registration_statuses(directive: Directive, *, department: Department) -> tuple[NewStatus, ...]:
+    """01 (arrived) and 03 (registered, with {arrival_number} to fill in) for a new directive."""
+    response = response_for(original_of(directive))
+    common = {
+        "directive_id": directive.id,
+        "occurred_at": directive.received_at,
+        "response_for": response,
+        "staff": department.staff(),
+        "sender_code": directive.metadata.issuer.code,
+        "submitted_by": directive.submitted_by,
+    }
+    return (
+        NewStatus(
+            status_code=StatusCode.RECEIVED.value, description=description(StatusCode.RECEIVED), **common
+        ),
+        NewStatus(
+            status_code=StatusCode.REGISTERED.value,
+            description=description(StatusCode.REGISTERED, arrival_number=ARRIVAL_PLACEHOLDER),
+            **common,
+        ),
+    )
+
+
+def _new_status(row: RowMapping, code: StatusCode, text: str, *, at: datetime, staff: StaffInfo) -> NewStatus:
+    return NewStatus(
+        directive_id=row["id"],
+        status_code=code.value,
+        description=text,
+        occurred_at=at,
+        response_for=response_for(_original_of_row(row)),
+        staff=staff,
+        sender_code=row["issuer_code"],
+        submitted_by=row["submitted_by"],
+    )
+
+
+@dataclass(frozen=True)
+class Rejection:
+    directive_id: str
+    status: str
+    created: bool
+
+
+def reject_directive(
+    directive_id: str,
+    reason: str,
+    *,
+    engine: Engine,
+    actor: str,
+    department: Department,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Rejection:
+    """A clerk refuses a directive: status 02 with the reason, and intake.directive_rejected.v1 for routing.
+
+    Refusing it again answers the first refusal (nothing new is written); a completed one cannot be refused.
+    """
+    cleaned = " ".join(reason.split())
+    if not cleaned:
+        raise InvalidReason("a reason is required")
+    if len(cleaned) > MAX_REASON:
+        raise InvalidReason(f"at most {MAX_REASON} characters")
+    now = clock()
+    with engine.begin() as conn:
+        row = lock_directive(conn, directive_id)
+        if row is None:
+            raise DirectiveNotFound(f"no directive {directive_id}")
+        emitted = emitted_codes(conn, directive_id)
+        if StatusCode.REFUSED.value in emitted:
+            return Rejection(directive_id, DirectiveStatus.REJECTED.value, created=False)
+        if row["status"] != DirectiveStatus.REGISTERED.value:
+            raise LifecycleConflict(f"directive {directive_id} is {row['status']}; it cannot be refused")
+        if StatusCode.COMPLETED.value in emitted:
+            raise DirectiveCompleted(f"directive {directive_id} is already completed; it cannot be refused")
+        conn.execute(
+            sa.update(directives)
+            .where(directives.c.id == directive_id)
+            .values(status=DirectiveStatus.REJECTED.value)
+        )
+        status = _new_status(
+            row,
+            StatusCode.REFUSED,
+            description(StatusCode.REFUSED, detail=cleaned),
+            at=now,
+            staff=department.staff(person=actor),
+        )
+        append_statuses(conn, [status])
+        add_to_outbox(
+            conn,
+            outbox,
+            Envelope.new(
+                DIRECTIVE_REJECTED_TYPE,
+                {
+                    "directive_id": directive_id,
+                    "reason": cleaned,
+                    "rejected_by": actor,
+                    "rejected_at": now.isoformat(),
+                },
+                producer=SERVICE,
+            ),
+            exchange=EXCHANGE,
+        )
+    log.info("directive %s refused by %s", directive_id, actor)
+    return Rejection(directive_id, DirectiveStatus.REJECTED.value, created=True)
+
+
+# -- routing's progress ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskObservation:
+    """One thing routing said about a task: its status as of `changed_at`."""
+
+    task_id: str
+    directive_id: str
+    unit: str
+    role: str
+    status: str
+    changed_at: datetime
+    actor: str | None = None
+
+
+def _timestamp(value: Any, fallback: datetime) -> datetime:
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return fallback
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return fallback
+
+
+def _from_document(doc: Mapping[str, Any], fallback: datetime) -> TaskObservation:
+    return TaskObservation(
+        task_id=str(doc["id"]),
+        directive_id=str(doc["directive_id"]),
+        unit=str(doc["unit"]),
+        role=str(doc["role"]),
+        status=str(doc["status"]),
+        changed_at=_timestamp(doc.get("updated_at") or doc.get("created_at"), fallback),
+    )
+
+
+def _from_change(change: Mapping[str, Any], fallback: datetime) -> TaskObservation:
+    return TaskObservation(
+        task_id=str(change["task_id"]),
+        directive_id=str(change["directive_id"]),
+        unit=str(change["unit"]),
+        role=str(change["role"]),
+        status=str(change["status"]),
+        changed_at=_timestamp(change.get("changed_at"), fallback),
+        actor=change.get("actor"),
+    )
+
+
+def observations(envelope: Envelope) -> list[TaskObservation]:
+    """What one of routing's task events says about its tasks; InvalidTaskEvent when it cannot be read."""
+    try:
+        return _observations(envelope)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InvalidTaskEvent(f"{envelope.type} {envelope.id} lacks {exc}") from exc
+
+
+def _observations(envelope: Envelope) -> list[TaskObservation]:
+    payload = envelope.payload
+    fallback = envelope.occurred_at if isinstance(envelope.occurred_at, datetime) else datetime.now(UTC)
+    kind = envelope.type
+    if kind == "routing.tasks_assigned":
+        return [_from_document(doc, fallback) for doc in payload["tasks"]]
+    if kind == "routing.task_assigned":
+        return [_from_document(payload, fallback)]
+    if kind == "routing.tasks_acknowledged":
+        return [_from_change(change, fallback) for change in payload["changes"]]
+    if kind == "routing.task_status_changed":
+        return [_from_change(payload, fallback)]
+    return []
+
+
+def _record(conn: sa.Connection, seen: TaskObservation) -> None:
+    started = seen.status in ("in_progress", "completed")
+    current = (
+        conn.execute(sa.select(directive_tasks).where(directive_tasks.c.task_id == seen.task_id))
+        .mappings()
+        .first()
+    )
+    if current is None:
+        conn.execute(
+            sa.insert(directive_tasks).values(
+                task_id=seen.task_id,
+                directive_id=seen.directive_id,
+                unit=seen.unit,
+                role=seen.role,
+                status=seen.status,
+                started=started,
+                changed_at=seen.changed_at,
+            )
+        )
+        return
+    known = current["changed_at"]
+    known = known if known.tzinfo is not None else known.replace(tzinfo=UTC)
+    newer = seen.changed_at > known or (
+        seen.changed_at == known and _RANK.get(seen.status, 0) >= _RANK.get(current["status"], 0)
+    )
+    values: dict[str, Any] = {"started": bool(current["started"]) or started}
+    if newer:
+        values.update(unit=seen.unit, role=seen.role, status=seen.status, changed_at=seen.changed_at)
+    conn.execute(sa.update(directive_tasks).where(directive_tasks.c.task_id == seen.task_id).values(**values))
+
+
+def _progress_text(code: StatusCode, tasks: list[TaskState]) -> str:
+    return description(code, detail=units_detail(tasks))
+
+
+def apply_task_event(
+    envelope: Envelope,
+    *,
+    engine: Engine,
+    consumer: str,
+    department: Department,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[str]:
+    """Applies one routing task event; answers the status codes it emitted (none for a duplicate)."""
+    seen = observations(envelope)
+    emitted_now: list[str] = []
+    with engine.begin() as conn:
+        if not claim(conn, inbox, envelope.id, consumer):
+            return []
+        by_directive: dict[str, list[TaskObservation]] = {}
+        for item in seen:
+            by_directive.setdefault(item.directive_id, []).append(item)
+        # One lock order for every writer: directives by id, then the cursor row.
+        for directive_id in sorted(by_directive):
+            row = lock_directive(conn, directive_id)
+            if row is None:
+                log.warning("routing event %s names unknown directive %s", envelope.id, directive_id)
+                continue
+            for item in by_directive[directive_id]:
+                _record(conn, item)
+            tasks = task_states(conn, directive_id)
+            codes = next_codes(emitted_codes(conn, directive_id), tasks)
+            if not codes:
+                continue
+            units = units_detail(tasks)
+            actors = [item.actor for item in by_directive[directive_id] if item.actor]
+            # When routing made the change that called for the status, not when intake got to it.
+            now = max((item.changed_at for item in by_directive[directive_id]), default=clock())
+            append_statuses(
+                conn,
+                [
+                    _new_status(
+                        row,
+                        code,
+                        _progress_text(code, tasks),
+                        at=now,
+                        staff=department.staff(department=units, person=actors[-1] if actors else None),
+                    )
+                    for code in codes
+                ],
+            )
+            emitted_now.extend(codes)
+    return emitted_now
+
+
+def consumed_queues() -> Iterable[tuple[str, str]]:
+    """(source, event) pairs intake consumes: routing's task events."""
+    return (
+        ("routing", "tasks_assigned"),
+        ("routing", "task_assigned"),
+        ("routing", "tasks_acknowledged"),
+        ("routing", "task_status_changed"),
+    )
