@@ -43,6 +43,18 @@ DEFAULTED: dict[str, str] = {
     "DOCROUTE_CONSOLE_API_TIMEOUT": "the console is not deployed yet (no production sign-in)",
     "DOCROUTE_JWT_MAX_LIFETIME": "30 days bounds the HS256 unit tokens; OIDC tokens live minutes anyway",
     "DOCROUTE_STAGING_ORPHAN_SECONDS": "1 hour: far longer than an upload request may run (web timeout 60 s)",
+    # Telling senders (closed loop): who the department is and how it answers, set per installation.
+    "DOCROUTE_INTAKE_ORGAN_ID": "the department's agency code, set per installation",
+    "DOCROUTE_INTAKE_ORGAN_NAME": "the department's name in status packets, set per installation",
+    "DOCROUTE_STATUS_DESK": "the desk named in status packets; the default (Văn thư) fits most departments",
+    "DOCROUTE_STATUS_CONTACT_PHONE": "optional contact in status packets, set per installation",
+    "DOCROUTE_STATUS_CONTACT_EMAIL": "optional contact in status packets, set per installation",
+    "DOCROUTE_WEBHOOK_ALLOW_NETWORKS": "no inside address is a webhook target unless allowed",
+    "DOCROUTE_WEBHOOK_TIMEOUT": "the default bounds each delivery attempt",
+    "DOCROUTE_WEBHOOK_RETRY_FIRST_SECONDS": "the default backoff schedule",
+    "DOCROUTE_WEBHOOK_RETRY_MAX_SECONDS": "the default backoff schedule",
+    "DOCROUTE_WEBHOOK_RETRY_FOR_SECONDS": "24 h of retries by default, as the issue asks",
+    "DOCROUTE_WEBHOOK_POLL_SECONDS": "the default delivery poll",
 }
 
 # Read by the code, but meaningless for one overlay's choices.

@@ -158,6 +158,7 @@ def receive_packet() -> tuple[dict[str, Any], int, dict[str, str]] | tuple[dict[
             organisation=deps.settings.organisation,
             max_upload_bytes=deps.settings.max_upload_bytes,
             clock=deps.clock,
+            department=deps.department,
         )
     except IdempotencyConflict:
         document_id = submission.metadata.external_id
