@@ -14,8 +14,11 @@ from docroute.cli import main
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in [k for k in __import__("os").environ if k.startswith("DOCROUTE_")]:
-        monkeypatch.delenv(key)
+    import os
+
+    # `run` and `up` set defaults in their own process's environment (the seed's files, the console's
+    # URLs): invoked in-process here, they get a copy that this test's end throws away.
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith("DOCROUTE_")})
     monkeypatch.setenv("DOCROUTE_DATA_DIR", str(tmp_path))
     return tmp_path
 

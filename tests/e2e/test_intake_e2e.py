@@ -170,8 +170,9 @@ def test_a_large_json_upload_is_spooled_not_held_in_memory(
     after = _worker_peaks(server.proc.pid)
     growth = max(after[pid] - before.get(pid, 0) for pid in after)
     # Held in memory as before the fix this body (64 MiB) cost about three times its size; spooled, one
-    # worker holds at most one file while the S3 client sends it.
-    assert growth < len(body) // 2, (growth, len(body))
+    # worker holds at most one file (16 MiB) while the S3 client sends it and reads it back (moto does not
+    # check checksums, so the adapter verifies by reading): well under the body's own size.
+    assert growth < len(body), (growth, len(body))
     sha = hashlib.sha256(files[2]).hexdigest()
     assert response.json()["attachments"][2]["sha256"] == sha
 
