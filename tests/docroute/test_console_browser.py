@@ -74,7 +74,20 @@ class Person:
         self.page.check(f"#id-{identity}")
         if unit:
             self.page.select_option("#unit", unit)
-        self.page.click("button[type=submit]")
+        # The landing page must have loaded before the test reads or reloads it: a reload issued while
+        # the sign-in redirect is still under way finds no active page to reload.
+        with self.page.expect_navigation(wait_until="load"):
+            self.page.click("button[type=submit]")
+
+    def follow(self, target: Any) -> None:
+        """Clicks a link or a form's button (selector or locator) and waits for the page it leads to."""
+        with self.page.expect_navigation(wait_until="load"):
+            (self.page.locator(target) if isinstance(target, str) else target).click()
+
+    def refresh(self) -> None:
+        """Loads the current page again, waiting until it has loaded."""
+        self.page.wait_for_load_state("load")
+        self.page.goto(self.page.url, wait_until="load")
 
     def open(self, path: str) -> None:
         self.page.goto(self.suite.console + path)
@@ -114,7 +127,7 @@ def test_a_clerk_registers_a_directive_and_watches_it_reach_the_units(suite: Emb
     page.fill("#f-issued_date", "2026-12-01")
     page.fill("#f-subject", SUBJECT)
     page.set_input_files("#f-files", str(SAMPLE_PDF))
-    page.click("form.card button[type=submit]")
+    clerk.follow("form.card button[type=submit]")
     error = page.locator("#e-number")
     assert error.is_visible()
     assert error.inner_text().strip()
@@ -124,12 +137,12 @@ def test_a_clerk_registers_a_directive_and_watches_it_reach_the_units(suite: Emb
 
     page.fill("#f-number", "1401/CVT-CL")
     page.set_input_files("#f-files", str(SAMPLE_PDF))
-    page.click("form.card button[type=submit]")
+    clerk.follow("form.card button[type=submit]")
     assert page.get_by_role("status").inner_text().startswith("Đã vào sổ: số đến 4")
 
     # Routing makes the i-Speed letter's 24 lead tasks; the page shows them once they exist.
     def routed() -> bool:
-        page.reload()
+        clerk.refresh()
         return page.locator("table tbody tr").count() == 24
 
     wait_for(routed, timeout=30)
@@ -157,14 +170,14 @@ def test_a_district_office_works_its_task_and_sees_nothing_of_another_units(
     office.check_accessibility()
     office.screenshot("hop-viec-360")
 
-    page.locator("ul.tasks a").first.click()
-    page.get_by_role("button", name="Nhận việc").click()
+    office.follow(page.locator("ul.tasks a").first)
+    office.follow(page.get_by_role("button", name="Nhận việc"))
     assert page.get_by_role("status").inner_text() == "Đã nhận việc."
-    page.get_by_role("button", name="Bắt đầu xử lý").click()
+    office.follow(page.get_by_role("button", name="Bắt đầu xử lý"))
     assert page.get_by_role("status").inner_text() == "Đã chuyển sang đang xử lý."
     page.fill("#note", "Đã triển khai tới các xã, phường")
     page.set_input_files("#report", str(SAMPLE_PDF))
-    page.get_by_role("button", name="Báo cáo hoàn thành").click()
+    office.follow(page.get_by_role("button", name="Báo cáo hoàn thành"))
     assert page.get_by_role("status").inner_text() == "Đã báo cáo hoàn thành."
     assert "Hoàn thành" in page.locator("dl.meta").inner_text()
     office.check_accessibility()
@@ -183,10 +196,12 @@ def test_an_auditor_checks_the_archived_copy_and_the_audit_chain(suite: Embedded
     auditor.sign_in("kiem-toan")
     page = auditor.page
     assert page.url.endswith("/luu-tru")
-    wait_for(lambda: (page.reload() or True) and page.locator("table tbody tr a").count() >= 3, timeout=30)
+    wait_for(
+        lambda: (auditor.refresh() or True) and page.locator("table tbody tr a").count() >= 3, timeout=30
+    )
     auditor.check_accessibility()
     auditor.screenshot("luu-tru")
-    page.locator("table tbody tr a").first.click()
+    auditor.follow(page.locator("table tbody tr a").first)
     assert page.get_by_text("Chữ ký số hợp lệ, do tổ chức được tin cậy cấp").is_visible()
     assert re.search(r"[0-9a-f]{64}", page.locator("dl.meta").inner_text())
     auditor.check_accessibility()
