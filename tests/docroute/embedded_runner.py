@@ -6,11 +6,11 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import requests
+
+from tests.support.polling import wait_for as wait_for  # re-exported to this folder's tests
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCROUTE = ROOT / ".venv" / "bin" / "docroute"
@@ -83,14 +83,3 @@ class Embedded:
         args = [str(DOCROUTE), "token", "--role", role] + (["--unit", unit] if unit else [])
         token = subprocess.run(args, env=self.env, check=True, capture_output=True, text=True).stdout.strip()
         return {"Authorization": f"Bearer {token}"}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """Polls `predicate` until it returns something truthy (returned), failing after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)

@@ -3,7 +3,7 @@
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -27,6 +27,8 @@ from shared.messaging import (
 )
 from shared.naming import TASKS_EXCHANGE, dlq_name
 
+from tests.support.polling import wait_until
+
 # Not intake.events: the memory transport is process-wide, and other test folders' queues may be bound there.
 EXCHANGE = "sharedtest.events"
 ROUTING_KEY = "intake.directive_registered.v1"
@@ -49,15 +51,6 @@ def queue() -> str:
 def publisher(broker_url: str) -> Iterator[Publisher]:
     with Publisher(broker_url, confirm_timeout=2.0, retries=1) as pub:
         yield pub
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 @contextmanager

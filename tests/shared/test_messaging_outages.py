@@ -6,7 +6,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from wsgiref.util import setup_testing_defaults
 
@@ -32,18 +32,11 @@ from shared.messaging.keepalive import HeartbeatKeeper
 from shared.messaging.outages import Backoff, ProbeRunner
 from shared.objectstore import ObjectNotFound, StoreUnavailable
 
+from tests.support.polling import wait_until
+
 EXCHANGE = "outagetest.events"
 ROUTING_KEY = "intake.directive_registered.v1"
 URL = "memory://"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def sample(name: str, **labels: str) -> float:

@@ -28,6 +28,7 @@ from shared.messaging import (
 from shared.objectstore import S3Store
 
 from chaos.proxy import TcpProxy
+from tests.support.polling import wait_until as _wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +41,8 @@ HEARTBEAT = 1.0
 OUTAGE = 4 * HEARTBEAT + 1.0
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> bool:
+    return _wait_until(predicate, timeout)
 
 
 def sample(name: str, **labels: str) -> float:

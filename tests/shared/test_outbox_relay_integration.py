@@ -4,7 +4,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -20,11 +19,17 @@ from shared.inbox import claim, inbox_table
 from shared.messaging import EventConsumer, Publisher, Subscription, body_bytes, declare_consumer_queue
 from shared.outbox import OutboxRelay, add_to_outbox, outbox_table
 
+from tests.support.polling import wait_until as _wait_until
+
 pytestmark = pytest.mark.integration
 
 RELAY_SCRIPT = Path(__file__).with_name("outbox_relay_proc.py")
 EXCHANGE = "intake.events"
 ROUTING_KEY = "intake.directive_registered.v1"
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> bool:
+    return _wait_until(predicate, timeout)
 
 
 @pytest.fixture
@@ -34,15 +39,6 @@ def queue() -> str:
 
 PRODUCER_META = sa.MetaData()
 OUTBOX = outbox_table(PRODUCER_META)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 class InboxConsumer:

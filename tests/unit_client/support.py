@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,18 +17,11 @@ from typing import Any
 
 import pika
 
+from tests.support.polling import wait_for as wait_for  # re-exported to this folder's tests
+
 TASKS_EXCHANGE = "routing.tasks"
 DLX = "docroute.dlx"
 CLIENT_SRC = Path(__file__).resolve().parents[2] / "clients" / "unit"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def unique_unit(prefix: str = "PVHTT") -> str:
@@ -208,7 +200,7 @@ class ClientProcess:
 
     def wait_lines(self, n: int, timeout: float = 15.0) -> None:
         try:
-            wait_until(lambda: len(self.lines) >= n or self.proc.poll() is not None, timeout)
+            wait_for(lambda: len(self.lines) >= n or self.proc.poll() is not None, timeout)
         except AssertionError:
             raise AssertionError(f"{len(self.lines)} of {n} lines; log:\n{self.log()}") from None
         assert len(self.lines) >= n, (

@@ -26,7 +26,7 @@ from .support import (
     queue_depth,
     task_offer,
     unique_unit,
-    wait_until,
+    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -72,7 +72,7 @@ def test_malformed_and_misrouted_messages_go_to_the_dead_letter_queue(
 
     assert client.documents() == good
     dlq = f"routing.tasks.{code}.dlq"
-    wait_until(lambda: queue_depth(url, dlq) == 2, timeout=5)
+    wait_for(lambda: queue_depth(url, dlq) == 2, timeout=5)
     assert sorted(drain(url, dlq)) == sorted([b"\xff not json", misrouted])
 
 
@@ -109,7 +109,7 @@ def test_hook_that_never_answers_2xx_dead_letters_after_max_failures(
     assert client.wait() == 0, client.log()
 
     assert len(hook.requests) == 3
-    wait_until(lambda: queue_depth(url, f"routing.tasks.{code}.dlq") == 1, timeout=5)
+    wait_for(lambda: queue_depth(url, f"routing.tasks.{code}.dlq") == 1, timeout=5)
 
 
 def test_routing_receives_one_receipt_per_task(
@@ -150,7 +150,7 @@ def test_client_reconnects_after_the_broker_drops_its_connection(
     client = run_client(
         *base_args(url, code), "--deliver-to", hook.url, "--prefetch", "5", "--idle-exit", "2"
     )
-    wait_until(lambda: len(hook.requests) >= 8)
+    wait_for(lambda: len(hook.requests) >= 8)
 
     subprocess.run(
         ["rabbitmqctl", "-q", "close_all_connections", "-p", vhost, "test: connection drop"],
@@ -195,7 +195,7 @@ def test_kill_9_between_hand_off_and_receipt_loses_nothing(
         args += ["--state-file", str(tmp_path / "state" / "seen.jsonl")]
 
     first = run_client(*args)
-    wait_until(lambda: victim in routing.paths())  # task 5 is on stdout, its receipt is in flight
+    wait_for(lambda: victim in routing.paths())  # task 5 is on stdout, its receipt is in flight
     first.proc.send_signal(signal.SIGKILL)
     first.wait()
     assert task_ids(first.documents()) == task_ids(offers)[:5]
@@ -220,13 +220,13 @@ def test_sigterm_during_a_retry_exits_promptly_and_leaves_the_task_queued(
     publish(url, code, [encode(task_offer(code, 1))])
     args = [*base_args(url, code), "--deliver-to", hook.url, "--retry-delay", "20", "--retry-delay-max", "20"]
     client = run_client(*args)
-    wait_until(lambda: len(hook.requests) == 1)
+    wait_for(lambda: len(hook.requests) == 1)
 
     started = time.monotonic()
     client.proc.send_signal(signal.SIGTERM)
     assert client.wait(10) == 0, client.log()
     assert time.monotonic() - started < 3
-    wait_until(lambda: queue_depth(url, f"routing.tasks.{code}") == 1, timeout=5)
+    wait_for(lambda: queue_depth(url, f"routing.tasks.{code}") == 1, timeout=5)
     assert queue_depth(url, f"routing.tasks.{code}.dlq") == 0
 
 
@@ -239,7 +239,7 @@ def test_max_messages_settles_that_many_and_leaves_the_rest(
     client = run_client(*base_args(url, code), "--max-messages", "2", "--prefetch", "5")
     assert client.wait() == 0, client.log()
     assert client.documents() == offers[:2]
-    wait_until(lambda: queue_depth(url, f"routing.tasks.{code}") == 3, timeout=5)
+    wait_for(lambda: queue_depth(url, f"routing.tasks.{code}") == 3, timeout=5)
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -286,7 +286,7 @@ def test_unit_account_reads_only_its_own_queue(
 def test_client_waits_for_its_queue_to_be_created(amqp_url: str, run_client: Client) -> None:
     code = unique_unit()
     client = run_client(*base_args(amqp_url, code), "--idle-exit", "2", "--reconnect-delay-max", "0.3")
-    wait_until(lambda: "NOT_FOUND" in client.log())  # routing has not declared the unit's queue yet
+    wait_for(lambda: "NOT_FOUND" in client.log())  # routing has not declared the unit's queue yet
     offer = task_offer(code, 1)
     declare_unit_queue(amqp_url, code)
     publish(amqp_url, code, [encode(offer)])
@@ -310,7 +310,7 @@ def test_a_state_file_in_use_by_another_client_stops_the_second(
     url, code = unit_queue
     state = str(tmp_path / "seen.jsonl")
     first = run_client(*base_args(url, code), "--state-file", state)
-    wait_until(lambda: "consuming" in first.log())
+    wait_for(lambda: "consuming" in first.log())
     second = run_client(*base_args(url, code), "--state-file", state)
     assert second.wait() == 3
     assert "in use by another docroute-unit process" in second.log()

@@ -1,6 +1,5 @@
 """Long-polls hold a web thread each: they are capped per unit and per process, beyond which 429."""
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -9,6 +8,8 @@ from routing.api.pollgate import PollGate
 from routing.settings import Settings
 from routing_testkit import registered_event
 from shared.settings import SettingsError
+
+from tests.support.polling import wait_for
 
 
 @pytest.fixture
@@ -25,25 +26,18 @@ def long_poll(rapp, unit, wait):
     )
 
 
-def wait_until(check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-
-
 def test_long_polls_beyond_the_caps_are_refused_with_retry_after(loaded):
     gate = loaded.deps.poll_gate = PollGate(per_process=2, per_unit=1)
     with ThreadPoolExecutor(max_workers=2) as pool:
         syt = pool.submit(long_poll, loaded, "SYT", 25)
-        wait_until(lambda: gate.waiting() == {"SYT": 1})
+        wait_for(lambda: gate.waiting() == {"SYT": 1})
         again = long_poll(loaded, "SYT", 25)
         assert again.status_code == 429 and again.headers["Retry-After"] == "2"
         assert again.mimetype == "application/problem+json"
         assert again.get_json()["type"].endswith("too-many-long-polls")
         assert "unit SYT" in again.get_json()["detail"]
         cttdt = pool.submit(long_poll, loaded, "CTTDT", 25)
-        wait_until(lambda: gate.waiting() == {"SYT": 1, "CTTDT": 1})
+        wait_for(lambda: gate.waiting() == {"SYT": 1, "CTTDT": 1})
         full = long_poll(loaded, "BPTV", 25)
         assert full.status_code == 429 and "process" in full.get_json()["detail"]
         # A poll that does not wait, and every other request, go through while both places are held.
