@@ -46,5 +46,6 @@ def revoke(body: dict[str, Any], directive_id: str) -> dict[str, Any]:
         repository=deps.repository,
         staging=deps.staging,
         clock=deps.clock,
+        department=deps.department,
     )
     return directive_resource(done.directive)
