@@ -1,10 +1,12 @@
 """On PostgreSQL and the S3 server: a refused packet's 02 (no directive) recorded once under concurrent
-senders and delivered by webhook, a revocation's 15 and 16, and sealed webhook secrets."""
+senders and delivered by webhook, a revocation's 15 and 16, sealed webhook secrets, the units' StaffInfo
+and the DocumentId of an issuer without an agency identifier."""
 
 from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +18,11 @@ from intake.adapters.status_store import StatusStore
 from intake.adapters.webhook_http import TargetPolicy
 from intake.domain.edxml import read_status
 from intake.domain.webhooks import RetryPolicy
+from intake.status import apply_task_event
 from intake.webhooks import WebhookDeliverer
-from intake_testing import IntakeApp
+from intake_broker import s3_environ
+from intake_testing import IntakeApp, build_intake_app, intake_environ
+from shared.envelope import Envelope
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +148,67 @@ def test_a_refusal_is_delivered_by_webhook_with_a_sealed_secret(pg_intake: Intak
         assert receiver.received.refused == 0 and receiver.received.duplicates == 0
     finally:
         receiver.stop()
+
+
+def test_staff_info_and_document_id_without_an_issuer_code_on_postgresql(
+    tmp_path: Path, pg_url: str, s3_endpoint: str
+) -> None:
+    units = tmp_path / "status-units.yaml"
+    units.write_text(
+        'units:\n  - {code: SYT, name: "Sở Y tế", mobile: "0271 3870 001", email: "vanphong@syt.gov.vn"}\n',
+        encoding="utf-8",
+    )
+    app = build_intake_app(
+        intake_environ(
+            tmp_path,
+            DOCROUTE_INTAKE_DATABASE_URL=pg_url,
+            DOCROUTE_INTAKE_ORGAN_ID="000.00.12.H10",
+            DOCROUTE_STATUS_UNITS_FILE=str(units),
+            **s3_environ(s3_endpoint),
+        )
+    )
+    try:
+        created = app.post_json(
+            {
+                "issuer": {"name": "Ban Chỉ đạo tỉnh"},
+                "number": "120/KH-BCĐ",
+                "document_type": "Kế hoạch",
+                "issued_date": "2026-01-05",
+                "subject": "Kế hoạch triển khai",
+            }
+        )
+        assert created.status_code == 201, created.get_json()
+        directive_id = created.get_json()["id"]
+        envelope = Envelope.new(
+            "routing.task_status_changed",
+            {
+                "task_id": "t-1",
+                "directive_id": directive_id,
+                "unit": "SYT",
+                "role": "chu_tri",
+                "status": "completed",
+                "actor": "syt-vt",
+                "changed_at": "2026-03-02T05:00:00+00:00",
+            },
+            producer="routing",
+        )
+        assert apply_task_event(
+            envelope, engine=app.deps.engine, consumer="q", department=app.deps.department
+        ) == [
+            "04",
+            "05",
+            "06",
+        ]
+        updates = StatusStore(app.deps.engine).page(after=0, limit=10, directive_id=directive_id)
+        assert {u.response_for.document_id for u in updates} == {"000.00.12.H10,2026/01/05,120/KH-BCĐ"}
+        assert all(u.response_for.organ_id is None for u in updates)
+        staff = {u.status_code: u.staff for u in updates}
+        assert staff["03"] is not None and staff["03"].department == "Văn thư"
+        assert staff["06"] is not None
+        assert (staff["06"].department, staff["06"].staff, staff["06"].mobile) == (
+            "Sở Y tế",
+            "syt-vt",
+            "0271 3870 001",
+        )
+    finally:
+        app.deps.engine.dispose()
