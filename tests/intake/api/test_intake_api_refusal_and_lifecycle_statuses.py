@@ -407,3 +407,17 @@ def test_a_key_rotation_re_encrypts_every_secret_and_old_rows_in_clear_are_seale
     assert only_new.open(stored_secret(intake, "legacy")) == "whsec_" + "A" * 44
     with pytest.raises(SecretUnreadable):
         old_box.open(stored_secret(intake, created["id"]))
+
+
+def test_revoking_a_replaced_directive_is_409_and_16_says_it_was_replaced(intake: IntakeApp) -> None:
+    directive = registered(intake)
+    with intake.deps.engine.begin() as conn:  # as a replacement packet leaves it
+        conn.execute(
+            sa.text("UPDATE directives SET status = 'replaced' WHERE id = :id"), {"id": directive["id"]}
+        )
+    response = revoke(intake, directive["id"])
+    assert response.status_code == 409
+    assert response.get_json()["type"].endswith("lifecycle-conflict")
+    assert codes(intake, directive["id"])[2:] == [
+        ("16", "Từ chối lấy lại văn bản: văn bản đã được thay thế bằng văn bản khác")
+    ]
