@@ -421,3 +421,12 @@ def test_revoking_a_replaced_directive_is_409_and_16_says_it_was_replaced(intake
     assert codes(intake, directive["id"])[2:] == [
         ("16", "Từ chối lấy lại văn bản: văn bản đã được thay thế bằng văn bản khác")
     ]
+
+
+def test_a_broken_copy_of_a_registered_document_does_not_refuse_it(intake: IntakeApp) -> None:
+    directive = registered(intake)
+    assert post_packet(intake, missing_attachment()).status_code == 422
+    assert [(i["directive_id"], i["status_code"]) for i in feed(intake)] == [
+        (directive["id"], "01"),
+        (directive["id"], "03"),
+    ]

@@ -118,6 +118,10 @@ def _tell_sender(body: bytes | None, exc: IntakeError) -> None:
     if attribution is None or attribution.doc_type not in (edxml.BusinessDocType.NEW, None):
         return
     deps = _deps()
+    if deps.repository.find_by_external_id(attribution.organ_id, attribution.document_id) is not None:
+        # The document was received and registered before (its sender has 01 and 03): a broken copy sent
+        # again does not make it refused.
+        return
     record_packet_refusal(
         deps.engine,
         attribution,
