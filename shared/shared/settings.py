@@ -253,15 +253,18 @@ def check_production_secret(name: str, secret: str) -> None:
         )
 
 
-def ensure_dev_secret(data_dir: Path | str) -> str:
-    """Return the development HS256 secret in `<data_dir>/jwt-secret`, creating it (0600) on first use."""
+def ensure_dev_secret(
+    data_dir: Path | str, *, name: str = DEV_SECRET_FILE, variable: str = "DOCROUTE_JWT_SECRET"
+) -> str:
+    """Return the development secret in `<data_dir>/<name>` (by default the HS256 secret, `jwt-secret`):
+    64 hex digits, created (0600) on first use; `variable` is the setting it stands in for."""
     directory = Path(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / DEV_SECRET_FILE
+    target = directory / name
     if not target.exists():
         # Several processes may start together: write a private temp file, then link it into place,
         # so exactly one secret wins and nobody reads a half-written file.
-        tmp = directory / f".{DEV_SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        tmp = directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "w", encoding="ascii") as fh:
@@ -274,7 +277,7 @@ def ensure_dev_secret(data_dir: Path | str) -> str:
             tmp.unlink(missing_ok=True)
     secret = target.read_text(encoding="ascii").strip()
     if not secret:
-        raise SettingsError("DOCROUTE_JWT_SECRET", f"unset and {target} is empty")
+        raise SettingsError(variable, f"unset and {target} is empty")
     return secret
 
 

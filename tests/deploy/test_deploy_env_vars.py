@@ -55,6 +55,7 @@ DEFAULTED: dict[str, str] = {
     "DOCROUTE_WEBHOOK_RETRY_MAX_SECONDS": "the default backoff schedule",
     "DOCROUTE_WEBHOOK_RETRY_FOR_SECONDS": "24 h of retries by default, as the issue asks",
     "DOCROUTE_WEBHOOK_POLL_SECONDS": "the default delivery poll",
+    "DOCROUTE_STATUS_UNITS_FILE": "units are named by code in statuses until a contacts file is mounted",
 }
 
 # Read by the code, but meaningless for one overlay's choices.

@@ -265,18 +265,81 @@ def test_only_the_ingress_controller_reaches_the_apis(rendered: Render) -> None:
         assert all(rule.get("ports") == [{"port": allowed, "protocol": "TCP"}] for rule in spec["ingress"])
 
 
+WEBHOOK_EGRESS = "intake-worker-webhook-egress"
+
+
 def test_services_reach_only_broker_database_object_store_and_dns(rendered: Render) -> None:
     manifests = rendered("dev")
     egress = [
         p["spec"]
         for p in find(manifests, "NetworkPolicy")
-        if "Egress" in p["spec"]["policyTypes"] and p["spec"].get("egress")
+        if "Egress" in p["spec"]["policyTypes"]
+        and p["spec"].get("egress")
+        and p["metadata"]["name"] != WEBHOOK_EGRESS
     ]
     ports = sorted(port["port"] for spec in egress for rule in spec["egress"] for port in rule["ports"])
     assert ports == [53, 53, 5432, 5671, 5672, 9000]
     for spec in egress:
         for rule in spec["egress"]:
             assert all("ipBlock" not in peer for peer in rule["to"]), "no open egress to addresses"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_intake_worker_leaves_the_cluster_to_public_https_for_webhooks(
+    rendered: Render, overlay: str
+) -> None:
+    import ipaddress
+
+    manifests = rendered(overlay)
+    opened = [
+        p
+        for p in find(manifests, "NetworkPolicy")
+        for rule in p["spec"].get("egress", [])
+        for peer in rule["to"]
+        if "ipBlock" in peer
+    ]
+    assert {p["metadata"]["name"] for p in opened} == {WEBHOOK_EGRESS}
+    (policy,) = find(manifests, "NetworkPolicy", WEBHOOK_EGRESS)
+    spec = policy["spec"]
+    # The worker pods only (the APIs never call out), and the worker Deployment's pods match it.
+    assert spec["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "intake",
+        "app.kubernetes.io/component": "worker",
+    }
+    worker = one(manifests, "Deployment", "intake-worker")
+    labels = worker["spec"]["template"]["metadata"]["labels"]
+    assert spec["podSelector"]["matchLabels"].items() <= labels.items()
+    (rule,) = spec["egress"]
+    assert rule["ports"] == [{"port": 443, "protocol": "TCP"}]
+    blocks = [peer["ipBlock"] for peer in rule["to"]]
+    assert {block["cidr"] for block in blocks} == {"0.0.0.0/0", "::/0"}
+    excepted = [ipaddress.ip_network(cidr) for block in blocks for cidr in block["except"]]
+    # Every address the delivery code calls inside is outside this policy too.
+    for inside in (
+        "10.1.2.3",
+        "172.20.0.1",
+        "192.168.1.1",
+        "127.0.0.1",
+        "169.254.169.254",
+        "100.100.100.200",
+        "::1",
+        "fd00:ec2::254",
+        "fe80::1",
+        "::ffff:10.0.0.1",
+    ):
+        address = ipaddress.ip_address(inside)
+        assert any(address in net for net in excepted if net.version == address.version), inside
+    for public in ("203.0.113.7", "8.8.8.8", "2001:4860:4860::8888"):
+        address = ipaddress.ip_address(public)
+        assert not any(address in net for net in excepted if net.version == address.version), public
+
+
+def test_the_webhook_secret_keys_reach_intake_in_every_overlay(rendered: Render) -> None:
+    dev = generated(rendered("dev"), "Secret", "docroute-intake")
+    key = base64.b64decode(dev["data"]["DOCROUTE_WEBHOOK_SECRET_KEYS"]).decode()
+    assert len(base64.urlsafe_b64decode(key)) == 32  # a Fernet key
+    production = one(rendered("production"), "ExternalSecret", "docroute-intake")
+    assert "DOCROUTE_WEBHOOK_SECRET_KEYS" in production["spec"]["target"]["template"]["data"]
 
 
 def test_ingress_routes_each_host_to_its_service_and_hides_metrics(rendered: Render) -> None:

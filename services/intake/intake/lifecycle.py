@@ -15,16 +15,17 @@ from intake.adapters.repository import DirectiveRepository
 from intake.adapters.spool import BytesBlob
 from intake.adapters.staging import StagingArea, staging_key
 from intake.domain.enums import DirectiveStatus
-from intake.domain.errors import DirectiveNotFound, IntakeError, InvalidMetadata
+from intake.domain.errors import DirectiveNotFound, InvalidMetadata, LifecycleConflict
 from intake.domain.models import Directive, StoredAttachment
+from intake.domain.status import LifecycleKind, state_refusal_reason
 from intake.domain.text import collapse
 from intake.messages import EXCHANGE, directive_revoked_event
+from intake.status import Department, lifecycle_status, record_lifecycle_status
 
 MAX_REASON = 2000
 
 
-class LifecycleConflict(IntakeError):
-    """The directive's state does not allow the change (e.g. revoking a replaced directive)."""
+__all__ = ["Evidence", "LifecycleConflict", "Revocation", "revoke_directive"]
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,14 @@ def revoke_directive(
     repository: DirectiveRepository,
     staging: StagingArea,
     clock: Callable[[], datetime],
+    department: Department,
     evidence: Evidence | None = None,
 ) -> Revocation:
     """Marks the directive revoked and announces it; revoking a revoked directive changes nothing.
 
-    Raises InvalidMetadata (no reason), DirectiveNotFound, LifecycleConflict (replaced)."""
+    The sender is told, each once: 15 (đồng ý lấy lại) in the revocation's own transaction, or 16 (từ chối
+    lấy lại) with the reason when the directive's state refuses it.
+    Raises InvalidMetadata (no reason), DirectiveNotFound, LifecycleConflict (replaced, rejected)."""
     why = collapse(reason or "")
     if not why:
         raise InvalidMetadata("a reason is required to revoke a directive", field="reason")
@@ -66,6 +70,7 @@ def revoke_directive(
     if directive.status is DirectiveStatus.REVOKED:
         return Revocation(directive, changed=False)
     if directive.status is not DirectiveStatus.REGISTERED:
+        _refused(directive, repository, department, actor, clock)
         raise LifecycleConflict(f"directive {directive_id} is {directive.status.value}; it cannot be revoked")
     stored = None
     if evidence is not None:
@@ -93,7 +98,11 @@ def revoke_directive(
             "bucket": stored.bucket,
             "key": stored.key,
         }
-    event = directive_revoked_event(directive, reason=why, at=clock(), by=actor, packet=packet)
+    now = clock()
+    event = directive_revoked_event(directive, reason=why, at=now, by=actor, packet=packet)
+    accepted = lifecycle_status(
+        directive, LifecycleKind.REVOCATION, accepted=True, department=department, at=now, actor=actor
+    )
     changed = repository.set_status(
         directive.id,
         expected=DirectiveStatus.REGISTERED.value,
@@ -101,9 +110,30 @@ def revoke_directive(
         event=event,
         exchange=EXCHANGE,
         evidence=stored,
+        statuses=[accepted],
     )
     again = repository.get(directive.id)
     assert again is not None
     if not changed and again.status is not DirectiveStatus.REVOKED:
+        _refused(again, repository, department, actor, clock)
         raise LifecycleConflict(f"directive {directive_id} changed meanwhile; read it again")
     return Revocation(again, changed=changed)
+
+
+def _refused(
+    directive: Directive,
+    repository: DirectiveRepository,
+    department: Department,
+    actor: str,
+    clock: Callable[[], datetime],
+) -> None:
+    record_lifecycle_status(
+        repository.engine,
+        directive,
+        LifecycleKind.REVOCATION,
+        accepted=False,
+        department=department,
+        reason=state_refusal_reason(directive.status),
+        actor=actor,
+        clock=clock,
+    )

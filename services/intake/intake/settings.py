@@ -111,7 +111,9 @@ class Settings:
             staging_orphan_seconds=env.int(
                 "DOCROUTE_STAGING_ORPHAN_SECONDS", DEFAULT_STAGING_ORPHAN_SECONDS, min=300, max=30 * 86400
             ),
-            closed_loop=ClosedLoopSettings.from_env(environ, production=common.is_production),
+            closed_loop=ClosedLoopSettings.from_env(
+                environ, production=common.is_production, data_dir=common.data_dir
+            ),
         )
 
 

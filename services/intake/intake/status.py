@@ -7,9 +7,10 @@ changes nothing); every status in the same transaction as what caused it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,30 +19,41 @@ from shared.envelope import Envelope
 from shared.inbox import claim
 from shared.outbox import add_to_outbox
 from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.exc import IntegrityError
 
 from intake.adapters.status_store import (
     NewStatus,
+    append_new_statuses,
     append_statuses,
     emitted_codes,
     lock_directive,
     task_states,
 )
 from intake.adapters.tables import directive_tasks, directives, inbox, outbox
-from intake.domain.edxml import Organ, StaffInfo
+from intake.domain.edxml import Attribution, Organ, StaffInfo
 from intake.domain.enums import DirectiveStatus
-from intake.domain.errors import DirectiveNotFound, IntakeError
+from intake.domain.errors import (
+    AttachmentTooLarge,
+    DirectiveNotFound,
+    IntakeError,
+    InvalidAttachment,
+    InvalidMetadata,
+    LifecycleConflict,
+    StateSecretRefused,
+)
 from intake.domain.models import Directive
 from intake.domain.status import (
     ARRIVAL_PLACEHOLDER,
+    LifecycleKind,
     OriginalDocument,
     StatusCode,
     TaskState,
     description,
     next_codes,
+    progress_units,
     response_for,
     units_detail,
 )
-from intake.lifecycle import LifecycleConflict
 from intake.messages import EXCHANGE, SERVICE
 
 log = logging.getLogger(__name__)
@@ -65,17 +77,48 @@ class InvalidTaskEvent(ValueError):
 
 
 @dataclass(frozen=True)
+class UnitContact:
+    """A recipient unit as the statuses name it: its name and who answers for it (intake's own settings,
+    see ClosedLoopSettings.unit_contacts; routing owns the units themselves)."""
+
+    name: str
+    staff: str | None = None
+    mobile: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True)
 class Department:
-    """Who the statuses come from: the department as an edXML organ, and its desk's contact."""
+    """Who the statuses come from: the department as an edXML organ, its desk's contact, and its units'."""
 
     organ: Organ
     desk: str = "Văn thư"
     mobile: str | None = None
     email: str | None = None
+    units: Mapping[str, UnitContact] = field(default_factory=dict)
 
-    def staff(self, *, department: str | None = None, person: str | None = None) -> StaffInfo:
+    @property
+    def organ_id(self) -> str:
+        """The department's own identifier (never empty: the organisation code when none is set)."""
+        return self.organ.organ_id or self.organ.name or "docroute"
+
+    def staff(self, *, person: str | None = None) -> StaffInfo:
+        """The desk (văn thư) and its contact: statuses 01, 02, 03, 15 and 16."""
+        return StaffInfo(department=self.desk, staff=person, mobile=self.mobile, email=self.email)
+
+    def unit_staff(self, codes: Sequence[str], *, person: str | None = None) -> StaffInfo:
+        """The unit(s) handling the directive (04, 05, 06): one unit with its own contact when it has one,
+        several by name with the desk's contact (the desk coordinates them)."""
+        if not codes:
+            return self.staff(person=person)
+        known = [self.units.get(code) for code in codes]
+        names = ", ".join(unit.name if unit else code for unit, code in zip(known, codes, strict=True))
+        only = known[0] if len(codes) == 1 else None
         return StaffInfo(
-            department=department or self.desk, staff=person, mobile=self.mobile, email=self.email
+            department=names,
+            staff=person or (only.staff if only else None),
+            mobile=(only.mobile if only else None) or self.mobile,
+            email=(only.email if only else None) or self.email,
         )
 
 
@@ -104,7 +147,7 @@ def _original_of_row(row: RowMapping) -> OriginalDocument:
 
 def registration_statuses(directive: Directive, *, department: Department) -> tuple[NewStatus, ...]:
     """01 (arrived) and 03 (registered, with {arrival_number} to fill in) for a new directive."""
-    response = response_for(original_of(directive))
+    response = response_for(original_of(directive), fallback_organ_id=department.organ_id)
     common = {
         "directive_id": directive.id,
         "occurred_at": directive.received_at,
@@ -125,16 +168,26 @@ def registration_statuses(directive: Directive, *, department: Department) -> tu
     )
 
 
-def _new_status(row: RowMapping, code: StatusCode, text: str, *, at: datetime, staff: StaffInfo) -> NewStatus:
+def _new_status(
+    row: RowMapping,
+    code: StatusCode,
+    text: str,
+    *,
+    at: datetime,
+    staff: StaffInfo,
+    department: Department,
+    dedupe_key: str | None = None,
+) -> NewStatus:
     return NewStatus(
         directive_id=row["id"],
         status_code=code.value,
         description=text,
         occurred_at=at,
-        response_for=response_for(_original_of_row(row)),
+        response_for=response_for(_original_of_row(row), fallback_organ_id=department.organ_id),
         staff=staff,
         sender_code=row["issuer_code"],
         submitted_by=row["submitted_by"],
+        dedupe_key=dedupe_key,
     )
 
 
@@ -186,6 +239,7 @@ def reject_directive(
             description(StatusCode.REFUSED, detail=cleaned),
             at=now,
             staff=department.staff(person=actor),
+            department=department,
         )
         append_statuses(conn, [status])
         add_to_outbox(
@@ -205,6 +259,149 @@ def reject_directive(
         )
     log.info("directive %s refused by %s", directive_id, actor)
     return Rejection(directive_id, DirectiveStatus.REJECTED.value, created=True)
+
+
+# -- a revocation, update or replacement answered (15 / 16) ---------------------------------------------
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def lifecycle_key(directive_id: str, code: StatusCode, kind: LifecycleKind, occasion: str | None) -> str:
+    """15 / 16 are recorded once per directive, kind and occasion (e.g. the update packet's digest; none:
+    once per directive and kind)."""
+    key = f"{directive_id}:{code.value}:{kind.value}"
+    return f"{key}:{_digest(occasion)}" if occasion else key
+
+
+def lifecycle_status(
+    directive: Directive,
+    kind: LifecycleKind,
+    *,
+    accepted: bool,
+    department: Department,
+    at: datetime,
+    reason: str | None = None,
+    actor: str | None = None,
+    occasion: str | None = None,
+) -> NewStatus:
+    """15 (accepted) or 16 (refused) for `directive`, answering a revocation, update or replacement, with
+    the Vietnamese description ("Đồng ý lấy lại văn bản: …") and the desk's StaffInfo. Pure: hand it to
+    DirectiveRepository.set_status(statuses=…) to record it in the change's own transaction."""
+    code = StatusCode.CHANGE_ACCEPTED if accepted else StatusCode.CHANGE_REFUSED
+    detail = " ".join((reason or "").split())[:MAX_REASON] or None
+    return NewStatus(
+        directive_id=directive.id,
+        status_code=code.value,
+        description=description(code, kind=kind, detail=detail),
+        occurred_at=at,
+        response_for=response_for(original_of(directive), fallback_organ_id=department.organ_id),
+        staff=department.staff(person=actor),
+        sender_code=directive.metadata.issuer.code,
+        submitted_by=directive.submitted_by,
+        dedupe_key=lifecycle_key(directive.id, code, kind, occasion),
+    )
+
+
+def record_lifecycle_status(
+    engine: Engine,
+    directive: Directive,
+    kind: LifecycleKind,
+    *,
+    accepted: bool,
+    department: Department,
+    reason: str | None = None,
+    actor: str | None = None,
+    occasion: str | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> bool:
+    """Records 15 / 16 in a transaction of its own (a refusal changes nothing else); answers whether it was
+    written (False: recorded before). The one call a revocation, update or replacement makes to tell the
+    sender; an accepted change that has a transaction of its own passes lifecycle_status(…) to it instead."""
+    status = lifecycle_status(
+        directive,
+        kind,
+        accepted=accepted,
+        department=department,
+        at=clock(),
+        reason=reason,
+        actor=actor,
+        occasion=occasion,
+    )
+    with engine.begin() as conn:
+        # The directive's lock orders this writer with the others (directive, then the cursor row).
+        if lock_directive(conn, directive.id) is None:
+            raise DirectiveNotFound(f"no directive {directive.id}")
+        return append_new_statuses(conn, [status]) == 1
+
+
+# -- a refused edXML packet (02 with no directive) ----------------------------------------------------
+
+
+def refusal_key(sender_code: str, document_id: str, reason: str) -> str:
+    """A refused packet is recorded once per sender, DocumentId and reason: the same packet sent again and
+    refused again for the same reason is not a new status."""
+    return f"refused:{_digest(sender_code + chr(0) + document_id)}:{_digest(reason)}"
+
+
+def packet_refusal_reason(exc: IntakeError) -> str:
+    """Why a packet was refused, in Vietnamese for the sender, with the part it is about and intake's own
+    message (which names it precisely) after it."""
+    where = exc.field or ""
+    if isinstance(exc, StateSecretRefused):
+        why = "văn bản mật không được gửi, nhận qua hệ thống kết nối Internet"
+    elif where == "Signature":
+        why = "chữ ký số của gói tin không hợp lệ hoặc không có"
+    elif isinstance(exc, AttachmentTooLarge):
+        why = "tệp đính kèm vượt quá dung lượng cho phép"
+    elif isinstance(exc, InvalidAttachment) or where in ("edXMLManifest", "AttachmentEncoded"):
+        why = "tệp đính kèm thiếu hoặc không hợp lệ"
+    elif isinstance(exc, InvalidMetadata):
+        why = "văn bản không đúng thể thức, kỹ thuật trình bày theo Nghị định 30/2020/NĐ-CP"
+    else:
+        why = "gói tin edXML không đúng QCVN 102:2016/BTTTT"
+    message = " ".join(str(exc).split())[:500]
+    return f"{why} ({where}: {message})" if where else f"{why} ({message})"
+
+
+def record_packet_refusal(
+    engine: Engine,
+    attribution: Attribution,
+    reason: str,
+    *,
+    department: Department,
+    submitted_by: str,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> bool:
+    """Status 02 for a packet intake refused but can attribute (its From/OrganId and DocumentId were
+    readable): nothing else is stored and no directive is made. The status has no directive id; it is
+    addressed by its sender (`sender`, for webhook `senders` filters) and ResponseFor/DocumentId, and the
+    submitter that posted it sees it in its feed. Answers whether it was written (False: recorded before).
+    """
+    detail = " ".join(reason.split())[:MAX_REASON] or None
+    status = NewStatus(
+        directive_id=None,
+        status_code=StatusCode.REFUSED.value,
+        description=description(StatusCode.REFUSED, detail=detail),
+        occurred_at=clock(),
+        response_for=attribution.response_for,
+        staff=department.staff(),
+        sender_code=attribution.organ_id,
+        submitted_by=submitted_by,
+        dedupe_key=refusal_key(attribution.organ_id, attribution.document_id, detail or ""),
+    )
+    try:
+        with engine.begin() as conn:
+            written = append_new_statuses(conn, [status]) == 1
+    except IntegrityError:
+        # The same refusal recorded meanwhile by another request (the key is unique): nothing new.
+        return False
+    if written:
+        log.info(
+            "refused packet %s from %s: status 02 recorded", attribution.document_id, attribution.organ_id
+        )
+    return written
 
 
 # -- routing's progress ------------------------------------------------------------------------------------
@@ -343,7 +540,6 @@ def apply_task_event(
             codes = next_codes(emitted_codes(conn, directive_id), tasks)
             if not codes:
                 continue
-            units = units_detail(tasks)
             actors = [item.actor for item in by_directive[directive_id] if item.actor]
             # When routing made the change that called for the status, not when intake got to it.
             now = max((item.changed_at for item in by_directive[directive_id]), default=clock())
@@ -355,7 +551,10 @@ def apply_task_event(
                         code,
                         _progress_text(code, tasks),
                         at=now,
-                        staff=department.staff(department=units, person=actors[-1] if actors else None),
+                        staff=department.unit_staff(
+                            progress_units(code, tasks), person=actors[-1] if actors else None
+                        ),
+                        department=department,
                     )
                     for code in codes
                 ],

@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy.engine import Engine
 
+from intake.adapters.secret_box import SecretBox, reseal_all
 from intake.adapters.status_store import StatusStore, StatusUpdate
 from intake.adapters.webhook_http import DeliveryFailed, TargetPolicy, post
 from intake.adapters.webhook_store import Delivery, WebhookStore
@@ -91,18 +92,26 @@ class WebhookDeliverer:
     sender: Organ
     policy: TargetPolicy
     retry: RetryPolicy
+    secrets: SecretBox
     send: Sender | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     batch: int = 20
 
     def __post_init__(self) -> None:
-        self.store = WebhookStore(self.engine)
+        self.store = WebhookStore(self.engine, self.secrets)
         self.statuses = StatusStore(self.engine)
 
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         if self.send is not None:
             return self.send(url, body, headers)
         return post(url, body, headers, policy=self.policy)
+
+    def reseal(self) -> int:
+        """Re-encrypts stored secrets under the current key (after a rotation, or rows in clear)."""
+        changed = reseal_all(self.engine, self.secrets)
+        if changed:
+            log.info("re-encrypted %d webhook secret(s) under the current key", changed)
+        return changed
 
     def round(self) -> int:
         """Sends what is due now; answers how many attempts were made."""
@@ -174,8 +183,12 @@ class WebhookWorker:
 
     def run(self, stop: threading.Event) -> None:
         backoff = self.interval
+        resealed = False
         while not stop.is_set():
             try:
+                if not resealed:
+                    self.deliverer.reseal()
+                    resealed = True
                 sent = self.deliverer.round()
                 backoff = self.interval
             except Exception:

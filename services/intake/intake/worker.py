@@ -108,6 +108,7 @@ class IntakeWorker:
                 max_response_bytes=closed_loop.webhook_max_response_bytes,
             ),
             retry=closed_loop.retry_policy,
+            secrets=closed_loop.secret_box,
             batch=closed_loop.webhook_batch,
         )
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from closed_loop_testing import Receiver, wait_for
 from intake.adapters.webhook_http import TargetPolicy, post
+from intake.domain import edxml
 from intake.domain.edxml import read_status
 from intake.domain.webhooks import RetryPolicy, UnsafeTarget
 from intake.status import apply_task_event
 from intake.webhooks import WebhookDeliverer
-from intake_testing import IntakeApp, minimal_pdf, sample
+from intake_testing import IntakeApp, build_intake_app, intake_environ, minimal_pdf, sample
 from shared.envelope import Envelope
 
 
@@ -118,13 +120,33 @@ def test_registration_writes_01_and_03_with_the_arrival_number(intake: IntakeApp
     assert statuses(intake, f"/v1/directives/{created['id']}/status-updates")["items"] == page["items"]
 
 
-def test_a_sender_without_an_agency_identifier_is_named_by_number_and_date(intake: IntakeApp) -> None:
+def test_a_sender_without_an_agency_identifier_is_named_with_the_departments_identifier(
+    intake: IntakeApp,
+) -> None:
+    """DocumentId is never composed with an empty OrganId: the department's own identifier stands in
+    (DOCROUTE_INTAKE_ORGAN_ID, or the organisation code when that is unset); ResponseFor/OrganId stays
+    absent, since the issuer's identifier is unknown."""
     created = register(intake, issuer_code=None)
-    packet = read_status(statuses(intake)["items"][0]["packet"].encode("utf-8"))
-    assert packet.response_for.organ_id is None
-    assert (
-        packet.response_for.document_id == f",{created['issued_date'].replace('-', '/')},{created['number']}"
-    )
+    issued = created["issued_date"].replace("-", "/")
+    for item in statuses(intake)["items"]:
+        packet = read_status(item["packet"].encode("utf-8"))
+        assert packet.response_for.organ_id is None
+        assert packet.response_for.document_id == f"STTTT,{issued},{created['number']}"
+        assert item["document_id"] == packet.response_for.document_id
+    # The directive written back out as a packet carries the same DocumentId.
+    written = intake.client.get(f"/v1/directives/{created['id']}/edxml", headers=intake.auth("clerk"))
+    assert edxml.read_packet(written.data).document_id == f"STTTT,{issued},{created['number']}"
+
+
+def test_the_configured_department_identifier_stands_in_for_an_unknown_issuer(tmp_path: Path) -> None:
+    configured = build_intake_app(intake_environ(tmp_path, DOCROUTE_INTAKE_ORGAN_ID="000.00.12.H10"))
+    try:
+        created = register(configured, issuer_code=None)
+        issued = created["issued_date"].replace("-", "/")
+        (first, _) = statuses(configured)["items"]
+        assert first["document_id"] == f"000.00.12.H10,{issued},{created['number']}"
+    finally:
+        configured.deps.engine.dispose()
 
 
 def test_a_submitter_sees_only_its_own_directives_statuses(intake: IntakeApp) -> None:
@@ -343,6 +365,7 @@ def deliverer(
         sender=intake.deps.department.organ,
         policy=TargetPolicy(production=False, timeout=5.0),
         retry=RetryPolicy(timedelta(seconds=5), timedelta(minutes=10), window),
+        secrets=intake.deps.secret_box,
         clock=clock,
     )
 

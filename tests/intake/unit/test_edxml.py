@@ -202,3 +202,33 @@ def test_a_status_code_is_two_digits() -> None:
         edxml.write_status(
             edxml.StatusPacket(edxml.Organ(), edxml.ResponseFor(), "3", "", datetime(2021, 1, 1))
         )
+
+
+def test_a_packet_refused_for_its_attachments_is_still_attributed_to_its_sender() -> None:
+    body = official_packet().replace(b"<ContentId>cid:209</ContentId>", b"<ContentId>cid:1</ContentId>")
+    with pytest.raises(InvalidPacket):
+        read_packet(body)
+    found = edxml.attribute(body)
+    assert found is not None
+    assert (found.organ_id, found.document_id) == ("000.00.00.G23", "000.00.00.G23,2021/04/08,1393/CVT-CL")
+    assert found.response_for.code == "1393/CVT-CL"
+    assert found.response_for.promulgation_date == date(2021, 4, 8)
+    assert found.doc_type is BusinessDocType.NEW
+    assert edxml.attribute(official_packet(doc_type=1)).doc_type is BusinessDocType.REVOCATION  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        BILLION_LAUGHS,
+        b"<edXML",
+        b"<other/>",
+        official_packet().replace(b"<edXML:OrganId>000.00.00.G23</edXML:OrganId>", b"", 1),
+        official_packet().replace(
+            b"000.00.00.G23</edXML:OrganId><edXML:OrganName>", b"g23 x</edXML:OrganId><edXML:OrganName>"
+        ),
+    ],
+    ids=["entities", "not-well-formed", "not-edxml", "no-organ-id", "not-an-agency-id"],
+)
+def test_a_packet_that_does_not_name_its_sender_is_not_attributed(body: bytes) -> None:
+    assert edxml.attribute(body) is None

@@ -5,15 +5,21 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from intake.domain.edxml import Organ, StaffInfo, read_status
+from intake.domain.enums import DirectiveStatus
 from intake.domain.status import (
+    LifecycleKind,
     OriginalDocument,
     StatusCode,
     TaskState,
     description,
     next_codes,
+    progress_units,
     response_for,
+    state_refusal_reason,
     status_packet,
 )
+
+DEPT = "000.00.12.H10"
 
 
 def task(task_id: str, status: str, *, role: str = "chu_tri", started: bool = False) -> TaskState:
@@ -85,7 +91,7 @@ def test_response_for_composes_the_document_id_of_a_rest_directive() -> None:
         code_notation="CVT-CL",
         issued_date=date(2021, 4, 12),
     )
-    found = response_for(original)
+    found = response_for(original, fallback_organ_id=DEPT)
     assert found.document_id == "000.00.00.G22,2021/04/12,1393/CVT-CL"
     assert found.code == "1393/CVT-CL"
     assert found.promulgation_date == date(2021, 4, 12)
@@ -100,8 +106,10 @@ def test_response_for_keeps_the_packet_document_id() -> None:
         issued_date=date(2021, 4, 9),
         external_id="000.00.00.H10,2021/04/09,171-CV/BTGTU",
     )
-    assert response_for(original).document_id == "000.00.00.H10,2021/04/09,171-CV/BTGTU"
-    assert response_for(original).code == "171-CV/BTGTU"
+    assert (
+        response_for(original, fallback_organ_id=DEPT).document_id == "000.00.00.H10,2021/04/09,171-CV/BTGTU"
+    )
+    assert response_for(original, fallback_organ_id=DEPT).code == "171-CV/BTGTU"
 
 
 def test_a_status_packet_round_trips_through_read_status() -> None:
@@ -110,7 +118,7 @@ def test_a_status_packet_round_trips_through_read_status() -> None:
     at = datetime(2026, 3, 2, 3, 0, 5, tzinfo=UTC)
     packet = status_packet(
         sender=Organ(organ_id="000.00.12.H10", name="Sở Thông tin và Truyền thông"),
-        response=response_for(original),
+        response=response_for(original, fallback_organ_id=DEPT),
         code="05",
         text="Đơn vị chủ trì đang xử lý: STTTT.TTBCXB",
         occurred_at=at,
@@ -125,3 +133,44 @@ def test_a_status_packet_round_trips_through_read_status() -> None:
     # Wall time in Việt Nam (UTC+7), as the exchange writes it.
     assert read.timestamp == datetime(2026, 3, 2, 10, 0, 5)
     assert "<edXML:StatusCode>05</edXML:StatusCode>" in packet
+
+
+def test_an_issuer_without_an_agency_identifier_gets_the_departments_in_its_document_id() -> None:
+    original = OriginalDocument(None, "1400/CVT-CL", "1400", "CVT-CL", date(2026, 12, 1))
+    found = response_for(original, fallback_organ_id=DEPT)
+    assert found.document_id == "000.00.12.H10,2026/12/01,1400/CVT-CL"
+    assert not found.document_id.startswith(",")
+    # ResponseFor/OrganId stays unknown: the department does not pretend to be the issuer.
+    assert found.organ_id is None
+
+
+def test_15_and_16_describe_the_kind_of_change_in_vietnamese() -> None:
+    assert description(StatusCode.CHANGE_ACCEPTED, kind=LifecycleKind.REVOCATION) == "Đồng ý lấy lại văn bản"
+    assert description(StatusCode.CHANGE_ACCEPTED, kind=LifecycleKind.UPDATE) == "Đồng ý cập nhật văn bản"
+    assert (
+        description(
+            StatusCode.CHANGE_REFUSED,
+            kind=LifecycleKind.REPLACEMENT,
+            detail=state_refusal_reason(DirectiveStatus.REJECTED),
+        )
+        == "Từ chối thay thế văn bản: văn bản đã bị từ chối tiếp nhận"
+    )
+    assert StatusCode.CHANGE_ACCEPTED == "15" and StatusCode.CHANGE_REFUSED == "16"
+    try:
+        description(StatusCode.CHANGE_REFUSED)
+    except ValueError as exc:
+        assert "kind" in str(exc)
+    else:
+        raise AssertionError("15/16 without a kind must be refused")
+
+
+def test_progress_statuses_speak_for_the_chu_tri_units_and_05_for_those_that_started() -> None:
+    tasks = [
+        TaskState("1", "SYT", "chu_tri", "in_progress", started=True),
+        TaskState("2", "BPTV", "chu_tri", "assigned"),
+        TaskState("3", "CTTDT", "phoi_hop", "in_progress", started=True),
+        TaskState("4", "STTTT.BGD", "chu_tri", "cancelled"),
+    ]
+    assert progress_units(StatusCode.ASSIGNED, tasks) == ["BPTV", "SYT"]
+    assert progress_units(StatusCode.IN_PROGRESS, tasks) == ["SYT"]
+    assert progress_units(StatusCode.COMPLETED, tasks) == ["BPTV", "SYT"]

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from intake.adapters.counter import registration_postgresql, take_arrival_number
 from intake.adapters.status_store import (
     NewStatus,
+    append_new_statuses,
     append_statuses,
     registration_statuses_postgresql,
     statuses_param,
@@ -208,9 +209,11 @@ class DirectiveRepository:
         event: Envelope,
         exchange: str,
         evidence: StoredAttachment | None = None,
+        statuses: Sequence[NewStatus] = (),
     ) -> bool:
-        """Moves the directive from `expected` to `status` with its event, and the file that asked for it
-        as one more of its files, in one transaction; False (nothing written) if it was not `expected`."""
+        """Moves the directive from `expected` to `status` with its event, the file that asked for it as
+        one more of its files, and the statuses its sender is told (15, each once), in one transaction;
+        False (nothing written) if it was not `expected`."""
         with self.engine.begin() as conn:
             changed = conn.execute(
                 sa.update(directives)
@@ -240,6 +243,8 @@ class DirectiveRepository:
                     },
                 )
             add_to_outbox(conn, outbox, event, exchange=exchange)
+            # Last, as every status writer does: the directive's row, then the cursor row.
+            append_new_statuses(conn, statuses)
         return True
 
     def find_by_external_id(self, issuer_code: str, external_id: str) -> Directive | None:

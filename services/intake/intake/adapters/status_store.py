@@ -27,9 +27,13 @@ CURSOR_ROW = 1
 
 @dataclass(frozen=True)
 class NewStatus:
-    """A status to append; `description` may hold {arrival_number}, filled in where the number is taken."""
+    """A status to append; `description` may hold {arrival_number}, filled in where the number is taken.
 
-    directive_id: str
+    `directive_id` is None for a refused edXML packet (no directive was made): it is addressed by its
+    sender (`sender_code`) and the DocumentId in `response_for`. `dedupe_key` makes "each once" hold: the
+    database refuses a second status with the same key (default: one per directive and code)."""
+
+    directive_id: str | None
     status_code: str
     description: str
     occurred_at: datetime
@@ -37,14 +41,19 @@ class NewStatus:
     staff: StaffInfo | None = None
     sender_code: str | None = None
     submitted_by: str | None = None
+    dedupe_key: str | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def key(self) -> str:
+        return self.dedupe_key or f"{self.directive_id}:{self.status_code}"
 
 
 @dataclass(frozen=True)
 class StatusUpdate:
     id: str
     cursor: int
-    directive_id: str
+    directive_id: str | None
     status_code: str
     description: str
     occurred_at: datetime
@@ -100,6 +109,7 @@ def status_row(status: NewStatus, *, arrival_number: int | None = None) -> dict[
         "response_for": _response_json(status.response_for),
         "sender_code": status.sender_code,
         "submitted_by": status.submitted_by,
+        "dedupe_key": status.key,
     }
 
 
@@ -134,6 +144,13 @@ def append_statuses(
     conn.execute(sa.insert(status_updates), rows)
 
 
+def append_new_statuses(conn: Connection, statuses: Sequence[NewStatus]) -> int:
+    """Appends those of `statuses` whose key is not recorded yet (each status once); answers how many."""
+    fresh = [status for status in statuses if not already_recorded(conn, status.key)]
+    append_statuses(conn, fresh)
+    return len(fresh)
+
+
 _RECORD_COLUMNS = (
     "id",
     "position",
@@ -145,6 +162,7 @@ _RECORD_COLUMNS = (
     "response_for",
     "sender_code",
     "submitted_by",
+    "dedupe_key",
 )
 
 
@@ -280,6 +298,14 @@ def head(conn: Connection) -> int:
         sa.select(status_cursor.c.last_cursor).where(status_cursor.c.id == CURSOR_ROW)
     ).scalar_one_or_none()
     return 0 if value is None else int(value)
+
+
+def already_recorded(conn: Connection, dedupe_key: str) -> bool:
+    """True when a status with this key exists (it is recorded once)."""
+    found = conn.execute(
+        sa.select(status_updates.c.id).where(status_updates.c.dedupe_key == dedupe_key)
+    ).first()
+    return found is not None
 
 
 def emitted_codes(conn: Connection, directive_id: str) -> list[str]:

@@ -113,7 +113,8 @@ status_updates = sa.Table(
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("cursor", sa.BigInteger, nullable=False, unique=True),
-    sa.Column("directive_id", sa.String(36), sa.ForeignKey("directives.id"), nullable=False),
+    # None for a refused edXML packet (02 with no directive): addressed by sender_code and its DocumentId.
+    sa.Column("directive_id", sa.String(36), sa.ForeignKey("directives.id"), nullable=True),
     sa.Column("status_code", sa.String(2), nullable=False),
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
@@ -122,7 +123,9 @@ status_updates = sa.Table(
     sa.Column("response_for", sa.JSON, nullable=False),
     sa.Column("sender_code", sa.String(35), nullable=True),
     sa.Column("submitted_by", sa.String(200), nullable=True),
-    sa.UniqueConstraint("directive_id", "status_code"),
+    # Each status once: `directive:code` for 01–06, `directive:code:kind[:occasion]` for 15/16,
+    # `refused:sender:DocumentId:reason-digest` for a refused packet (see intake.status).
+    sa.Column("dedupe_key", sa.String(200), nullable=False, unique=True),
 )
 sa.Index("ix_status_updates_directive_id", status_updates.c.directive_id, status_updates.c.cursor)
 sa.Index("ix_status_updates_submitted_by", status_updates.c.submitted_by, status_updates.c.cursor)
@@ -150,7 +153,8 @@ webhook_subscriptions = sa.Table(
     sa.Column("senders", sa.JSON, nullable=True),
     sa.Column("directives", sa.JSON, nullable=True),
     sa.Column("format", sa.String(10), nullable=False),
-    sa.Column("secret", sa.String(200), nullable=False),
+    # The signing secret, encrypted at rest (intake.adapters.secret_box): `fernet:` + token.
+    sa.Column("secret", sa.Text, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("disabled_reason", sa.Text, nullable=True),
     # Statuses up to this cursor have their deliveries made (or did not match the filters).
@@ -167,7 +171,8 @@ webhook_deliveries = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("subscription_id", sa.String(36), sa.ForeignKey("webhook_subscriptions.id"), nullable=False),
     sa.Column("status_update_id", sa.String(36), sa.ForeignKey("status_updates.id"), nullable=False),
-    sa.Column("directive_id", sa.String(36), nullable=False),
+    # Deliveries of one directive go out in order; None (a refused packet's 02) orders after nothing.
+    sa.Column("directive_id", sa.String(36), nullable=True),
     sa.Column("cursor", sa.BigInteger, nullable=False),
     # pending, delivered, dead (retries exhausted), cancelled (subscription deleted or disabled)
     sa.Column("state", sa.String(12), nullable=False),

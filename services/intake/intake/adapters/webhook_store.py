@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
+from intake.adapters.secret_box import SecretBox
 from intake.adapters.status_store import head
 from intake.adapters.tables import status_updates, webhook_deliveries, webhook_subscriptions
 
@@ -43,7 +44,7 @@ class Delivery:
     id: str
     subscription_id: str
     status_update_id: str
-    directive_id: str
+    directive_id: str | None
     cursor: int
     attempts: int
     first_attempt_at: datetime | None
@@ -73,8 +74,11 @@ def _subscription(row: RowMapping) -> Subscription:
 
 
 class WebhookStore:
-    def __init__(self, engine: Engine) -> None:
+    """Secrets are sealed by `box` as they are stored and opened only to sign a delivery."""
+
+    def __init__(self, engine: Engine, box: SecretBox) -> None:
         self.engine = engine
+        self.box = box
 
     # -- subscriptions ------------------------------------------------------------------------------------
 
@@ -99,7 +103,7 @@ class WebhookStore:
                     senders=None if senders is None else list(senders),
                     directives=None if directives is None else list(directives),
                     format=format,
-                    secret=secret,
+                    secret=self.box.seal(secret),
                     active=True,
                     disabled_reason=None,
                     fanned_cursor=head(conn),
@@ -297,7 +301,7 @@ class WebhookStore:
                         first_attempt_at=_aware(row["first_attempt_at"]),
                         url=row["url"],
                         format=row["format"],
-                        secret=row["secret"],
+                        secret=self.box.open(row["secret"]),
                     )
                 )
         return leased

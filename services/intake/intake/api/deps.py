@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from intake.adapters.db import make_engine
 from intake.adapters.repository import DirectiveRepository
+from intake.adapters.secret_box import SecretBox
 from intake.adapters.staging import StagingArea
 from intake.handlers import utc_now
 from intake.settings import Settings
@@ -38,6 +39,11 @@ class Deps:
     def department(self) -> Department:
         """Who the outgoing statuses come from (the department, its desk and contact)."""
         return self.settings.closed_loop.department(self.settings.organisation)
+
+    @property
+    def secret_box(self) -> SecretBox:
+        """Seals and opens the webhook secrets at rest (DOCROUTE_WEBHOOK_SECRET_KEYS)."""
+        return self.settings.closed_loop.secret_box
 
     def check_database(self) -> None:
         with self.engine.connect() as conn:

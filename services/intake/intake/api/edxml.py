@@ -8,10 +8,12 @@ packet.
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from flask_smorest import Blueprint
 from shared.auth import current_principal, require_roles
 from shared.problems import Problem
@@ -21,16 +23,26 @@ from intake.api.deps import Deps
 from intake.api.resources import directive_resource, directive_url
 from intake.api.schemas import DirectiveOut
 from intake.domain import edxml
-from intake.domain.errors import DuplicateDirective, IdempotencyConflict
+from intake.domain.errors import (
+    AttachmentTooLarge,
+    DuplicateDirective,
+    IdempotencyConflict,
+    IntakeError,
+    InvalidAttachment,
+    InvalidMetadata,
+)
 from intake.domain.models import Directive, Signer, new_metadata
+from intake.domain.status import composed_document_id
 from intake.handlers import Submission, Upload, get_directive, open_attachment, register_directive
 from intake.lifecycle import Evidence, revoke_directive
+from intake.status import original_of, packet_refusal_reason, record_packet_refusal
 
 blp = Blueprint("edxml", __name__, url_prefix="/v1", description="edXML packets (QCVN 102:2016/BTTTT)")
 
 XML_TYPES = frozenset({"application/xml", "text/xml", "application/edxml+xml"})
 READERS = ("clerk", "submitter", "auditor", "admin")
 REGISTER_ROLES = ("clerk", "auditor", "admin")
+_R = TypeVar("_R")
 _XML_BODY = {"schema": {"type": "string", "description": "an edXML packet"}}
 
 
@@ -40,17 +52,23 @@ def _deps() -> Deps:
 
 
 def _packet_body() -> bytes:
-    """The packet: the whole body for an XML type, or the `packet` part of a multipart form."""
+    """The packet: the whole body for an XML type, or the `packet` part of a multipart form (kept in
+    `g.edxml_packet` for tells_sender_when_refused)."""
     mimetype = request.mimetype or ""
+    body: bytes | None = None
     if mimetype in XML_TYPES:
-        return request.get_data(cache=False)
-    if mimetype == "multipart/form-data":
+        body = request.get_data(cache=False)
+    elif mimetype == "multipart/form-data":
         part = request.files.get("packet")
-        if part is not None:
-            return part.read()
         text = request.form.get("packet")
-        if text:
-            return text.encode("utf-8")
+        if part is not None:
+            body = part.read()
+        elif text:
+            body = text.encode("utf-8")
+    if body is not None:
+        g.edxml_packet = body
+        return body
+    if mimetype == "multipart/form-data":
         raise Problem(
             422, "Invalid edXML packet", "a `packet` part is required", errors={"packet": ["missing"]}
         )
@@ -68,6 +86,49 @@ def _read(body: bytes) -> edxml.Packet:
         limits=edxml.Limits(
             max_attachment_bytes=settings.max_upload_bytes, max_total_bytes=settings.max_request_bytes
         ),
+    )
+
+
+# Refusals of a packet that its sender is told of (02), when the packet names its sender and document.
+SENDER_REFUSALS: tuple[type[IntakeError], ...] = (
+    edxml.InvalidPacket,
+    InvalidMetadata,
+    InvalidAttachment,
+    AttachmentTooLarge,
+)
+
+
+def tells_sender_when_refused(view: Callable[[], _R]) -> Callable[[], _R]:
+    """A new-document packet refused for what it is (not for the state of intake) still reaches its
+    sender as status 02 with the reason, when From/OrganId and DocumentId can be read from it."""
+
+    @functools.wraps(view)
+    def wrapper() -> _R:
+        try:
+            return view()
+        except SENDER_REFUSALS as exc:
+            _tell_sender(g.get("edxml_packet"), exc)
+            raise
+
+    return wrapper
+
+
+def _tell_sender(body: bytes | None, exc: IntakeError) -> None:
+    attribution = edxml.attribute(body) if body else None
+    if attribution is None or attribution.doc_type not in (edxml.BusinessDocType.NEW, None):
+        return
+    deps = _deps()
+    if deps.repository.find_by_external_id(attribution.organ_id, attribution.document_id) is not None:
+        # The document was received and registered before (its sender has 01 and 03): a broken copy sent
+        # again does not make it refused.
+        return
+    record_packet_refusal(
+        deps.engine,
+        attribution,
+        packet_refusal_reason(exc),
+        department=deps.department,
+        submitted_by=current_principal().sub,
+        clock=deps.clock,
     )
 
 
@@ -135,6 +196,7 @@ def _submission(body: bytes, packet: edxml.Packet, submitted_by: str) -> Submiss
 @blp.alt_response(415, description="Not an XML body or a multipart form with a `packet` part")
 @blp.alt_response(422, description="Not a packet docroute can take: the problem names the part")
 @blp.alt_response(503, description="Object store or database unavailable; see Retry-After")
+@tells_sender_when_refused
 def receive_packet() -> tuple[dict[str, Any], int, dict[str, str]] | tuple[dict[str, Any], dict[str, str]]:
     """Register a directive from an edXML packet (BussinessDocType 0) with its attachments, or revoke the
     directive a revocation packet (1) names."""
@@ -203,6 +265,7 @@ def _revoke(packet: edxml.Packet, body: bytes) -> tuple[dict[str, Any], int, dic
         repository=deps.repository,
         staging=deps.staging,
         clock=deps.clock,
+        department=deps.department,
         evidence=Evidence(REVOCATION_FILENAME, edxml.PACKET_CONTENT_TYPE, body),
     )
     return directive_resource(done.directive), 200, {"Location": directive_url(done.directive.id)}
@@ -253,8 +316,11 @@ def get_packet(directive_id: str) -> Response:
     return Response(data, content_type="application/xml; charset=utf-8")
 
 
-def packet_of(directive: Directive, files: list[tuple[str, str, bytes]]) -> edxml.Packet:
-    """The directive as a new-document packet: the strict form other e-office systems read."""
+def packet_of(
+    directive: Directive, files: list[tuple[str, str, bytes]], *, fallback_organ_id: str
+) -> edxml.Packet:
+    """The directive as a new-document packet: the strict form other e-office systems read (DocumentId as
+    its statuses name it: `fallback_organ_id`, the department's, stands in for an issuer without one)."""
     meta = directive.metadata
     number = meta.number
     code = edxml.Code(number=number.code_number, notation=number.code_notation)
@@ -276,8 +342,7 @@ def packet_of(directive: Directive, files: list[tuple[str, str, bytes]]) -> edxm
             priority=edxml.PRIORITY_OF_URGENCY[meta.urgency.value], page_amount=meta.page_amount
         ),
         steering_type=1,
-        document_id=meta.external_id
-        or edxml.document_id(meta.issuer.code or directive.organisation, meta.issued_date, code),
+        document_id=composed_document_id(original_of(directive), fallback_organ_id=fallback_organ_id),
         attachments=tuple(
             edxml.Attachment(content_id=f"{index + 1}", name=name, content_type=kind, data=data)
             for index, (name, kind, data) in enumerate(files)
@@ -313,5 +378,6 @@ def get_edxml(directive_id: str) -> Response:
         with stream as chunks:
             files.append((attachment.filename, attachment.content_type, b"".join(chunks)))
     return Response(
-        edxml.write_packet(packet_of(directive, files)), content_type="application/xml; charset=utf-8"
+        edxml.write_packet(packet_of(directive, files, fallback_organ_id=deps.department.organ_id)),
+        content_type="application/xml; charset=utf-8",
     )

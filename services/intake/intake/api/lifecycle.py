@@ -32,7 +32,9 @@ def _deps() -> Deps:
 @blp.response(200, DirectiveOut, description="Revoked (or already revoked: nothing changes)")
 @blp.alt_response(400, description="An undeclared query parameter, or JSON text that cannot be stored")
 @blp.alt_response(404, description="No such directive")
-@blp.alt_response(409, description="The directive was replaced and cannot be revoked")
+@blp.alt_response(
+    409, description="The directive was replaced or refused and cannot be revoked (its sender gets 16)"
+)
 @blp.alt_response(422, description="No reason given")
 @blp.alt_response(503, description="Object store or database unavailable; see Retry-After")
 def revoke(body: dict[str, Any], directive_id: str) -> dict[str, Any]:
@@ -46,5 +48,6 @@ def revoke(body: dict[str, Any], directive_id: str) -> dict[str, Any]:
         repository=deps.repository,
         staging=deps.staging,
         clock=deps.clock,
+        department=deps.department,
     )
     return directive_resource(done.directive)

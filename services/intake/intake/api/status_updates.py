@@ -22,7 +22,7 @@ blp = Blueprint(
     "status_updates",
     __name__,
     url_prefix="/v1",
-    description="What became of a sender's document: QCVN 102 statuses (01 … 06), pull and refusal",
+    description="What became of a sender's document: QCVN 102 statuses (01 … 06, 15, 16), pull and refusal",
 )
 
 # Who reads the stream: the exchange platform and e-office systems (submitter, their own directives'),
@@ -54,9 +54,13 @@ class StaffOut(Schema):
 class StatusUpdateOut(Schema):
     id = fields.String(required=True)
     cursor = fields.Integer(required=True)
-    directive_id = fields.String(required=True)
+    directive_id = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "null for 02 about a refused edXML packet (see `sender`, `document_id`)"},
+    )
     status_code = fields.String(
-        required=True, metadata={"description": "QCVN 102 StatusCode: 01 02 03 04 05 06"}
+        required=True, metadata={"description": "QCVN 102 StatusCode: 01 02 03 04 05 06 15 16"}
     )
     description = fields.String(required=True)
     occurred_at = fields.DateTime(required=True)

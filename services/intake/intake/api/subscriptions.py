@@ -74,7 +74,9 @@ class SubscriptionListOut(Schema):
 class DeadLetterOut(Schema):
     id = fields.String(required=True, metadata={"description": "the webhook-id"})
     status_update_id = fields.String(required=True)
-    directive_id = fields.String(required=True)
+    directive_id = fields.String(
+        required=True, allow_none=True, metadata={"description": "null for a refused packet's 02"}
+    )
     cursor = fields.Integer(required=True)
     attempts = fields.Integer(required=True)
     last_status = fields.Integer(allow_none=True)
@@ -136,7 +138,7 @@ def create_subscription(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     # The scheme is checked now; where the name resolves is checked at every delivery (DNS can change).
     check_url(body["url"], production=deps.settings.common.is_production)
     secret = new_secret()
-    store = WebhookStore(deps.engine)
+    store = WebhookStore(deps.engine, deps.secret_box)
     subscription = store.create(
         url=body["url"],
         senders=body.get("senders"),
@@ -157,7 +159,7 @@ def create_subscription(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
 @blp.alt_response(503, description="The database is unavailable; see Retry-After")
 def list_subscriptions() -> dict[str, Any]:
     """Every subscription (secrets are never shown again)."""
-    return {"items": [_resource(s) for s in WebhookStore(_deps().engine).list()]}
+    return {"items": [_resource(s) for s in WebhookStore(_deps().engine, _deps().secret_box).list()]}
 
 
 @blp.route("/subscriptions/<string:subscription_id>", methods=["GET"])
@@ -168,7 +170,7 @@ def list_subscriptions() -> dict[str, Any]:
 @blp.alt_response(503, description="The database is unavailable; see Retry-After")
 def read_subscription(subscription_id: str) -> dict[str, Any]:
     """One subscription, with whether it is active (a 410 from its receiver disables it)."""
-    return _resource(_existing(WebhookStore(_deps().engine), subscription_id))
+    return _resource(_existing(WebhookStore(_deps().engine, _deps().secret_box), subscription_id))
 
 
 @blp.route("/subscriptions/<string:subscription_id>", methods=["DELETE"])
@@ -180,7 +182,7 @@ def read_subscription(subscription_id: str) -> dict[str, Any]:
 def delete_subscription(subscription_id: str) -> None:
     """Stop a subscription; what it had not delivered yet is cancelled."""
     deps = _deps()
-    if not WebhookStore(deps.engine).delete(subscription_id, now=deps.clock()):
+    if not WebhookStore(deps.engine, deps.secret_box).delete(subscription_id, now=deps.clock()):
         raise SubscriptionNotFound(f"no subscription {subscription_id}")
 
 
@@ -192,7 +194,7 @@ def delete_subscription(subscription_id: str) -> None:
 @blp.alt_response(503, description="The database is unavailable; see Retry-After")
 def list_dead_letters(subscription_id: str) -> dict[str, Any]:
     """Deliveries that failed for the whole retry window."""
-    store = WebhookStore(_deps().engine)
+    store = WebhookStore(_deps().engine, _deps().secret_box)
     _existing(store, subscription_id)
     return {"items": store.dead(subscription_id)}
 
@@ -208,7 +210,7 @@ def list_dead_letters(subscription_id: str) -> dict[str, Any]:
 def replay_dead_letters(body: dict[str, Any], subscription_id: str) -> dict[str, Any]:
     """Send dead-lettered deliveries again (all, or `ids`), with the same webhook-id and a new window."""
     deps = _deps()
-    store = WebhookStore(deps.engine)
+    store = WebhookStore(deps.engine, deps.secret_box)
     _existing(store, subscription_id)
     count = store.replay(now=deps.clock(), subscription_id=subscription_id, ids=body.get("ids") or ())
     return {"replayed": count}

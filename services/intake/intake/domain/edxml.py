@@ -27,6 +27,7 @@ from typing import NoReturn
 from xml.parsers import expat
 
 from intake.domain.errors import IntakeError
+from intake.domain.models import AGENCY_CODE
 
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 _Q = "{" + NS + "}"
@@ -549,6 +550,61 @@ def read_status(data: bytes) -> StatusPacket:
         description=_text(message, "Description") or "",
         timestamp=parse_timestamp(stamp),
         staff=_staff(_child(message, "StaffInfo")),
+    )
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Who sent a packet and which document it was, read from a packet that may be refused otherwise."""
+
+    organ_id: str
+    document_id: str
+    response_for: ResponseFor
+    doc_type: BusinessDocType | None
+
+
+MAX_DOCUMENT_ID = 200
+
+
+def attribute(data: bytes) -> Attribution | None:
+    """The sender and DocumentId of a packet, when it is well-formed enough to tell them (a valid From/
+    OrganId, and a DocumentId or the Code and PromulgationDate to compose one); None otherwise. Reads
+    nothing else, so a packet refused for its attachments, its rules or its signature is still attributed.
+    The XML is read by parse_xml: no DTD or entity is ever expanded."""
+    try:
+        root = parse_xml(data)
+        message, header = _envelope_parts(root)
+    except InvalidPacket:
+        return None
+    organ_id = _text(_child(message, "From"), "OrganId")
+    if organ_id is None or not AGENCY_CODE.match(organ_id):
+        return None
+    code_element = _child(message, "Code")
+    number = _text(code_element, "CodeNumber")
+    code = None if number is None else Code(number, _text(code_element, "CodeNotation") or "")
+    try:
+        issued = _date(_child(message, "PromulgationInfo"), "PromulgationDate")
+    except InvalidPacket:
+        issued = None
+    given = _text(message, "DocumentId")
+    if given is None and code is not None and issued is not None:
+        given = document_id(organ_id, issued, code)
+    if given is None or len(given) > MAX_DOCUMENT_ID:
+        return None
+    try:
+        doc_type: BusinessDocType | None = _business(_child(header, "TraceHeaderList")).doc_type
+    except InvalidPacket:
+        doc_type = None
+    return Attribution(
+        organ_id=organ_id,
+        document_id=given,
+        response_for=ResponseFor(
+            organ_id=organ_id,
+            code=None if code is None else code.full,
+            promulgation_date=issued,
+            document_id=given,
+        ),
+        doc_type=doc_type,
     )
 
 

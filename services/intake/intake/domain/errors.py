@@ -58,3 +58,7 @@ class DirectiveNotFound(IntakeError):
 
 class AttachmentNotFound(IntakeError):
     """No attachment with that id on that directive."""
+
+
+class LifecycleConflict(IntakeError):
+    """The directive's state does not allow the change (e.g. revoking a replaced directive)."""

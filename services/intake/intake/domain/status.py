@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from intake.domain.arrival import BUSINESS_TZ
 from intake.domain.edxml import Code, Organ, ResponseFor, StaffInfo, StatusPacket, document_id, write_status
+from intake.domain.enums import DirectiveStatus
 
 
 class StatusCode(StrEnum):
@@ -25,6 +26,24 @@ class StatusCode(StrEnum):
     ASSIGNED = "04"  # phân công
     IN_PROGRESS = "05"  # đang xử lý
     COMPLETED = "06"  # hoàn thành
+    CHANGE_ACCEPTED = "15"  # đồng ý lấy lại / cập nhật / thay thế
+    CHANGE_REFUSED = "16"  # từ chối lấy lại / cập nhật / thay thế
+
+
+class LifecycleKind(StrEnum):
+    """What a sender asked of a document it sent (BussinessDocType 1, 2, 3); answered with 15 or 16."""
+
+    REVOCATION = "revocation"  # thu hồi (lấy lại)
+    UPDATE = "update"  # cập nhật
+    REPLACEMENT = "replacement"  # thay thế
+
+
+# The object of 15 / 16 in the Vietnamese description: "Đồng ý lấy lại văn bản", "Từ chối cập nhật văn bản".
+_LIFECYCLE_VERB = {
+    LifecycleKind.REVOCATION: "lấy lại",
+    LifecycleKind.UPDATE: "cập nhật",
+    LifecycleKind.REPLACEMENT: "thay thế",
+}
 
 
 # The progress codes in the order a sender must see them; a directive refused (02) gets none of them after.
@@ -39,9 +58,22 @@ CANCELLED = "cancelled"
 
 
 def description(
-    code: StatusCode, *, arrival_number: int | str | None = None, detail: str | None = None
+    code: StatusCode,
+    *,
+    arrival_number: int | str | None = None,
+    detail: str | None = None,
+    kind: LifecycleKind | None = None,
 ) -> str:
-    """The Vietnamese description a sender reads for `code` (`detail` adds units or the reason)."""
+    """The Vietnamese description a sender reads for `code` (`detail` adds units or the reason; `kind`
+    says what 15 / 16 answer)."""
+    if code in (StatusCode.CHANGE_ACCEPTED, StatusCode.CHANGE_REFUSED):
+        if kind is None:
+            raise ValueError(
+                f"status {code.value} answers a revocation, update or replacement: give its kind"
+            )
+        verb = "Đồng ý" if code is StatusCode.CHANGE_ACCEPTED else "Từ chối"
+        text = f"{verb} {_LIFECYCLE_VERB[kind]} văn bản"
+        return f"{text}: {detail}" if detail else text
     text = {
         StatusCode.RECEIVED: "Văn bản đã đến, văn thư chưa xử lý",
         StatusCode.REFUSED: "Từ chối tiếp nhận văn bản",
@@ -51,6 +83,19 @@ def description(
         StatusCode.COMPLETED: "Đã hoàn thành xử lý",
     }[code]
     return f"{text}: {detail}" if detail else text
+
+
+# Why a revocation, update or replacement is refused (16), by the directive's state.
+_STATE_REASON = {
+    DirectiveStatus.REVOKED: "văn bản đã được thu hồi",
+    DirectiveStatus.REPLACED: "văn bản đã được thay thế bằng văn bản khác",
+    DirectiveStatus.REJECTED: "văn bản đã bị từ chối tiếp nhận",
+}
+
+
+def state_refusal_reason(state: DirectiveStatus) -> str:
+    """The Vietnamese reason a change cannot be made to a directive in `state` (16's description)."""
+    return _STATE_REASON.get(state, f"văn bản đang ở trạng thái {state.value}")
 
 
 @dataclass(frozen=True)
@@ -97,6 +142,16 @@ def units_detail(tasks: Sequence[TaskState]) -> str | None:
     return ", ".join(units) if units else None
 
 
+def progress_units(code: StatusCode, tasks: Sequence[TaskState]) -> list[str]:
+    """The units a progress status speaks for (its StaffInfo): for 05 the chủ trì units that started,
+    otherwise every chủ trì unit not cancelled; sorted."""
+    live = [task for task in chu_tri(tasks) if task.status != CANCELLED]
+    if code is StatusCode.IN_PROGRESS:
+        started = [task for task in live if task.started or task.status in STARTED]
+        live = started or live
+    return sorted({task.unit for task in live})
+
+
 @dataclass(frozen=True)
 class OriginalDocument:
     """What a status names the sender's document by (QCVN 102 ResponseFor)."""
@@ -109,14 +164,22 @@ class OriginalDocument:
     external_id: str | None = None
 
 
-def response_for(original: OriginalDocument) -> ResponseFor:
-    """The packet's DocumentId when it came as one, else `OrganId,yyyy/MM/dd,number/notation`."""
+def composed_document_id(original: OriginalDocument, *, fallback_organ_id: str) -> str:
+    """The original's DocumentId: the packet's own when it came as one, else composed as QCVN 102 does,
+    `OrganId,yyyy/MM/dd,number/notation`. An issuer without an agency identifier (a REST submission that
+    named its issuer only) is never composed with an empty OrganId: `fallback_organ_id`, the receiving
+    department's own identifier, stands in, so the id stays unique within the department and parseable."""
+    if original.external_id:
+        return original.external_id
     code = Code(number=original.code_number, notation=original.code_notation)
-    composed = (
-        original.external_id
-        if original.external_id
-        else document_id(original.organ_id or "", original.issued_date, code)
-    )
+    return document_id(original.organ_id or fallback_organ_id, original.issued_date, code)
+
+
+def response_for(original: OriginalDocument, *, fallback_organ_id: str) -> ResponseFor:
+    """ResponseFor naming the original: OrganId only when the issuer has one (an unknown issuer is not
+    given the department's identifier), DocumentId always (see composed_document_id)."""
+    code = Code(number=original.code_number, notation=original.code_notation)
+    composed = composed_document_id(original, fallback_organ_id=fallback_organ_id)
     return ResponseFor(
         organ_id=original.organ_id,
         code=code.full,
