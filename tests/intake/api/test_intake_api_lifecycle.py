@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from edxml_packets import official_packet
 from intake.adapters.tables import outbox
+from intake.domain import edxml
 from intake_testing import IntakeApp, minimal_pdf, sample
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -159,6 +160,12 @@ def test_an_update_packet_changes_the_directive_it_names_and_is_kept(intake: Int
         f"/v1/directives/{directive['id']}/revisions", headers=intake.auth("clerk")
     ).get_json()["items"]
     assert items[1]["packet_url"] == kept["url"]
+    # Written back out, the directive carries its due date as it is now and its own file, not the packets.
+    written = intake.client.get(f"/v1/directives/{directive['id']}/edxml", headers=intake.auth("clerk"))
+    assert written.status_code == 200
+    again = edxml.read_packet(written.data)
+    assert again.due_date.isoformat() == "2021-05-20"
+    assert [a.name for a in again.attachments] == ["1393-CVT-CL.pdf"]
 
 
 def replacement_packet() -> bytes:

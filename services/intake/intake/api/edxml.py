@@ -189,6 +189,7 @@ def receive_packet() -> tuple[dict[str, Any], int, dict[str, str]] | tuple[dict[
 
 REVOCATION_FILENAME = "thu-hoi-edxml.xml"
 UPDATE_FILENAME = "cap-nhat-edxml.xml"
+LIFECYCLE_PACKETS = frozenset({edxml.PACKET_FILENAME, REVOCATION_FILENAME, UPDATE_FILENAME})
 
 
 def _named(organ_id: str | None, document_id: str | None, what: str) -> Directive:
@@ -386,11 +387,8 @@ def get_edxml(directive_id: str) -> Response:
     deps = _deps()
     files: list[tuple[str, str, bytes]] = []
     for attachment in directive.attachments:
-        if (
-            attachment.filename == edxml.PACKET_FILENAME
-            and attachment.content_type == edxml.PACKET_CONTENT_TYPE
-        ):
-            continue  # the packet it arrived in is not one of its files
+        if attachment.filename in LIFECYCLE_PACKETS and attachment.content_type == edxml.PACKET_CONTENT_TYPE:
+            continue  # the packets it arrived, was revoked or updated in are not among its files
         _, stream = open_attachment(
             directive.id, attachment.id, repository=deps.repository, staging=deps.staging
         )
