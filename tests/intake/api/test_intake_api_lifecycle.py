@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
-from edxml_packets import official_packet
+from edxml_packets import DOCX, PACKETS, PDF, official_packet, shuffled_vendor_packet, zipped
 from intake.adapters.tables import outbox
 from intake.domain import edxml
 from intake_testing import IntakeApp, minimal_pdf, sample
@@ -278,3 +278,36 @@ def test_a_clerk_replaces_a_directive_over_rest_and_a_retry_replays(intake: Inta
     assert replace_json(intake, "no-such-directive", other).status_code == 404
     listed = intake.client.get("/v1/directives", headers=intake.auth("clerk")).get_json()["items"]
     assert sorted(item["status"] for item in listed) == ["registered", "replaced"]
+
+
+def test_an_update_in_another_vendors_shape_with_a_zip_and_day_first_dates(intake: IntakeApp) -> None:
+    """The shuffled vendor shape (no DocumentId, dd/MM/yyyy, zipped files): the update names its document as
+    its registration did, moves the due date and adds only the file it did not have."""
+    first = intake.client.post(
+        "/v1/edxml",
+        data=shuffled_vendor_packet(),
+        content_type="application/xml",
+        headers=intake.auth("clerk"),
+    )
+    assert first.status_code == 201, first.get_json()
+    directive = first.get_json()
+    extra = minimal_pdf("phụ lục 2")
+    payload = base64.encodebytes(zipped({"171-CV.pdf": PDF, "phu-luc.docx": DOCX, "phu-luc-2.pdf": extra}))
+    update = (
+        PACKETS.joinpath("shuffled-vendor.xml")
+        .read_text(encoding="utf-8")
+        .format(NS=edxml.NS, payload=payload.decode())
+        .replace("<edXML:BussinessDocType>0<", "<edXML:BussinessDocType>2<")
+        .replace("<edXML:DueDate>15/04/2021<", "<edXML:DueDate>30/04/2021<")
+        .encode()
+    )
+    response = intake.client.post(
+        "/v1/edxml", data=update, content_type="application/xml", headers=intake.auth("clerk")
+    )
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["id"] == directive["id"] and body["revision"] == 2 and body["due_date"] == "2021-04-30"
+    added = [a["filename"] for a in body["attachments"][len(directive["attachments"]) :]]
+    assert added == ["phu-luc-2.pdf", "cap-nhat-edxml.xml"]
+    (event,) = events(intake, "intake.directive_updated")
+    assert set(event["payload"]["changes"]) == {"due_date", "attachments"}

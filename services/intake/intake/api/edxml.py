@@ -192,6 +192,13 @@ UPDATE_FILENAME = "cap-nhat-edxml.xml"
 LIFECYCLE_PACKETS = frozenset({edxml.PACKET_FILENAME, REVOCATION_FILENAME, UPDATE_FILENAME})
 
 
+def _document_id(packet: edxml.Packet) -> str | None:
+    """The packet's DocumentId, or the one a registration composed for a packet that carried none."""
+    if packet.document_id or packet.promulgation_date is None:
+        return packet.document_id
+    return edxml.document_id(packet.sender.organ_id or "", packet.promulgation_date, packet.code)
+
+
 def _named(organ_id: str | None, document_id: str | None, what: str) -> Directive:
     """The directive a lifecycle packet names by the sender's identifier and a DocumentId; 404 if none."""
     if not organ_id or not document_id:
@@ -213,7 +220,7 @@ def _named(organ_id: str | None, document_id: str | None, what: str) -> Directiv
 def _revoke(packet: edxml.Packet, body: bytes) -> tuple[dict[str, Any], int, dict[str, str]]:
     """A revocation packet names its document by the sender's identifier and DocumentId."""
     deps = _deps()
-    target = _named(packet.sender.organ_id, packet.document_id, "a revocation")
+    target = _named(packet.sender.organ_id, _document_id(packet), "a revocation")
     done = revoke_directive(
         target.id,
         reason=packet.business.reason or "Thu hồi văn bản theo gói tin edXML",
@@ -231,7 +238,7 @@ def _update(packet: edxml.Packet, body: bytes) -> tuple[dict[str, Any], int, dic
     the parts an update may change (Subject, Content, DueDate, OtherInfo/Priority) that differ, and files it
     does not have yet, make its next revision; the packet is kept with it."""
     deps = _deps()
-    target = _named(packet.sender.organ_id, packet.document_id, "an update")
+    target = _named(packet.sender.organ_id, _document_id(packet), "an update")
     values: dict[str, Any] = {}
     if packet.subject:
         values["subject"] = packet.subject
