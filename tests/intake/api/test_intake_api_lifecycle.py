@@ -311,3 +311,27 @@ def test_an_update_in_another_vendors_shape_with_a_zip_and_day_first_dates(intak
     assert added == ["phu-luc-2.pdf", "cap-nhat-edxml.xml"]
     (event,) = events(intake, "intake.directive_updated")
     assert set(event["payload"]["changes"]) == {"due_date", "attachments"}
+
+
+def test_a_replacement_cut_short_after_the_registration_is_finished_by_the_same_request_again(
+    intake: IntakeApp,
+) -> None:
+    """The new directive is registered, then the old one marked: a process killed in between leaves the new
+    one registered; the client's retry replays the registration and marks the old one."""
+    old = registered(intake)
+    body = new_document()
+    # What the first attempt had committed when it was killed: the registration, under the request's key.
+    first = intake.client.post(
+        "/v1/directives",
+        data=json.dumps(body, ensure_ascii=False).encode(),
+        content_type="application/json",
+        headers={**intake.auth("clerk"), "Idempotency-Key": f"replace:{old['id']}"},
+    )
+    assert first.status_code == 201
+    assert intake.client.get(old["url"], headers=intake.auth("clerk")).get_json()["status"] == "registered"
+    retry = replace_json(intake, old["id"], body)
+    assert retry.status_code == 201 and retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.get_json()["id"] == first.get_json()["id"]
+    assert retry.get_json()["replaces"]["id"] == old["id"]
+    assert intake.client.get(old["url"], headers=intake.auth("clerk")).get_json()["status"] == "replaced"
+    assert len(events(intake, "intake.directive_replaced")) == 1
