@@ -18,11 +18,21 @@ def test_archive_consumes_exactly_its_subscriptions() -> None:
 
 
 def test_routing_consumes_exactly_its_subscriptions() -> None:
-    from routing.messages import DIRECTIVE_REGISTERED_QUEUE, DIRECTIVE_REJECTED_QUEUE, DIRECTIVE_REVOKED_QUEUE
-
-    assert {DIRECTIVE_REGISTERED_QUEUE, DIRECTIVE_REVOKED_QUEUE, DIRECTIVE_REJECTED_QUEUE} == _declared(
-        "routing"
+    from routing.messages import (
+        DIRECTIVE_REGISTERED_QUEUE,
+        DIRECTIVE_REJECTED_QUEUE,
+        DIRECTIVE_REPLACED_QUEUE,
+        DIRECTIVE_REVOKED_QUEUE,
+        DIRECTIVE_UPDATED_QUEUE,
     )
+
+    assert {
+        DIRECTIVE_REGISTERED_QUEUE,
+        DIRECTIVE_REVOKED_QUEUE,
+        DIRECTIVE_REJECTED_QUEUE,
+        DIRECTIVE_UPDATED_QUEUE,
+        DIRECTIVE_REPLACED_QUEUE,
+    } == _declared("routing")
 
 
 def test_intake_consumes_exactly_its_subscriptions() -> None:

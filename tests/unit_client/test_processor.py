@@ -180,3 +180,39 @@ def test_a_cancellation_is_handed_on_once_and_acked_without_a_receipt(tmp_path: 
     ]
     assert sink.delivered[1].payload["reason"] == "Văn bản bị thu hồi"
     assert acker.journal == ["ack t1"]  # only the offer's receipt goes to routing
+
+
+def test_each_update_of_a_task_is_handed_on_once_and_acked_without_a_receipt(tmp_path: Path) -> None:
+    offer = task_offer(UNIT, 1, task_id="t1")
+
+    def updated(revision: int) -> dict:
+        return envelope(
+            "routing.task_updated",
+            {
+                **offer["payload"],
+                "due_date": "2021-04-30",
+                "revision": revision,
+                "changes": {"due_date": {"from": "2021-05-14", "to": "2021-04-30"}},
+                "reason": "Rút ngắn hạn xử lý",
+                "due_date_from": "2021-05-14",
+            },
+        )
+
+    sink, acker = FakeSink(), FakeAcker()
+    seen = SeenTasks(100, tmp_path / "seen.json")
+    processor = make(sink, acker, seen=seen)
+    assert processor.process(encode(offer)).action is Action.ACK
+    second = updated(2)
+    assert processor.process(encode(second)).action is Action.ACK
+    seen.close()
+    # Revision 2 again (a redelivery after a restart) is not handed on twice; revision 3 is news.
+    again = make(sink, acker, seen=SeenTasks(100, tmp_path / "seen.json"))
+    assert again.process(encode(second)).action is Action.ACK
+    assert again.process(encode(updated(3))).action is Action.ACK
+    assert [(m.type, m.task_id, m.payload.get("revision")) for m in sink.delivered] == [
+        ("routing.task_offered", "t1", None),
+        ("routing.task_updated", "t1", 2),
+        ("routing.task_updated", "t1", 3),
+    ]
+    assert sink.delivered[1].payload["reason"] == "Rút ngắn hạn xử lý"
+    assert acker.journal == ["ack t1"]  # only the offer's receipt goes to routing

@@ -10,7 +10,10 @@ TASK_OFFERED = "routing.task_offered"
 TASK_REMINDER = "routing.task_reminder"
 # The directive was revoked: the task document with status `cancelled`, `reason` and `revoked_at`.
 TASK_CANCELLED = "routing.task_cancelled"
-KNOWN_TYPES = frozenset({TASK_OFFERED, TASK_REMINDER, TASK_CANCELLED})
+# The directive was updated: the task document as it is now, with `revision`, `changes` (field -> {from, to}),
+# `reason` and `due_date_from` (the task's due date before, when the update moved it).
+TASK_UPDATED = "routing.task_updated"
+KNOWN_TYPES = frozenset({TASK_OFFERED, TASK_REMINDER, TASK_CANCELLED, TASK_UPDATED})
 _REQUIRED_STR = ("id", "type", "occurred_at", "producer")
 
 
@@ -31,11 +34,11 @@ class UnitMessage:
 
     @property
     def task_id(self) -> str | None:
-        """The task the message is about: `payload.id` for an offer or a cancellation, `payload.task_id` for a
-        reminder."""
+        """The task the message is about: `payload.id` for an offer, a cancellation or an update,
+        `payload.task_id` for a reminder."""
         raw = (
             self.payload.get("id")
-            if self.type in (TASK_OFFERED, TASK_CANCELLED)
+            if self.type in (TASK_OFFERED, TASK_CANCELLED, TASK_UPDATED)
             else self.payload.get("task_id")
         )
         if raw is None and self.type == TASK_REMINDER:
@@ -44,11 +47,15 @@ class UnitMessage:
 
     @property
     def dedup_key(self) -> str:
-        """What "already handed on" means: a task is offered once, but reminders repeat by design."""
+        """What "already handed on" means: a task is offered once and cancelled once, each update is news
+        once, but reminders repeat by design."""
         if self.type == TASK_OFFERED and self.task_id is not None:
             return f"task:{self.task_id}"
         if self.type == TASK_CANCELLED and self.task_id is not None:
             return f"cancelled:{self.task_id}"
+        if self.type == TASK_UPDATED and self.task_id is not None:
+            # Each revision of the directive is handed on once; a later revision is news again.
+            return f"updated:{self.task_id}:{self.payload.get('revision')}"
         return f"message:{self.id}"
 
     def to_json(self) -> bytes:

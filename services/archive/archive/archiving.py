@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, BinaryIO, cast
 
-from marshmallow import ValidationError
 from shared.envelope import Envelope
 from shared.filenames import clean_filename
 from shared.inbox import claim
@@ -34,7 +33,7 @@ from archive import messages
 from archive.adapters import audit_log, repository
 from archive.adapters.db import inbox
 from archive.adapters.repository import DocumentContext
-from archive.common import CONSUMER, Clock, Vault, already_handled, emit, utcnow
+from archive.common import CONSUMER, Clock, Vault, already_handled, emit, load_or_reject, utcnow
 from archive.domain.acceptance import (
     HEADER_WINDOW,
     TRAILER_WINDOW,
@@ -501,10 +500,7 @@ def handle_directive_registered(
     clock: Clock = utcnow,
 ) -> list[str]:
     """Archives every attachment of a registered directive; returns the ids of records created now."""
-    try:
-        payload = messages.load_payload(messages.DirectiveRegisteredIn(), envelope)
-    except ValidationError as exc:
-        raise PermanentError(f"malformed {envelope.type} payload: {exc.messages}") from exc
+    payload = load_or_reject(messages.DirectiveRegisteredIn(), envelope)
     if already_handled(engine, envelope.id):
         return []
     directive_id = payload["directive_id"]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from marshmallow import Schema, ValidationError
+from shared.envelope import Envelope
+from shared.messaging import PermanentError
 from shared.objectstore.port import ObjectStore
 from shared.outbox import add_to_outbox
 from sqlalchemy.engine import Connection, Engine
@@ -64,3 +68,18 @@ def already_handled(engine: Engine, message_id: str) -> bool:
             )
         ).first()
     return found is not None
+
+
+@contextmanager
+def rejecting_malformed(envelope: Envelope) -> Iterator[None]:
+    """A payload that fails its schema inside the block dead-letters the message (PermanentError)."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise PermanentError(f"malformed {envelope.type} payload: {exc.messages}") from exc
+
+
+def load_or_reject(schema: Schema, envelope: Envelope) -> dict[str, Any]:
+    """The validated payload, or PermanentError (the consumer dead-letters the message)."""
+    with rejecting_malformed(envelope):
+        return messages.load_payload(schema, envelope)

@@ -1,11 +1,11 @@
-"""A directive's history: routing's task events and intake's revocation, with any file they carry archived."""
+"""A directive's history: routing's task events and intake's lifecycle events (revocation, update,
+replacement), with any file they carry archived."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import ValidationError
 from shared.envelope import Envelope
 from shared.filenames import clean_filename
 from shared.inbox import claim
@@ -17,10 +17,18 @@ from archive.adapters import audit_log, repository
 from archive.adapters.db import inbox
 from archive.adapters.repository import DocumentContext
 from archive.archiving import IncomingDocument, Prepared, Refusal, prepare, refusal_events, store_records
-from archive.common import CONSUMER, Clock, Vault, already_handled, utcnow
+from archive.common import (
+    CONSUMER,
+    Clock,
+    Vault,
+    already_handled,
+    load_or_reject,
+    rejecting_malformed,
+    utcnow,
+)
 from archive.domain.audit import AuditEvent
 from archive.domain.errors import ChecksumMismatch
-from archive.domain.records import SOURCE_REPORT, SOURCE_REVOCATION
+from archive.domain.records import SOURCE_ATTACHMENT, SOURCE_REPORT, SOURCE_REVOCATION, SOURCE_UPDATE
 from archive.signatures import SignatureVerifier
 
 # The event types under which a batch event's parts are kept, as if each had come on its own.
@@ -37,10 +45,7 @@ def handle_task_event(
     clock: Clock = utcnow,
 ) -> list[str]:
     """Keeps a routing task event in the history and the audit log; archives a report file it carries."""
-    try:
-        payload = messages.load_payload(messages.TaskEventIn(), envelope)
-    except ValidationError as exc:
-        raise PermanentError(f"malformed {envelope.type} payload: {exc.messages}") from exc
+    payload = load_or_reject(messages.TaskEventIn(), envelope)
     task_id = payload.get("task_id") or payload.get("id")
     report = payload.get("report")
     unit = payload.get("unit") or payload.get("unit_code")
@@ -48,9 +53,7 @@ def handle_task_event(
     return _keep(
         envelope,
         payload["directive_id"],
-        file=report,
-        source_kind=SOURCE_REPORT,
-        source_ref=f"report:{task_id or ''}:{report['sha256']}" if report else "",
+        files=[_File(report, SOURCE_REPORT, f"report:{task_id or ''}:{report['sha256']}")] if report else [],
         row={"task_id": task_id, "unit": unit, "status": status},
         details={"task_id": task_id, "unit": unit, "status": status, "report": _report_details(report)},
         engine=engine,
@@ -70,18 +73,15 @@ def handle_directive_revoked(
 ) -> list[str]:
     """Keeps intake's revocation of a directive in its history and the audit log; every record stays (WORM),
     and the revoking edXML packet, when there was one, is archived beside them."""
-    try:
-        payload = messages.load_payload(messages.DirectiveRevokedIn(), envelope)
-    except ValidationError as exc:
-        raise PermanentError(f"malformed {envelope.type} payload: {exc.messages}") from exc
+    payload = load_or_reject(messages.DirectiveRevokedIn(), envelope)
     directive_id = payload["directive_id"]
     packet = payload.get("packet")
     return _keep(
         envelope,
         directive_id,
-        file=packet,
-        source_kind=SOURCE_REVOCATION,
-        source_ref=f"revocation:{directive_id}:{packet['sha256']}" if packet else "",
+        files=[_File(packet, SOURCE_REVOCATION, f"revocation:{directive_id}:{packet['sha256']}")]
+        if packet
+        else [],
         row={"task_id": None, "unit": None, "status": "revoked"},
         details={
             "reason": payload["reason"],
@@ -96,13 +96,91 @@ def handle_directive_revoked(
     )
 
 
+def handle_directive_updated(
+    envelope: Envelope,
+    *,
+    engine: Engine,
+    vault: Vault,
+    verifier: SignatureVerifier,
+    clock: Clock = utcnow,
+) -> list[str]:
+    """Keeps a directive's new revision in its history and the audit log (what changed, from what to what,
+    who asked and why); archives the files it added and the update packet beside the earlier records,
+    which stay as they are (WORM)."""
+    payload = load_or_reject(messages.DirectiveUpdatedIn(), envelope)
+    directive_id = payload["directive_id"]
+    revision = payload["revision"]
+    packet = payload.get("packet")
+    files = [
+        _File(added, SOURCE_ATTACHMENT, f"revision:{revision}:{added['id']}")
+        for added in payload["attachments_added"]
+    ]
+    if packet:
+        files.append(_File(packet, SOURCE_UPDATE, f"update:{directive_id}:{revision}:{packet['sha256']}"))
+    return _keep(
+        envelope,
+        directive_id,
+        files=files,
+        row={"task_id": None, "unit": None, "status": f"revision {revision}"},
+        details={
+            "revision": revision,
+            "changes": payload["changes"],
+            "reason": payload.get("reason"),
+            "updated_by": payload.get("updated_by"),
+            "updated_at": payload.get("updated_at"),
+            "attachments_added": [_report_details(added) for added in payload["attachments_added"]],
+            "packet": _report_details(packet),
+        },
+        engine=engine,
+        vault=vault,
+        verifier=verifier,
+        clock=clock,
+    )
+
+
+def handle_directive_replaced(
+    envelope: Envelope,
+    *,
+    engine: Engine,
+    vault: Vault,
+    verifier: SignatureVerifier,
+    clock: Clock = utcnow,
+) -> list[str]:
+    """Keeps a directive's replacement in its history and the audit log, naming the new directive (which is
+    archived from its own registration); the replaced one's records stay as they are (WORM)."""
+    payload = load_or_reject(messages.DirectiveReplacedIn(), envelope)
+    return _keep(
+        envelope,
+        payload["directive_id"],
+        files=[],
+        row={"task_id": None, "unit": None, "status": "replaced"},
+        details={
+            "replacement": payload["replacement"],
+            "reason": payload["reason"],
+            "replaced_by": payload.get("replaced_by"),
+            "replaced_at": payload.get("replaced_at"),
+        },
+        engine=engine,
+        vault=vault,
+        verifier=verifier,
+        clock=clock,
+    )
+
+
+@dataclass(frozen=True)
+class _File:
+    """A file an event carries: its staged copy's description, the kind of record and its source_ref."""
+
+    file: dict[str, Any]
+    source_kind: str
+    source_ref: str
+
+
 def _keep(
     envelope: Envelope,
     directive_id: str,
     *,
-    file: dict[str, Any] | None,
-    source_kind: str,
-    source_ref: str,
+    files: list[_File],
     row: dict[str, Any],
     details: dict[str, Any],
     engine: Engine,
@@ -110,7 +188,7 @@ def _keep(
     verifier: SignatureVerifier,
     clock: Clock,
 ) -> list[str]:
-    """One event of a directive's life: a history row, an audit entry, and the file it carries archived."""
+    """One event of a directive's life: a history row, an audit entry, and the files it carries archived."""
     if already_handled(engine, envelope.id):
         return []
     with engine.connect() as conn:
@@ -119,23 +197,27 @@ def _keep(
     now = clock()
     prepared: list[Prepared] = []
     refused: list[Refusal] = []
-    if file:
-        doc = IncomingDocument(
-            source_ref=source_ref,
-            source_kind=source_kind,
-            filename=clean_filename(file["filename"]),
-            filename_as_sent=file["filename"],
-            content_type=file["content_type"],
-            size=file["size"],
-            sha256=file["sha256"],
-            bucket=file["bucket"],
-            key=file["key"],
-            document_type=None,
-        )
+    if files:
+        docs = [
+            IncomingDocument(
+                source_ref=item.source_ref,
+                source_kind=item.source_kind,
+                filename=clean_filename(item.file["filename"]),
+                filename_as_sent=item.file["filename"],
+                content_type=item.file["content_type"],
+                size=item.file["size"],
+                sha256=item.file["sha256"],
+                bucket=item.file["bucket"],
+                key=item.file["key"],
+                document_type=None,
+            )
+            for item in files
+        ]
         try:
-            prepared, refused = prepare(vault, verifier, directive_id, [doc], now)
+            prepared, refused = prepare(vault, verifier, directive_id, docs, now)
         except ChecksumMismatch as exc:
-            raise PermanentError(f"{source_kind} file of directive {directive_id}: {exc}") from exc
+            kinds = "/".join(sorted({item.source_kind for item in files}))
+            raise PermanentError(f"{kinds} file of directive {directive_id}: {exc}") from exc
     event_name = envelope.type.split(".", 1)[-1]
     with engine.begin() as conn:
         if not claim(conn, inbox, envelope.id, CONSUMER):
@@ -242,11 +324,9 @@ def _record_task_facts(
 def handle_tasks_assigned(envelope: Envelope, *, engine: Engine) -> int:
     """Keeps routing.tasks_assigned.v1 as one `routing.task_assigned` history row and audit entry per task;
     returns how many tasks were recorded now (0 for a redelivery)."""
-    try:
+    with rejecting_malformed(envelope):
         payload = messages.load_payload(messages.TasksAssignedIn(), envelope)
         tasks = [(doc, messages.AssignedTaskIn().load(doc)) for doc in payload["tasks"]]
-    except ValidationError as exc:
-        raise PermanentError(f"malformed {envelope.type} payload: {exc.messages}") from exc
     directive_id = payload["directive_id"]
     strays = [task["id"] for doc, task in tasks if doc.get("directive_id", directive_id) != directive_id]
     if strays:
@@ -262,11 +342,9 @@ def handle_tasks_assigned(envelope: Envelope, *, engine: Engine) -> int:
 def handle_tasks_acknowledged(envelope: Envelope, *, engine: Engine) -> int:
     """Keeps routing.tasks_acknowledged.v1 as one `routing.task_status_changed` history row and audit entry
     per status change; returns how many changes were recorded now (0 for a redelivery)."""
-    try:
+    with rejecting_malformed(envelope):
         payload = messages.load_payload(messages.TasksAcknowledgedIn(), envelope)
         changes = [(doc, messages.StatusChangeIn().load(doc)) for doc in payload["changes"]]
-    except ValidationError as exc:
-        raise PermanentError(f"malformed {envelope.type} payload: {exc.messages}") from exc
     facts = [
         _TaskFact(change["directive_id"], change["task_id"], change["unit"], change["status"], doc)
         for doc, change in changes

@@ -27,9 +27,14 @@ TASKS_ACKNOWLEDGED = ("routing", "tasks_acknowledged")
 TASK_OVERDUE = ("routing", "task_overdue")
 # A directive revoked by its sender or a clerk: kept in its history; its records stay as they are (WORM).
 DIRECTIVE_REVOKED = ("intake", "directive_revoked")
+# A directive's next revision (its files added and the update packet archived) and its replacement.
+DIRECTIVE_UPDATED = ("intake", "directive_updated")
+DIRECTIVE_REPLACED = ("intake", "directive_replaced")
 CONSUMED = (
     DIRECTIVE_REGISTERED,
     DIRECTIVE_REVOKED,
+    DIRECTIVE_UPDATED,
+    DIRECTIVE_REPLACED,
     TASK_ASSIGNED,
     TASKS_ASSIGNED,
     TASK_STATUS_CHANGED,
@@ -99,6 +104,35 @@ class DirectiveRevokedIn(_Tolerant):
     packet = fields.Nested(ReportIn, load_default=None, allow_none=True)
 
 
+class AddedFileIn(ReportIn):
+    id = fields.String(required=True)
+
+
+class DirectiveUpdatedIn(_Tolerant):
+    directive_id = fields.String(required=True)
+    revision = fields.Integer(required=True)
+    changes = fields.Dict(required=True)
+    attachments_added = fields.List(fields.Nested(AddedFileIn), load_default=list)
+    reason = fields.String(load_default=None, allow_none=True)
+    updated_at = fields.String(load_default=None, allow_none=True)
+    updated_by = fields.String(load_default=None, allow_none=True)
+    packet = fields.Nested(ReportIn, load_default=None, allow_none=True)
+
+
+class ReplacementIn(_Tolerant):
+    directive_id = fields.String(required=True)
+    number = fields.String(load_default=None, allow_none=True)
+    arrival_number = fields.Integer(load_default=None, allow_none=True)
+
+
+class DirectiveReplacedIn(_Tolerant):
+    directive_id = fields.String(required=True)
+    replacement = fields.Nested(ReplacementIn, required=True)
+    reason = fields.String(required=True)
+    replaced_at = fields.String(load_default=None, allow_none=True)
+    replaced_by = fields.String(load_default=None, allow_none=True)
+
+
 class TaskEventIn(_Tolerant):
     directive_id = fields.String(required=True)
     task_id = fields.String(load_default=None, allow_none=True)
@@ -149,7 +183,7 @@ class RecordArchivedOut(_Strict):
     directive_id = fields.String(required=True)
     source_event_id = fields.String(required=True)
     source_kind = fields.String(
-        required=True, validate=validate.OneOf(["attachment", "report", "revocation"])
+        required=True, validate=validate.OneOf(["attachment", "report", "revocation", "update"])
     )
     filename = fields.String(required=True)
     content_type = fields.String(required=True)

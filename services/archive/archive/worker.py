@@ -81,11 +81,23 @@ def subscriptions(deps: ArchiveDeps) -> list[Subscription]:
             envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier
         )
 
+    def on_updated(envelope: Envelope) -> None:
+        history.handle_directive_updated(
+            envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier
+        )
+
+    def on_replaced(envelope: Envelope) -> None:
+        history.handle_directive_replaced(
+            envelope, engine=deps.engine, vault=deps.vault, verifier=deps.verifier
+        )
+
     special = {
         messages.DIRECTIVE_REGISTERED: on_directive,
         messages.TASKS_ASSIGNED: on_assigned,
         messages.TASKS_ACKNOWLEDGED: on_acknowledged,
         messages.DIRECTIVE_REVOKED: on_revoked,
+        messages.DIRECTIVE_UPDATED: on_updated,
+        messages.DIRECTIVE_REPLACED: on_replaced,
     }
     return [
         Subscription(

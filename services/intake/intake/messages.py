@@ -199,3 +199,110 @@ def directive_revoked_event(
     if errors:
         raise ValueError(f"directive_revoked payload breaks its wire schema: {errors}")
     return Envelope.new(DIRECTIVE_REVOKED_TYPE, payload, producer=SERVICE, version=1)
+
+
+DIRECTIVE_UPDATED = "directive_updated"
+DIRECTIVE_UPDATED_TYPE = f"{SERVICE}.{DIRECTIVE_UPDATED}"
+DIRECTIVE_REPLACED = "directive_replaced"
+DIRECTIVE_REPLACED_TYPE = f"{SERVICE}.{DIRECTIVE_REPLACED}"
+
+
+class DirectiveUpdatedWire(_Strict):
+    """Payload of intake.directive_updated.v1: the directive's new revision — what changed (`changes`,
+    field → {from, to}; added files under `attachments`), the whole metadata as it is now, the files added,
+    when, by whom and why; `packet` names the update packet's staged copy when it came over the exchange."""
+
+    directive_id = fields.String(required=True)
+    arrival_number = fields.Integer(required=True)
+    number = fields.String(required=True)
+    revision = fields.Integer(required=True, validate=validate.Range(min=2))
+    changes = fields.Dict(keys=fields.String(), values=fields.Dict(), required=True)
+    metadata = fields.Nested(DirectiveMetadataWire, required=True)
+    attachments_added = fields.List(fields.Nested(AttachmentWire), required=True)
+    reason = fields.String(required=True, allow_none=True, validate=validate.Length(max=2000))
+    updated_at = fields.AwareDateTime(required=True)
+    updated_by = fields.String(required=True)
+    packet = fields.Nested(AttachmentWire, required=True, allow_none=True)
+
+
+def attachment_wire(attachment: Any) -> dict[str, Any]:
+    return {
+        "id": attachment.id,
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "sha256": attachment.sha256,
+        "bucket": attachment.bucket,
+        "key": attachment.key,
+    }
+
+
+def directive_updated_event(
+    directive: Directive,
+    *,
+    changes: dict[str, dict[str, Any]],
+    added: list[dict[str, Any]],
+    reason: str | None,
+    at: datetime,
+    by: str,
+    packet: dict[str, Any] | None = None,
+) -> Envelope:
+    """The event of `directive` as its new revision made it (revision and metadata already the new ones)."""
+    payload = {
+        "directive_id": directive.id,
+        "arrival_number": directive.arrival_number,
+        "number": directive.metadata.number.display,
+        "revision": directive.revision,
+        "changes": changes,
+        "metadata": directive_registered_payload(directive)["metadata"],
+        "attachments_added": added,
+        "reason": reason,
+        "updated_at": at.isoformat(),
+        "updated_by": by,
+        "packet": packet,
+    }
+    errors = DirectiveUpdatedWire().validate(payload)
+    if errors:
+        raise ValueError(f"directive_updated payload breaks its wire schema: {errors}")
+    return Envelope.new(DIRECTIVE_UPDATED_TYPE, payload, producer=SERVICE, version=1)
+
+
+class ReplacementWire(_Strict):
+    directive_id = fields.String(required=True)
+    arrival_number = fields.Integer(required=True)
+    number = fields.String(required=True)
+
+
+class DirectiveReplacedWire(_Strict):
+    """Payload of intake.directive_replaced.v1: `directive_id` was replaced by `replacement` (registered
+    and announced as a directive of its own), when, by whom and why."""
+
+    directive_id = fields.String(required=True)
+    arrival_number = fields.Integer(required=True)
+    number = fields.String(required=True)
+    replacement = fields.Nested(ReplacementWire, required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    replaced_at = fields.AwareDateTime(required=True)
+    replaced_by = fields.String(required=True)
+
+
+def directive_replaced_event(
+    directive: Directive, replacement: Directive, *, reason: str, at: datetime, by: str
+) -> Envelope:
+    payload = {
+        "directive_id": directive.id,
+        "arrival_number": directive.arrival_number,
+        "number": directive.metadata.number.display,
+        "replacement": {
+            "directive_id": replacement.id,
+            "arrival_number": replacement.arrival_number,
+            "number": replacement.metadata.number.display,
+        },
+        "reason": reason,
+        "replaced_at": at.isoformat(),
+        "replaced_by": by,
+    }
+    errors = DirectiveReplacedWire().validate(payload)
+    if errors:
+        raise ValueError(f"directive_replaced payload breaks its wire schema: {errors}")
+    return Envelope.new(DIRECTIVE_REPLACED_TYPE, payload, producer=SERVICE, version=1)

@@ -80,7 +80,7 @@ def _directive_view(directive: Any) -> dict[str, Any]:
     }
 
 
-def _create_tasks(
+def create_tasks(
     conn: Connection,
     directive: Any,
     planned: list[PlannedTask],
@@ -147,7 +147,7 @@ def _create_task(
     actor: str,
     now: datetime,
 ) -> str:
-    return _create_tasks(conn, directive, [planned], rule_version=rule_version, actor=actor, now=now)[0]
+    return create_tasks(conn, directive, [planned], rule_version=rule_version, actor=actor, now=now)[0]
 
 
 def _arrival_date(payload: Mapping[str, Any]) -> date:
@@ -219,9 +219,11 @@ def route_directive(
             "rule_version": current.version if current else None,
             "created_at": now,
             "updated_at": now,
+            "revision": 1,
+            "replaced_by": None,
         }
         # The directive, its tasks, their history and their messages: one statement on PostgreSQL.
-        return _create_tasks(
+        return create_tasks(
             conn,
             directive,
             list(derivation.tasks),

@@ -22,6 +22,14 @@ TASK_REMINDER = "routing.task_reminder"
 TASK_CANCELLED = "routing.task_cancelled"
 DIRECTIVE_REVOKED_QUEUE = queue_name("routing", "intake", "directive_revoked")
 DIRECTIVE_REVOKED_KEY = routing_key("intake", "directive_revoked", 1)
+DIRECTIVE_UPDATED_QUEUE = queue_name("routing", "intake", "directive_updated")
+DIRECTIVE_UPDATED_KEY = routing_key("intake", "directive_updated", 1)
+DIRECTIVE_REPLACED_QUEUE = queue_name("routing", "intake", "directive_replaced")
+DIRECTIVE_REPLACED_KEY = routing_key("intake", "directive_replaced", 1)
+# On the unit's queue when the directive of its open task was updated: the task document as it is now, with
+# `revision`, `changes` (field → {from, to}, as intake announced them), `reason` and `due_date_from` (the
+# task's due date before, when the update moved it).
+TASK_UPDATED = "routing.task_updated"
 DIRECTIVE_REJECTED_QUEUE = queue_name("routing", "intake", "directive_rejected")
 DIRECTIVE_REJECTED_KEY = routing_key("intake", "directive_rejected", 1)
 UNIT_QUEUE_EXCHANGE = TASKS_EXCHANGE
@@ -117,6 +125,25 @@ class TaskReminder(TaskDocument):
     message = fields.String(required=True)
 
 
+class TaskUpdated(TaskDocument):
+    """routing.task_updated on a unit queue — strict: the task document plus what the update changed."""
+
+    revision = fields.Integer(required=True)
+    changes = fields.Dict(required=True)
+    reason = fields.String(allow_none=True)
+    due_date_from = fields.String(allow_none=True)
+
+
+class TaskCancelled(TaskDocument):
+    """routing.task_cancelled on a unit queue — strict: the task document (status `cancelled`) plus why and
+    when; `replaced_by` and `replaced_by_number` when a replacement ended it."""
+
+    reason = fields.String(required=True)
+    revoked_at = fields.String(required=True)
+    replaced_by = fields.String()
+    replaced_by_number = fields.String(allow_none=True)
+
+
 class TasksAssigned(Schema):
     """routing.tasks_assigned.v1: the tasks one transaction made, all of one directive — strict."""
 
@@ -154,6 +181,54 @@ class DirectiveRejected(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
     rejected_at = fields.AwareDateTime(required=True)
     rejected_by = fields.String(allow_none=True)
+
+
+class DirectiveUpdated(Schema):
+    """intake.directive_updated.v1 — tolerant: unknown fields are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    directive_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    revision = fields.Integer(required=True, validate=validate.Range(min=2))
+    changes = fields.Dict(required=True)
+    metadata = fields.Nested(_Metadata, required=True)
+    attachments_added = fields.List(fields.Nested(_Attachment), load_default=list)
+    reason = fields.String(allow_none=True)
+    updated_at = fields.AwareDateTime(required=True)
+    updated_by = fields.String(allow_none=True)
+
+
+def validate_directive_updated(payload: dict[str, Any]) -> dict[str, Any]:
+    loaded: dict[str, Any] = DirectiveUpdated().load(payload)
+    return loaded
+
+
+class _Replacement(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    directive_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    number = fields.String(allow_none=True)
+    arrival_number = fields.Integer(allow_none=True)
+
+
+class DirectiveReplaced(Schema):
+    """intake.directive_replaced.v1 — tolerant: unknown fields are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    directive_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    replacement = fields.Nested(_Replacement, required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    replaced_at = fields.AwareDateTime(required=True)
+    replaced_by = fields.String(allow_none=True)
+
+
+def validate_directive_replaced(payload: dict[str, Any]) -> dict[str, Any]:
+    loaded: dict[str, Any] = DirectiveReplaced().load(payload)
+    return loaded
 
 
 def validate_directive_rejected(payload: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,11 @@ def directive_progress(directive_id: str, *, engine: Engine, now: datetime | Non
         if directive is None:
             raise DirectiveNotFound(f"no directive {directive_id}")
         rows = conn.execute(task_query().where(t.tasks.c.directive_id == directive_id)).all()
+        replaces = sorted(
+            conn.execute(
+                sa.select(t.directives.c.id).where(t.directives.c.replaced_by == directive_id)
+            ).scalars()
+        )
     tasks = sorted(
         (task_json(r, now=now) for r in rows), key=lambda x: (ROLE_RANK[Role(x["role"])], x["unit"])
     )
@@ -52,6 +57,9 @@ def directive_progress(directive_id: str, *, engine: Engine, now: datetime | Non
         "counts": counts,
         "overdue_units": sorted({x["unit"] for x in tasks if x["overdue"]}),
         "done": bool(lead) and all(x["status"] == Status.COMPLETED.value for x in lead),
+        "revision": directive.revision,
+        "replaced_by": directive.replaced_by,
+        "replaces": replaces,
     }
 
 

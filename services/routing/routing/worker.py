@@ -33,11 +33,17 @@ from routing.messages import (
     DIRECTIVE_REGISTERED_QUEUE,
     DIRECTIVE_REJECTED_KEY,
     DIRECTIVE_REJECTED_QUEUE,
+    DIRECTIVE_REPLACED_KEY,
+    DIRECTIVE_REPLACED_QUEUE,
     DIRECTIVE_REVOKED_KEY,
     DIRECTIVE_REVOKED_QUEUE,
+    DIRECTIVE_UPDATED_KEY,
+    DIRECTIVE_UPDATED_QUEUE,
     validate_directive_registered,
     validate_directive_rejected,
+    validate_directive_replaced,
     validate_directive_revoked,
+    validate_directive_updated,
 )
 from routing.metrics import TASK_QUEUE_DEPTH, TASKS_OVERDUE, UnitGauge
 from routing.settings import Settings
@@ -98,6 +104,46 @@ def rejection_handler(engine: Engine) -> Callable[[Envelope], None]:
     return handle
 
 
+def update_handler(
+    engine: Engine, calendar: WorkingCalendar, reference: dispatch.Reference | None = None
+) -> Callable[[Envelope], None]:
+    def handle(envelope: Envelope) -> None:
+        try:
+            validate_directive_updated(envelope.payload)
+        except ValidationError as exc:
+            raise PermanentError(f"unusable directive_updated payload: {exc.messages}") from exc
+        done = lifecycle.update_directive(envelope, engine=engine, calendar=calendar, reference=reference)
+        log.info(
+            "directive %s updated to revision %s: %d due date(s) moved, %d task(s) added, %d cancelled, "
+            "%d unit(s) told",
+            envelope.payload.get("directive_id"),
+            envelope.payload.get("revision"),
+            len(done.moved),
+            len(done.added),
+            len(done.cancelled),
+            len(done.told),
+        )
+
+    return handle
+
+
+def replacement_handler(engine: Engine) -> Callable[[Envelope], None]:
+    def handle(envelope: Envelope) -> None:
+        try:
+            validate_directive_replaced(envelope.payload)
+        except ValidationError as exc:
+            raise PermanentError(f"unusable directive_replaced payload: {exc.messages}") from exc
+        cancelled = lifecycle.replace_directive(envelope, engine=engine)
+        log.info(
+            "directive %s replaced by %s: %d task(s) cancelled",
+            envelope.payload.get("directive_id"),
+            (envelope.payload.get("replacement") or {}).get("directive_id"),
+            len(cancelled),
+        )
+
+    return handle
+
+
 class RoutingWorker:
     """Everything the routing worker runs, in threads, stopping together."""
 
@@ -134,6 +180,18 @@ class RoutingWorker:
                         DIRECTIVE_REGISTERED_EXCHANGE,
                         DIRECTIVE_REJECTED_KEY,
                         rejection_handler(self.engine),
+                    ),
+                    Subscription(
+                        DIRECTIVE_UPDATED_QUEUE,
+                        DIRECTIVE_REGISTERED_EXCHANGE,
+                        DIRECTIVE_UPDATED_KEY,
+                        update_handler(self.engine, self.calendar, self.reference),
+                    ),
+                    Subscription(
+                        DIRECTIVE_REPLACED_QUEUE,
+                        DIRECTIVE_REGISTERED_EXCHANGE,
+                        DIRECTIVE_REPLACED_KEY,
+                        replacement_handler(self.engine),
                     ),
                 ],
                 delivery_limit=common.consumer_delivery_limit,

@@ -14,7 +14,9 @@ from archive.adapters import audit_log
 from archive.adapters.db import audit_entries, outbox, records, task_events
 from archive.archiving import handle_directive_registered
 from archive.history import (
+    handle_directive_replaced,
     handle_directive_revoked,
+    handle_directive_updated,
     handle_task_event,
     handle_tasks_acknowledged,
     handle_tasks_assigned,
@@ -613,3 +615,102 @@ def test_a_revocation_is_kept_in_the_history_and_audit_and_its_packet_archived(
     (entry,) = audit
     details = json.loads(entry.details) if isinstance(entry.details, str) else entry.details
     assert details["reason"] == "Cục Viễn thông thu hồi để sửa đổi"
+
+
+def _file(staged: dict, content_type: str) -> dict:
+    return {
+        **{k: staged[k] for k in ("bucket", "key", "sha256", "size", "filename")},
+        "content_type": content_type,
+    }
+
+
+def test_an_update_is_kept_as_a_revision_with_its_added_files_and_packet_archived(
+    engine, vault, verifier, samples, stage_file
+):
+    attachment = stage_file(samples.valid, "cv1393.pdf").attachment
+    handle_directive_registered(
+        directive_event("dir-10", [attachment]), engine=engine, vault=vault, verifier=verifier
+    )
+    added = stage_file(samples.valid + b"\n% phu luc", "Phụ lục bổ sung.pdf").attachment
+    packet_bytes = "<edXML>cập nhật</edXML>".encode()
+    packet = stage_file(packet_bytes, "cap-nhat-edxml.xml").attachment
+    changes = {"due_date": {"from": "2021-04-30", "to": "2021-05-20"}}
+    updated = Envelope.new(
+        "intake.directive_updated",
+        {
+            "directive_id": "dir-10",
+            "arrival_number": 10,
+            "number": "1393/CVT-CL",
+            "revision": 2,
+            "changes": changes,
+            "metadata": {},
+            "attachments_added": [{**_file(added, "application/pdf"), "id": "att-2"}],
+            "reason": "Gia hạn",
+            "updated_at": "2021-04-20T09:00:00+07:00",
+            "updated_by": "edxml:000.00.00.G23",
+            "packet": _file(packet, "application/xml"),
+        },
+        producer="intake",
+    )
+    created = handle_directive_updated(updated, engine=engine, vault=vault, verifier=verifier)
+    assert (
+        handle_directive_updated(updated, engine=engine, vault=vault, verifier=verifier) == []
+    )  # redelivery
+    with engine.connect() as conn:
+        history = conn.execute(sa.select(task_events).where(task_events.c.directive_id == "dir-10")).all()
+        kept = conn.execute(sa.select(records).where(records.c.directive_id == "dir-10")).all()
+        (entry,) = conn.execute(
+            sa.select(audit_entries).where(audit_entries.c.action == "directive_updated")
+        ).all()
+    assert [(h.event_type, h.status) for h in history] == [("intake.directive_updated", "revision 2")]
+    assert sorted(r.source_kind for r in kept) == ["attachment", "attachment", "update"]
+    assert len(created) == 2
+    (packet_record,) = [r for r in kept if r.source_kind == "update"]
+    assert vault.store.read(ARCHIVE, packet_record.key) == packet_bytes
+    assert any(r.filename == "Phụ lục bổ sung.pdf" for r in kept)
+    details = json.loads(entry.details) if isinstance(entry.details, str) else entry.details
+    assert details["revision"] == 2 and details["changes"] == changes and details["reason"] == "Gia hạn"
+    assert audit_log.verify(engine).ok
+
+
+def test_a_replacement_is_kept_in_the_history_naming_the_new_directive(
+    engine, vault, verifier, samples, stage_file
+):
+    attachment = stage_file(samples.valid, "cv1393.pdf").attachment
+    handle_directive_registered(
+        directive_event("dir-11", [attachment]), engine=engine, vault=vault, verifier=verifier
+    )
+    replaced = Envelope.new(
+        "intake.directive_replaced",
+        {
+            "directive_id": "dir-11",
+            "arrival_number": 11,
+            "number": "1393/CVT-CL",
+            "replacement": {"directive_id": "dir-12", "arrival_number": 12, "number": "1450/CVT-CL"},
+            "reason": "Ban hành lại",
+            "replaced_at": "2021-04-21T09:00:00+07:00",
+            "replaced_by": "van-thu",
+        },
+        producer="intake",
+    )
+    assert handle_directive_replaced(replaced, engine=engine, vault=vault, verifier=verifier) == []
+    handle_directive_replaced(replaced, engine=engine, vault=vault, verifier=verifier)  # redelivery
+    with engine.connect() as conn:
+        history = conn.execute(sa.select(task_events).where(task_events.c.directive_id == "dir-11")).all()
+        (entry,) = conn.execute(
+            sa.select(audit_entries).where(audit_entries.c.action == "directive_replaced")
+        ).all()
+    assert [(h.event_type, h.status) for h in history] == [("intake.directive_replaced", "replaced")]
+    details = json.loads(entry.details) if isinstance(entry.details, str) else entry.details
+    assert details["replacement"]["directive_id"] == "dir-12" and details["reason"] == "Ban hành lại"
+
+
+@pytest.mark.parametrize("handler", [handle_directive_updated, handle_directive_replaced])
+def test_malformed_lifecycle_events_are_dead_lettered(engine, vault, verifier, handler):
+    with pytest.raises(PermanentError, match=r"malformed intake\.directive_x"):
+        handler(
+            Envelope.new("intake.directive_x", {"directive_id": "d"}, producer="intake"),
+            engine=engine,
+            vault=vault,
+            verifier=verifier,
+        )

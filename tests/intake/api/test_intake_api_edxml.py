@@ -103,9 +103,9 @@ def test_a_packet_can_come_as_a_multipart_part(intake: IntakeApp) -> None:
     [
         (BILLION_LAUGHS, "packet"),
         (b"<edXML", "packet"),
-        (official_packet(doc_type=2), "BussinessDocType"),
+        (official_packet(doc_type=3), "ReplacementInfoList"),
     ],
-    ids=["entity-expansion", "not-well-formed", "update-not-yet"],
+    ids=["entity-expansion", "not-well-formed", "replacement-naming-nothing"],
 )
 def test_refused_packets_name_the_part_and_store_nothing(intake: IntakeApp, body: bytes, field: str) -> None:
     response = post_packet(intake, body)

@@ -15,6 +15,12 @@ OPERATIONS = {
     ("/v1/directives/{directive_id}/packet", "get"): ({"200"}, {"400", "404", "503"}),
     ("/v1/directives/{directive_id}/edxml", "get"): ({"200"}, {"400", "404", "503"}),
     ("/v1/directives/{directive_id}:revoke", "post"): ({"200"}, {"400", "404", "409", "422", "503"}),
+    ("/v1/directives/{directive_id}", "patch"): ({"200"}, {"400", "404", "409", "413", "415", "422", "503"}),
+    ("/v1/directives/{directive_id}/revisions", "get"): ({"200"}, {"400", "404"}),
+    ("/v1/directives/{directive_id}:replace", "post"): (
+        {"201"},
+        {"400", "404", "409", "413", "415", "422", "503"},
+    ),
     ("/v1/directives/{directive_id}:reject", "post"): ({"200"}, {"400", "404", "409", "422", "503"}),
     ("/v1/status-updates", "get"): ({"200"}, {"400", "422", "503"}),
     ("/v1/directives/{directive_id}/status-updates", "get"): ({"200"}, {"400", "404", "422", "503"}),

@@ -115,16 +115,19 @@ def test_a_packet_refused_for_its_signature_tells_the_sender_why(tmp_path: Path)
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "status"),
     [
-        without_sender_id(missing_attachment()),
-        b"<edXML",
-        official_packet(doc_type=2),  # an update: answered by 16, not 02, when it is taken
+        (without_sender_id(missing_attachment()), 422),
+        (b"<edXML", 422),
+        # An update of a document never received: 404, and no 02 (an update is answered 15 or 16).
+        (official_packet(doc_type=2), 404),
     ],
     ids=["no-organ-id", "not-well-formed", "update-packet"],
 )
-def test_only_a_new_document_packet_that_names_its_sender_is_answered(intake: IntakeApp, body: bytes) -> None:
-    assert post_packet(intake, body).status_code == 422
+def test_only_a_new_document_packet_that_names_its_sender_is_answered(
+    intake: IntakeApp, body: bytes, status: int
+) -> None:
+    assert post_packet(intake, body).status_code == status
     assert feed(intake) == []
 
 

@@ -13,6 +13,8 @@ SOURCE_ATTACHMENT = "attachment"
 SOURCE_REPORT = "report"
 # The edXML packet by which a sender revoked the directive.
 SOURCE_REVOCATION = "revocation"
+# The edXML packet by which a sender updated the directive (the files it added are attachments).
+SOURCE_UPDATE = "update"
 
 
 def fold(text: str) -> str:

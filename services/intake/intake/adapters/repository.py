@@ -20,7 +20,7 @@ from intake.adapters.status_store import (
     registration_statuses_postgresql,
     statuses_param,
 )
-from intake.adapters.tables import attachments, directives, outbox
+from intake.adapters.tables import attachments, directive_revisions, directives, outbox
 from intake.domain.arrival import ArrivalSeries
 from intake.domain.enums import Confidentiality, DirectiveStatus, Urgency
 from intake.domain.models import Directive, DirectiveMetadata, Issuer, Signer, StoredAttachment
@@ -76,6 +76,32 @@ def _aware(value: datetime) -> datetime:
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def _attach(conn: Connection, directive_id: str, files: Sequence[StoredAttachment]) -> None:
+    """Adds files to a registered directive after its others."""
+    if not files:
+        return
+    position = conn.execute(
+        sa.select(sa.func.count()).select_from(attachments).where(attachments.c.directive_id == directive_id)
+    ).scalar_one()
+    conn.execute(
+        sa.insert(attachments),
+        [
+            {
+                "id": f.id,
+                "directive_id": directive_id,
+                "position": position + offset,
+                "filename": f.filename,
+                "content_type": f.content_type,
+                "size": f.size,
+                "sha256": f.sha256,
+                "bucket": f.bucket,
+                "key": f.key,
+            }
+            for offset, f in enumerate(files)
+        ],
+    )
 
 
 class DirectiveRepository:
@@ -196,6 +222,9 @@ class DirectiveRepository:
             "request_hash": new.request_hash,
             "submitted_by": directive.submitted_by,
             "correlation_id": new.correlation_id,
+            "revision": directive.revision,
+            "replaces": directive.replaces,
+            "replaced_by": directive.replaced_by,
         }
 
     # -- reads ----------------------------------------------------------------------------------------
@@ -209,43 +238,82 @@ class DirectiveRepository:
         event: Envelope,
         exchange: str,
         evidence: StoredAttachment | None = None,
+        values: dict[str, Any] | None = None,
+        link: tuple[str, dict[str, Any]] | None = None,
         statuses: Sequence[NewStatus] = (),
     ) -> bool:
         """Moves the directive from `expected` to `status` with its event, the file that asked for it as
         one more of its files, and the statuses its sender is told (15, each once), in one transaction;
-        False (nothing written) if it was not `expected`."""
+        False (nothing written) if it was not `expected`.
+
+        `values`: more columns of the directive to set; `link`: (another directive's id, its columns to set)
+        in the same transaction (a replacement names the replaced directive and is named by it)."""
         with self.engine.begin() as conn:
             changed = conn.execute(
                 sa.update(directives)
                 .where(directives.c.id == directive_id, directives.c.status == expected)
-                .values(status=status)
+                .values(status=status, **(values or {}))
             ).rowcount
             if changed != 1:
                 return False
+            if link is not None:
+                conn.execute(sa.update(directives).where(directives.c.id == link[0]).values(**link[1]))
             if evidence is not None:
-                position = conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(attachments)
-                    .where(attachments.c.directive_id == directive_id)
-                ).scalar_one()
-                conn.execute(
-                    sa.insert(attachments),
-                    {
-                        "id": evidence.id,
-                        "directive_id": directive_id,
-                        "position": position,
-                        "filename": evidence.filename,
-                        "content_type": evidence.content_type,
-                        "size": evidence.size,
-                        "sha256": evidence.sha256,
-                        "bucket": evidence.bucket,
-                        "key": evidence.key,
-                    },
-                )
+                _attach(conn, directive_id, [evidence])
             add_to_outbox(conn, outbox, event, exchange=exchange)
             # Last, as every status writer does: the directive's row, then the cursor row.
             append_new_statuses(conn, statuses)
         return True
+
+    def update(
+        self,
+        directive_id: str,
+        *,
+        revision: int,
+        values: dict[str, Any],
+        record: dict[str, Any],
+        files: Sequence[StoredAttachment],
+        event: Envelope,
+        exchange: str,
+        statuses: Sequence[NewStatus] = (),
+    ) -> bool:
+        """Makes revision `revision` + 1 of a registered directive at `revision`: its new column values, the
+        revision's record, its added files, its event and the statuses its sender is told (15) in one
+        transaction; False (nothing written) if the directive is no longer registered at that revision."""
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                sa.update(directives)
+                .where(
+                    directives.c.id == directive_id,
+                    directives.c.status == DirectiveStatus.REGISTERED.value,
+                    directives.c.revision == revision,
+                )
+                .values(revision=revision + 1, **values)
+            ).rowcount
+            if changed != 1:
+                return False
+            _attach(conn, directive_id, files)
+            conn.execute(
+                sa.insert(directive_revisions),
+                {"directive_id": directive_id, "revision": revision + 1, **record},
+            )
+            add_to_outbox(conn, outbox, event, exchange=exchange)
+            append_new_statuses(conn, statuses)
+        return True
+
+    def revisions(self, directive_id: str) -> list[dict[str, Any]]:
+        """The directive's updates (revision 2 on), oldest first."""
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    sa.select(directive_revisions)
+                    .where(directive_revisions.c.directive_id == directive_id)
+                    .order_by(directive_revisions.c.revision)
+                )
+                .mappings()
+                .all()
+            )
+        return [{**row, "at": _aware(row["at"])} for row in rows]
 
     def find_by_external_id(self, issuer_code: str, external_id: str) -> Directive | None:
         """The directive an exchange packet names by its sender and DocumentId."""
@@ -412,4 +480,7 @@ class DirectiveRepository:
             status=DirectiveStatus(row["status"]),
             submitted_by=row["submitted_by"],
             raw_metadata=row["raw_metadata"],
+            revision=int(row["revision"] or 1),
+            replaces=row["replaces"],
+            replaced_by=row["replaced_by"],
         )

@@ -59,6 +59,11 @@ directives = sa.Table(
     sa.Column("request_hash", sa.String(64), nullable=False),
     sa.Column("submitted_by", sa.String(200), nullable=True),
     sa.Column("correlation_id", sa.String(128), nullable=True),
+    # The lifecycle: 1 at registration, one more per update (directive_revisions keeps each); a replaced
+    # directive names the one that replaced it and the replacement names it back.
+    sa.Column("revision", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Column("replaces", sa.String(36), nullable=True),
+    sa.Column("replaced_by", sa.String(36), nullable=True),
     sa.UniqueConstraint("organisation", "arrival_year", "arrival_number"),
     sa.UniqueConstraint("idempotency_owner", "idempotency_key"),
 )
@@ -82,6 +87,22 @@ attachments = sa.Table(
     sa.Column("bucket", sa.String(63), nullable=False),
     sa.Column("key", sa.String(1024), nullable=False),
     sa.UniqueConstraint("directive_id", "position"),
+)
+
+# Each update of a directive (revision 2, 3, ...): what changed from what to what, who asked and why; the
+# directive's row holds the latest values, so every earlier revision is its row minus the later changes.
+directive_revisions = sa.Table(
+    "directive_revisions",
+    metadata,
+    sa.Column("directive_id", sa.String(36), sa.ForeignKey("directives.id"), primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    # {field: {"from": old, "to": new}}; added files under "attachments": {"added": [attachment ids]}.
+    sa.Column("changes", sa.JSON, nullable=False),
+    # The update packet (edXML BussinessDocType 2), kept as one of the directive's attachments.
+    sa.Column("packet_id", sa.String(36), nullable=True),
 )
 
 # One row per receiving organisation and arrival year; its row lock serialises number allocation.

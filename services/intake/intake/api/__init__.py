@@ -24,10 +24,10 @@ from intake.domain.errors import (
     IdempotencyConflict,
     InvalidAttachment,
     InvalidMetadata,
+    LifecycleConflict,
     StateSecretRefused,
 )
 from intake.domain.webhooks import UnsafeTarget
-from intake.lifecycle import LifecycleConflict
 from intake.settings import SERVICE, Settings
 from intake.status import DirectiveCompleted, InvalidReason
 

@@ -130,7 +130,7 @@ def create_directive() -> tuple[dict[str, Any], dict[str, str]]:
     """Register an incoming directive with its signed files; answers with its arrival number (số đến)."""
     deps = _deps()
     principal = current_principal()
-    with _upload_slot(deps):
+    with upload_slot(deps):
         submission = read_submission(request, submitted_by=principal.sub)
         try:
             registration = register_directive(
@@ -154,7 +154,7 @@ def create_directive() -> tuple[dict[str, Any], dict[str, str]]:
 
 
 @contextmanager
-def _upload_slot(deps: Deps) -> Iterator[None]:
+def upload_slot(deps: Deps) -> Iterator[None]:
     """Holds one of the process's large-upload slots for a large (or unsized, chunked) body.
 
     A large body is spooled to disk and may be held in memory while it is staged: bounding how many run at

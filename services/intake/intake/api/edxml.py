@@ -34,7 +34,7 @@ from intake.domain.errors import (
 from intake.domain.models import Directive, Signer, new_metadata
 from intake.domain.status import composed_document_id
 from intake.handlers import Submission, Upload, get_directive, open_attachment, register_directive
-from intake.lifecycle import Evidence, revoke_directive
+from intake.lifecycle import Changes, Evidence, replace_directives, revoke_directive, update_directive
 from intake.status import original_of, packet_refusal_reason, record_packet_refusal
 
 blp = Blueprint("edxml", __name__, url_prefix="/v1", description="edXML packets (QCVN 102:2016/BTTTT)")
@@ -188,31 +188,41 @@ def _submission(body: bytes, packet: edxml.Packet, submitted_by: str) -> Submiss
     }
 )
 @blp.response(201, DirectiveOut, description="Registered (or the first answer again for the same packet)")
-@blp.alt_response(200, schema=DirectiveOut, description="A revocation packet: the directive it revoked")
+@blp.alt_response(
+    200,
+    schema=DirectiveOut,
+    description="A revocation (1) or update (2) packet: the directive it revoked or updated",
+)
 @blp.alt_response(400, description="An undeclared query parameter, or JSON text that cannot be stored")
-@blp.alt_response(404, description="A revocation packet names a document never received from its sender")
-@blp.alt_response(409, description="The DocumentId was received before with other content, or a duplicate")
+@blp.alt_response(
+    404,
+    description="A revocation, update or replacement packet names a document never received from its sender",
+)
+@blp.alt_response(
+    409,
+    description="The DocumentId was received before with other content, or a duplicate; an update or "
+    "replacement of a revoked, refused or replaced directive",
+)
 @blp.alt_response(413, description="The packet or one of its files is over the size limit")
 @blp.alt_response(415, description="Not an XML body or a multipart form with a `packet` part")
 @blp.alt_response(422, description="Not a packet docroute can take: the problem names the part")
 @blp.alt_response(503, description="Object store or database unavailable; see Retry-After")
 @tells_sender_when_refused
 def receive_packet() -> tuple[dict[str, Any], int, dict[str, str]] | tuple[dict[str, Any], dict[str, str]]:
-    """Register a directive from an edXML packet (BussinessDocType 0) with its attachments, or revoke the
-    directive a revocation packet (1) names."""
+    """Register a directive from an edXML packet (BussinessDocType 0) with its attachments; revoke (1) or
+    update (2) the directive the packet names by From/OrganId and DocumentId; or register a replacement
+    (3) and mark each directive its ReplacementInfoList names `replaced`."""
     deps = _deps()
     body = _packet_body()
     packet = _read(body)
     if packet.business.doc_type is edxml.BusinessDocType.REVOCATION:
         return _revoke(packet, body)
-    if packet.business.doc_type is not edxml.BusinessDocType.NEW:
-        raise edxml.InvalidPacket(
-            f"BussinessDocType {int(packet.business.doc_type)} ({packet.business.doc_type.name.lower()}) "
-            "is not taken yet: new documents (0) and revocations (1) are",
-            field="BussinessDocType",
-        )
+    if packet.business.doc_type is edxml.BusinessDocType.UPDATE:
+        return _update(packet, body)
     submission = _submission(body, packet, current_principal().sub)
     try:
+        if packet.business.doc_type is edxml.BusinessDocType.REPLACEMENT:
+            return _replace(packet, submission)
         registration = register_directive(
             submission,
             repository=deps.repository,
@@ -240,24 +250,39 @@ def receive_packet() -> tuple[dict[str, Any], int, dict[str, str]] | tuple[dict[
 
 
 REVOCATION_FILENAME = "thu-hoi-edxml.xml"
+UPDATE_FILENAME = "cap-nhat-edxml.xml"
+LIFECYCLE_PACKETS = frozenset({edxml.PACKET_FILENAME, REVOCATION_FILENAME, UPDATE_FILENAME})
+
+
+def _document_id(packet: edxml.Packet) -> str | None:
+    """The packet's DocumentId, or the one a registration composed for a packet that carried none."""
+    if packet.document_id or packet.promulgation_date is None:
+        return packet.document_id
+    return edxml.document_id(packet.sender.organ_id or "", packet.promulgation_date, packet.code)
+
+
+def _named(organ_id: str | None, document_id: str | None, what: str) -> Directive:
+    """The directive a lifecycle packet names by the sender's identifier and a DocumentId; 404 if none."""
+    if not organ_id or not document_id:
+        raise edxml.InvalidPacket(
+            f"{what} names its document by From/OrganId and DocumentId", field="DocumentId"
+        )
+    target = _deps().repository.find_by_external_id(organ_id, document_id)
+    if target is None:
+        raise Problem(
+            404,
+            "No such document",
+            f"no directive from {organ_id} with DocumentId {document_id}",
+            type="directive-not-found",
+            errors={"DocumentId": [f"{document_id} was never received from {organ_id}"]},
+        )
+    return target
 
 
 def _revoke(packet: edxml.Packet, body: bytes) -> tuple[dict[str, Any], int, dict[str, str]]:
     """A revocation packet names its document by the sender's identifier and DocumentId."""
     deps = _deps()
-    if not packet.sender.organ_id or not packet.document_id:
-        raise edxml.InvalidPacket(
-            "a revocation names its document by From/OrganId and DocumentId", field="DocumentId"
-        )
-    target = deps.repository.find_by_external_id(packet.sender.organ_id, packet.document_id)
-    if target is None:
-        raise Problem(
-            404,
-            "No such document",
-            f"no directive from {packet.sender.organ_id} with DocumentId {packet.document_id}",
-            type="directive-not-found",
-            errors={"DocumentId": [f"{packet.document_id} was never received from {packet.sender.organ_id}"]},
-        )
+    target = _named(packet.sender.organ_id, _document_id(packet), "a revocation")
     done = revoke_directive(
         target.id,
         reason=packet.business.reason or "Thu hồi văn bản theo gói tin edXML",
@@ -269,6 +294,74 @@ def _revoke(packet: edxml.Packet, body: bytes) -> tuple[dict[str, Any], int, dic
         evidence=Evidence(REVOCATION_FILENAME, edxml.PACKET_CONTENT_TYPE, body),
     )
     return directive_resource(done.directive), 200, {"Location": directive_url(done.directive.id)}
+
+
+def _update(packet: edxml.Packet, body: bytes) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """An update packet names its document as a revocation does and carries the document as it is now:
+    the parts an update may change (Subject, Content, DueDate, OtherInfo/Priority) that differ, and files it
+    does not have yet, make its next revision; the packet is kept with it."""
+    deps = _deps()
+    target = _named(packet.sender.organ_id, _document_id(packet), "an update")
+    values: dict[str, Any] = {}
+    if packet.subject:
+        values["subject"] = packet.subject
+    if packet.content is not None:
+        values["content"] = packet.content
+    if packet.due_date is not None:
+        values["due_date"] = packet.due_date
+    if packet.other.priority is not None:
+        values["urgency"] = edxml.urgency_of(packet.other.priority)
+    uploads = tuple(
+        Upload(
+            field=f"attachments[{index}]", filename=item.name, content_type=item.content_type, data=item.data
+        )
+        for index, item in enumerate(packet.attachments)
+    )
+    done = update_directive(
+        target.id,
+        Changes(values=values, uploads=uploads),
+        reason=packet.business.reason,
+        actor=f"edxml:{packet.sender.organ_id}",
+        repository=deps.repository,
+        staging=deps.staging,
+        clock=deps.clock,
+        max_upload_bytes=deps.settings.max_upload_bytes,
+        department=deps.department,
+        evidence=Evidence(UPDATE_FILENAME, edxml.PACKET_CONTENT_TYPE, body),
+    )
+    return directive_resource(done.directive), 200, {"Location": directive_url(done.directive.id)}
+
+
+def _replace(packet: edxml.Packet, submission: Submission) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """A replacement packet is a new document whose ReplacementInfoList names the documents it replaces
+    (by DocumentId, from the same sender): it is registered as any new document, and each is `replaced`."""
+    deps = _deps()
+    if not packet.business.replacements:
+        raise edxml.InvalidPacket(
+            "a replacement (BussinessDocType 3) names what it replaces in "
+            "ReplacementInfoList/ReplacementInfo",
+            field="ReplacementInfoList",
+        )
+    targets = [
+        _named(packet.sender.organ_id, info.document_id, "a replacement").id
+        for info in packet.business.replacements
+    ]
+    done = replace_directives(
+        targets,
+        submission,
+        reason=packet.business.reason,
+        actor=f"edxml:{packet.sender.organ_id}",
+        repository=deps.repository,
+        staging=deps.staging,
+        organisation=deps.settings.organisation,
+        max_upload_bytes=deps.settings.max_upload_bytes,
+        clock=deps.clock,
+        department=deps.department,
+    )
+    headers = {"Location": directive_url(done.directive.id)}
+    if not done.created:
+        headers["Idempotent-Replayed"] = "true"
+    return directive_resource(done.directive), 201, headers
 
 
 def _readable(directive_id: str) -> Directive:
@@ -367,11 +460,8 @@ def get_edxml(directive_id: str) -> Response:
     deps = _deps()
     files: list[tuple[str, str, bytes]] = []
     for attachment in directive.attachments:
-        if (
-            attachment.filename == edxml.PACKET_FILENAME
-            and attachment.content_type == edxml.PACKET_CONTENT_TYPE
-        ):
-            continue  # the packet it arrived in is not one of its files
+        if attachment.filename in LIFECYCLE_PACKETS and attachment.content_type == edxml.PACKET_CONTENT_TYPE:
+            continue  # the packets it arrived, was revoked or updated in are not among its files
         _, stream = open_attachment(
             directive.id, attachment.id, repository=deps.repository, staging=deps.staging
         )

@@ -59,7 +59,14 @@ def directive_resource(directive: Directive) -> dict[str, Any]:
         ],
         "url": directive_url(directive.id),
         "exchange": _exchange(directive),
+        "revision": directive.revision,
+        "replaces": None if directive.replaces is None else _link(directive.replaces),
+        "replaced_by": None if directive.replaced_by is None else _link(directive.replaced_by),
     }
+
+
+def _link(directive_id: str) -> dict[str, str]:
+    return {"id": directive_id, "url": directive_url(directive_id)}
 
 
 def _exchange(directive: Directive) -> dict[str, Any] | None:

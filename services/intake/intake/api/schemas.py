@@ -122,6 +122,11 @@ class AttachmentOut(Schema):
     url = fields.String()
 
 
+class DirectiveLinkOut(Schema):
+    id = fields.String()
+    url = fields.String()
+
+
 class DirectiveOut(Schema):
     id = fields.String()
     status = fields.String()
@@ -154,6 +159,17 @@ class DirectiveOut(Schema):
             "trace, the other info and links, and the XML signature's verdict (`signature: {status: valid | "
             "invalid | absent, subject, trusted, detail}`)"
         },
+    )
+    revision = fields.Integer(
+        metadata={"description": "1 when registered, one more per update (GET …/revisions lists them)"}
+    )
+    replaces = fields.Nested(
+        DirectiveLinkOut, allow_none=True, metadata={"description": "the directive this one replaced"}
+    )
+    replaced_by = fields.Nested(
+        DirectiveLinkOut,
+        allow_none=True,
+        metadata={"description": "the directive that replaced this one (its status is then `replaced`)"},
     )
 
 

@@ -67,7 +67,7 @@ def _schema(kind: type[Schema]) -> Schema:
     return kind()
 
 
-def _load(schema: Schema, data: Any) -> dict[str, Any]:
+def load_or_invalid(schema: Schema, data: Any) -> dict[str, Any]:
     try:
         loaded: dict[str, Any] = schema.load(data)
     except ValidationError as exc:
@@ -118,7 +118,7 @@ def _from_json(request: Request) -> tuple[dict[str, Any], str, list[Upload]]:
         too_long = [path for path in streamed.spooled if not _ATTACHMENT_CONTENT.match(path)]
         if too_long:
             raise invalid({path: [f"too long (over {LONG_STRING} characters)"] for path in too_long})
-        loaded = _load(_schema(DirectiveJsonIn), body)
+        loaded = load_or_invalid(_schema(DirectiveJsonIn), body)
         uploads: list[Upload] = []
         for index, item in enumerate(loaded.pop("attachments")):
             name = f"attachments[{index}].content_base64"
@@ -177,7 +177,7 @@ def _from_multipart(request: Request) -> tuple[dict[str, Any], str, list[Upload]
             raise invalid({"metadata": [f"not valid JSON: {exc}"]}) from None
         if not isinstance(body, dict):
             raise invalid({"metadata": ["must be a JSON object"]})
-        loaded = _load(_schema(DirectiveMetadataIn), body)
+        loaded = load_or_invalid(_schema(DirectiveMetadataIn), body)
     except BaseException:
         for part in parts:
             if part.blob is not None:

@@ -84,6 +84,10 @@ class Directive:
     status: DirectiveStatus = DirectiveStatus.REGISTERED
     submitted_by: str | None = None
     raw_metadata: str = "{}"
+    # 1 when registered, one more per update; the directive this one replaced, and the one that replaced it.
+    revision: int = 1
+    replaces: str | None = None
+    replaced_by: str | None = None
 
 
 def _optional(text: str | None) -> str | None:

@@ -63,7 +63,12 @@ directives = sa.Table(
     sa.Column("rule_version", sa.Integer, nullable=True),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+    # The directive's revision as routing last applied it (1 until intake.directive_updated), and the
+    # directive that replaced it (intake.directive_replaced).
+    sa.Column("revision", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Column("replaced_by", sa.String(64), nullable=True),
 )
+sa.Index("ix_directives_replaced_by", directives.c.replaced_by)
 
 tasks = sa.Table(
     "tasks",

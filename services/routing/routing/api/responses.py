@@ -243,6 +243,16 @@ class ProgressOut(_Out):
     counts = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     overdue_units = fields.List(fields.String(), required=True)
     done = fields.Boolean(required=True, metadata={"description": "every chu_tri task is completed"})
+    revision = fields.Integer(
+        required=True,
+        metadata={"description": "the directive's revision as routing applied it (1, +1 per update)"},
+    )
+    replaced_by = fields.String(
+        required=True, allow_none=True, metadata={"description": "the directive that replaced this one"}
+    )
+    replaces = fields.List(
+        fields.String(), required=True, metadata={"description": "the directives this one replaced"}
+    )
 
 
 class OverdueGroup(_Out):
