@@ -335,3 +335,52 @@ def test_a_replacement_cut_short_after_the_registration_is_finished_by_the_same_
     assert retry.get_json()["replaces"]["id"] == old["id"]
     assert intake.client.get(old["url"], headers=intake.auth("clerk")).get_json()["status"] == "replaced"
     assert len(events(intake, "intake.directive_replaced")) == 1
+
+
+# -- what the sender is told: 15 for each change made, 16 once for a change its state refuses --------------
+
+
+def told(intake: IntakeApp, directive_id: str) -> list[tuple[str, str]]:
+    """The statuses after 01 and 03, as (code, Vietnamese description)."""
+    response = intake.client.get(
+        f"/v1/directives/{directive_id}/status-updates", headers=intake.auth("clerk")
+    )
+    assert response.status_code == 200, response.get_json()
+    return [(i["status_code"], i["description"]) for i in response.get_json()["items"]][2:]
+
+
+def test_each_revision_an_update_makes_is_answered_15_and_a_refused_update_16_once(intake: IntakeApp) -> None:
+    directive = registered(intake)
+    assert patch(intake, directive["id"], {"subject": "Lần một"}).status_code == 200
+    assert patch(intake, directive["id"], {"subject": "Lần một"}).status_code == 200  # nothing new: no 15
+    assert (
+        patch(intake, directive["id"], {"subject": "Lần hai", "reason": "Sửa trích yếu"}).status_code == 200
+    )
+    assert told(intake, directive["id"]) == [
+        ("15", "Đồng ý cập nhật văn bản"),
+        ("15", "Đồng ý cập nhật văn bản: Sửa trích yếu"),
+    ]
+    revoked = intake.client.post(
+        f"/v1/directives/{directive['id']}:revoke",
+        json={"reason": "Ban hành nhầm"},
+        headers=intake.auth("clerk"),
+    )
+    assert revoked.status_code == 200
+    assert patch(intake, directive["id"], {"subject": "Sau khi thu hồi"}).status_code == 409
+    assert patch(intake, directive["id"], {"subject": "Lần nữa"}).status_code == 409
+    assert told(intake, directive["id"])[2:] == [
+        ("15", "Đồng ý lấy lại văn bản"),
+        ("16", "Từ chối cập nhật văn bản: văn bản đã được thu hồi"),
+    ]
+
+
+def test_the_replaced_directives_sender_is_answered_15_and_a_second_replacement_16(intake: IntakeApp) -> None:
+    old = registered(intake)
+    assert replace_json(intake, old["id"], new_document(), reason="Ban hành lại").status_code == 201
+    assert told(intake, old["id"]) == [("15", "Đồng ý thay thế văn bản: Ban hành lại")]
+    other = new_document()
+    other["number"] = "1452/CVT-CL"
+    assert replace_json(intake, old["id"], other).status_code == 409
+    assert told(intake, old["id"])[1:] == [
+        ("16", "Từ chối thay thế văn bản: văn bản đã được thay thế bằng văn bản khác")
+    ]
