@@ -333,6 +333,21 @@ class Stack:
         """The running `python -m <svc>.worker` (started again if it died)."""
         return self._start("worker", svc, env, launch_worker)
 
+    def start(self, *services: str, workers: tuple[str, ...] | None = None) -> Stack:
+        """Starts the APIs of `services`, then the workers of `workers` (by default the same services)."""
+        for svc in services:
+            self.service(svc)
+        for svc in services if workers is None else workers:
+            self.worker(svc)
+        return self
+
+    def url(self, svc: str) -> str:
+        """The base URL of the API of `svc` started with the stack's own settings."""
+        return self.service(svc)
+
+    def database_url(self, svc: str) -> str:
+        return self.environ()[f"DOCROUTE_{svc.upper()}_DATABASE_URL"]
+
     def _start(
         self,
         kind: str,
