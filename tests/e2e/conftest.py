@@ -333,6 +333,15 @@ class Stack:
         """The running `python -m <svc>.worker` (started again if it died)."""
         return self._start("worker", svc, env, launch_worker)
 
+    def kill_worker(self, svc: str, env: Mapping[str, str] | None = None) -> None:
+        """SIGKILLs the running worker of `svc`: a crash the test causes, not one to report; `worker()`
+        starts another."""
+        running = self._running.pop(_key("worker", svc, env))
+        assert running.proc.poll() is None, f"the {svc} worker died on its own:\n{_tail(running.log)}"
+        _STARTED.remove(running)
+        running.proc.send_signal(signal.SIGKILL)
+        running.proc.wait(timeout=10)
+
     def start(self, *services: str, workers: tuple[str, ...] | None = None) -> Stack:
         """Starts the APIs of `services`, then the workers of `workers` (by default the same services)."""
         for svc in services:
@@ -357,9 +366,8 @@ class Stack:
     ) -> RunningProcess:
         key = _key(kind, svc, env)
         running = self._running.get(key)
+        # One that died on its own stays in _STARTED, so the test is still told it died.
         if running is None or running.proc.poll() is not None:
-            if running in _STARTED:
-                _STARTED.remove(running)
             running = launch(svc, self.environ(env), self.e2e.logs_dir)
             self._running[key] = running
             _STARTED.append(running)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -189,10 +188,7 @@ def test_senders_get_every_status_once_in_order_through_outages_and_a_kill_9(
             move(routing, e2e_env, task_id, task_units[task_id], "in_progress")
         assert wait_for(lambda: deliveries_failing(engine) >= 1, timeout=60)
         # The delivering worker dies mid-retry; the receiver now refuses connections altogether.
-        worker = stack.worker("intake").proc
-        assert worker.poll() is None, "the worker died on its own"
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=10)
+        stack.kill_worker("intake")
         receiver.stop()
         stack.worker("intake")  # started again, as the supervisor or the kubelet would
         for task_id, unit in sorted(task_units.items()):
