@@ -19,6 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
+    from minio import Minio
+    from shared.objectstore import KeyLock, S3Store
+
     from tests.servers.rgw import RgwServer
 
 PG_ADMIN_URL = os.environ.get("DOCROUTE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -202,6 +205,43 @@ class S3Server:
     access_key: str
     secret_key: str
     region: str
+
+    def env(self) -> dict[str, str]:
+        """The settings that point a docroute service at this server."""
+        return {
+            "DOCROUTE_S3_ENDPOINT": self.endpoint,
+            "DOCROUTE_S3_ACCESS_KEY": self.access_key,
+            "DOCROUTE_S3_SECRET_KEY": self.secret_key,
+            "DOCROUTE_S3_SECURE": "false",
+            "DOCROUTE_S3_REGION": self.region,
+        }
+
+    def store(self, key_lock: KeyLock | None = None) -> S3Store:
+        """docroute's adapter on this server (give it a key lock where a lock bucket needs one: RGW)."""
+        from shared.objectstore import S3Store
+
+        return S3Store(
+            self.endpoint,
+            self.access_key,
+            self.secret_key,
+            secure=False,
+            region=self.region,
+            key_lock=key_lock,
+        )
+
+    def raw(self) -> Minio:
+        """A bare minio client with the same keys: what an intruder holding them could do."""
+        from minio import Minio
+
+        return Minio(self.endpoint, self.access_key, self.secret_key, secure=False, region=self.region)
+
+    def versions(self, bucket: str, key: str) -> list[str | None]:
+        """Every version the server keeps of `key`, newest first, as it lists them (delete markers too)."""
+        return [
+            v.version_id
+            for v in self.raw().list_objects(bucket, prefix=key, include_version=True)
+            if v.object_name == key
+        ]
 
 
 @pytest.fixture(params=["moto", "rgw"])

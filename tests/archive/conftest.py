@@ -1,10 +1,12 @@
-"""Fixtures of the archive tests: signed sample PDFs (made once), a migrated database, a vault, a stager."""
+"""Fixtures of the archive tests: signed sample PDFs (made once), a migrated database, a vault, a stager, and
+for the integration tests a migrated PostgreSQL database and fresh buckets on each S3 server (moto, RGW)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from archive.adapters.db import migrate
@@ -12,8 +14,9 @@ from archive.common import Vault
 from archive.signatures import SignatureVerifier
 from archive_pdfs import SignedSamples, build_samples
 from archive_testkit import ARCHIVE, STAGING, Staged, make_vault, stage
+from minio import Minio
 from shared.db import make_engine
-from shared.objectstore import FilesystemStore, ObjectStore
+from shared.objectstore import AdvisoryKeyLock, FilesystemStore, ObjectStore, S3Store
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +43,38 @@ def engine(sqlite_url: str) -> Iterator[Any]:
     migrate(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[Any]:
+    """A migrated archive database on PostgreSQL (the only one with the advisory key lock RGW needs)."""
+    eng = make_engine(pg_url)
+    migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+class ArchiveS3(NamedTuple):
+    """The archive's store on one S3 server, fresh staging and object-lock buckets on it, and a raw client."""
+
+    store: S3Store
+    staging: str
+    archive: str
+    raw: Minio
+    server: Any  # tests/conftest.py's S3Server
+
+
+@pytest.fixture
+def archive_s3(s3_server: Any, pg_engine: Any) -> ArchiveS3:
+    """On moto and on Ceph RGW in turn: an S3Store with the archive's PostgreSQL key lock (as build_deps
+    gives it), a new staging bucket and a new object-lock archive bucket, and a bare minio client with the
+    same keys (the intruder)."""
+    store = s3_server.store(key_lock=AdvisoryKeyLock(pg_engine))
+    suffix = uuid.uuid4().hex[:8]
+    staging, archive = f"stg-{suffix}", f"arc-{suffix}"
+    store.ensure_bucket(staging)
+    store.ensure_bucket(archive, object_lock=True)
+    return ArchiveS3(store, staging, archive, s3_server.raw(), s3_server)
 
 
 @pytest.fixture

@@ -10,7 +10,12 @@ Usage from any service's e2e test module::
 
 `start_service` and `start_worker` are session-scoped and memoised per (service, overrides), so the
 three services' tests share one running stack; pass ``env={...}`` to get a separate, differently
-configured process.
+configured process. A module or test that needs processes of its own, on its own broker vhost and
+databases (or another object store), opens a stack and has it stopped when done::
+
+    with e2e_stack(s3_server.env()) as stack:
+        url = stack.service("archive")
+        stack.worker("archive")
 """
 
 from __future__ import annotations
@@ -274,8 +279,8 @@ def launch_worker(svc: str, env: Mapping[str, str], logs_dir: Path, *, settle: f
     return RunningProcess(name=f"{svc}-worker", proc=proc, log=log)
 
 
-def _key(svc: str, env: Mapping[str, str] | None) -> tuple[str, str]:
-    return svc, json.dumps(dict(env or {}), sort_keys=True)
+def _key(kind: str, svc: str, env: Mapping[str, str] | None) -> tuple[str, str, str]:
+    return kind, svc, json.dumps(dict(env or {}), sort_keys=True)
 
 
 # Every process this session started; checked after each e2e test so a crashed worker is reported with
@@ -294,49 +299,134 @@ def _started_processes_stay_alive() -> Iterator[None]:
         pytest.fail(f"e2e process(es) died during the test:\n{report}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def _processes() -> Iterator[list[RunningProcess]]:
-    started = _STARTED
-    yield started
+def _stop_all(processes: list[RunningProcess]) -> None:
     # Workers first so they do not log connection errors while the web processes go away.
-    for running in sorted(started, key=lambda r: r.base_url is not None):
+    for running in sorted(processes, key=lambda r: r.base_url is not None):
+        if running in _STARTED:
+            _STARTED.remove(running)
         _stop(running.proc)
-    started.clear()
 
 
-@pytest.fixture(scope="session")
-def start_service(e2e_env: E2EEnv, _processes: list[RunningProcess]) -> Callable[..., str]:
-    """`start_service(svc, env=None, migrate_first=True)` -> base URL of a running gunicorn (memoised)."""
-    cache: dict[tuple[str, str], RunningProcess] = {}
+@dataclass
+class Stack:
+    """docroute processes started with one set of settings over the session's environment, memoised per
+    (service, extra settings); `close()` stops them."""
 
-    def start(svc: str, env: Mapping[str, str] | None = None) -> str:
-        key = _key(svc, env)
-        running = cache.get(key)
-        if running is None or running.proc.poll() is not None:
-            running = launch_service(svc, e2e_env.environ(env), e2e_env.logs_dir)
-            cache[key] = running
-            _processes.append(running)
+    e2e: E2EEnv
+    overrides: dict[str, str] = field(default_factory=dict)
+    _running: dict[tuple[str, str, str], RunningProcess] = field(default_factory=dict)
+
+    @property
+    def amqp_url(self) -> str:
+        return self.overrides.get("DOCROUTE_AMQP_URL", self.e2e.amqp_url)
+
+    def environ(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        return self.e2e.environ({**self.overrides, **(env or {})})
+
+    def service(self, svc: str, env: Mapping[str, str] | None = None) -> str:
+        """The base URL of a running gunicorn of `svc` (migrated, /healthz answered)."""
+        running = self._start("service", svc, env, launch_service)
         assert running.base_url is not None
         return running.base_url
 
-    return start
+    def worker(self, svc: str, env: Mapping[str, str] | None = None) -> RunningProcess:
+        """The running `python -m <svc>.worker` (started again if it died)."""
+        return self._start("worker", svc, env, launch_worker)
+
+    def kill_worker(self, svc: str, env: Mapping[str, str] | None = None) -> None:
+        """SIGKILLs the running worker of `svc`: a crash the test causes, not one to report; `worker()`
+        starts another."""
+        running = self._running.pop(_key("worker", svc, env))
+        assert running.proc.poll() is None, f"the {svc} worker died on its own:\n{_tail(running.log)}"
+        _STARTED.remove(running)
+        running.proc.send_signal(signal.SIGKILL)
+        running.proc.wait(timeout=10)
+
+    def start(self, *services: str, workers: tuple[str, ...] | None = None) -> Stack:
+        """Starts the APIs of `services`, then the workers of `workers` (by default the same services)."""
+        for svc in services:
+            self.service(svc)
+        for svc in services if workers is None else workers:
+            self.worker(svc)
+        return self
+
+    def url(self, svc: str) -> str:
+        """The base URL of the API of `svc` started with the stack's own settings."""
+        return self.service(svc)
+
+    def database_url(self, svc: str) -> str:
+        return self.environ()[f"DOCROUTE_{svc.upper()}_DATABASE_URL"]
+
+    def _start(
+        self,
+        kind: str,
+        svc: str,
+        env: Mapping[str, str] | None,
+        launch: Callable[[str, Mapping[str, str], Path], RunningProcess],
+    ) -> RunningProcess:
+        key = _key(kind, svc, env)
+        running = self._running.get(key)
+        # One that died on its own stays in _STARTED, so the test is still told it died.
+        if running is None or running.proc.poll() is not None:
+            running = launch(svc, self.environ(env), self.e2e.logs_dir)
+            self._running[key] = running
+            _STARTED.append(running)
+        return running
+
+    def close(self) -> None:
+        _stop_all(list(self._running.values()))
+        self._running.clear()
 
 
 @pytest.fixture(scope="session")
-def start_worker(e2e_env: E2EEnv, _processes: list[RunningProcess]) -> Callable[..., RunningProcess]:
+def _processes() -> Iterator[list[RunningProcess]]:
+    yield _STARTED
+    _stop_all(list(_STARTED))
+
+
+@pytest.fixture(scope="session")
+def _session_stack(e2e_env: E2EEnv, _processes: list[RunningProcess]) -> Stack:
+    """The processes on the session's own environment, kept until the session ends."""
+    return Stack(e2e_env)
+
+
+@pytest.fixture(scope="session")
+def start_service(_session_stack: Stack) -> Callable[..., str]:
+    """`start_service(svc, env=None)` -> base URL of a running gunicorn (memoised for the session)."""
+    return _session_stack.service
+
+
+@pytest.fixture(scope="session")
+def start_worker(_session_stack: Stack) -> Callable[..., RunningProcess]:
     """`start_worker(svc, env=None)` -> the running `python -m <svc>.worker` process (memoised)."""
-    cache: dict[tuple[str, str], RunningProcess] = {}
+    return _session_stack.worker
 
-    def start(svc: str, env: Mapping[str, str] | None = None) -> RunningProcess:
-        key = _key(svc, env)
-        running = cache.get(key)
-        if running is None or running.proc.poll() is not None:
-            running = launch_worker(svc, e2e_env.environ(env), e2e_env.logs_dir)
-            cache[key] = running
-            _processes.append(running)
-        return running
 
-    return start
+@pytest.fixture(scope="session")
+def e2e_stack(
+    e2e_env: E2EEnv,
+    pg_database_factory: Callable[[], str],
+    amqp_vhost_factory: Callable[..., str],
+    _processes: list[RunningProcess],
+) -> Callable[..., contextlib.AbstractContextManager[Stack]]:
+    """`with e2e_stack(env, databases=("intake", "routing")) as stack:` -> a Stack on a broker vhost and
+    fresh databases of its own (for the services named; all three by default), so no other module's
+    workers take its events and no other test's rows meet its own; `env` adds or overrides settings.
+    Its processes are stopped on leaving the block."""
+
+    @contextlib.contextmanager
+    def open_stack(
+        env: Mapping[str, str] | None = None, *, databases: tuple[str, ...] = SERVICES
+    ) -> Iterator[Stack]:
+        overrides = {"DOCROUTE_AMQP_URL": amqp_vhost_factory(session=True)}
+        overrides |= {f"DOCROUTE_{svc.upper()}_DATABASE_URL": pg_database_factory() for svc in databases}
+        stack = Stack(e2e_env, overrides | dict(env or {}))
+        try:
+            yield stack
+        finally:
+            stack.close()
+
+    return open_stack
 
 
 class EventTap:

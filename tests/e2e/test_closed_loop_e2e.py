@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import signal
-import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +23,6 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
 NAMES = ("1393-CVT-CL", "120-KH-BCD", "171-CV-BTGTU")
-BIN = ROOT / ".venv" / "bin"
-PYTHON = str(BIN / "python") if (BIN / "python").exists() else sys.executable
 
 
 def _helpers() -> Any:
@@ -52,53 +47,10 @@ def wait_for(check: Callable[[], Any], timeout: float = 60.0, interval: float = 
         time.sleep(interval)
 
 
-class IntakeWorker:
-    """`python -m intake.worker`, started and SIGKILLed by this test."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.logs / f"intake-worker-closed-loop-{uuid.uuid4().hex[:6]}.log"
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [PYTHON, "-m", "intake.worker"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill_9(self) -> None:
-        assert self.proc is not None and self.proc.poll() is None, "the worker died on its own"
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
-def stack(
-    e2e_env: Any,
-    start_service: Callable[..., str],
-    start_worker: Callable[..., object],
-    pg_database_factory: Callable[[], str],
-    amqp_vhost_factory: Callable[..., str],
-) -> Iterator[dict[str, Any]]:
+def stack(e2e_stack: Callable[..., Any]) -> Iterator[Any]:
+    """intake and routing with their workers, on their own vhost and databases, delivering fast."""
     env = {
-        "DOCROUTE_AMQP_URL": amqp_vhost_factory(session=True),
-        "DOCROUTE_INTAKE_DATABASE_URL": pg_database_factory(),
-        "DOCROUTE_ROUTING_DATABASE_URL": pg_database_factory(),
         "DOCROUTE_ORGANISATION": "STTTT",
         "DOCROUTE_INTAKE_ORGAN_ID": "000.00.12.H10",
         "DOCROUTE_INTAKE_ORGAN_NAME": "Sở Thông tin và Truyền thông tỉnh Bình Phước",
@@ -109,13 +61,14 @@ def stack(
         "DOCROUTE_WEBHOOK_POLL_SECONDS": "0.1",
         "DOCROUTE_WEBHOOK_TIMEOUT": "1",
     }
-    urls = {"intake": start_service("intake", env=env), "routing": start_service("routing", env=env)}
-    start_worker("routing", env=env)
-    worker = IntakeWorker(e2e_env.environ(env), e2e_env.logs_dir)
-    worker.start()
-    engine = make_engine(env["DOCROUTE_INTAKE_DATABASE_URL"])
-    yield {**urls, "worker": worker, "engine": engine}
-    worker.stop()
+    with e2e_stack(env, databases=("intake", "routing")) as running:
+        yield running.start("intake", "routing", workers=("routing", "intake"))
+
+
+@pytest.fixture(scope="module")
+def intake_engine(stack: Any) -> Iterator[Any]:
+    engine = make_engine(stack.database_url("intake"))
+    yield engine
     engine.dispose()
 
 
@@ -166,9 +119,9 @@ def move(routing: str, e2e_env: Any, task_id: str, unit: str, target: str) -> No
 # Three directives' 62 tasks moved over HTTP, an outage and a restart: longer than the default 120 s.
 @pytest.mark.timeout(480)
 def test_senders_get_every_status_once_in_order_through_outages_and_a_kill_9(
-    stack: dict[str, Any], e2e_env: Any, make_pdf: Callable[[str], bytes]
+    stack: Any, intake_engine: Any, e2e_env: Any, make_pdf: Callable[[str], bytes]
 ) -> None:
-    routing, intake, worker, engine = stack["routing"], stack["intake"], stack["worker"], stack["engine"]
+    routing, intake, engine = stack.url("routing"), stack.url("intake"), intake_engine
     clerk = e2e_env.auth("clerk")
     for path, name in (("/v1/units:import", "units.yaml"), ("/v1/rules", "rules.yaml")):
         method = requests.post if path.endswith("import") else requests.put
@@ -235,9 +188,9 @@ def test_senders_get_every_status_once_in_order_through_outages_and_a_kill_9(
             move(routing, e2e_env, task_id, task_units[task_id], "in_progress")
         assert wait_for(lambda: deliveries_failing(engine) >= 1, timeout=60)
         # The delivering worker dies mid-retry; the receiver now refuses connections altogether.
-        worker.kill_9()
+        stack.kill_worker("intake")
         receiver.stop()
-        worker.start()
+        stack.worker("intake")  # started again, as the supervisor or the kubelet would
         for task_id, unit in sorted(task_units.items()):
             move(routing, e2e_env, task_id, unit, "completed")
         with engine.connect() as conn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +20,15 @@ NAMES = ("1393-CVT-CL", "120-KH-BCD", "171-CV-BTGTU")
 
 
 @pytest.fixture(scope="module")
-def stack(
-    start_service: Callable[..., str],
-    start_worker: Callable[..., object],
-    pg_database_factory: Callable[[], str],
-    amqp_vhost_factory: Callable[..., str],
-) -> dict[str, str]:
+def stack(e2e_stack: Callable[..., Any]) -> Iterator[Any]:
     """Own databases and broker vhost, so other e2e modules' workers never take this module's events."""
     env = {
-        "DOCROUTE_AMQP_URL": amqp_vhost_factory(session=True),
-        "DOCROUTE_INTAKE_DATABASE_URL": pg_database_factory(),
-        "DOCROUTE_ROUTING_DATABASE_URL": pg_database_factory(),
         "DOCROUTE_ORGANISATION": "STTTT",
         "DOCROUTE_OVERDUE_SCAN_SECONDS": "1",
         "DOCROUTE_LEASE_SCAN_SECONDS": "0.5",
     }
-    urls = {"intake": start_service("intake", env=env), "routing": start_service("routing", env=env)}
-    start_worker("routing", env=env)
-    start_worker("intake", env=env)
-    return urls
+    with e2e_stack(env, databases=("intake", "routing")) as running:
+        yield running.start("intake", "routing", workers=("routing", "intake"))
 
 
 def expected_tasks() -> dict[str, dict[str, str]]:
@@ -66,9 +56,9 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 
 
 
 def test_sample_directives_become_the_seed_dispatch_tasks_and_finish(
-    stack: dict[str, str], e2e_env: Any, make_pdf: Callable[[str], bytes]
+    stack: Any, e2e_env: Any, make_pdf: Callable[[str], bytes]
 ) -> None:
-    routing, intake = stack["routing"], stack["intake"]
+    routing, intake = stack.url("routing"), stack.url("intake")
     clerk = e2e_env.auth("clerk")
     r = requests.post(
         f"{routing}/v1/units:import",

@@ -6,7 +6,7 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -22,23 +22,10 @@ CLIENT = ROOT / ".venv" / "bin" / "docroute-unit"
 
 
 @pytest.fixture(scope="module")
-def stack(
-    start_service: Callable[..., str],
-    start_worker: Callable[..., object],
-    pg_database_factory: Callable[[], str],
-    amqp_vhost_factory: Callable[..., str],
-) -> dict[str, str]:
+def stack(e2e_stack: Callable[..., Any]) -> Iterator[Any]:
     # Own databases and broker vhost: another module's routing worker must not take these events.
-    amqp_url = amqp_vhost_factory(session=True)
-    env = {
-        "DOCROUTE_AMQP_URL": amqp_url,
-        "DOCROUTE_INTAKE_DATABASE_URL": pg_database_factory(),
-        "DOCROUTE_ROUTING_DATABASE_URL": pg_database_factory(),
-    }
-    urls = {"intake": start_service("intake", env=env), "routing": start_service("routing", env=env)}
-    start_worker("routing", env=env)
-    start_worker("intake", env=env)
-    return urls | {"amqp": amqp_url}
+    with e2e_stack(databases=("intake", "routing")) as running:
+        yield running.start("intake", "routing", workers=("routing", "intake"))
 
 
 def unit_account(amqp_url: str, unit: str) -> str:
@@ -53,9 +40,9 @@ def unit_account(amqp_url: str, unit: str) -> str:
 
 
 def test_a_unit_takes_its_task_over_amqp_and_routing_records_the_receipt(
-    stack: dict[str, str], e2e_env: Any, make_pdf: Callable[[str], bytes]
+    stack: Any, e2e_env: Any, make_pdf: Callable[[str], bytes]
 ) -> None:
-    routing, intake = stack["routing"], stack["intake"]
+    routing, intake = stack.url("routing"), stack.url("intake")
     clerk = e2e_env.auth("clerk")
     for path, method, name in (
         ("/v1/units:import", "post", "units.yaml"),
@@ -81,7 +68,7 @@ def test_a_unit_takes_its_task_over_amqp_and_routing_records_the_receipt(
     assert r.status_code == 201, r.text
     directive_id = r.json()["id"]
 
-    amqp_url = unit_account(stack["amqp"], "SYT")
+    amqp_url = unit_account(stack.amqp_url, "SYT")
     token = e2e_env.token("unit", "SYT")
     result = subprocess.run(
         [

@@ -1,42 +1,27 @@
-"""Audit checkpoints against PostgreSQL and moto S3: the locked bucket, not the database, is the reference."""
+"""Audit checkpoints against PostgreSQL and each S3 server (moto, Ceph RGW): the locked bucket, not the
+database, is the reference."""
 
 from __future__ import annotations
 
 import hashlib
-import uuid
 from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from archive.adapters import audit_log
-from archive.adapters.db import audit_checkpoints, audit_entries, migrate, outbox, records
+from archive.adapters.db import audit_checkpoints, audit_entries, outbox, records
 from archive.archiving import handle_directive_registered
 from archive.audit import LockedCheckpoint, verify_audit, write_checkpoint
 from archive.domain.audit import CHECKPOINT_PREFIX, AuditEvent
 from archive.fixity import check_fixity
 from archive_testkit import directive_event, make_vault, rechain_with_edit, stage
-from shared.db import make_engine
-from shared.objectstore import S3Store
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def pg_engine(pg_url):
-    engine = make_engine(pg_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def s3_vault(s3_endpoint):
-    store = S3Store(s3_endpoint, "testing", "testing", secure=False, region="us-east-1")
-    suffix = uuid.uuid4().hex[:8]
-    staging, archive = f"stg-{suffix}", f"arc-{suffix}"
-    store.ensure_bucket(staging)
-    store.ensure_bucket(archive, object_lock=True)
-    return make_vault(store, bucket=archive), staging
+def s3_vault(archive_s3):
+    return make_vault(archive_s3.store, bucket=archive_s3.archive), archive_s3.staging
 
 
 def _archive(engine, vault, staging, verifier, data: bytes, directive_id: str) -> None:

@@ -1,10 +1,10 @@
-"""Against the real servers: WORM retention on moto S3, Ceph RGW and the filesystem, fixity on S3, the
-audit chain on PostgreSQL (edited rows, rewritten history vs. checkpoints, concurrent appends)."""
+"""Against the real servers: retention classes on moto S3 and Ceph RGW, WORM and fixity on the filesystem, the
+audit chain on PostgreSQL (edited rows, rewritten history vs. checkpoints, concurrent appends) and concurrent
+redeliveries on both S3 servers. (What the store guarantees for a record: test_archive_store_guarantees.)"""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import threading
 import uuid
@@ -14,55 +14,15 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 from archive.adapters import audit_log
-from archive.adapters.db import audit_entries, migrate, records
+from archive.adapters.db import audit_entries, records
 from archive.archiving import handle_directive_registered
 from archive.audit import verify_audit, write_checkpoint
 from archive.domain.audit import AuditEvent, next_entry, utc_text
-from archive.domain.errors import FixityFailed
 from archive.fixity import check_fixity
-from archive.records import read_verified_content
 from archive_testkit import STAGING, directive_event, make_vault, stage
-from minio import Minio
-from minio.error import S3Error
-from shared.db import make_engine
-from shared.objectstore import AdvisoryKeyLock, ObjectLocked, S3Store
+from shared.objectstore import ObjectLocked
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def pg_engine(pg_url):
-    engine = make_engine(pg_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def s3(s3_server, pg_engine):
-    """An S3Store (with the archive's PostgreSQL key lock, as build_deps gives it) plus a raw minio client
-    (the intruder), with fresh buckets per test; on moto and on Ceph RGW."""
-    server = s3_server
-    store = S3Store(
-        server.endpoint,
-        server.access_key,
-        server.secret_key,
-        secure=False,
-        region=server.region,
-        key_lock=AdvisoryKeyLock(pg_engine),
-    )
-    suffix = uuid.uuid4().hex[:8]
-    staging, archive = f"stg-{suffix}", f"arc-{suffix}"
-    store.ensure_bucket(staging)
-    store.ensure_bucket(archive, object_lock=True)
-    raw = Minio(
-        server.endpoint,
-        access_key=server.access_key,
-        secret_key=server.secret_key,
-        secure=False,
-        region=server.region,
-    )
-    return store, staging, archive, raw
 
 
 def _archive_one(engine, store, staging, archive, verifier, data, **meta):
@@ -79,34 +39,11 @@ def _archive_one(engine, store, staging, archive, verifier, data, **meta):
     return vault, row
 
 
-def test_retained_object_cannot_be_deleted_or_overwritten_on_s3(pg_engine, s3, verifier, samples):
-    store, staging, archive, raw = s3
-    vault, row = _archive_one(pg_engine, store, staging, archive, verifier, samples.valid)
-    stat = store.stat(archive, row.key)
-    assert stat.retention is not None and stat.retention.mode == "GOVERNANCE"
-    assert stat.retention.retain_until > datetime(2030, 1, 1, tzinfo=UTC)
-
-    with pytest.raises(ObjectLocked):
-        store.delete(archive, row.key)
-    with pytest.raises(S3Error):  # even the raw API refuses to remove the locked version
-        raw.remove_object(archive, row.key, version_id=row.version_id)
-    # S3 keeps versions: an "overwrite" adds one, the archived version stays byte-exact and is detected.
-    raw.put_object(archive, row.key, io.BytesIO(b"forged"), 6)
-    original = raw.get_object(archive, row.key, version_id=row.version_id)
-    try:
-        assert original.read() == samples.valid
-    finally:
-        original.close()
-        original.release_conn()
-    outcome = check_fixity(row.id, engine=pg_engine, vault=vault, actor="auditor-1")
-    assert not outcome.ok
-    with pytest.raises(FixityFailed):
-        read_verified_content(row.id, engine=pg_engine, vault=vault, actor="auditor-1")
-
-
-def test_a_declared_type_alone_never_locks_for_decades_nor_holds_on_s3(pg_engine, s3, verifier, samples):
+def test_a_declared_type_alone_never_locks_for_decades_nor_holds_on_s3(
+    pg_engine, archive_s3, verifier, samples
+):
     """Finding 9 on S3: "Nghị quyết" on an unsigned file gave permanent retention under legal hold."""
-    store, staging, archive, _ = s3
+    store, staging, archive = archive_s3.store, archive_s3.staging, archive_s3.archive
     _, unsigned = _archive_one(
         pg_engine, store, staging, archive, verifier, samples.unsigned, document_type="Nghị quyết"
     )
@@ -123,21 +60,6 @@ def test_a_declared_type_alone_never_locks_for_decades_nor_holds_on_s3(pg_engine
     assert stat.retention.retain_until.year == signed.archived_at.year + 70
     assert stat.version_id == signed.version_id
     assert not stat.legal_hold
-
-
-def test_compliance_mode_is_selectable(pg_engine, s3, verifier, samples):
-    store, staging, archive, _ = s3
-    staged = stage(store, samples.unsigned, "a.pdf", bucket=staging)
-    vault = make_vault(store, bucket=archive, lock_mode="COMPLIANCE")
-    handle_directive_registered(
-        directive_event("d-compliance", [staged.attachment]), engine=pg_engine, vault=vault, verifier=verifier
-    )
-    with pg_engine.connect() as conn:
-        row = conn.execute(sa.select(records)).one()
-    assert row.lock_mode == "COMPLIANCE"
-    assert store.stat(archive, row.key).retention.mode == "COMPLIANCE"
-    with pytest.raises(ObjectLocked):
-        store.delete(archive, row.key)
 
 
 def test_retained_object_cannot_be_deleted_or_overwritten_on_filesystem(
@@ -165,8 +87,8 @@ def test_retained_object_cannot_be_deleted_or_overwritten_on_filesystem(
     assert fs_store.stat(STAGING, staged.attachment["key"]).sha256 == row.sha256
 
 
-def test_edited_audit_row_breaks_the_chain_on_postgresql(pg_engine, s3, verifier, samples):
-    store, staging, archive, _ = s3
+def test_edited_audit_row_breaks_the_chain_on_postgresql(pg_engine, archive_s3, verifier, samples):
+    store, staging, archive = archive_s3.store, archive_s3.staging, archive_s3.archive
     vault, _ = _archive_one(pg_engine, store, staging, archive, verifier, samples.valid)
     assert verify_audit(engine=pg_engine, vault=vault).ok
     with pg_engine.begin() as conn:
@@ -177,8 +99,8 @@ def test_edited_audit_row_breaks_the_chain_on_postgresql(pg_engine, s3, verifier
     assert not result.ok and result.chain.broken_seq == 1
 
 
-def test_rewritten_history_is_caught_by_the_checkpoint(pg_engine, s3, verifier, samples):
-    store, staging, archive, _ = s3
+def test_rewritten_history_is_caught_by_the_checkpoint(pg_engine, archive_s3, verifier, samples):
+    store, staging, archive = archive_s3.store, archive_s3.staging, archive_s3.archive
     vault, _ = _archive_one(pg_engine, store, staging, archive, verifier, samples.valid)
     written = write_checkpoint(engine=pg_engine, vault=vault)
     assert written.ok and written.checkpoint_key.startswith("checkpoints/")
@@ -271,10 +193,10 @@ def test_concurrent_batched_appends_never_fork_the_chain(pg_engine):
 
 
 def test_concurrent_archiving_with_redeliveries_keeps_one_record_each_and_an_intact_chain(
-    pg_engine, s3, verifier, samples
+    pg_engine, archive_s3, verifier, samples
 ):
     """Several consumers at once (as with DOCROUTE_ARCHIVE_CONSUMERS), every event delivered twice."""
-    store, staging, archive, _ = s3
+    store, staging, archive = archive_s3.store, archive_s3.staging, archive_s3.archive
     vault = make_vault(store, bucket=archive)
     events = []
     for n in range(6):
@@ -321,14 +243,7 @@ def test_concurrent_archiving_with_redeliveries_keeps_one_record_each_and_an_int
     for row in archived:
         # One version per object, the recorded one: duplicates never stacked a second copy (fixity would
         # then report "another object version than the one archived").
-        versions = list(_raw_versions(store, archive, row.key))
-        assert versions == [row.version_id]
-
-
-def _raw_versions(store, bucket: str, key: str):
-    for v in store._client.list_objects(bucket, prefix=key, include_version=True):
-        if v.object_name == key:
-            yield v.version_id
+        assert archive_s3.server.versions(archive, row.key) == [row.version_id]
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])

@@ -16,7 +16,6 @@ from archive.worker import build_worker
 from archive_testkit import directive_event, stage
 from kombu import Connection, Exchange, Queue
 from shared.messaging import Publisher, declare_events_exchange
-from shared.objectstore import S3Store
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +45,7 @@ def test_worker_archives_redelivered_event_once_and_announces_it(
         "DOCROUTE_DATA_DIR": str(tmp_path),
         "DOCROUTE_AMQP_URL": amqp_url,
         "DOCROUTE_ARCHIVE_DATABASE_URL": pg_url,
-        "DOCROUTE_S3_ENDPOINT": s3_server.endpoint,
-        "DOCROUTE_S3_ACCESS_KEY": s3_server.access_key,
-        "DOCROUTE_S3_SECRET_KEY": s3_server.secret_key,
-        "DOCROUTE_S3_REGION": s3_server.region,
+        **s3_server.env(),
         "DOCROUTE_STAGING_BUCKET": f"stg-{suffix}",
         "DOCROUTE_ARCHIVE_BUCKET": f"arc-{suffix}",
         "DOCROUTE_JWT_SECRET": "x" * 40,
@@ -59,9 +55,7 @@ def test_worker_archives_redelivered_event_once_and_announces_it(
         "DOCROUTE_ARCHIVE_CONSUMERS": str(consumers),
     }
     settings = Settings.from_env(env)
-    store = S3Store(
-        s3_server.endpoint, s3_server.access_key, s3_server.secret_key, secure=False, region=s3_server.region
-    )
+    store = s3_server.store()
     store.ensure_bucket(settings.staging_bucket)
     staged = stage(store, samples.valid, "Kế hoạch 120.pdf", bucket=settings.staging_bucket)
     event = directive_event("d-worker", [staged.attachment])

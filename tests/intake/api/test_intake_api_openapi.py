@@ -76,11 +76,11 @@ def test_the_submission_bodies_are_described(spec: dict) -> None:
 
 
 def test_downloads_document_each_type_they_are_served_as(spec: dict) -> None:
-    from intake.domain.files import ALLOWED_CONTENT_TYPES
+    from attachment_rules import ACCEPTED_CONTENT_TYPES
 
     path = "/v1/directives/{directive_id}/attachments/{attachment_id}"
     content = spec["paths"][path]["get"]["responses"]["200"]["content"]
-    assert set(content) == ALLOWED_CONTENT_TYPES
+    assert set(content) == ACCEPTED_CONTENT_TYPES
     assert "text/html" not in content
 
 

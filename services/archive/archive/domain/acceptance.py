@@ -1,4 +1,7 @@
-"""What the archive accepts (content types, PDF and executable sniffing, sizes); PDF active-content flags."""
+"""What the archive accepts (content types, PDF and program sniffing, sizes); PDF active-content flags.
+
+The accepted types and the sniffing are intake's (`attachment_rules`): the archive trusts no event blindly,
+so it applies the very rules intake applied to the upload, and words its own refusals."""
 
 from __future__ import annotations
 
@@ -7,60 +10,20 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# The types a public body's documents and unit reports come in: the list intake accepts uploads from (keep
-# the two in step; services share no code for business rules). Anything else is refused: the archive keeps
-# records for decades and serves them back to auditors, so what it holds must be a document, not a page or
-# a program. application/octet-stream is what a sender that names no type gets; it is sniffed like the rest.
-ACCEPTED_CONTENT_TYPES = frozenset(
-    {
-        "application/pdf",
-        "application/x-pdf",
-        "application/octet-stream",
-        "application/msword",
-        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "application/vnd.ms-excel",
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "application/vnd.ms-powerpoint",
-        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        "application/vnd.oasis.opendocument.text",
-        "application/vnd.oasis.opendocument.spreadsheet",
-        "application/rtf",
-        # Archives of documents, as intake accepts them (the archive keeps them as received).
-        "application/zip",
-        "application/x-7z-compressed",
-        "application/vnd.rar",
-        "application/xml",
-        "text/xml",
-        "text/plain",
-        "text/csv",
-        "image/jpeg",
-        "image/png",
-        "image/tiff",
-    }
+from attachment_rules import (
+    ACCEPTED_CONTENT_TYPES,
+    FALLBACK_CONTENT_TYPE,
+    looks_like_pdf,
+    media_type,
+    program_kind,
 )
-PDF_TYPES = frozenset({"application/pdf", "application/x-pdf"})
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
-# As intake: the header may sit in the first 1024 bytes, the trailer near the end.
-HEADER_WINDOW = 1024
-TRAILER_WINDOW = 2048
+
+# Re-exported for the archiving use case, which reads the file's first and last bytes.
+from attachment_rules import HEADER_WINDOW as HEADER_WINDOW
+from attachment_rules import TRAILER_WINDOW as TRAILER_WINDOW
+from attachment_rules import declares_pdf as declares_pdf
+
 _TOKEN = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+\-]*/[a-z0-9][a-z0-9!#$&^_.+\-]*$")
-_EXECUTABLE_MAGIC = (
-    (b"MZ", "a Windows/DOS executable (MZ header)"),
-    (b"\x7fELF", "an ELF executable"),
-    (b"\xfe\xed\xfa\xce", "a Mach-O executable"),
-    (b"\xfe\xed\xfa\xcf", "a Mach-O executable"),
-    (b"\xce\xfa\xed\xfe", "a Mach-O executable"),
-    (b"\xcf\xfa\xed\xfe", "a Mach-O executable"),
-    (b"\xca\xfe\xba\xbe", "a Mach-O universal binary or Java class"),
-    (b"#!", "a script with an interpreter line"),
-)
-_EXECUTABLE_SUFFIXES = frozenset(
-    {
-        "exe", "dll", "com", "scr", "msi", "msp", "cpl", "bat", "cmd", "ps1", "psm1", "vbs", "vbe", "js",
-        "jse", "wsf", "wsh", "hta", "jar", "apk", "sh", "bash", "lnk", "app", "dmg", "pif", "reg", "elf",
-        "so", "run",
-    }
-)  # fmt: skip
 
 
 class Refused(ValueError):
@@ -69,9 +32,9 @@ class Refused(ValueError):
 
 def normalise_content_type(content_type: str | None) -> str:
     """The media type alone, lower case ("Application/PDF; x=1" → "application/pdf"); Refused if malformed."""
-    raw = (content_type or "").split(";", 1)[0].strip().lower()
+    raw = media_type(content_type or "")
     if not raw:
-        return DEFAULT_CONTENT_TYPE
+        return FALLBACK_CONTENT_TYPE
     if not _TOKEN.match(raw):
         raise Refused(f"content type {content_type!r} is not a media type")
     return raw
@@ -82,16 +45,8 @@ def served_type(content_type: str) -> str:
     try:
         normal = normalise_content_type(content_type)
     except Refused:
-        return DEFAULT_CONTENT_TYPE
-    return normal if normal in ACCEPTED_CONTENT_TYPES else DEFAULT_CONTENT_TYPE
-
-
-def declares_pdf(filename: str, content_type: str) -> bool:
-    return content_type in PDF_TYPES or filename.lower().endswith(".pdf")
-
-
-def looks_like_pdf(head: bytes, tail: bytes) -> bool:
-    return b"%PDF-" in head[:HEADER_WINDOW] and b"%%EOF" in tail[-TRAILER_WINDOW:]
+        return FALLBACK_CONTENT_TYPE
+    return normal if normal in ACCEPTED_CONTENT_TYPES else FALLBACK_CONTENT_TYPE
 
 
 def check_acceptable(
@@ -116,12 +71,8 @@ def check_acceptable(
         raise Refused(f"{stored_size} bytes; the archive's limit is {max_bytes}")
     if stored_size == 0:
         raise Refused("the file is empty")
-    for magic, what in _EXECUTABLE_MAGIC:
-        if head.startswith(magic):
-            raise Refused(f"the file is {what}")
-    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
-    if suffix in _EXECUTABLE_SUFFIXES:
-        raise Refused(f"the name ends in .{suffix}, an executable or script type")
+    if (kind := program_kind(filename, head)) is not None:
+        raise Refused(f"the file is {kind}")
     if normal not in ACCEPTED_CONTENT_TYPES:
         raise Refused(f"content type {normal} is not one the archive accepts")
     if declares_pdf(filename, normal) and not looks_like_pdf(head, tail):

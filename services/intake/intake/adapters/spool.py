@@ -13,7 +13,7 @@ import io
 import tempfile
 from typing import BinaryIO, Protocol
 
-from intake.domain.files import HEADER_WINDOW, TRAILER_WINDOW
+from attachment_rules import HEADER_WINDOW, TRAILER_WINDOW
 
 # Files up to this size stay in memory; larger ones go to a temporary file (under TMPDIR).
 IN_MEMORY_LIMIT = 1024 * 1024

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from attachment_rules import ACCEPTED_CONTENT_TYPES
 from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from shared.auth import Principal, current_principal, require_roles
@@ -32,7 +33,7 @@ from intake.api.submission import close_uploads, invalid, read_submission
 from intake.domain.arrival import BUSINESS_TZ
 from intake.domain.document_types import normalise_document_type
 from intake.domain.errors import DirectiveNotFound, DuplicateDirective, InvalidNumber
-from intake.domain.files import ALLOWED_CONTENT_TYPES, served_content_type
+from intake.domain.files import served_content_type
 from intake.domain.models import Directive
 from intake.domain.numbers import parse_number
 from intake.handlers import (
@@ -269,7 +270,7 @@ def _content_disposition(filename: str) -> str:
             # Served with the type it was registered with (one of the accepted list).
             "content": {
                 media: {"schema": {"type": "string", "format": "binary"}}
-                for media in sorted(ALLOWED_CONTENT_TYPES)
+                for media in sorted(ACCEPTED_CONTENT_TYPES)
             },
             "headers": {
                 "Content-Disposition": {
