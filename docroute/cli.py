@@ -132,10 +132,11 @@ def run(host: str, base_port: int, empty: bool) -> None:
         os.environ.setdefault(variable, f"http://{host}:{ports[spec.name]}")
     workers = embedded.prepare(host, ports)
     console_port = base_port - 1
-    if common.is_production:
-        # Its only sign-in is the development one; OpenID Connect is not built yet.
+    if common.is_production and not os.environ.get("DOCROUTE_CONSOLE_OIDC_CLIENT_ID"):
+        # In production people sign in at the identity provider; without a client there, no console.
         click.echo(
-            "Bàn làm việc (console): not started with DOCROUTE_ENV=production (no production sign-in yet)"
+            "Bàn làm việc (console): not started with DOCROUTE_ENV=production and no "
+            "DOCROUTE_CONSOLE_OIDC_CLIENT_ID (OpenID Connect sign-in)"
         )
     else:
         workers.append(embedded.console_server(host, console_port))

@@ -41,6 +41,9 @@ DEFAULTED: dict[str, str] = {
     "DOCROUTE_CONSOLE_ARCHIVE_URL": "the console is not deployed yet (no production sign-in)",
     "DOCROUTE_CONSOLE_SESSION_KEY": "the console is not deployed yet (no production sign-in)",
     "DOCROUTE_CONSOLE_API_TIMEOUT": "the console is not deployed yet (no production sign-in)",
+    "DOCROUTE_CONSOLE_OIDC_CLIENT_ID": "the console is not deployed yet",
+    "DOCROUTE_CONSOLE_OIDC_CLIENT_SECRET": "the console is not deployed yet",
+    "DOCROUTE_CONSOLE_PUBLIC_URL": "the console is not deployed yet",
     "DOCROUTE_JWT_MAX_LIFETIME": "30 days bounds the HS256 unit tokens; OIDC tokens live minutes anyway",
     "DOCROUTE_STAGING_ORPHAN_SECONDS": "1 hour: far longer than an upload request may run (web timeout 60 s)",
     # Telling senders (closed loop): who the department is and how it answers, set per installation.

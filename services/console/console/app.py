@@ -6,6 +6,7 @@ import base64
 import hmac
 import json
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo
 from flask import Flask, Response, abort, g, redirect, render_template, request, session, url_for
 from shared.logs import configure_logging
 
+from console import oidc
 from console.client import Api, ApiError
 from console.settings import Settings
 
@@ -86,6 +88,12 @@ def current_person() -> Person | None:
     if not token:
         return None
     claims = token_claims(token)
+    expires = claims.get("exp")
+    if isinstance(expires, int | float) and expires <= time.time():
+        # The provider's access tokens live minutes: once one has expired, sign in again (the provider's
+        # own session usually makes that a redirect and back).
+        session.pop("token", None)
+        return None
     roles = claims.get("roles") or []
     return Person(
         sub=str(claims.get("sub", "")),
@@ -137,7 +145,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         SECRET_KEY=settings.session_key,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.common.env == "production",
+        # Secure wherever people sign in at a real identity provider; Lax (not Strict) so the provider's
+        # redirect back, a top-level GET from another site, carries the session with the sign-in state.
+        SESSION_COOKIE_SECURE=settings.common.env == "production" or settings.oidc is not None,
         SESSION_COOKIE_NAME="docroute_console",
         MAX_CONTENT_LENGTH=60 * 1024 * 1024,
     )
@@ -168,7 +178,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        if request.endpoint not in ("static", "healthz"):
+        if request.endpoint not in ("static", "healthz", "readyz"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
@@ -203,6 +213,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> tuple[dict[str, str], int]:
+        """Ready when people can sign in: with OpenID Connect, once the provider's metadata is read."""
+        provider = oidc.client()
+        if provider is not None:
+            try:
+                provider.metadata()
+            except Exception as exc:  # noqa: BLE001 - any failure means nobody can sign in yet
+                return {"status": "unavailable", "detail": f"identity provider: {type(exc).__name__}"}, 503
+        return {"status": "ok"}, 200
+
+    oidc.init_app(app, settings)
 
     from console.pages import admin, audit, auth, clerk, unit
 
