@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from embedded_runner import Embedded, free_base_port
+from embedded_runner import Embedded, free_base_port, wait_for
 from oidc_provider import Account, Provider
 
 pytestmark = pytest.mark.e2e
@@ -181,14 +181,18 @@ def test_a_clerk_signs_in_at_the_provider_with_pkce_and_signs_out(
     # The same callback a second time: its state was used up.
     assert visitor.get(callback).status_code == 400
 
-    # Sign-out: the console's session ends, then the provider's (with the ID token as the hint).
+    # Signed in, the session cookie holds the access token and stays well inside a browser's 4 KiB.
+    assert all(len(c.split(";", 1)[0]) < 3000 for c in visitor.set_cookies), "session cookie too large"
+
+    # Sign-out: the console's session ends, then the provider's (RP-initiated logout, naming the client).
     out = visitor.post(suite.console + "/dang-xuat", {"csrf_token": _csrf(register.text)})
     assert out.status_code == 302 and out.headers["Location"].startswith(provider.issuer + "/logout?")
     logout = _query(out.headers["Location"])
-    assert logout["id_token_hint"] and logout["post_logout_redirect_uri"] == suite.console + "/da-dang-xuat"
+    assert logout["client_id"] == CLIENT_ID
+    assert logout["post_logout_redirect_uri"] == suite.console + "/da-dang-xuat"
     done = visitor.follow(out)
     assert done.status_code == 200 and "Bạn đã đăng xuất" in done.text
-    assert provider.logouts[-1]["id_token_hint"] == logout["id_token_hint"]
+    assert provider.logouts[-1]["client_id"] == CLIENT_ID
     again = visitor.get(suite.console + "/so-den")
     assert again.status_code == 302 and "/dang-nhap" in again.headers["Location"]
 
@@ -232,3 +236,15 @@ def test_with_a_provider_the_development_identities_are_gone(suite: Embedded) ->
     assert visitor.get(suite.console + "/so-den").status_code == 302
     ready = requests.get(suite.console + "/readyz", timeout=10)
     assert ready.status_code == 200
+
+
+def test_when_the_access_token_expires_the_person_signs_in_again(suite: Embedded, provider: Provider) -> None:
+    provider.token_seconds = 3
+    try:
+        visitor = Visitor(suite.console)
+        visitor.get(visitor.sign_in_at_provider(visitor.to_provider(suite), "van-thu"))
+        assert visitor.get(suite.console + "/so-den").status_code == 200
+        expired = wait_for(lambda: (r := visitor.get(suite.console + "/so-den")).status_code == 302 and r, 15)
+        assert "/dang-nhap" in expired.headers["Location"]
+    finally:
+        provider.token_seconds = 300

@@ -54,12 +54,12 @@ class OidcClient:
         principal = self.verifier.verify(str(token["access_token"]))
         return token, principal
 
-    def end_session_url(self, id_token: str | None, after: str) -> str | None:
-        """The provider's RP-initiated logout URL, when it has one."""
+    def end_session_url(self, after: str) -> str | None:
+        """The provider's RP-initiated logout URL (naming this client), when it has one."""
         if "end_session_endpoint" not in self.metadata():
             return None
         result = self._client.create_logout_url(
-            post_logout_redirect_uri=after, id_token_hint=id_token, client_id=self.settings.client_id
+            post_logout_redirect_uri=after, client_id=self.settings.client_id
         )
         return cast(str, result["url"])
 

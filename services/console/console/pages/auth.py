@@ -115,20 +115,21 @@ def oidc_callback() -> Any:
             "error.html", status=403, message="Tài khoản của bạn chưa được giao vai trò nào trong docroute."
         ), 403
     target = _safe_next(session.get("next"))
-    _start_session(str(token["access_token"]), id_token=token.get("id_token"))
+    # Only the access token is kept: the session is a cookie (4 KiB at most), and the provider's sign-out
+    # is asked for by client_id rather than with the ID token as a hint.
+    _start_session(str(token["access_token"]))
     return redirect(target)
 
 
 @blueprint.post("/dang-xuat")
 def sign_out() -> Response:
-    id_token = session.get("id_token")
     session.clear()
     provider = oidc.client()
     if provider is not None:
         # Sign out at the provider too, or its session would sign the person straight back in.
         after = provider.settings.public_url + url_for("auth.signed_out")
         try:
-            url = provider.end_session_url(id_token, after)
+            url = provider.end_session_url(after)
         except Exception:  # the console session is gone either way
             log.warning("could not reach the identity provider to sign out there", exc_info=True)
             url = None
