@@ -22,7 +22,7 @@ venv: $(VENV)/.synced  ## create .venv from uv.lock
 run: venv  ## run intake, routing and archive in one process with embedded defaults (no servers)
 	$(BIN)/docroute run $(ARGS)
 
-up: venv  ## run each service as gunicorn + worker processes against the servers named by DOCROUTE_*
+up: venv  ## run each service as gunicorn + worker processes (and the console) against the servers named by DOCROUTE_*
 	$(BIN)/docroute up
 
 test: venv lint  ## the whole suite: lint, types, unit, api, integration and e2e tests
