@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +23,6 @@ from embedded_runner import ROOT, Embedded, free_base_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SAMPLE_PDF = ROOT / "samples" / "pdfs" / "1393-CVT-CL.pdf"
 SCREENSHOTS = os.environ.get("DOCROUTE_SCREENSHOTS")
 # The i-Speed letter's subject, which the sample rules route to 24 units.
@@ -39,29 +37,6 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
     wait_for(lambda: "số đến 3" in runner.output.read_text(encoding="utf-8"), timeout=90)
     yield runner
     runner.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed (apt-get install chromium); .ci/run installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield launched
-        launched.close()
 
 
 class Person:

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import re
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -248,3 +249,32 @@ def test_when_the_access_token_expires_the_person_signs_in_again(suite: Embedded
         assert "/dang-nhap" in expired.headers["Location"]
     finally:
         provider.token_seconds = 300
+
+
+def test_in_chromium_a_clerk_signs_in_at_the_provider_and_out_again(
+    suite: Embedded, provider: Provider, browser: Any
+) -> None:
+    """The same round trip in a real browser: its cookie rules (Secure on 127.0.0.1, SameSite=Lax across
+    the provider's redirect back) and the console's CSP (form-action and the redirect after sign-out)."""
+    context = browser.new_context(locale="vi-VN")
+    page = context.new_page()
+    try:
+        page.goto(suite.console + "/so-den")
+        assert page.url.startswith(provider.issuer + "/authorize?")
+        page.check("input[value=van-thu]")
+        with page.expect_navigation(url=re.compile(re.escape(suite.console) + "/so-den$"), wait_until="load"):
+            page.click("button[type=submit]")
+        assert page.get_by_role("heading", name="Sổ đăng ký văn bản đến").is_visible()
+        cookie = next(c for c in context.cookies() if c["name"] == "docroute_console")
+        assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+        with page.expect_navigation(
+            url=re.compile(re.escape(suite.console) + r"/da-dang-xuat(\?.*)?$"), wait_until="load"
+        ):
+            page.get_by_role("button", name="Đăng xuất").click()
+        assert page.get_by_role("heading", name="Bạn đã đăng xuất").is_visible()
+        assert provider.logouts[-1]["client_id"] == CLIENT_ID
+        page.goto(suite.console + "/so-den")
+        assert page.url.startswith(provider.issuer + "/authorize?"), "signed out means signed out"
+    finally:
+        context.close()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, abort, g, redirect, render_template, request, session, url_for
@@ -47,10 +48,20 @@ DIRECTIVE_STATUS = {
     "replaced": "Đã thay thế",
 }
 # The three places a CSP must allow: our own pages, styles and scripts; nothing is loaded from elsewhere.
+# Forms post to the console only, and (with OpenID Connect) may be redirected to the identity provider:
+# Chromium applies form-action to the redirect that follows the sign-out form too.
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    "frame-ancestors 'none'; form-action 'self'{provider}; base-uri 'none'"
 )
+
+
+def content_security_policy(settings: Settings) -> str:
+    provider = ""
+    if settings.oidc is not None:
+        parts = urlsplit(settings.oidc.issuer)
+        provider = f" {parts.scheme}://{parts.netloc}"
+    return CSP.format(provider=provider)
 
 
 @dataclass(frozen=True)
@@ -173,9 +184,11 @@ def create_app(settings: Settings | None = None) -> Flask:
                 )
         return None
 
+    csp = content_security_policy(settings)
+
     @app.after_request
     def _headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("Content-Security-Policy", csp)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if request.endpoint not in ("static", "healthz", "readyz"):
