@@ -423,6 +423,11 @@ def test_the_console_is_served_at_the_root_of_its_own_host_over_the_apis_service
         assert keys == {"DOCROUTE_CONSOLE_SESSION_KEY", "DOCROUTE_CONSOLE_OIDC_CLIENT_SECRET"}
         tls = one(manifests, "Ingress", "docroute-console")["spec"]["tls"]
         assert tls[0]["hosts"] == [rule["host"]]
+        # The provider is reached over TLS trusting the organisation's bundle, by requests too.
+        bundle = generated(manifests, "ConfigMap", "docroute-common")["data"]["SSL_CERT_FILE"]
+        assert {"name": "REQUESTS_CA_BUNDLE", "value": bundle} in container["env"]
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert bundle.rsplit("/", 1)[0] in mounts
     else:
         # Development identities: no OIDC client, a session key from the dev Secret.
         assert "DOCROUTE_CONSOLE_OIDC_CLIENT_ID" not in config["data"]
