@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: help venv run up test test-fast lint format typecheck bench chaos audit fuzz screenshots clean
+.PHONY: help venv run up test test-fast lint format typecheck bench chaos audit fuzz screenshots images clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ venv: $(VENV)/.synced  ## create .venv from uv.lock
 run: venv  ## run intake, routing and archive in one process with embedded defaults (no servers)
 	$(BIN)/docroute run $(ARGS)
 
-up: venv  ## run each service as gunicorn + worker processes against the servers named by DOCROUTE_*
+up: venv  ## run each service as gunicorn + worker processes (and the console) against the servers named by DOCROUTE_*
 	$(BIN)/docroute up
 
 test: venv lint  ## the whole suite: lint, types, unit, api, integration and e2e tests
@@ -62,3 +62,12 @@ clean:  ## remove the virtual environment and local state
 
 screenshots: venv  ## the console's main pages as PNG files in docs/screenshots (headless Chromium)
 	DOCROUTE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/docroute/test_console_browser.py
+
+# One recipe (deploy/Dockerfile) for the four images; SERVICE picks the service, PORT its port.
+IMAGE_PREFIX ?= docroute
+IMAGE_TAG ?= 0.1.0
+IMAGES := intake:8001 routing:8002 archive:8003 console:8000
+images:  ## build the four images from deploy/Dockerfile (needs Docker; IMAGE_PREFIX=..., IMAGE_TAG=...)
+	@set -e; for pair in $(IMAGES); do svc=$${pair%%:*}; port=$${pair##*:}; \
+	  docker build -f deploy/Dockerfile --build-arg SERVICE=$$svc --build-arg PORT=$$port \
+	    -t $(IMAGE_PREFIX)/$$svc:$(IMAGE_TAG) . ; done

@@ -132,10 +132,11 @@ def run(host: str, base_port: int, empty: bool) -> None:
         os.environ.setdefault(variable, f"http://{host}:{ports[spec.name]}")
     workers = embedded.prepare(host, ports)
     console_port = base_port - 1
-    if common.is_production:
-        # Its only sign-in is the development one; OpenID Connect is not built yet.
+    if common.is_production and not os.environ.get("DOCROUTE_CONSOLE_OIDC_CLIENT_ID"):
+        # In production people sign in at the identity provider; without a client there, no console.
         click.echo(
-            "Bàn làm việc (console): not started with DOCROUTE_ENV=production (no production sign-in yet)"
+            "Bàn làm việc (console): not started with DOCROUTE_ENV=production and no "
+            "DOCROUTE_CONSOLE_OIDC_CLIENT_ID (OpenID Connect sign-in)"
         )
     else:
         workers.append(embedded.console_server(host, console_port))
@@ -223,6 +224,19 @@ def up_children(
     return children
 
 
+def console_child(env: Mapping[str, str], *, base_port: int, bin_dir: Path) -> ChildSpec | None:
+    """The console under gunicorn on the port before intake's, calling the three APIs `up` starts; none in
+    production without an OpenID Connect client (its only sign-in there)."""
+    production = env.get("DOCROUTE_ENV") == "production"
+    if production and not env.get("DOCROUTE_CONSOLE_OIDC_CLIENT_ID"):
+        return None
+    child_env = {**env, "DOCROUTE_PORT": str(base_port - 1)}
+    for index, variable in enumerate(CONSOLE_API_URLS):
+        child_env.setdefault(variable, f"http://127.0.0.1:{base_port + index}")
+    conf = REPO_ROOT / "services" / "console" / "gunicorn.conf.py"
+    return ChildSpec(name="console", argv=(str(bin_dir / "gunicorn"), "-c", str(conf)), env=child_env)
+
+
 @main.command(help="Run each service as gunicorn + worker processes against the servers named by DOCROUTE_*.")
 @click.option("--service", "services", multiple=True, type=click.Choice(SERVICE_NAMES), help="Only these.")
 @click.option("--no-migrate", is_flag=True, help="Skip the database migrations before starting.")
@@ -230,7 +244,7 @@ def up_children(
     "--base-port",
     default=SERVICES[0].port,
     show_default=True,
-    help="Port of intake; routing and archive take the next two.",
+    help="Port of intake; routing and archive take the next two, the console the one before.",
 )
 def up(services: tuple[str, ...], no_migrate: bool, base_port: int) -> None:
     from shared.logs import configure_logging
@@ -252,6 +266,25 @@ def up(services: tuple[str, ...], no_migrate: bool, base_port: int) -> None:
         for spec in chosen:
             spec.migrate(spec.settings())
             click.echo(f"{spec.name}: database migrated")
+    console = (
+        None if services else console_child(env, base_port=base_port, bin_dir=Path(sys.executable).parent)
+    )
+    if console is not None:
+        from console.settings import Settings as ConsoleSettings
+
+        # Checked (and, in development, its session key file written) once here, before gunicorn's workers
+        # each build the app: two workers must not each generate a different key.
+        try:
+            ConsoleSettings.from_env(console.env)
+        except SettingsError as exc:
+            raise click.ClickException(str(exc)) from exc
+        children.append(console)
+        click.echo(f"Bàn làm việc (console)  http://127.0.0.1:{base_port - 1}/ (gunicorn)")
+    elif not services:
+        click.echo(
+            "Bàn làm việc (console): not started with DOCROUTE_ENV=production and no "
+            "DOCROUTE_CONSOLE_OIDC_CLIENT_ID (OpenID Connect sign-in)"
+        )
     for spec in chosen:
         port = base_port + SERVICES.index(spec)
         click.echo(f"{spec.name:8s} http://127.0.0.1:{port}/docs (gunicorn + worker)")

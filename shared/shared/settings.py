@@ -299,7 +299,11 @@ class CommonSettings:
         return self.env == "production"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> CommonSettings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, infrastructure: bool = True
+    ) -> CommonSettings:
+        """`infrastructure=False` for a service that uses neither the broker nor the object store (the
+        console): their embedded defaults are then not refused in production."""
         env = Env(environ)
         environment = env.choice("DOCROUTE_ENV", "development", ENVIRONMENTS)
         data_dir = env.path("DOCROUTE_DATA_DIR", "var")
@@ -308,7 +312,7 @@ class CommonSettings:
             raise SettingsError("DOCROUTE_AMQP_URL", "must be an amqp://, amqps:// or memory:// URL")
         log_level = env.choice("DOCROUTE_LOG_LEVEL", "INFO", LOG_LEVELS)
         object_store = ObjectStoreSettings.from_env(env)
-        if environment == "production":
+        if environment == "production" and infrastructure:
             # The embedded defaults lose messages on restart (memory://) and keep objects without object
             # lock (filesystem): a production start names the setting still at its embedded default.
             if amqp_url.startswith("memory://"):

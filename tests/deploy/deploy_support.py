@@ -15,6 +15,10 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = ("dev", "production")
 SERVICES = {"intake": 8001, "routing": 8002, "archive": 8003}
+# Every image deploy/Dockerfile builds (SERVICE build argument) and its port (PORT): the three services and
+# the console, which has no worker and no database.
+IMAGES = {**SERVICES, "console": 8000}
+DOCKERFILE = REPO / "deploy" / "Dockerfile"
 
 Manifest = dict[str, Any]
 

@@ -1,4 +1,5 @@
-"""A small reader of the services' Dockerfiles: instructions by stage, and a builder-stage replay with uv."""
+"""A small reader of the services' Dockerfile: instructions by stage with the build arguments substituted as
+Docker does (an ARG counts from where a stage declares it), and a builder-stage replay with uv."""
 
 from __future__ import annotations
 
@@ -27,8 +28,20 @@ class Stage:
         return [i.args for i in self.instructions if i.keyword == keyword]
 
 
-def parse(path: Path) -> list[Stage]:
-    """Splits a Dockerfile into stages of (keyword, arguments); continuation lines are joined."""
+def substitute(text: str, scope: dict[str, str | None]) -> str:
+    """${NAME} and $NAME of the build arguments in scope; an argument without a value becomes ""."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        return (scope[name] or "") if name in scope else match.group(0)
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, text)
+
+
+def parse(path: Path, build_args: dict[str, str] | None = None) -> list[Stage]:
+    """Splits a Dockerfile into stages of (keyword, arguments); continuation lines are joined and the
+    build arguments a stage has declared (ARG) are replaced by `build_args`' values or their defaults."""
+    given = build_args or {}
     text = path.read_text(encoding="utf-8")
     logical: list[str] = []
     buffer = ""
@@ -44,10 +57,22 @@ def parse(path: Path) -> list[Stage]:
         logical.append(buffer + line)
         buffer = ""
     stages: list[Stage] = []
+    global_args: dict[str, str | None] = {}
+    scope: dict[str, str | None] = {}
     for line in logical:
         keyword, _, args = line.partition(" ")
         keyword = keyword.upper()
+        if keyword == "ARG":
+            name, has_default, default = args.strip().partition("=")
+            inherited = global_args.get(name) if stages else None
+            value = given.get(name, default if has_default else inherited)
+            (scope if stages else global_args)[name] = value
+            if stages:
+                stages[-1].instructions.append(Instruction(keyword, args.strip()))
+            continue
         if keyword == "FROM":
+            args = substitute(args, global_args)
+            scope = {}
             match = re.fullmatch(
                 r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", args.strip(), re.IGNORECASE
             )
@@ -55,7 +80,7 @@ def parse(path: Path) -> list[Stage]:
             stages.append(Stage(image=match.group(1), name=match.group(2)))
         else:
             assert stages, "instruction before the first FROM"
-            stages[-1].instructions.append(Instruction(keyword, args.strip()))
+            stages[-1].instructions.append(Instruction(keyword, substitute(args.strip(), scope)))
     return stages
 
 

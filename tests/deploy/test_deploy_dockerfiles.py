@@ -1,4 +1,5 @@
-"""The service images: checked statically (no Docker engine here); their builder stage replayed with uv."""
+"""The images of deploy/Dockerfile, one per SERVICE build argument: checked statically (no Docker engine
+here); their builder stage replayed with uv."""
 
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from deploy_support import REPO, SERVICES, Manifest, one
-from dockerfile_model import Stage, parse, replay_builder
+from deploy_support import DOCKERFILE, IMAGES, REPO, SERVICES, Manifest, one
+from dockerfile_model import ReplayError, Stage, parse, replay_builder
 
 
 def _stages(svc: str) -> list[Stage]:
-    return parse(REPO / "services" / svc / "Dockerfile")
+    return parse(DOCKERFILE, {"SERVICE": svc, "PORT": str(IMAGES[svc])})
+
+
+def _deployment(svc: str) -> str:
+    """The Deployment that serves HTTP from this image."""
+    return "console" if svc == "console" else f"{svc}-api"
 
 
 def _final(svc: str) -> Stage:
@@ -45,7 +51,7 @@ def _ignored(path: str, patterns: list[str]) -> bool:
     )
 
 
-@pytest.mark.parametrize("svc", SERVICES)
+@pytest.mark.parametrize("svc", IMAGES)
 def test_image_builds_on_python_311_slim(svc: str) -> None:
     stages = _stages(svc)
     python_stages = [s for s in stages if not s.image.startswith("ghcr.io/astral-sh/uv:")]
@@ -56,7 +62,7 @@ def test_image_builds_on_python_311_slim(svc: str) -> None:
     assert all(image.split(":")[1][0].isdigit() for image in uv_images), "uv is pinned to a version"
 
 
-@pytest.mark.parametrize("svc", SERVICES)
+@pytest.mark.parametrize("svc", IMAGES)
 def test_image_runs_as_a_numeric_non_root_user(svc: str) -> None:
     users = _final(svc).all("USER")
     assert users, "the runtime stage sets USER"
@@ -65,7 +71,7 @@ def test_image_runs_as_a_numeric_non_root_user(svc: str) -> None:
     assert not gid or (gid.isdigit() and int(gid) > 0)
 
 
-@pytest.mark.parametrize("svc", SERVICES)
+@pytest.mark.parametrize("svc", IMAGES)
 def test_image_fetches_nothing_from_urls(svc: str) -> None:
     for stage in _stages(svc):
         for instruction in stage.instructions:
@@ -75,7 +81,7 @@ def test_image_fetches_nothing_from_urls(svc: str) -> None:
                 assert "curl" not in instruction.args and "wget" not in instruction.args
 
 
-@pytest.mark.parametrize("svc", SERVICES)
+@pytest.mark.parametrize("svc", IMAGES)
 def test_dependencies_come_from_the_lock_file(svc: str) -> None:
     builder = _builder(svc)
     copied = {token for args in builder.all("COPY") for token in shlex.split(args)}
@@ -88,27 +94,55 @@ def test_dependencies_come_from_the_lock_file(svc: str) -> None:
     assert any(args.startswith("--from=builder") and "/app/.venv" in args for args in runtime_copies)
 
 
-@pytest.mark.parametrize("svc", SERVICES)
+@pytest.mark.parametrize("svc", IMAGES)
 def test_image_serves_gunicorn_on_the_service_port(svc: str) -> None:
     final = _final(svc)
-    assert final.all("EXPOSE") == [str(SERVICES[svc])]
+    assert final.all("EXPOSE") == [str(IMAGES[svc])]
     (cmd,) = final.all("CMD")
-    assert cmd == f'["gunicorn", "--config", "/app/gunicorn.conf.py", "{svc}.api:create_app()"]'
-    assert (REPO / "services" / svc / "gunicorn.conf.py").is_file()
+    assert cmd == '["gunicorn", "--config", "/app/gunicorn.conf.py"]'
+    assert f"services/{svc}/gunicorn.conf.py /app/gunicorn.conf.py" in final.all("COPY")
+    # The configuration names the app (no app on the command line) and the port the image exposes.
+    conf = (REPO / "services" / svc / "gunicorn.conf.py").read_text(encoding="utf-8")
+    module = "console.app" if svc == "console" else f"{svc}.api"
+    assert f'wsgi_app = "{module}:create_app()"' in conf
+    assert f"default_port={IMAGES[svc]}" in conf
+    (env,) = [args for args in final.all("ENV") if "DOCROUTE_PORT" in args]
+    assert f"DOCROUTE_PORT={IMAGES[svc]}" in env.split()
 
 
-@pytest.mark.parametrize("svc", SERVICES)
+def test_one_dockerfile_builds_every_image() -> None:
+    assert sorted(p.relative_to(REPO).as_posix() for p in REPO.glob("services/*/Dockerfile")) == []
+    assert {
+        path.name for path in (REPO / "services").iterdir() if (path / "pyproject.toml").is_file()
+    } == set(IMAGES)
+    labels = {svc: _final(svc).all("LABEL")[0] for svc in IMAGES}
+    for svc, label in labels.items():
+        assert f'org.opencontainers.image.title="docroute-{svc}"' in label
+
+
+@pytest.mark.parametrize(
+    "args", [{}, {"SERVICE": "intake", "PORT": "8002"}, {"SERVICE": "unit", "PORT": "8001"}]
+)
+def test_a_missing_or_mismatched_service_stops_the_build(args: dict[str, str], tmp_path: Path) -> None:
+    (builder,) = [s for s in parse(DOCKERFILE, args) if s.name == "builder"]
+    with pytest.raises(ReplayError, match="SERVICE/PORT must be"):
+        replay_builder(builder, REPO, tmp_path, _python311())
+
+
+@pytest.mark.parametrize("svc", IMAGES)
 def test_image_health_is_checked_by_healthcheck_or_probes(
     svc: str, rendered: Callable[[str], list[Manifest]]
 ) -> None:
     if _final(svc).all("HEALTHCHECK"):
         return
-    container = one(rendered("base"), "Deployment", f"{svc}-api")["spec"]["template"]["spec"]["containers"][0]
+    container = one(rendered("base"), "Deployment", _deployment(svc))["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
-@pytest.mark.parametrize("svc", SERVICES)
+@pytest.mark.parametrize("svc", IMAGES)
 def test_everything_the_dockerfile_copies_is_in_the_build_context(svc: str) -> None:
     patterns = _dockerignore()
     assert {".git", ".venv", "var"} <= set(patterns)
@@ -139,7 +173,7 @@ def _python311() -> str:
     return os.path.realpath(base)
 
 
-@pytest.mark.parametrize("svc", SERVICES)
+@pytest.mark.parametrize("svc", IMAGES)
 def test_builder_stage_installs_one_service_and_its_migration_command(
     svc: str, tmp_path: Path, rendered: Callable[[str], list[Manifest]]
 ) -> None:
@@ -149,14 +183,20 @@ def test_builder_stage_installs_one_service_and_its_migration_command(
     venv = tmp_path / "app" / ".venv"
     python = venv / "bin" / "python"
     assert (venv / "bin" / "gunicorn").exists()
-    others = sorted(set(SERVICES) - {svc})
+    others = sorted(set(IMAGES) - {svc})
+    modules = ["app"] if svc == "console" else ["api", "worker"]
     probe = (
         "import importlib.util as u, sys\n"
-        f"assert u.find_spec({svc!r} + '.api') and u.find_spec({svc!r} + '.worker'), 'service modules'\n"
+        f"assert all(u.find_spec({svc!r} + '.' + m) for m in {modules!r}), 'service modules'\n"
         f"assert not any(u.find_spec(o) for o in {others!r}), 'another service in the image'\n"
         "assert not u.find_spec('pytest'), 'a dev dependency in the image'\n"
     )
     subprocess.run([str(python), "-c", probe], check=True, cwd=tmp_path, timeout=60)
+    if svc not in SERVICES:
+        # The console keeps no database: nothing to migrate, and its Deployment has no init container.
+        spec = one(rendered("base"), "Deployment", _deployment(svc))["spec"]["template"]["spec"]
+        assert not spec.get("initContainers")
+        return
 
     # The init container's command, exactly as the manifests give it, against a scratch SQLite database.
     spec = one(rendered("base"), "Deployment", f"{svc}-api")["spec"]["template"]["spec"]

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
-from deploy_support import OVERLAYS, REPO, SERVICES, Manifest, docroute_deployments, find
+from deploy_support import DOCKERFILE, IMAGES, OVERLAYS, REPO, SERVICES, Manifest, docroute_deployments, find
+from dockerfile_model import parse
 
 SOURCE_ROOTS = ("shared", "services", "docroute")
 NAME = re.compile(r"DOCROUTE_[A-Z0-9_]*[A-Z0-9]")
@@ -35,12 +36,6 @@ DEFAULTED: dict[str, str] = {
     "DOCROUTE_ARCHIVE_CONSUMERS": "one file in flight per worker; the overlays scale with worker replicas",
     "DOCROUTE_EMPTY": "read by `docroute run` only, the embedded development suite; no pod runs it",
     "DOCROUTE_EDXML_REQUIRE_SIGNATURE": "unsigned packets are recorded and taken until the senders all sign",
-    # The console has no Deployment yet: its production sign-in (OpenID Connect) is not built.
-    "DOCROUTE_CONSOLE_INTAKE_URL": "the console is not deployed yet (no production sign-in)",
-    "DOCROUTE_CONSOLE_ROUTING_URL": "the console is not deployed yet (no production sign-in)",
-    "DOCROUTE_CONSOLE_ARCHIVE_URL": "the console is not deployed yet (no production sign-in)",
-    "DOCROUTE_CONSOLE_SESSION_KEY": "the console is not deployed yet (no production sign-in)",
-    "DOCROUTE_CONSOLE_API_TIMEOUT": "the console is not deployed yet (no production sign-in)",
     "DOCROUTE_JWT_MAX_LIFETIME": "30 days bounds the HS256 unit tokens; OIDC tokens live minutes anyway",
     "DOCROUTE_STAGING_ORPHAN_SECONDS": "1 hour: far longer than an upload request may run (web timeout 60 s)",
     # Telling senders (closed loop): who the department is and how it answers, set per installation.
@@ -65,6 +60,9 @@ NOT_APPLICABLE: dict[str, dict[str, str]] = {
         "DOCROUTE_JWT_ISSUER": "tokens minted by `docroute token` in dev carry no issuer",
         "DOCROUTE_JWT_AUDIENCE": "tokens minted by `docroute token` in dev carry no audience",
         "DOCROUTE_TRUST_STORE": "dev trusts no signing CA: signatures checked for integrity only",
+        "DOCROUTE_CONSOLE_OIDC_CLIENT_ID": "dev signs in with the development identities; no provider",
+        "DOCROUTE_CONSOLE_OIDC_CLIENT_SECRET": "dev signs in with the development identities; no provider",
+        "DOCROUTE_CONSOLE_PUBLIC_URL": "only the OIDC redirect URI is made from it; dev has no provider",
     },
     "production": {
         "DOCROUTE_JWT_SECRET": "production verifies RS256 against the OIDC provider's JWKS; no shared secret",
@@ -135,9 +133,9 @@ def set_by_manifests(manifests: list[Manifest]) -> set[str]:
 def set_by_images() -> dict[str, set[str]]:
     """DOCROUTE_* defaults baked into each service image by its Dockerfile's ENV lines."""
     images = {}
-    for svc in SERVICES:
-        text = (REPO / "services" / svc / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
-        env_lines = [line for line in text.splitlines() if line.startswith("ENV ")]
+    for svc, port in IMAGES.items():
+        stages = parse(DOCKERFILE, {"SERVICE": svc, "PORT": str(port)})
+        env_lines = [args for stage in stages for args in stage.all("ENV")]
         images[svc] = {m for line in env_lines for m in re.findall(r"(DOCROUTE_[A-Z0-9_]+)=", line)}
     return images
 
@@ -169,7 +167,7 @@ def test_manifests_set_no_variable_that_nothing_reads(
 def test_images_set_no_variable_that_nothing_reads(code_reads: dict[str, set[Path]]) -> None:
     for svc, names in set_by_images().items():
         assert names, f"the {svc} image should carry its port and bind address"
-        assert not names - set(code_reads), f"services/{svc}/Dockerfile sets unread {names - set(code_reads)}"
+        assert not names - set(code_reads), f"deploy/Dockerfile ({svc}) sets unread {names - set(code_reads)}"
 
 
 def test_allow_lists_name_only_variables_still_read(code_reads: dict[str, set[Path]]) -> None:

@@ -108,6 +108,10 @@ def test_migrations_run_before_every_pod_of_a_service(rendered: Render, overlay:
     for deployment in docroute_deployments(rendered(overlay)):
         svc = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
         spec = deployment["spec"]["template"]["spec"]
+        if svc == "console":
+            # No database, nothing to migrate.
+            assert not spec.get("initContainers")
+            continue
         (init,) = spec["initContainers"]
         assert init["command"] == ["docroute", "migrate", "--service", svc]
         assert init["image"] == spec["containers"][0]["image"]
@@ -253,16 +257,28 @@ def test_only_the_ingress_controller_reaches_the_apis(rendered: Render) -> None:
     ]
     sources = [
         peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        if "namespaceSelector" in peer
+        else peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
         for spec in api_ingress
         for rule in spec["ingress"]
         for peer in rule["from"]
     ]
-    # The ingress controller and Prometheus to the APIs, Prometheus to the workers' metrics; never open.
-    assert sorted(sources) == ["ingress-nginx", "monitoring", "monitoring"]
+    # The ingress controller and Prometheus to the APIs, Prometheus to the workers' metrics, the ingress
+    # controller to the console and the console (a pod of this namespace) to the APIs; never open.
+    assert sorted(sources) == ["console", "ingress-nginx", "ingress-nginx", "monitoring", "monitoring"]
     for spec in api_ingress:
         component = spec["podSelector"]["matchLabels"].get("app.kubernetes.io/component")
-        allowed = {"api": "http", "worker": "metrics"}[component]
+        allowed = {"api": "http", "worker": "metrics", "web": "http"}[component]
         assert all(rule.get("ports") == [{"port": allowed, "protocol": "TCP"}] for rule in spec["ingress"])
+    console_in = policies["docroute-api-from-console"]
+    assert console_in["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+    assert console_in["ingress"][0]["from"] == [
+        {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "console", "app.kubernetes.io/component": "web"}
+            }
+        }
+    ]
 
 
 WEBHOOK_EGRESS = "intake-worker-webhook-egress"
@@ -278,7 +294,19 @@ def test_services_reach_only_broker_database_object_store_and_dns(rendered: Rend
         and p["metadata"]["name"] != WEBHOOK_EGRESS
     ]
     ports = sorted(port["port"] for spec in egress for rule in spec["egress"] for port in rule["ports"])
-    assert ports == [53, 53, 5432, 5671, 5672, 9000]
+    # ... and the console the three APIs' ports, to those pods only.
+    assert ports == [53, 53, 5432, 5671, 5672, 8001, 8002, 8003, 9000]
+    console_out = one(manifests, "NetworkPolicy", "docroute-console-to-apis")["spec"]
+    assert console_out["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "console"
+    (rule,) = console_out["egress"]
+    assert rule["to"] == [
+        {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/part-of": "docroute", "app.kubernetes.io/component": "api"}
+            }
+        }
+    ]
+    assert sorted(p["port"] for p in rule["ports"]) == list(SERVICES.values())
     for spec in egress:
         for rule in spec["egress"]:
             assert all("ipBlock" not in peer for peer in rule["to"]), "no open egress to addresses"
@@ -412,3 +440,58 @@ def test_object_store_buckets_are_created_with_object_lock(rendered: Render) -> 
         "docroute-staging",
         "docroute-archive",
     }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_console_is_served_at_the_root_of_its_own_host_over_the_apis_services(
+    rendered: Render, overlay: str
+) -> None:
+    manifests = rendered(overlay)
+    deployment = one(manifests, "Deployment", "console")
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["image"].endswith("docroute/console:0.1.0")
+    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    service = one(manifests, "Service", "console")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["port"] == 8000
+    (rule,) = one(manifests, "Ingress", "docroute-console")["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    assert path["backend"]["service"] == {"name": "console", "port": {"name": "http"}}
+    api_hosts = {r["host"] for r in one(manifests, "Ingress", "docroute")["spec"]["rules"]}
+    assert rule["host"] not in api_hosts, "the APIs keep their own hosts and paths"
+    # Its settings: the common ones, its own ConfigMap, its own Secret; the APIs by their Services.
+    refs = [next(iter(e.values()))["name"] for e in container["envFrom"]]
+    config = generated(manifests, "ConfigMap", "console-config")
+    assert refs[:3] == [
+        generated(manifests, "ConfigMap", "docroute-common")["metadata"]["name"],
+        config["metadata"]["name"],
+        "docroute-console"
+        if overlay == "production"
+        else generated(manifests, "Secret", "docroute-console")["metadata"]["name"],
+    ]
+    for svc, port in SERVICES.items():
+        assert config["data"][f"DOCROUTE_CONSOLE_{svc.upper()}_URL"] == f"http://{svc}:{port}"
+        assert one(manifests, "Service", svc)["spec"]["ports"][0]["port"] == port
+    values = _secret_values(manifests, "docroute-console") if overlay == "dev" else {}
+    if overlay == "production":
+        # OpenID Connect at the provider whose tokens the APIs accept; secrets from the secret store.
+        assert config["data"]["DOCROUTE_CONSOLE_OIDC_CLIENT_ID"]
+        assert config["data"]["DOCROUTE_CONSOLE_PUBLIC_URL"] == f"https://{rule['host']}"
+        keys = {d["secretKey"] for d in one(manifests, "ExternalSecret", "docroute-console")["spec"]["data"]}
+        assert keys == {"DOCROUTE_CONSOLE_SESSION_KEY", "DOCROUTE_CONSOLE_OIDC_CLIENT_SECRET"}
+        tls = one(manifests, "Ingress", "docroute-console")["spec"]["tls"]
+        assert tls[0]["hosts"] == [rule["host"]]
+        # The provider is reached over TLS trusting the organisation's bundle, by requests too.
+        bundle = generated(manifests, "ConfigMap", "docroute-common")["data"]["SSL_CERT_FILE"]
+        assert {"name": "REQUESTS_CA_BUNDLE", "value": bundle} in container["env"]
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert bundle.rsplit("/", 1)[0] in mounts
+    else:
+        # Development identities: no OIDC client, a session key from the dev Secret.
+        assert "DOCROUTE_CONSOLE_OIDC_CLIENT_ID" not in config["data"]
+        assert len(values["DOCROUTE_CONSOLE_SESSION_KEY"]) >= 32

@@ -46,8 +46,12 @@ def test_services_talk_to_the_gateway_with_their_own_users_keys(manifests):
         u["spec"] == {**u["spec"], "store": "docroute", "clusterNamespace": "rook-ceph"}
         for u in users.values()
     )
-    deployments = docroute_deployments(manifests)
+    everything = docroute_deployments(manifests)
+    deployments = [d for d in everything if d["metadata"]["labels"]["app.kubernetes.io/name"] in SERVICES]
     assert len(deployments) == 2 * len(SERVICES)
+    # The console keeps nothing in the object store: it gets no keys at all.
+    (console,) = [d for d in everything if d not in deployments]
+    assert "S3" not in json.dumps(console["spec"]["template"]["spec"]["containers"][0])
     for deployment in deployments:
         svc = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
         env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}

@@ -177,3 +177,36 @@ def test_up_refuses_a_metrics_base_without_room_for_three_workers(
         "must be at most 65533"
     ]
     assert no_processes == []
+
+
+def test_up_runs_the_console_before_intake_unless_production_has_no_identity_provider() -> None:
+    from docroute.cli import console_child
+
+    console = console_child({"DOCROUTE_DATA_DIR": "/d"}, base_port=8001, bin_dir=Path("/b"))
+    assert console is not None and console.name == "console"
+    assert console.argv[0] == "/b/gunicorn" and console.argv[2].endswith("services/console/gunicorn.conf.py")
+    assert console.env["DOCROUTE_PORT"] == "8000"
+    assert [console.env[f"DOCROUTE_CONSOLE_{s}_URL"] for s in ("INTAKE", "ROUTING", "ARCHIVE")] == [
+        "http://127.0.0.1:8001",
+        "http://127.0.0.1:8002",
+        "http://127.0.0.1:8003",
+    ]
+    # A URL the operator set is kept.
+    kept = console_child({"DOCROUTE_CONSOLE_INTAKE_URL": "http://i:1"}, base_port=8001, bin_dir=Path("/b"))
+    assert kept is not None and kept.env["DOCROUTE_CONSOLE_INTAKE_URL"] == "http://i:1"
+    assert console_child({"DOCROUTE_ENV": "production"}, base_port=8001, bin_dir=Path("/b")) is None
+    with_provider = {"DOCROUTE_ENV": "production", "DOCROUTE_CONSOLE_OIDC_CLIENT_ID": "docroute-console"}
+    assert console_child(with_provider, base_port=8001, bin_dir=Path("/b")) is not None
+
+
+def test_up_starts_the_console_with_the_services(
+    env: Path, monkeypatch: pytest.MonkeyPatch, no_processes: list[list[str]]
+) -> None:
+    monkeypatch.setenv("DOCROUTE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    result = CliRunner().invoke(main, ["up", "--no-migrate"])
+    assert result.exit_code == 0, result.output
+    [names] = no_processes
+    assert "console" in names and {"intake-api", "routing-api", "archive-api"} <= set(names)
+    assert "Bàn làm việc (console)  http://127.0.0.1:8000/ (gunicorn)" in result.output
+    # The session key every gunicorn worker of the console reads, written once before they start.
+    assert (env / "console-session-key").is_file()

@@ -8,10 +8,12 @@ DOCROUTE_SCREENSHOTS=<folder> the main pages are saved there (`make screenshots`
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,6 @@ from embedded_runner import ROOT, Embedded, free_base_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SAMPLE_PDF = ROOT / "samples" / "pdfs" / "1393-CVT-CL.pdf"
 SCREENSHOTS = os.environ.get("DOCROUTE_SCREENSHOTS")
 # The i-Speed letter's subject, which the sample rules route to 24 units.
@@ -36,29 +37,6 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
     wait_for(lambda: "số đến 3" in runner.output.read_text(encoding="utf-8"), timeout=90)
     yield runner
     runner.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed (apt-get install chromium); .ci/run installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield launched
-        launched.close()
 
 
 class Person:
@@ -235,3 +213,95 @@ def test_a_form_posted_without_its_csrf_token_is_refused(suite: Embedded) -> Non
         "Content-Security-Policy" in register.headers
         and register.headers["X-Content-Type-Options"] == "nosniff"
     )
+
+
+def _register(suite: Embedded, number: str) -> str:
+    """A directive registered over intake's API (the seed's Ban Tuyên giáo letter under another number),
+    once routing has made its tasks."""
+    from docroute.seed import VIETNAM, as_issued_on
+
+    sample = json.loads((ROOT / "samples" / "directives" / "171-CV-BTGTU.json").read_text(encoding="utf-8"))
+    metadata = as_issued_on(sample, datetime.now(VIETNAM).date())
+    metadata["number"] = number
+    metadata["attachments"] = [
+        {
+            "filename": SAMPLE_PDF.name,
+            "content_type": "application/pdf",
+            "content_base64": base64.b64encode(SAMPLE_PDF.read_bytes()).decode("ascii"),
+        }
+    ]
+    clerk = suite.token("clerk")
+    created = requests.post(f"{suite.url(0)}/v1/directives", json=metadata, headers=clerk, timeout=30)
+    assert created.status_code == 201, created.text
+    directive_id = str(created.json()["id"])
+
+    def routed() -> bool:
+        progress = requests.get(
+            f"{suite.url(1)}/v1/directives/{directive_id}/progress", headers=clerk, timeout=10
+        )
+        return progress.status_code == 200 and bool(progress.json()["tasks"])
+
+    wait_for(routed, timeout=30)
+    return directive_id
+
+
+def test_a_clerk_revokes_and_refuses_directives_with_the_apis_message_at_the_reason(
+    suite: Embedded, browser: Any
+) -> None:
+    revoked, refused, raced = (_register(suite, f"{n}-CV/BTGTU") for n in (901, 902, 903))
+    clerk = Person(browser, suite)
+    clerk.sign_in("van-thu")
+    page = clerk.page
+
+    # Revocation with a reason of spaces only: intake refuses it, its message stands next to the field.
+    clerk.open(f"/van-ban/{revoked}")
+    assert page.get_by_role("heading", name="Thu hồi hoặc từ chối tiếp nhận").is_visible()
+    clerk.check_accessibility()
+    page.fill("#r-thu-hoi", "   ")
+    clerk.follow(page.get_by_role("button", name="Thu hồi", exact=True))
+    error = page.locator("#e-thu-hoi")
+    assert error.is_visible() and error.inner_text().strip()
+    assert page.locator("#r-thu-hoi").get_attribute("aria-invalid") == "true"
+    assert "e-thu-hoi" in (page.locator("#r-thu-hoi").get_attribute("aria-describedby") or "")
+    clerk.check_accessibility()
+    clerk.screenshot("thu-hoi-loi")
+
+    reason = "Ban hành nhầm đối tượng; Ban sẽ gửi văn bản thay thế"
+    page.fill("#r-thu-hoi", reason)
+    clerk.follow(page.get_by_role("button", name="Thu hồi", exact=True))
+    assert page.get_by_role("status").inner_text() == "Đã thu hồi văn bản; các đơn vị được báo hủy việc."
+    assert "Đã thu hồi" in page.locator("dl.meta").inner_text()
+    assert page.locator("#r-thu-hoi").count() == 0, "a revoked directive offers no second revocation"
+
+    # Routing cancels every task and the page shows it.
+    def cancelled() -> bool:
+        clerk.refresh()
+        statuses = page.locator("table tbody tr td:nth-child(4)").all_inner_texts()
+        return bool(statuses) and all(s == "Đã hủy" for s in statuses)
+
+    wait_for(cancelled, timeout=30)
+
+    # Refusal (từ chối tiếp nhận), with its reason in Vietnamese.
+    clerk.open(f"/van-ban/{refused}")
+    page.fill("#r-tu-choi", "Văn bản gửi nhầm cơ quan, đề nghị gửi Sở Văn hóa, Thể thao và Du lịch")
+    clerk.follow(page.get_by_role("button", name="Từ chối tiếp nhận", exact=True))
+    assert page.get_by_role("status").inner_text().startswith("Đã từ chối tiếp nhận văn bản")
+    assert "Đã từ chối tiếp nhận" in page.locator("dl.meta").inner_text()
+    clerk.check_accessibility()
+
+    # Another clerk revokes a directive while this one has its page open: the refusal now answers 409,
+    # and the API's words are next to the reason, which is kept.
+    clerk.open(f"/van-ban/{raced}")
+    revoke = requests.post(
+        f"{suite.url(0)}/v1/directives/{raced}:revoke",
+        json={"reason": "Thu hồi theo đề nghị của nơi ban hành"},
+        headers=suite.token("clerk"),
+        timeout=30,
+    )
+    assert revoke.status_code == 200, revoke.text
+    page.fill("#r-tu-choi", "Không thuộc thẩm quyền")
+    clerk.follow(page.get_by_role("button", name="Từ chối tiếp nhận", exact=True))
+    assert page.locator("#e-tu-choi").inner_text().strip()
+    assert page.input_value("#r-tu-choi") == "Không thuộc thẩm quyền"
+    assert "Đã thu hồi" in page.locator("dl.meta").inner_text()
+    clerk.close()

@@ -6,15 +6,18 @@ import base64
 import hmac
 import json
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, abort, g, redirect, render_template, request, session, url_for
 from shared.logs import configure_logging
 
+from console import oidc
 from console.client import Api, ApiError
 from console.settings import Settings
 
@@ -45,10 +48,20 @@ DIRECTIVE_STATUS = {
     "replaced": "Đã thay thế",
 }
 # The three places a CSP must allow: our own pages, styles and scripts; nothing is loaded from elsewhere.
+# Forms post to the console only, and (with OpenID Connect) may be redirected to the identity provider:
+# Chromium applies form-action to the redirect that follows the sign-out form too.
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    "frame-ancestors 'none'; form-action 'self'{provider}; base-uri 'none'"
 )
+
+
+def content_security_policy(settings: Settings) -> str:
+    provider = ""
+    if settings.oidc is not None:
+        parts = urlsplit(settings.oidc.issuer)
+        provider = f" {parts.scheme}://{parts.netloc}"
+    return CSP.format(provider=provider)
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,12 @@ def current_person() -> Person | None:
     if not token:
         return None
     claims = token_claims(token)
+    expires = claims.get("exp")
+    if isinstance(expires, int | float) and expires <= time.time():
+        # The provider's access tokens live minutes: once one has expired, sign in again (the provider's
+        # own session usually makes that a redirect and back).
+        session.pop("token", None)
+        return None
     roles = claims.get("roles") or []
     return Person(
         sub=str(claims.get("sub", "")),
@@ -137,7 +156,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         SECRET_KEY=settings.session_key,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.common.env == "production",
+        # Secure wherever people sign in at a real identity provider; Lax (not Strict) so the provider's
+        # redirect back, a top-level GET from another site, carries the session with the sign-in state.
+        SESSION_COOKIE_SECURE=settings.common.env == "production" or settings.oidc is not None,
         SESSION_COOKIE_NAME="docroute_console",
         MAX_CONTENT_LENGTH=60 * 1024 * 1024,
     )
@@ -163,12 +184,14 @@ def create_app(settings: Settings | None = None) -> Flask:
                 )
         return None
 
+    csp = content_security_policy(settings)
+
     @app.after_request
     def _headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("Content-Security-Policy", csp)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        if request.endpoint not in ("static", "healthz"):
+        if request.endpoint not in ("static", "healthz", "readyz"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
@@ -203,6 +226,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> tuple[dict[str, str], int]:
+        """Ready when people can sign in: with OpenID Connect, once the provider's metadata is read."""
+        provider = oidc.client()
+        if provider is not None:
+            try:
+                provider.metadata()
+            except Exception as exc:  # noqa: BLE001 - any failure means nobody can sign in yet
+                return {"status": "unavailable", "detail": f"identity provider: {type(exc).__name__}"}, 503
+        return {"status": "ok"}, 200
+
+    oidc.init_app(app, settings)
 
     from console.pages import admin, audit, auth, clerk, unit
 

@@ -1,5 +1,6 @@
 """The văn thư's pages: the incoming register (sổ đăng ký văn bản đến), registering a directive, and a
-directive's own page with its files and every unit's task."""
+directive's own page with its files and every unit's task, where a clerk revokes (thu hồi) or refuses
+(từ chối tiếp nhận) it."""
 
 from __future__ import annotations
 
@@ -137,9 +138,14 @@ def new_directive_post() -> Response | tuple[str, int]:
     return redirect(url_for("clerk.directive", directive_id=created["id"], created=1))
 
 
-@blueprint.get("/van-ban/<directive_id>")
-@requires(*READERS)
-def directive(directive_id: str) -> str:
+# A clerk's two ways to end a registered directive: the console's path, intake's call, what the page says.
+LIFECYCLE = {
+    "thu-hoi": ("revoke", "Đã thu hồi văn bản; các đơn vị được báo hủy việc."),
+    "tu-choi": ("reject", "Đã từ chối tiếp nhận văn bản; nơi gửi được báo lý do."),
+}
+
+
+def _directive_page(directive_id: str, **extra: Any) -> str:
     client = api()
     found = client.get("intake", f"/v1/directives/{directive_id}")
     progress = None
@@ -150,8 +156,37 @@ def directive(directive_id: str) -> str:
             if exc.status != 404:  # not routed yet
                 raise
     return render_template(
-        "directive.html", directive=found, progress=progress, created=request.args.get("created")
+        "directive.html",
+        directive=found,
+        progress=progress,
+        created=request.args.get("created"),
+        message=request.args.get("message"),
+        **extra,
     )
+
+
+@blueprint.get("/van-ban/<directive_id>")
+@requires(*READERS)
+def directive(directive_id: str) -> str:
+    return _directive_page(directive_id)
+
+
+@blueprint.post("/van-ban/<directive_id>/<any('thu-hoi', 'tu-choi'):action>")
+@requires("clerk")
+def end_directive(directive_id: str, action: str) -> Response | tuple[str, int]:
+    """Revoke or refuse, with the reason typed; the API's refusal stands next to the reason field."""
+    call, done = LIFECYCLE[action]
+    reason = request.form.get("reason", "")
+    try:
+        api().post("intake", f"/v1/directives/{directive_id}:{call}", json={"reason": reason})
+    except ApiError as exc:
+        if exc.status not in (409, 422):
+            raise
+        # A field message when the API names the reason; otherwise its detail (e.g. 409: already refused).
+        errors = exc.field_errors.get("reason") or [str(exc)]
+        page = _directive_page(directive_id, lifecycle_form=action, reason=reason, lifecycle_errors=errors)
+        return page, exc.status
+    return redirect(url_for("clerk.directive", directive_id=directive_id, message=done))
 
 
 @blueprint.get("/van-ban/<directive_id>/tep/<attachment_id>")
