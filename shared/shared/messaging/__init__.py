@@ -14,6 +14,7 @@ from shared.messaging.consuming import (
     Subscription,
 )
 from shared.messaging.dead_letters import DeadLetter, list_dlq, replay_dlq
+from shared.messaging.memory import install as _install_memory_transport
 from shared.messaging.outages import (
     BROKER,
     DATABASE,
@@ -34,6 +35,8 @@ from shared.messaging.topology import (
     declare_unit_queue,
     wait_for_topology,
 )
+
+_install_memory_transport()
 
 __all__ = [
     "ATTEMPTS_HEADER",
