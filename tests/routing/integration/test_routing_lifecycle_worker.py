@@ -2,12 +2,8 @@
 re-sent events change nothing twice, and a SIGKILL in the middle loses nothing."""
 
 import json
-import os
 import signal
-import subprocess
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -21,10 +17,9 @@ from routing.messages import (
     DIRECTIVE_UPDATED_KEY,
     DIRECTIVE_UPDATED_QUEUE,
 )
-from routing_testkit import SECRET, build_routing_app, registered_event, sample_metadata
+from routing_testkit import registered_event, sample_metadata
 from shared.envelope import Envelope
 from shared.messaging import Publisher, declare_consumer_queue
-from test_routing_worker_kill import start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -77,10 +72,8 @@ def outbox_types(engine) -> dict[str, int]:
     return found
 
 
-def test_updates_and_replacements_survive_redelivery_and_a_kill(tmp_path: Path, pg_url, amqp_vhost_factory):
-    amqp_url = amqp_vhost_factory()
-    app = build_routing_app(tmp_path, pg_url, amqp_url)
-    app.load_samples()
+def test_updates_and_replacements_survive_redelivery_and_a_kill(worker_bench) -> None:
+    app, amqp_url = worker_bench.app, worker_bench.amqp_url
     engine, calendar = app.deps.engine, app.deps.calendar
     directives = []
     for i in range(N):
@@ -123,14 +116,6 @@ def test_updates_and_replacements_survive_redelivery_and_a_kill(tmp_path: Path, 
             message_id=replacements[0].id,
         )
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCROUTE_")} | {
-        "DOCROUTE_DATA_DIR": str(tmp_path),
-        "DOCROUTE_JWT_SECRET": SECRET,
-        "DOCROUTE_AMQP_URL": amqp_url,
-        "DOCROUTE_ROUTING_DATABASE_URL": pg_url,
-        "DOCROUTE_LEASE_SCAN_SECONDS": "0.2",
-    }
-
     def applied() -> tuple[int, int]:
         with engine.connect() as conn:
             moved = conn.execute(
@@ -143,26 +128,13 @@ def test_updates_and_replacements_survive_redelivery_and_a_kill(tmp_path: Path, 
             ).scalar_one()
         return int(moved), int(ended)
 
-    log = tmp_path / "worker.log"
-    worker = start_worker(env, log)
-    deadline = time.monotonic() + 60
-    try:
-        while applied() == (0, 0) and time.monotonic() < deadline:
-            assert worker.poll() is None, log.read_text()
-            time.sleep(0.01)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
-        worker = start_worker(env, log)
-        while applied() != (N // 2, N // 2) and time.monotonic() < deadline:
-            assert worker.poll() is None, log.read_text()
-            time.sleep(0.05)
-        assert applied() == (N // 2, N // 2), log.read_text()[-3000:]
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+    worker = worker_bench.start_worker(DOCROUTE_LEASE_SCAN_SECONDS="0.2")
+    worker_bench.wait_for(lambda: applied() != (0, 0), 60, "the first update or replacement", worker)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    worker = worker_bench.start_worker(DOCROUTE_LEASE_SCAN_SECONDS="0.2")
+    worker_bench.wait_for(lambda: applied() == (N // 2, N // 2), 60, "every update and replacement", worker)
+    worker_bench.stop(worker, grace=15)
 
     kinds = outbox_types(engine)
     # 24 open tasks each: an updated directive's units told once, a replaced one's tasks cancelled once.
