@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from shared import pruning
 from shared.db import make_engine
 from shared.envelope import Envelope
 from shared.inbox import claim, inbox_table
 from shared.outbox import add_to_outbox, outbox_table
 from shared.pruning import Pruner, prune_inbox, prune_outbox
 from shared.settings import CommonSettings, PruneSettings, SettingsError
+
+from shared import pruning
 
 METADATA = sa.MetaData()
 OUTBOX = outbox_table(METADATA)
@@ -100,7 +101,7 @@ def test_inbox_rows_older_than_the_dedup_window_go_and_younger_ones_still_drop_d
 
 
 def test_a_pruner_round_uses_the_settings_windows(engine: sa.Engine) -> None:
-    old, recent = _outbox(engine, [3, 0.5])
+    _old, recent = _outbox(engine, [3, 0.5])
     with engine.begin() as conn:
         claim(conn, INBOX, "m1", "c")
         conn.execute(sa.update(INBOX).values(processed_at=NOW - timedelta(days=3)))
