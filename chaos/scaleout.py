@@ -280,7 +280,7 @@ class ClusterRun(Run):
             "message_ids": len(self.audit.publishers),
             "by_publisher": dict(self.audit.by_publisher()),
             "resent": dict(resent),
-            "published_by_two_live_relays": len(doubles),
+            "published_by_two_relays_holding_it": len(doubles),
         }
         return found
 
