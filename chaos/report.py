@@ -82,7 +82,8 @@ def markdown(rows: Sequence[Row], final: Findings | None, run: dict[str, Any]) -
             f"Publish audit (a copy of every relayed message, with the relay that published it): "
             f"{audit['published']} publishes of {audit['message_ids']} outbox rows by "
             f"{len(audit['by_publisher'])} relay processes; re-sent: {resent}; "
-            f"**published by two relays that both held the row: {audit['published_by_two_relays_holding_it']}**."
+            "**published by two relays that both held the row: "
+            f"{audit['published_by_two_relays_holding_it']}**."
         )
         out.append("")
     out.append(
