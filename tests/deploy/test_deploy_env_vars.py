@@ -36,7 +36,7 @@ DEFAULTED: dict[str, str] = {
     "DOCROUTE_EMPTY": "read by `docroute run` only, the embedded development suite; no pod runs it",
     "DOCROUTE_EDXML_REQUIRE_SIGNATURE": "unsigned packets are recorded and taken until the senders all sign",
     "DOCROUTE_OUTBOX_RETENTION_SECONDS": "published outbox rows kept 7 days: only for inspection",
-    "DOCROUTE_INBOX_RETENTION_SECONDS": "14-day dedup window: above any outage or dead-letter replay expected",
+    "DOCROUTE_INBOX_RETENTION_SECONDS": "14-day dedup window: above any outage or dead-letter replay",
     "DOCROUTE_PRUNE_INTERVAL_SECONDS": "hourly pruning rounds in each worker",
     # The console has no Deployment yet: its production sign-in (OpenID Connect) is not built.
     "DOCROUTE_CONSOLE_INTAKE_URL": "the console is not deployed yet (no production sign-in)",
