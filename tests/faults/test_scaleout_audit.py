@@ -3,7 +3,11 @@ at-least-once contract allows, and which would be a double publish by two relays
 
 from __future__ import annotations
 
-from chaos.scaleout import PublishAudit
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+from chaos.scaleout import ClusterRun, PublishAudit
 
 A, B, C = "vm/101/routing", "vm/202/routing", "vm/303/routing"
 
@@ -41,3 +45,31 @@ def test_two_relays_that_both_published_cleanly_are_a_double_publish() -> None:
     # A relay killed only afterwards does not excuse a copy judged before: the verdict stays.
     doubles, _ = audit.judge(killed={101}, in_doubt={})
     assert len(doubles) == 1
+
+
+def test_the_relays_in_doubt_log_lines_are_read_from_each_replicas_log(tmp_path: Path) -> None:
+    """The line shared.outbox logs for rows sent without a confirm, among a replica's other output."""
+    logs = []
+    for index, lines in enumerate(
+        [
+            [
+                "[2026-12-05 03:00:00 +0000] [1] [INFO] Booting worker with pid: 2",
+                json.dumps(
+                    {
+                        "level": "WARNING",
+                        "logger": "shared.outbox",
+                        "message": "outbox rows sent without a confirm; they will be sent again",
+                        "publisher": A,
+                        "in_doubt": ["m1", "m2"],
+                    }
+                ),
+                '{"message": "in_doubt", "broken": ',
+            ],
+            [json.dumps({"publisher": B, "in_doubt": ["m3"]})],
+        ]
+    ):
+        path = tmp_path / f"up{index}.log"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        logs.append(SimpleNamespace(log=path))
+    run = SimpleNamespace(stacks=logs)
+    assert ClusterRun.in_doubt(run) == {A: {"m1", "m2"}, B: {"m3"}}  # type: ignore[arg-type]
