@@ -20,12 +20,20 @@ from bench.harness import ROOT, Infra, Launcher, progress, workspace
 from bench.report import RowResult, build_document, measured_in, row_from_dict, write_reports
 
 RESULTS = ROOT / "bench" / "results"
-ALL_ROWS = ("1", "2", "3", "4", "5", "6")
+ALL_ROWS = ("1", "2", "3", "4", "5", "6", "7")
 
 
 def _runners() -> dict[str, tuple[str, Callable[[Context], RowResult]]]:
     # Imported lazily: `--help` and the report tests must not pull in every service's dependencies.
-    from bench import row1_intake, row2_e2e, row3_polling, row4_archive, row5_scale, row6_memory
+    from bench import (
+        row1_intake,
+        row2_e2e,
+        row3_polling,
+        row4_archive,
+        row5_scale,
+        row6_memory,
+        row7_replicas,
+    )
 
     return {
         "1": (row1_intake.TITLE, row1_intake.run),
@@ -34,6 +42,7 @@ def _runners() -> dict[str, tuple[str, Callable[[Context], RowResult]]]:
         "4": (row4_archive.TITLE, row4_archive.run),
         "5": (row5_scale.TITLE, row5_scale.run),
         "6": (row6_memory.TITLE, row6_memory.run),
+        "7": (row7_replicas.TITLE, row7_replicas.run),
     }
 
 

@@ -151,8 +151,8 @@ FAULTS: tuple[Fault, ...] = (
 )
 
 
-def by_names(names: list[str]) -> list[Fault]:
-    known = {fault.name: fault for fault in FAULTS}
+def by_names(names: list[str], faults: tuple[Fault, ...] = FAULTS) -> list[Fault]:
+    known = {fault.name: fault for fault in faults}
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ValueError(f"unknown fault(s) {unknown}; known: {list(known)}")

@@ -58,7 +58,8 @@ def verdict(rows: Sequence[Row], final: Findings | None) -> list[str]:
 def markdown(rows: Sequence[Row], final: Findings | None, run: dict[str, Any]) -> str:
     reasons = verdict(rows, final)
     out = [
-        f"# docroute fault run, {run['started_at']}",
+        f"# docroute fault run{' (' + run['scenario'] + ')' if run.get('scenario') else ''}, "
+        f"{run['started_at']}",
         "",
         f"`{run['command']}` — {run['seconds']:.0f} s on {run['machine']}. {run['summary']}",
         "",
@@ -72,6 +73,17 @@ def markdown(rows: Sequence[Row], final: Findings | None, run: dict[str, Any]) -
             f"{final.copies} offer message(s) re-sent with the same id (consumers drop them by id), "
             f"{final.young_orphans} staging upload(s) without a directive, younger than the sweep's age"
             + (" — whole." if final.clean else " — NOT whole.")
+        )
+        out.append("")
+    audit = run.get("relay_audit")
+    if audit:
+        resent = ", ".join(f"{n} {kind}" for kind, n in audit["resent"].items()) or "none"
+        out.append(
+            f"Publish audit (a copy of every relayed message, with the relay that published it): "
+            f"{audit['published']} publishes of {audit['message_ids']} outbox rows by "
+            f"{len(audit['by_publisher'])} relay processes; re-sent: {resent}; "
+            "**published by two relays that both held the row: "
+            f"{audit['published_by_two_relays_holding_it']}**."
         )
         out.append("")
     out.append(
@@ -92,7 +104,9 @@ def markdown(rows: Sequence[Row], final: Findings | None, run: dict[str, Any]) -
     return "\n".join(out) + "\n"
 
 
-def write(out_dir: Path, rows: Sequence[Row], final: Findings | None, run: dict[str, Any]) -> list[Path]:
+def write(
+    out_dir: Path, rows: Sequence[Row], final: Findings | None, run: dict[str, Any], *, name: str = "latest"
+) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     document = {
         "run": run,
@@ -100,7 +114,7 @@ def write(out_dir: Path, rows: Sequence[Row], final: Findings | None, run: dict[
         "final": final.as_dict() if final is not None else None,
         "whole": not verdict(rows, final),
     }
-    paths = [out_dir / "latest.json", out_dir / "latest.md"]
+    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md"]
     paths[0].write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     paths[1].write_text(markdown(rows, final, run), encoding="utf-8")
     return paths

@@ -110,24 +110,28 @@ def clients_saw(outcomes: list[Outcome]) -> str:
 
 class Prober:
     """Asks every API's /readyz twice a second from a fault's start until the stack has settled: what a
-    load balancer would have seen."""
+    load balancer would have seen. With several stacks (replicas) each API is named with its replica."""
 
-    def __init__(self, stack: Stack) -> None:
-        self._stack = stack
+    def __init__(self, stacks: list[Stack]) -> None:
+        self._targets = {
+            (service if len(stacks) == 1 else f"{service}#{index + 1}"): (stack, service)
+            for index, stack in enumerate(stacks)
+            for service in SERVICES
+        }
         self._stop = threading.Event()
-        self.seen: dict[str, Counter[str]] = {service: Counter() for service in SERVICES}
+        self.seen: dict[str, Counter[str]] = {name: Counter() for name in self._targets}
         self._thread = threading.Thread(target=self._run, name="chaos-prober", daemon=True)
 
     def _run(self) -> None:
         session = requests.Session()
         while not self._stop.is_set():
-            for service in SERVICES:
+            for name, (stack, service) in self._targets.items():
                 try:
-                    status = str(session.get(f"{self._stack.url(service)}/readyz", timeout=5).status_code)
+                    status = str(session.get(f"{stack.url(service)}/readyz", timeout=5).status_code)
                 except requests.RequestException:
                     status = "connection error"
                     session = requests.Session()
-                self.seen[service][status] += 1
+                self.seen[name][status] += 1
             self._stop.wait(0.5)
 
     def __enter__(self) -> Prober:
@@ -141,9 +145,9 @@ class Prober:
     def summary(self) -> str:
         """e.g. `readyz intake 200×40; routing 200×39, connection error×1; archive 200×40`."""
         parts = []
-        for service, seen in self.seen.items():
+        for name, seen in self.seen.items():
             counts = ", ".join(f"{k}×{v}" for k, v in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0])))
-            parts.append(f"{service} {counts or 'nothing'}")
+            parts.append(f"{name} {counts or 'nothing'}")
         return "readyz " + "; ".join(parts)
 
 
@@ -170,6 +174,9 @@ class Run:
         self._notes: list[str] = []
         self._phase_outcomes: list[Outcome] = []
         self._started: list[str] = []
+        self.stacks: list[Stack] = []
+        self._turn = 0
+        self._turn_lock = threading.Lock()
 
     # ---------------------------------------------------------------------------------- set-up / down
 
@@ -185,6 +192,20 @@ class Run:
         self.teardown()
 
     def setup(self) -> None:
+        self.start_servers()
+        # Marked before it is up: an interruption while it starts must still stop what it started.
+        self._started.append("stack")
+        self.start_stacks()
+        self.units = self.stack.load_seed()
+        tasks = self.workload.learn_expected_tasks(self.stack.url("routing"), self.stack.auth("clerk"))
+        self.expected.tasks_per_sample = tasks
+        progress(f"seed loaded: {len(self.units)} units; tasks per sample directive {tasks}")
+        token = self.stack.token("submitter")
+        client = CarefulClient(self.intake_url, token)
+        self.load = Load(client, senders=4)
+        self.burst = Load(client, senders=4)
+
+    def start_servers(self) -> None:
         progress(f"starting RabbitMQ, PostgreSQL and the S3 server under {self.workdir}")
         self._started.append("servers")
         self.servers = Servers.start(self.workdir / "servers")
@@ -194,23 +215,23 @@ class Run:
             f"services reach the broker via {self.servers.services_amqp_url} "
             f"and S3 via {self.servers.services_s3_endpoint}"
         )
+
+    def start_stacks(self) -> None:
+        """`docroute up` once: one process of each kind."""
         self.stack = Stack(
             servers=self.servers,
             workdir=self.workdir / "stack",
             trust_store=self.workload.write_trust_store(self.workdir / "trust.pem"),
         )
+        self.stacks = [self.stack]
         progress(f"docroute up on ports {self.stack.base_port}-{self.stack.base_port + 2}")
-        # Marked before it is up: an interruption while it starts must still stop what it started.
-        self._started.append("stack")
         self.stack.up()
-        self.units = self.stack.load_seed()
-        tasks = self.workload.learn_expected_tasks(self.stack.url("routing"), self.stack.auth("clerk"))
-        self.expected.tasks_per_sample = tasks
-        progress(f"seed loaded: {len(self.units)} units; tasks per sample directive {tasks}")
-        token = self.stack.token("submitter")
-        client = CarefulClient(lambda: self.stack.url("intake"), token)
-        self.load = Load(client, senders=4)
-        self.burst = Load(client, senders=4)
+
+    def intake_url(self) -> str:
+        """Where the next request goes: the stacks' intake APIs in turn, as a load balancer would."""
+        with self._turn_lock:
+            self._turn += 1
+            return self.stacks[self._turn % len(self.stacks)].url("intake")
 
     def teardown(self) -> None:
         for pid in self.frozen:
@@ -221,8 +242,9 @@ class Run:
                 load.close()
         if "stack" in self._started:
             progress("stopping docroute up")
-            with contextlib.suppress(Exception):
-                self.stack.down()
+            for stack in self.stacks:
+                with contextlib.suppress(Exception):
+                    stack.down()
         if "servers" in self._started and hasattr(self, "servers"):
             progress("stopping the servers")
             self.servers.close()
@@ -275,7 +297,7 @@ class Run:
         before = self.findings
         self._notes, self._phase_outcomes = [], []
         count = self.config.directives_per_fault
-        prober = Prober(self.stack)
+        prober = Prober(self.stacks)
         with prober:
             self.load.submit(self.workload.batch(count), rate=self.config.rate)
             # Strike while the load is in flight: a third of the way into it.
@@ -306,7 +328,7 @@ class Run:
         if row.recover_seconds is None:
             row.problems.append(f"not settled within {self.config.settle_timeout:.0f} s")
         try:
-            self.findings = reconcile(self.stack, self.expected, self.offers, self.units)
+            self.findings = self.reconcile()
         except Exception as exc:  # noqa: BLE001 - reported in the row; the next fault reconciles again
             row.status = "failed"
             row.problems.append(f"reconciling failed: {type(exc).__name__}: {exc}")
@@ -339,17 +361,18 @@ class Run:
         last_change = time.monotonic()
         queues = consumer_queues()
         while True:
-            if not self.stack.alive():
+            stopped = [stack for stack in self.stacks if not stack.alive()]
+            if stopped:
                 row.operator.append("restarted `docroute up`, which had stopped")
                 progress("docroute up has stopped; restarting it as an operator would")
-                self.stack.up()
+                stopped[0].up()
                 continue
             try:
                 counts = progress_counts(self.stack)
                 done = (
                     settled(self.stack, self.expected)
                     and not any(queue_depths(self.servers.rabbit.amqp_url, queues).values())
-                    and self.stack.workers_ready()
+                    and all(stack.workers_ready() for stack in self.stacks)
                 )
             except Exception:  # noqa: BLE001 - a server still coming back: not settled yet
                 counts, done = {}, False
@@ -392,7 +415,11 @@ class Run:
         if result.returncode != 0:
             raise ServerError(f"dlq replay {dlq}: {result.stdout}{result.stderr}")
 
+    def reconcile(self, *, full: bool = False) -> Findings:
+        """Checks the whole run so far (chaos.reconcile)."""
+        return reconcile(self.stack, self.expected, self.offers, self.units, full=full)
+
     def final_check(self) -> Findings:
         """The last reconciliation of the whole run."""
-        self.findings = reconcile(self.stack, self.expected, self.offers, self.units, full=True)
+        self.findings = self.reconcile(full=True)
         return self.findings

@@ -92,6 +92,8 @@ class RabbitNode:
     # Distribution port below 55000 so that the CLI's range (port + 10000 … + 10010) stays valid.
     dist_port: int = field(default_factory=lambda: free_port(20000, 30000))
     cookie: str = field(default_factory=lambda: secrets.token_hex(16).upper())
+    # More rabbitmq.conf lines (a cluster's partition handling and net tick).
+    extra_config: str = ""
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -138,7 +140,7 @@ class RabbitNode:
             # small VM disk without being part of any fault.
             "disk_free_limit.absolute = 10MB\n"
             # Queue counts (rabbitmqctl list_queues) are statistics: refresh them every second, not every 5.
-            "collect_statistics_interval = 1000\n"
+            "collect_statistics_interval = 1000\n" + self.extra_config
         )
         (self.workdir / "advanced.config").write_text("[].\n")
         (self.workdir / "enabled_plugins").write_text("[].\n")
@@ -208,6 +210,16 @@ class RabbitNode:
         _signal_group(proc, signal.SIGKILL)
         wait_for(lambda: not port_answers(self.amqp_port), timeout=15, what="the AMQP port to close")
 
+    def pause(self) -> None:
+        """SIGSTOP to the node's whole process group: to its peers it looks cut off by a partition."""
+        if self._proc is not None and self._proc.poll() is None:
+            _signal_group(self._proc, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        if self._proc is not None and self._proc.poll() is None:
+            _signal_group(self._proc, signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL to the node's whole process group: a crash, not a shutdown."""
         proc = self._proc
@@ -255,6 +267,16 @@ class RabbitNode:
         status = json.loads(self.ctl("cluster_status", "--formatter", "json"))
         return sorted(str(node) for node in status.get("running_nodes", []))
 
+    def queue_leaders(self, vhost: str = "/") -> dict[str, str]:
+        """{queue: node name of its leader} for the quorum queues of `vhost`."""
+        out: dict[str, str] = {}
+        listing = self.ctl("list_queues", "-p", vhost, "--no-table-headers", "name", "leader")
+        for line in listing.splitlines():
+            name, _, lead = line.partition("\t")
+            if name and lead.strip():
+                out[name] = lead.strip()
+        return out
+
     def queue_messages(self, vhost: str = "/") -> dict[str, int]:
         """{queue: messages} in `vhost`, ready and unacknowledged together (a passive declare counts only the
         ready ones, and a consumer's prefetch hides the rest)."""
@@ -272,6 +294,59 @@ class RabbitNode:
             self.stop(timeout=30)
         self.kill()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+#: rabbitmq.conf for the nodes of a private cluster: a node cut off from the others (here: SIGSTOPped) is
+#: declared down after the net tick (10 s, not 60, so that a run can pause one for longer), and when it comes
+#: back the partition heals without an operator (autoheal: the losing side restarts and rejoins). Measured
+#: here on RabbitMQ 3.10: with pause_minority a node resumed after a pause past the net tick never noticed
+#: that it had been in a minority and stayed partitioned (each side running alone for 60 s and more);
+#: with autoheal the cluster was whole again 6 s after the resume.
+CLUSTER_CONFIG = "net_ticktime = 10\ncluster_partition_handling = autoheal\n"
+NET_TICKTIME = 10.0
+
+
+def start_node(workdir: Path, cookie: str, *, extra_config: str = "", attempts: int = 3) -> RabbitNode:
+    """A started private node. Its ports are picked free but not reserved, so another process on the machine
+    may take one before the node binds it: then a new node, on new ports, tries again."""
+    for attempt in range(1, attempts + 1):
+        node = RabbitNode(workdir / f"try{attempt}", cookie=cookie, extra_config=extra_config)
+        try:
+            node.start()
+            return node
+        except ServerError:
+            node.close()
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def start_cluster(workdir: Path, size: int = 3, *, extra_config: str = CLUSTER_CONFIG) -> list[RabbitNode]:
+    """`size` private nodes (own names, AMQP and distribution ports, data folders), one Erlang cookie, joined
+    into one cluster; the caller closes them (close_cluster)."""
+    cookie = secrets.token_hex(16).upper()
+    nodes: list[RabbitNode] = []
+    try:
+        for i in range(size):
+            nodes.append(start_node(workdir / f"node{i}", cookie, extra_config=extra_config))
+        first = nodes[0]
+        for node in nodes[1:]:
+            node.join(first)
+        expected = sorted(n.name for n in nodes)
+        wait_for(lambda: first.cluster_nodes() == expected, timeout=60, what=f"{size} nodes in the cluster")
+    except BaseException:
+        close_cluster(nodes)
+        raise
+    return nodes
+
+
+def close_cluster(nodes: list[RabbitNode]) -> None:
+    for node in reversed(nodes):
+        node.resume()
+        try:
+            node.close()
+        except ServerError:
+            node.kill()
 
 
 # ---------------------------------------------------------------------------------------- PostgreSQL

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +50,10 @@ class BatchPublisher(OutboxPublisher, Protocol):
 
 
 PENDING_INDEX = "ix_outbox_pending"
+
+#: AMQP header naming the relay that published a message: `host/pid/relay`. Operators see which replica
+#: sent a message; the scale-out fault run counts publishes per outbox row and relay with it.
+PUBLISHER_HEADER = "x-docroute-publisher"
 _OLD_INDEX = "ix_outbox_unpublished"
 
 
@@ -256,14 +262,33 @@ class OutboxRelay:
                 with self.engine.begin() as conn:
                     self._mark(conn, rows, published, failure)
         if failure is not None:
+            # The batch publisher had every row on the wire; a row at a time stopped at the failed one.
+            sent = len(rows) if isinstance(self.publisher, BatchPublisher) else published + 1
+            if published < sent:
+                # Handed to the broker but not confirmed: the broker may still route them (a node that was
+                # only slow, or paused), and they are sent again, by this relay or another: they can arrive
+                # twice, which consumers drop by message id. Named here so that a copy can be accounted for.
+                log.warning(
+                    "outbox rows sent without a confirm; they will be sent again",
+                    extra={
+                        "relay": self.name,
+                        "publisher": self.identity(),
+                        "in_doubt": [row.message_id for row in rows[published:sent]],
+                    },
+                )
             # Raised only now, after the marks above were committed.
             raise failure
         return published
+
+    def identity(self) -> str:
+        """This relay as PUBLISHER_HEADER names it (the pid read each time: a forked child is another)."""
+        return f"{socket.gethostname()}/{os.getpid()}/{self.name}"
 
     def _publish(self, rows: Sequence[sa.Row[Any]]) -> tuple[int, Exception | None]:
         """Publish `rows` in order; (how many leading rows the broker confirmed, why the next one failed)."""
         if not rows:
             return 0, None
+        publisher = self.identity()
         if isinstance(self.publisher, BatchPublisher):
             # One round trip for the whole batch: the broker's confirms are awaited once, not per row.
             result = self.publisher.publish_batch(
@@ -273,7 +298,7 @@ class OutboxRelay:
                         routing_key=row.routing_key,
                         body=bytes(row.body),
                         message_id=row.message_id,
-                        headers=row.headers or {},
+                        headers={**(row.headers or {}), PUBLISHER_HEADER: publisher},
                     )
                     for row in rows
                 ]
@@ -287,7 +312,7 @@ class OutboxRelay:
                     routing_key=row.routing_key,
                     body=bytes(row.body),
                     message_id=row.message_id,
-                    headers=row.headers or {},
+                    headers={**(row.headers or {}), PUBLISHER_HEADER: publisher},
                 )
             except Exception as exc:  # noqa: BLE001 - recorded on the row, then raised by run_once
                 # Later rows wait for this one, which keeps the outbox's order on the wire.

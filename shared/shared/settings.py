@@ -8,7 +8,7 @@ import math
 import os
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ENVIRONMENTS = ("development", "production")
@@ -281,6 +281,38 @@ def ensure_dev_secret(
     return secret
 
 
+DAY = 86400
+
+#: Outbox and inbox pruning (shared.pruning): published outbox rows kept a week, inbox (dedup) rows two weeks.
+DEFAULT_OUTBOX_RETENTION = 7 * DAY
+DEFAULT_INBOX_RETENTION = 14 * DAY
+DEFAULT_PRUNE_INTERVAL = 3600.0
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """How long published outbox rows and inbox rows are kept, and how often a worker prunes."""
+
+    outbox_retention_seconds: int = DEFAULT_OUTBOX_RETENTION
+    inbox_retention_seconds: int = DEFAULT_INBOX_RETENTION
+    interval_seconds: float = DEFAULT_PRUNE_INTERVAL
+
+    @classmethod
+    def from_env(cls, env: Env) -> PruneSettings:
+        """See shared.pruning for what the windows must exceed."""
+        return cls(
+            outbox_retention_seconds=env.int(
+                "DOCROUTE_OUTBOX_RETENTION_SECONDS", DEFAULT_OUTBOX_RETENTION, min=3600, max=3650 * DAY
+            ),
+            inbox_retention_seconds=env.int(
+                "DOCROUTE_INBOX_RETENTION_SECONDS", DEFAULT_INBOX_RETENTION, min=DAY, max=3650 * DAY
+            ),
+            interval_seconds=env.float(
+                "DOCROUTE_PRUNE_INTERVAL_SECONDS", DEFAULT_PRUNE_INTERVAL, min=10, max=DAY
+            ),
+        )
+
+
 @dataclass(frozen=True)
 class CommonSettings:
     """The settings every service embeds in its own frozen Settings."""
@@ -293,6 +325,7 @@ class CommonSettings:
     log_level: str = "INFO"
     publish_confirm_timeout: float = 5.0
     consumer_delivery_limit: int = 5
+    pruning: PruneSettings = field(default_factory=PruneSettings)
 
     @property
     def is_production(self) -> bool:
@@ -328,6 +361,7 @@ class CommonSettings:
             log_level=log_level,
             publish_confirm_timeout=env.float("DOCROUTE_PUBLISH_CONFIRM_TIMEOUT", 5.0, min=0.1, max=300),
             consumer_delivery_limit=env.int("DOCROUTE_DELIVERY_LIMIT", 5, min=1, max=1000),
+            pruning=PruneSettings.from_env(env),
         )
 
 

@@ -18,54 +18,35 @@ from kombu import Connection
 from routing.adapters.unit_queue import KombuUnitQueues
 from shared.envelope import Envelope
 from shared.messaging import EventConsumer, Publisher, Subscription, declare_topology, wait_for_topology
-from shared.naming import SUBSCRIPTIONS, dlq_name, queue_name, unit_queue
+from shared.naming import SUBSCRIPTIONS, TASKS_EXCHANGE, dlq_name, queue_name, unit_queue
 
-from chaos.servers import RABBITMQ_BIN, RabbitNode, ServerError, wait_for
+from chaos.servers import RABBITMQ_BIN, RabbitNode, close_cluster, start_cluster, wait_for
+from tests.unit_client.support import (
+    ClientProcess,
+    declare_unit_queue,
+    encode,
+    publish,
+    task_offer,
+    unique_unit,
+)
 
 pytestmark = pytest.mark.integration
 
 UNITS = ("BPTV", "PVHTT.DONGXOAI", "SYT")
 
 
-def start_node(workdir: Path, cookie: str, attempts: int = 3) -> RabbitNode:
-    """A started private node. Its ports are picked free but not reserved, so another process on the machine
-    may take one before the node binds it: then a new node, on new ports, tries again."""
-    for attempt in range(1, attempts + 1):
-        node = RabbitNode(workdir / f"try{attempt}", cookie=cookie)
-        try:
-            node.start()
-            return node
-        except ServerError:
-            node.close()
-            if attempt == attempts:
-                raise
-    raise AssertionError("unreachable")
-
-
 @pytest.fixture(scope="module")
 def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RabbitNode]]:
     """Three private nodes (own names, AMQP and distribution ports, data folders), one Erlang cookie, joined
-    into one cluster; stopped and removed at the end."""
+    into one cluster (chaos.servers.start_cluster); stopped and removed at the end."""
     if not (RABBITMQ_BIN / "rabbitmq-server").exists():
         pytest.skip(f"no RabbitMQ server under {RABBITMQ_BIN}")
     base = tmp_path_factory.mktemp("rabbit-cluster")
-    cookie = secrets.token_hex(16).upper()
-    nodes: list[RabbitNode] = []
+    nodes = start_cluster(base)
     try:
-        for i in range(3):
-            nodes.append(start_node(base / f"node{i}", cookie))
-        first = nodes[0]
-        for node in nodes[1:]:
-            node.join(first)
-        expected = sorted(n.name for n in nodes)
-        wait_for(lambda: first.cluster_nodes() == expected, timeout=60, what="three nodes in the cluster")
         yield nodes
     finally:
-        for node in reversed(nodes):
-            try:
-                node.close()
-            except ServerError:
-                node.kill()
+        close_cluster(nodes)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -204,3 +185,62 @@ def test_a_url_list_fails_over_to_the_next_node_for_topology_publish_and_consume
     finally:
         stop.set()
         thread.join(15)
+
+
+def test_the_unit_queue_adapter_fails_over_when_its_node_stops(rabbit_cluster: list[RabbitNode]) -> None:
+    """Routing's unit-queue adapter (polls and declares) takes the URL list too: the first node down, it
+    uses the next; the node its pooled connection is on stopped, the next poll reconnects to another."""
+    nodes = rabbit_cluster
+    url = ";".join([down_node_url(), nodes[1].amqp_url, nodes[2].amqp_url])
+    code = f"PVHTT.F{secrets.token_hex(3).upper()}"
+    queues = KombuUnitQueues(url, delivery_limit=5)
+
+    def offer(n: int) -> None:
+        event = Envelope.new(
+            "routing.task_offered", {"id": f"t{n}", "unit": code, "tiêu_đề": "Khẩn"}, producer="routing"
+        )
+        with Publisher(url, confirm_timeout=10) as publisher:
+            publisher.publish(
+                exchange=TASKS_EXCHANGE, routing_key=code, body=event.to_bytes(), message_id=event.id
+            )
+
+    def poll() -> list[str]:
+        with queues.reader(code) as reader:
+            got = reader.get_many(10)
+            reader.ack(got)
+        return [Envelope.from_bytes(m.body).payload["id"] for m in got]
+
+    try:
+        queues.declare([code])
+        offer(1)
+        assert poll() == ["t1"]
+        # The pooled connection is on nodes[1], the first node of the list that answers.
+        nodes[1].stop()
+        try:
+            offer(2)
+            wait_for(lambda: queues.depths([code]).get(code) == 1, timeout=60, what="the offer on the queue")
+            assert poll() == ["t2"]
+            queues.ping()
+        finally:
+            nodes[1].start()
+    finally:
+        queues.close()
+
+
+def test_the_unit_client_takes_a_node_list_and_skips_a_node_that_is_down(
+    rabbit_cluster: list[RabbitNode], tmp_path: Path
+) -> None:
+    nodes = rabbit_cluster
+    code = unique_unit()
+    declare_unit_queue(nodes[0].amqp_url, code)
+    offers = [task_offer(code, n) for n in range(1, 6)]
+    publish(nodes[0].amqp_url, code, [encode(d) for d in offers])
+    url = ";".join([down_node_url(), nodes[2].amqp_url])
+    client = ClientProcess(
+        ["--amqp-url", url, "--unit", code, "--deliver-to", "stdout", "--idle-exit", "2"], tmp_path / "c.log"
+    )
+    try:
+        assert client.wait(timeout=60) == 0, client.log()
+    finally:
+        client.stop()
+    assert client.documents() == offers

@@ -164,3 +164,5 @@ def test_production_broker_runs_three_nodes_with_quorum_queues_on_all_three(rend
         int(config["quorum_queue.continuous_membership_reconciliation.target_group_size"])
         == cluster["replicas"]
     )
+    # A partitioned or paused node rejoins without an operator (what chaos/scaleout.py measured).
+    assert config["cluster_partition_handling"] == "autoheal"

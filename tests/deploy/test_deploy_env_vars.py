@@ -36,6 +36,9 @@ DEFAULTED: dict[str, str] = {
     "DOCROUTE_ARCHIVE_CONSUMERS": "one file in flight per worker; the overlays scale with worker replicas",
     "DOCROUTE_EMPTY": "read by `docroute run` only, the embedded development suite; no pod runs it",
     "DOCROUTE_EDXML_REQUIRE_SIGNATURE": "unsigned packets are recorded and taken until the senders all sign",
+    "DOCROUTE_OUTBOX_RETENTION_SECONDS": "published outbox rows kept 7 days: only for inspection",
+    "DOCROUTE_INBOX_RETENTION_SECONDS": "14-day dedup window: above any outage or dead-letter replay",
+    "DOCROUTE_PRUNE_INTERVAL_SECONDS": "hourly pruning rounds in each worker",
     "DOCROUTE_JWT_MAX_LIFETIME": "30 days bounds the HS256 unit tokens; OIDC tokens live minutes anyway",
     "DOCROUTE_STAGING_ORPHAN_SECONDS": "1 hour: far longer than an upload request may run (web timeout 60 s)",
     # Telling senders (closed loop): who the department is and how it answers, set per installation.

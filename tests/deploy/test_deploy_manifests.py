@@ -103,6 +103,21 @@ def test_apis_are_probed_on_healthz_and_readyz(rendered: Render, overlay: str) -
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
 
 
+@pytest.mark.parametrize("overlay", ["base", *OVERLAYS])
+def test_workers_are_ready_on_the_readyz_of_their_metrics_port(rendered: Render, overlay: str) -> None:
+    """Each worker serves /readyz (503 while a dependency its consumers wait for is down) on the port
+    DOCROUTE_METRICS_PORT names; its readinessProbe asks there."""
+    for svc in SERVICES:
+        spec = one(rendered(overlay), "Deployment", f"{svc}-worker")["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        probe = container["readinessProbe"]
+        assert probe["httpGet"] == {"path": "/readyz", "port": "metrics"}, svc
+        assert probe["timeoutSeconds"] < probe["periodSeconds"], svc
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert str(ports["metrics"]) == env["DOCROUTE_METRICS_PORT"], svc
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_migrations_run_before_every_pod_of_a_service(rendered: Render, overlay: str) -> None:
     for deployment in docroute_deployments(rendered(overlay)):

@@ -1,5 +1,7 @@
 """The relay with a batch-capable publisher: confirmed prefix marked at once, failures, idle pacing."""
 
+import os
+import socket
 import threading
 import uuid
 
@@ -17,7 +19,7 @@ from shared.messaging import (
     declare_unit_queue,
 )
 from shared.naming import TASKS_EXCHANGE
-from shared.outbox import BatchPublisher, OutboxRelay, add_to_outbox, outbox_table
+from shared.outbox import PUBLISHER_HEADER, BatchPublisher, OutboxRelay, add_to_outbox, outbox_table
 
 META = sa.MetaData()
 OUTBOX = outbox_table(META)
@@ -83,7 +85,11 @@ def test_a_batch_is_handed_over_whole_in_id_order_and_marked(engine):
     sent = [m for b in publisher.batches for m in b]
     assert [m.message_id for m in sent] == [e.id for e in envs]
     assert Envelope.from_bytes(sent[0].body) == envs[0]
-    assert sent[0].headers == {"correlation_id": envs[0].correlation_id}
+    # The row's headers, and the relay that published it (host/pid/relay name).
+    assert sent[0].headers == {
+        "correlation_id": envs[0].correlation_id,
+        PUBLISHER_HEADER: f"{socket.gethostname()}/{os.getpid()}/{relay.name}",
+    }
     assert all(r.published_at is not None and r.attempts == 1 and r.last_error is None for r in _rows(engine))
 
 
@@ -103,6 +109,19 @@ def test_only_the_confirmed_prefix_is_marked_and_the_failure_is_recorded(engine)
     assert relay.run_once() == 3
     assert [m.message_id for m in publisher.batches[-1]] == [e.id for e in envs[2:]]
     assert [r.attempts for r in _rows(engine)] == [1, 1, 2, 1, 1]
+
+
+def test_rows_sent_without_a_confirm_are_named_in_the_log(engine, caplog):
+    """They may still reach the broker and be sent again: a copy must be accountable to its relay."""
+    envs = _add(engine, 4)
+    publisher = FakeBatchPublisher()
+    publisher.fail = {envs[1].id: PublishError("broker did not confirm")}
+    relay = OutboxRelay(engine, OUTBOX, publisher, name="routing")
+    with caplog.at_level("WARNING", logger="shared.outbox"), pytest.raises(PublishError):
+        relay.run_once()
+    (record,) = [r for r in caplog.records if getattr(r, "in_doubt", None)]
+    assert record.in_doubt == [e.id for e in envs[1:]]
+    assert record.publisher == relay.identity() == f"{socket.gethostname()}/{os.getpid()}/routing"
 
 
 def test_a_failure_on_the_first_row_marks_nothing(engine):

@@ -151,3 +151,18 @@ def test_a_secret_file_readable_by_others_is_warned_about(tmp_path: Path) -> Non
 def test_a_flag_and_its_file_together_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--token and --token-file"):
         parse_config([*BASE, "--token", "t", "--token-file", str(private_file(tmp_path / "t", "t"))], {})
+
+
+def test_a_cluster_url_list_gives_one_connection_target_per_node() -> None:
+    from docroute_unit.consumer import connection_parameters
+
+    nodes = "amqps://unit:secret@mq1.example:5671/docroute;amqps://unit:secret@mq2.example:5671/docroute"
+    config = parse_config(["--amqp-url", nodes, "--unit", "BPTV"], {})
+    params = connection_parameters(config)
+    assert [(p.host, p.port, p.virtual_host) for p in params] == [
+        ("mq1.example", 5671, "docroute"),
+        ("mq2.example", 5671, "docroute"),
+    ]
+    assert all(p.connection_attempts == 1 and p.heartbeat == 30 for p in params)
+    with pytest.raises(ConfigError, match="--amqp-url"):
+        parse_config(["--amqp-url", f"{nodes};http://mq3.example/", "--unit", "BPTV"], {})

@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def amqp_urls(value: str) -> list[str]:
+    """The nodes of a `;`-separated broker URL (a cluster's nodes, tried in turn), or the one URL."""
+    return [part.strip() for part in value.split(";") if part.strip()] or [value]
+
+
 def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
     parts = urlsplit(url)
     if parts.scheme not in schemes or not parts.hostname:
@@ -128,7 +133,8 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
 
     if not amqp_url:
         raise ConfigError("--amqp-url (DOCROUTE_UNIT_AMQP_URL): required")
-    _check_url("--amqp-url (DOCROUTE_UNIT_AMQP_URL)", amqp_url, ("amqp", "amqps"))
+    for node_url in amqp_urls(amqp_url):
+        _check_url("--amqp-url (DOCROUTE_UNIT_AMQP_URL)", node_url, ("amqp", "amqps"))
     if not unit:
         raise ConfigError("--unit (DOCROUTE_UNIT_CODE): required")
     if not UNIT_CODE.match(unit):

@@ -14,7 +14,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from docroute_unit.backoff import Backoff
-from docroute_unit.config import Config
+from docroute_unit.config import Config, amqp_urls
 from docroute_unit.processor import Action, TaskProcessor
 
 log = logging.getLogger("docroute_unit.consumer")
@@ -51,16 +51,24 @@ class _Finished(Exception):
         self.code = code
 
 
-def connection_parameters(config: Config) -> pika.URLParameters:
-    params = pika.URLParameters(config.amqp_url)
-    if "heartbeat" not in parse_qs(urlsplit(config.amqp_url).query):
-        params.heartbeat = config.heartbeat
-    params.connection_attempts = 1  # retries are ours, with backoff and a stop flag
-    params.socket_timeout = 10
-    params.blocked_connection_timeout = 300
-    # A name the operator sees in the management UI and can close with rabbitmqctl close_connection.
-    params.client_properties = {"connection_name": f"docroute-unit {config.unit}", "product": "docroute-unit"}
-    return params
+def connection_parameters(config: Config) -> list[pika.URLParameters]:
+    """One set of parameters per broker node of the `;`-separated URL: pika tries them in turn on each
+    connect, so a cluster node that is down or unreachable is skipped for the next one."""
+    out = []
+    for url in amqp_urls(config.amqp_url):
+        params = pika.URLParameters(url)
+        if "heartbeat" not in parse_qs(urlsplit(url).query):
+            params.heartbeat = config.heartbeat
+        params.connection_attempts = 1  # retries are ours, with backoff and a stop flag
+        params.socket_timeout = 10
+        params.blocked_connection_timeout = 300
+        # A name the operator sees in the management UI and can close with rabbitmqctl close_connection.
+        params.client_properties = {
+            "connection_name": f"docroute-unit {config.unit}",
+            "product": "docroute-unit",
+        }
+        out.append(params)
+    return out
 
 
 class UnitConsumer:

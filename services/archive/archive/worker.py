@@ -21,11 +21,12 @@ from shared.messaging import (
 )
 from shared.objectstore import StoreLacksCapability
 from shared.outbox import OutboxPublisher, OutboxRelay
+from shared.pruning import Pruner
 from shared.runtime import Periodic, Worker, WorkerFailed, run_all, worker_main
 
 from archive import archiving, fixity, history, messages
 from archive import audit as audit_chain
-from archive.adapters.db import outbox
+from archive.adapters.db import inbox, outbox
 from archive.deps import ArchiveDeps, build_deps
 from archive.settings import Settings
 
@@ -196,6 +197,11 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
         ),
         Periodic(
             "audit checkpoint", worker.checkpoint_round, max(settings.audit_checkpoint_seconds, MIN_INTERVAL)
+        ),
+        Periodic(
+            "outbox and inbox pruning",
+            Pruner(messages.SERVICE, deps.engine, outbox, inbox, common.pruning).round,
+            common.pruning.interval_seconds,
         ),
     ]
     return worker

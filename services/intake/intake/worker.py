@@ -21,11 +21,12 @@ from shared.naming import events_exchange, queue_name, routing_key
 from shared.objectstore import make_store
 from shared.objectstore.port import ObjectStore
 from shared.outbox import OutboxPublisher, OutboxRelay
+from shared.pruning import Pruner
 from shared.runtime import Periodic, Worker, run_all, worker_main
 from sqlalchemy.engine import Engine
 
 from intake.adapters.references import SqlStagingReferences
-from intake.adapters.tables import outbox
+from intake.adapters.tables import inbox, outbox
 from intake.adapters.webhook_http import TargetPolicy
 from intake.settings import SERVICE, Settings
 from intake.staging_sweep import SweepResult, sweep_staging_orphans
@@ -96,6 +97,7 @@ class IntakeWorker:
         self.relay = OutboxRelay(
             self.engine, outbox, self.publisher, idle_sleep=idle_sleep, max_backoff=max_backoff, name=SERVICE
         )
+        self.pruner = Pruner(SERVICE, self.engine, outbox, inbox, settings.common.pruning, clock=clock)
         closed_loop = settings.closed_loop
         self.department = closed_loop.department(settings.organisation)
         self.deliverer = WebhookDeliverer(
@@ -157,7 +159,8 @@ class IntakeWorker:
             )
         )
         webhooks = WebhookWorker(self.deliverer, interval=self.settings.closed_loop.webhook_poll_interval)
-        parts: list[Worker] = [relay, sweep, consumer, webhooks]
+        pruning = Periodic("outbox and inbox pruning", self.pruner.round, common.pruning.interval_seconds)
+        parts: list[Worker] = [relay, sweep, consumer, webhooks, pruning]
         run_all(parts, stop)
 
     def close(self) -> None:

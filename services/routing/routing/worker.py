@@ -19,6 +19,7 @@ from shared.messaging import (
     wait_for_topology,
 )
 from shared.outbox import OutboxRelay
+from shared.pruning import Pruner
 from shared.runtime import Periodic, Worker, run_all, worker_main
 from sqlalchemy.engine import Engine
 
@@ -202,6 +203,7 @@ class RoutingWorker:
             for _ in range(settings.consumers_for(self.engine.dialect.name))
         ]
         self.consumer = self.consumers[0]
+        self.pruner = Pruner("routing", self.engine, t.outbox, t.inbox, common.pruning)
         self.overdue_gauge = UnitGauge(TASKS_OVERDUE)
         self.depth_gauge = UnitGauge(TASK_QUEUE_DEPTH)
 
@@ -230,6 +232,9 @@ class RoutingWorker:
             Periodic("overdue scan", self.overdue_round, self.settings.overdue_scan_seconds),
             Periodic("lease expiry", self.lease_round, self.settings.lease_scan_seconds),
             Periodic("queue depth", self.depth_round, self.settings.lease_scan_seconds),
+            Periodic(
+                "outbox and inbox pruning", self.pruner.round, self.settings.common.pruning.interval_seconds
+            ),
         ]
 
     def run(self, stop: threading.Event) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from amqp.channel import Channel as AmqpChannel
 from kombu import Connection, Queue
 from kombu.serialization import prepare_accept_content
-from shared.messaging import body_bytes, declare_unit_queue
+from shared.messaging import body_bytes, connect_any, declare_unit_queue
 from shared.naming import unit_queue
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,8 @@ def _consume(lane: _Lane, queue: str, want: int) -> list[Any]:
 
 
 class KombuUnitQueues:
-    """Unit queues on the broker named by an AMQP URL (or kombu's memory:// transport).
+    """Unit queues on the broker named by an AMQP URL (or kombu's memory:// transport); a `;`-separated list
+    of a cluster's nodes fails over to the next node that answers, as the consumers and publishers do.
 
     A poll borrows a connection and channel from a small per-process pool instead of connecting, and
     each unit's queue is declared once per process. The pool is thread-safe (gunicorn threads) and is
@@ -261,7 +262,8 @@ class KombuUnitQueues:
     def open_lane(self) -> _Lane:
         conn = self._connection()
         try:
-            conn.ensure_connection(max_retries=1)
+            # A `;`-separated URL lists a cluster's nodes: the first that answers (shared.messaging).
+            connect_any(conn)
             return _Lane(conn, conn.channel(), os.getpid())
         except BaseException:
             conn.close()
@@ -309,7 +311,7 @@ class KombuUnitQueues:
     def ping(self) -> None:
         # A fresh connection on purpose: readiness must prove the broker answers now.
         with self._connection() as conn:
-            conn.ensure_connection(max_retries=1)
+            connect_any(conn)
 
     def _with_lane(self, job: Callable[[_Lane], None]) -> _Lane:
         """Runs `job` on a pooled lane, once more on a fresh one if the pooled one had gone stale."""
