@@ -107,6 +107,7 @@ class _Completions:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._got: dict[str, int] = {}
+        self._last: dict[str, float] = {}
         self._want: dict[str, tuple[int, threading.Event]] = {}
         self.done_at: dict[str, float] = {}
 
@@ -114,6 +115,7 @@ class _Completions:
         with self._lock:
             got = self._got.get(arrival.directive_id, 0) + 1
             self._got[arrival.directive_id] = got
+            self._last[arrival.directive_id] = max(self._last.get(arrival.directive_id, 0.0), arrival.at)
             want = self._want.get(arrival.directive_id)
             if want is not None and got >= want[0] and arrival.directive_id not in self.done_at:
                 self.done_at[arrival.directive_id] = arrival.at
@@ -124,7 +126,7 @@ class _Completions:
         with self._lock:
             self._want[directive_id] = (expected, event)
             if self._got.get(directive_id, 0) >= expected:
-                self.done_at.setdefault(directive_id, time.time())
+                self.done_at.setdefault(directive_id, self._last[directive_id])
                 event.set()
         if not event.wait(timeout):
             return None

@@ -71,3 +71,34 @@ def test_the_raw_pipeline_writes_publishes_and_consumes_every_directive(pg_url: 
     assert directives is not None and directives[0] == figures["published_total"]
     assert tasks is not None and tasks[0] == 5 * figures["published_total"]
     assert [t for (t,) in titles] == ["Tuyên truyền, quảng bá, lan tỏa ứng dụng i-Speed đến người dân"]
+
+
+def _arrival(directive_id: str, at: float):
+    from bench.broker import Arrival
+
+    return Arrival(task_id="t", directive_id=directive_id, unit="SYT", at=at, created=at)
+
+
+def test_a_closed_loop_sender_is_released_by_its_directives_last_task_whenever_it_arrives() -> None:
+    import threading
+
+    from bench.row2_e2e import _Completions
+
+    completions = _Completions()
+    # Tasks that arrive before the sender has read its 201 still count.
+    completions.arrived(_arrival("d-1", 1.0))
+    completions.arrived(_arrival("d-1", 2.0))
+    assert completions.wait("d-1", 2, timeout=1) == 2.0
+    # A sender waiting for three tasks is released by the third, with the third's time.
+    done: list[float | None] = []
+    waiter = threading.Thread(target=lambda: done.append(completions.wait("d-2", 3, timeout=10)))
+    waiter.start()
+    for at in (3.0, 4.0):
+        completions.arrived(_arrival("d-2", at))
+    assert done == []
+    completions.arrived(_arrival("d-2", 5.0))
+    waiter.join(timeout=10)
+    assert done == [5.0]
+    # One task short: the wait times out.
+    completions.arrived(_arrival("d-3", 6.0))
+    assert completions.wait("d-3", 2, timeout=0.2) is None
