@@ -180,6 +180,8 @@ class ArrivalRecorder:
 
     amqp_url: str
     queues: list[str]
+    # Called on the recorder's thread for each arrival (row 2's closed loop waits on it).
+    on_arrival: Callable[[Arrival], None] | None = None
     arrivals: list[Arrival] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -201,6 +203,8 @@ class ArrivalRecorder:
             return
         with self._lock:
             self.arrivals.append(arrival)
+        if self.on_arrival is not None:
+            self.on_arrival(arrival)
 
     def _run(self) -> None:
         conn = connect(self.amqp_url)

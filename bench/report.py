@@ -220,7 +220,8 @@ def _provenance(run: Mapping[str, Any]) -> str:
     measured = list(run.get("rows", []))
     verb = "was" if len(measured) == 1 else "were"
     return (
-        f"{_rows_phrase(measured).capitalize()} {verb} measured in this run; {others} (same service code), "
+        f"{_rows_phrase(measured).capitalize()} {verb} measured in this run; {others} "
+        "(the code may have changed since: bench/findings.md says how), "
         "merged with `--merge`."
     )
 

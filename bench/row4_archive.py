@@ -21,9 +21,9 @@ TITLE = "archive: MB/s archived for signed PDFs (1 MB and 10 MB)"
 MB = 1024 * 1024
 # Files in flight on each side: the archive worker runs this many consumers (DOCROUTE_ARCHIVE_CONSUMERS)
 # and the baseline this many threads putting, so the ratio compares like with like. 1 is the shipped
-# setting; at 4 both sides move more MB/s (the archive about 1.6x for 1 MB files) but the ratio does not
-# improve on these 2 cores (10 MB: the client's hashing spreads over both cores better than the archive).
-CONCURRENCY = 1
+# setting, and the one the target is for; 2 and 4 are the row's variants.
+CONSUMER_COUNTS = (1, 2, 4)
+CONCURRENCY = CONSUMER_COUNTS[0]
 
 
 def _minio(endpoint: str) -> Any:
@@ -91,8 +91,10 @@ def _measure(
     sizes: dict[int, int],
     repeats: int,
     ca_pem: bytes,
+    consumers: int = CONCURRENCY,
 ) -> tuple[dict[int, list[float]], dict[int, list[float]], dict[str, int]]:
-    """Archive and baseline MB/s per file size on one S3 server, with an archive worker of its own."""
+    """Archive and baseline MB/s per file size on one S3 server, with an archive worker of its own running
+    `consumers` consumers (the baseline puts from as many threads)."""
     amqp = ctx.infra.vhost()
     pg = ctx.infra.database(f"archive_{server}")
     migrate("archive", pg)
@@ -109,7 +111,7 @@ def _measure(
         suffix=suffix,
     )
     env["DOCROUTE_TRUST_STORE"] = str(trust)
-    env["DOCROUTE_ARCHIVE_CONSUMERS"] = str(CONCURRENCY)
+    env["DOCROUTE_ARCHIVE_CONSUMERS"] = str(consumers)
     staging = env["DOCROUTE_STAGING_BUCKET"]
     client = _minio(endpoint)
     from shared.objectstore import S3Store
@@ -147,14 +149,14 @@ def _measure(
             plain, f"plain/{uuid.uuid4()}.pdf", io.BytesIO(data), len(data), content_type="application/pdf"
         )
 
-    pool = ThreadPoolExecutor(CONCURRENCY)
+    pool = ThreadPoolExecutor(consumers)
     try:
         with sampler:
             for repeat in range(repeats):
                 for size, count in sizes.items():
                     data = files[size]
                     # Baseline: the same bytes, the same server, put by the plain minio client from
-                    # CONCURRENCY threads.
+                    # as many threads as the archive has consumers.
                     started = time.perf_counter()
                     list(pool.map(put_plain, [data] * count))
                     plain_rates[size].append(count * len(data) / MB / (time.perf_counter() - started))
@@ -184,7 +186,8 @@ def _measure(
                         statuses[status] = statuses.get(status, 0) + 1
                     archive_rates[size].append(count * len(data) / MB / elapsed)
                     progress(
-                        f"row 4 ({server}): {size:2} MB x {count}, repeat {repeat + 1}/{repeats}: archive "
+                        f"row 4 ({server}, {consumers} consumer(s)): {size:2} MB x {count}, "
+                        f"repeat {repeat + 1}/{repeats}: archive "
                         f"{archive_rates[size][-1]:.1f} MB/s, minio put {plain_rates[size][-1]:.1f} MB/s"
                     )
     finally:
@@ -215,27 +218,34 @@ def run(ctx: Context) -> RowResult:
     details: dict[str, Any] = {"files_per_round": sizes, "file_bytes": {s: len(d) for s, d in files.items()}}
     labels = {"moto": "moto (test double)", "rgw": "Ceph RGW 16 (real store)"}
     for server, endpoint in servers.items():
-        archive_rates, plain_rates, statuses = _measure(
-            ctx, server, endpoint, files, sizes, repeats, signer.ca_pem
-        )
-        for size in sizes:
-            row.figures.append(
-                Figure(
-                    row="4",
-                    name=f"MB/s archived, {size} MB signed PDFs, {labels[server]}",
-                    unit="MB/s",
-                    value=summarize(archive_rates[size]),
-                    baseline=summarize(plain_rates[size]),
-                    baseline_name=f"minio put_object to {server}, {CONCURRENCY} thread(s)",
-                    target=">= 60% of baseline",
-                    at_least_ratio=0.60,
-                )
+        details[server] = {}
+        for consumers in CONSUMER_COUNTS:
+            archive_rates, plain_rates, statuses = _measure(
+                ctx, server, endpoint, files, sizes, repeats, signer.ca_pem, consumers
             )
-        details[server] = {
-            "archive_mb_s": archive_rates,
-            "minio_put_mb_s": plain_rates,
-            "signature_status": statuses,
-        }
+            for size in sizes:
+                shipped = consumers == CONCURRENCY
+                row.figures.append(
+                    Figure(
+                        row="4",
+                        name=f"MB/s archived, {size} MB signed PDFs, {labels[server]}"
+                        + ("" if shipped else f", {consumers} consumers"),
+                        unit="MB/s",
+                        value=summarize(archive_rates[size]),
+                        baseline=summarize(plain_rates[size]),
+                        baseline_name=f"minio put_object to {server}, {consumers} thread(s)",
+                        target=(">= 60% of baseline" if size == 1 else ">= 80% of baseline")
+                        if shipped
+                        else "—",
+                        at_least_ratio=(0.60 if size == 1 else 0.80) if shipped else None,
+                    )
+                )
+            key = "archive_mb_s" if consumers == CONCURRENCY else f"archive_mb_s_{consumers}_consumers"
+            details[server][key] = archive_rates
+            details[server][key.replace("archive_mb_s", "minio_put_mb_s")] = plain_rates
+            seen = details[server].setdefault("signature_status", {})
+            for status, n in statuses.items():
+                seen[status] = seen.get(status, 0) + n
     if rgw is not None:
         details["rgw"]["start_seconds"] = ctx.infra.rgw_start_seconds
         details["rgw"]["resident_mb"] = ctx.infra.rgw_rss_mb
@@ -248,13 +258,16 @@ def run(ctx: Context) -> RowResult:
         "archive.record_archived.v1 event, i.e. one GET of the staged file (its recorded and actual "
         "SHA-256 checked), the write into the object-lock bucket by the plan the store's capability "
         "probe chose, signature validation of those same bytes, database records and audit entries, "
-        "outbox relay. On moto (which checks neither checksum header) that write is a conditional PUT "
-        "under a provisional legal hold, a read-back, then retention and the hold's release; on Ceph "
+        "outbox relay. On moto that write is a server-side copy: a HEAD under the archive's key lock, "
+        "a CopyObject under a legal hold whose SHA-256 moto computes and answers (compared with the "
+        "announced one), then retention and the hold's release, no byte sent again; on Ceph "
         "RGW (which ignores If-None-Match on versioned buckets and x-amz-checksum-*, but checks "
         "Content-MD5) it is a PUT with Content-MD5 under a PostgreSQL advisory key lock, after a HEAD "
         "that finds the key free. One archive worker "
-        f"process per server with DOCROUTE_ARCHIVE_CONSUMERS={CONCURRENCY} (that many files in flight); the "
-        f"baseline puts the same bytes to the same server from {CONCURRENCY} thread(s) of one minio client, "
-        "in the same run. The RGW is a single-host cluster on an in-memory OSD (tests/servers/rgw.py)."
+        "process per server and consumer count, with DOCROUTE_ARCHIVE_CONSUMERS at "
+        f"{', '.join(map(str, CONSUMER_COUNTS))} in turn (that many files in flight; {CONCURRENCY} is the "
+        "shipped setting, which the targets are for); the baseline puts the same bytes to the same server "
+        "from as many threads of one minio client, in the same run. The RGW is a single-host cluster on an "
+        "in-memory OSD (tests/servers/rgw.py)."
     )
     return row

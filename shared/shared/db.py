@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -16,6 +15,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+from shared import json_bytes
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -123,7 +124,7 @@ def _json_value(value: object) -> object:
 
 def json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
     """The parameter of a json_rows_insert statement: `rows` as a JSON array (dates in ISO 8601)."""
-    return json.dumps(list(rows), ensure_ascii=False, separators=(",", ":"), default=_json_value)
+    return json_bytes.dumps(list(rows), default=_json_value).decode("utf-8")
 
 
 def dialect_name(conn: Connection | Session) -> str:

@@ -30,7 +30,8 @@ from shared.objectstore.s3 import parse_timestamp
 pytestmark = pytest.mark.integration
 
 # What RGW 16 was seen to do (docs/operations.md lists it): no conditional PUT on versioned buckets, checksum
-# headers ignored, Content-MD5 checked, object lock honoured on PutObject, CopyObject conditions ignored.
+# headers ignored, Content-MD5 checked, object lock honoured on PutObject, CopyObject conditions ignored; a
+# CopyObject answers no SHA-256 of its copy and ignores object-lock headers and If-None-Match.
 RGW_16 = StoreCapabilities(
     conditional_put_versioned=False,
     conditional_put_unversioned=True,
@@ -39,6 +40,9 @@ RGW_16 = StoreCapabilities(
     lock_on_put=True,
     retention_enforced=True,
     copy_source_conditions=False,
+    copy_checksum_sha256=False,
+    copy_lock=False,
+    copy_conditional=False,
 )
 
 
@@ -104,6 +108,22 @@ def test_the_probe_learns_what_rgw_does_and_the_plan_answers_it(rgw, key_lock):
     assert store.write_plan(object_lock=False).integrity == "content-md5"
 
 
+def test_rgw_cannot_keep_the_guarantees_by_a_server_side_copy_and_the_caller_uploads(rgw, key_lock):
+    store = rgw_store(rgw, key_lock)
+    staging, archive = f"staging-{uuid.uuid4().hex[:8]}", f"archive-{uuid.uuid4().hex[:8]}"
+    store.ensure_bucket(staging)
+    store.ensure_bucket(archive, object_lock=True)
+    data = "Công văn số 1393/CVT-CL".encode()
+    digest = hashlib.sha256(data).hexdigest()
+    source = store.put(
+        staging, "d/file.pdf", data, size=len(data), content_type="application/pdf", sha256=digest
+    )
+
+    assert store.server_copy(source, archive, "records/file.pdf", sha256=digest) is None
+    assert not store.exists(archive, "records/file.pdf")
+
+
+@pytest.mark.integration
 def test_without_a_key_lock_a_lock_bucket_is_refused_naming_the_missing_capability(rgw):
     store = rgw_store(rgw)
     with pytest.raises(StoreLacksCapability, match=r"ignores If-None-Match: \* on versioned buckets"):

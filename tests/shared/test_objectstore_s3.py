@@ -8,18 +8,22 @@ import io
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from minio.error import S3Error
 from objectstore_contract import ObjectStoreContract, counting_sha256
+from shared.db import make_engine
 from shared.objectstore import (
     FULL_CAPABILITIES,
+    AdvisoryKeyLock,
     ChecksumMismatch,
     ObjectLocked,
     ObjectNotFound,
     Retention,
     S3Store,
+    StoredObject,
     StoreUnavailable,
     VerifiedBytes,
 )
@@ -430,3 +434,115 @@ def test_a_writer_that_gets_there_first_is_not_overwritten(monkeypatch, s3_store
         )
     versions = list(other._client.list_objects(bucket, prefix="records/x", include_version=True))
     assert len(versions) == 1  # one version, the first writer's: no second copy stacked on it
+
+
+# -- server-side copy: the store copies, answers its SHA-256 of the copy, and the guarantees hold --------
+
+
+@pytest.fixture
+def key_lock(pg_url: str) -> Iterator[AdvisoryKeyLock]:
+    engine = make_engine(pg_url)
+    yield AdvisoryKeyLock(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def copying_store(s3_endpoint: str, key_lock: AdvisoryKeyLock) -> S3Store:
+    """A store that probes moto, with the key lock the archive gives it on PostgreSQL."""
+    return S3Store(s3_endpoint, "testing", "testing", secure=False, region="us-east-1", key_lock=key_lock)
+
+
+def _staged(store: S3Store, data: bytes) -> tuple[str, StoredObject]:
+    staging = f"staging-{uuid.uuid4().hex[:12]}"
+    store.ensure_bucket(staging)
+    info = put_bytes(store, staging, "directives/d/file.pdf", data, content_type="application/pdf")
+    return staging, info
+
+
+@pytest.mark.integration
+def test_the_probe_learns_that_moto_copies_with_a_checksum_and_a_hold_but_no_condition(probing_store):
+    caps = probing_store.capabilities()
+    assert (caps.copy_checksum_sha256, caps.copy_lock, caps.copy_conditional) == (True, True, False)
+
+
+@pytest.mark.integration
+def test_a_server_copy_into_a_locked_bucket_sends_no_bytes_and_locks_only_the_checked_copy(
+    monkeypatch, copying_store
+):
+    data = "Kế hoạch tháng hành động vì an toàn thực phẩm".encode() * 1000
+    digest = hashlib.sha256(data).hexdigest()
+    _, source = _staged(copying_store, data)
+    archive = f"archive-{uuid.uuid4().hex[:12]}"
+    copying_store.ensure_bucket(archive, object_lock=True)
+    until = datetime.now(UTC) + timedelta(days=1)
+    requests = _requests(monkeypatch, copying_store)
+
+    stored = copying_store.server_copy(
+        source, archive, "records/a.pdf", sha256=digest, retention=Retention("GOVERNANCE", until)
+    )
+
+    # HEAD under the key lock (moto ignores If-None-Match on copies), the copy under a legal hold, then the
+    # retention and the hold's release once the store's SHA-256 of the copy matched: no GET, no body PUT.
+    assert [(m, k) for m, k, _ in requests] == [
+        ("HEAD", "records/a.pdf"),
+        ("PUT", "records/a.pdf"),
+        ("PUT", "records/a.pdf"),
+        ("PUT", "records/a.pdf"),
+    ]
+    assert requests[0][2] == "NoSuchKey"
+    monkeypatch.undo()
+    assert stored is not None
+    held = copying_store.stat(archive, "records/a.pdf")
+    assert held.sha256 == digest and held.size == len(data) and held.content_type == "application/pdf"
+    assert held.retention is not None and held.retention.mode == "GOVERNANCE"
+    assert not held.legal_hold
+    assert copying_store.read(archive, "records/a.pdf") == data
+
+
+@pytest.mark.integration
+def test_a_server_copy_whose_checksum_differs_is_refused_and_leaves_nothing(copying_store):
+    data = "Bản gốc".encode()
+    staging, source = _staged(copying_store, data)
+    # The staged object is replaced after it was read: the store copies other bytes than were checked.
+    copying_store._client._execute("PUT", staging, source.key, body=b"other bytes")
+    archive = f"archive-{uuid.uuid4().hex[:12]}"
+    copying_store.ensure_bucket(archive, object_lock=True)
+
+    with pytest.raises(ChecksumMismatch, match="copy"):
+        copying_store.server_copy(
+            source,
+            archive,
+            "records/b.pdf",
+            sha256=source.sha256,
+            retention=Retention("GOVERNANCE", datetime.now(UTC) + timedelta(days=1)),
+        )
+
+    assert list(copying_store._client.list_objects(archive, include_version=True)) == []
+
+
+@pytest.mark.integration
+def test_a_server_copy_over_a_taken_key_leaves_it_to_put_and_makes_no_second_version(copying_store):
+    data = "Hồ sơ gốc".encode()
+    _, source = _staged(copying_store, data)
+    archive = f"archive-{uuid.uuid4().hex[:12]}"
+    copying_store.ensure_bucket(archive, object_lock=True)
+    retention = Retention("GOVERNANCE", datetime.now(UTC) + timedelta(days=1))
+    first = copying_store.server_copy(
+        source, archive, "records/c.pdf", sha256=source.sha256, retention=retention
+    )
+    assert first is not None
+
+    assert copying_store.server_copy(source, archive, "records/c.pdf", sha256=source.sha256) is None
+    with pytest.raises(ObjectLocked):
+        put_bytes(copying_store, archive, "records/c.pdf", data)
+    assert len(list(copying_store._client.list_objects(archive, include_version=True))) == 1
+
+
+@pytest.mark.integration
+def test_without_a_key_lock_moto_cannot_take_a_locked_key_by_copy_and_the_caller_uploads(probing_store):
+    _, source = _staged(probing_store, b"%PDF-1.7 staged")
+    archive = f"archive-{uuid.uuid4().hex[:12]}"
+    probing_store.ensure_bucket(archive, object_lock=True)
+
+    assert probing_store.server_copy(source, archive, "records/d.pdf", sha256=source.sha256) is None
+    assert list(probing_store._client.list_objects(archive, include_version=True)) == []

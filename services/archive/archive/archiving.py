@@ -250,9 +250,11 @@ def _ensure_archived(
     """Checks and copies staging → archive once; answers the archived object with its class and reports.
 
     The staged file is read once (its recorded and its actual SHA-256 must be the announced one), checked as
-    intake checks an upload (Refused otherwise, before anything is written) and written to the archive from
-    that same buffer; the put compares the digest that read computed with the announced SHA-256 (it hashes
-    only a file spooled to disk) and the server confirms the checksum of what it stored. The key is
+    intake checks an upload (Refused otherwise, before anything is written) and written to the archive: by
+    the store itself (a server-side copy whose SHA-256, computed by the store, must be the announced one)
+    where it can keep every guarantee that way, else from that same buffer; the put compares the digest
+    that read computed with the announced SHA-256 (it hashes only a file spooled to disk) and the server
+    confirms the checksum of what it stored. The key is
     deterministic and the put refuses to replace a locked object, so a redelivery finds the first copy
     (ObjectLocked), which is then read and checked instead. Either way the signatures are validated on
     bytes that hash to the announced SHA-256, which are the bytes the archive holds: validating them is
@@ -287,7 +289,16 @@ def _ensure_archived(
         checking = _Background(verify, io.BytesIO(data)) if data is not None else None
         try:
             decision = vault.retention.decide(unproven, now)
-            stored = vault.store.put(
+            retention = Retention(
+                mode=cast(RetentionMode, vault.lock_mode), retain_until=decision.retain_until
+            )
+            # The store copies the staged object itself where it can keep every guarantee that way (it
+            # answers the SHA-256 of its copy, compared with the announced one); else the bytes just read
+            # are uploaded.
+            copied = vault.store.server_copy(
+                staged.info, vault.archive_bucket, key, sha256=doc.sha256, retention=retention
+            )
+            stored = copied or vault.store.put(
                 vault.archive_bucket,
                 key,
                 staged.upload_body(),
@@ -295,9 +306,7 @@ def _ensure_archived(
                 content_type=staged.info.content_type,
                 sha256=doc.sha256,
                 metadata=staged.info.metadata,
-                retention=Retention(
-                    mode=cast(RetentionMode, vault.lock_mode), retain_until=decision.retain_until
-                ),
+                retention=retention,
             )
             # Scanned here so it overlaps the signature check on the other thread (both only read).
             flags = _content_flags(doc, content_type, staged.spool, data)

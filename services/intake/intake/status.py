@@ -476,35 +476,64 @@ def _observations(envelope: Envelope) -> list[TaskObservation]:
     return []
 
 
-def _record(conn: sa.Connection, seen: TaskObservation) -> None:
-    started = seen.status in ("in_progress", "completed")
-    current = (
-        conn.execute(sa.select(directive_tasks).where(directive_tasks.c.task_id == seen.task_id))
-        .mappings()
-        .first()
+_SELECT_TASKS = sa.select(directive_tasks).where(
+    directive_tasks.c.task_id.in_(sa.bindparam("p_ids", expanding=True))
+)
+_UPDATE_TASK = (
+    sa.update(directive_tasks)
+    .where(directive_tasks.c.task_id == sa.bindparam("p_task_id"))
+    .values(
+        unit=sa.bindparam("p_unit"),
+        role=sa.bindparam("p_role"),
+        status=sa.bindparam("p_status"),
+        started=sa.bindparam("p_started"),
+        changed_at=sa.bindparam("p_changed_at"),
     )
+)
+
+
+def _merged(current: Mapping[str, Any] | None, seen: TaskObservation) -> dict[str, Any]:
+    """The task's row once `seen` is applied to what intake knew (`current`, None: nothing yet)."""
+    started = seen.status in ("in_progress", "completed")
+    fresh = {
+        "task_id": seen.task_id,
+        "directive_id": seen.directive_id,
+        "unit": seen.unit,
+        "role": seen.role,
+        "status": seen.status,
+        "started": started,
+        "changed_at": seen.changed_at,
+    }
     if current is None:
-        conn.execute(
-            sa.insert(directive_tasks).values(
-                task_id=seen.task_id,
-                directive_id=seen.directive_id,
-                unit=seen.unit,
-                role=seen.role,
-                status=seen.status,
-                started=started,
-                changed_at=seen.changed_at,
-            )
-        )
-        return
+        return fresh
     known = current["changed_at"]
     known = known if known.tzinfo is not None else known.replace(tzinfo=UTC)
     newer = seen.changed_at > known or (
         seen.changed_at == known and _RANK.get(seen.status, 0) >= _RANK.get(current["status"], 0)
     )
-    values: dict[str, Any] = {"started": bool(current["started"]) or started}
-    if newer:
-        values.update(unit=seen.unit, role=seen.role, status=seen.status, changed_at=seen.changed_at)
-    conn.execute(sa.update(directive_tasks).where(directive_tasks.c.task_id == seen.task_id).values(**values))
+    merged = dict(fresh if newer else current)
+    merged["started"] = bool(current["started"]) or started
+    return merged
+
+
+def _record(conn: sa.Connection, seen: list[TaskObservation]) -> None:
+    """Applies the observations to intake's copy of the tasks: one read of the rows they name, one
+    multi-row INSERT for the tasks new to intake, the changed rows updated in one executemany."""
+    ids = list(dict.fromkeys(item.task_id for item in seen))
+    known = {row["task_id"]: row for row in conn.execute(_SELECT_TASKS, {"p_ids": ids}).mappings()}
+    rows: dict[str, dict[str, Any]] = {}
+    for item in seen:
+        rows[item.task_id] = _merged(rows.get(item.task_id, known.get(item.task_id)), item)
+    new = [row for task_id, row in rows.items() if task_id not in known]
+    changed = [
+        {f"p_{name}": value for name, value in row.items() if name != "directive_id"}
+        for task_id, row in rows.items()
+        if task_id in known
+    ]
+    if new:
+        conn.execute(sa.insert(directive_tasks), new)
+    if changed:
+        conn.execute(_UPDATE_TASK, changed)
 
 
 def _progress_text(code: StatusCode, tasks: list[TaskState]) -> str:
@@ -534,8 +563,7 @@ def apply_task_event(
             if row is None:
                 log.warning("routing event %s names unknown directive %s", envelope.id, directive_id)
                 continue
-            for item in by_directive[directive_id]:
-                _record(conn, item)
+            _record(conn, by_directive[directive_id])
             tasks = task_states(conn, directive_id)
             codes = next_codes(emitted_codes(conn, directive_id), tasks)
             if not codes:

@@ -29,8 +29,14 @@ class StoreCapabilities:
     content_md5: bool  # a PUT whose Content-MD5 does not match the body is refused
     lock_on_put: bool  # retention and legal-hold headers on PutObject are applied
     retention_enforced: bool  # a version under GOVERNANCE retention cannot be deleted without bypass
-    copy_source_conditions: bool  # CopyObject honours x-amz-copy-source-if-match (the adapter never copies
-    # server-side, so this is reported, not needed)
+    copy_source_conditions: bool  # CopyObject honours x-amz-copy-source-if-match (reported, not needed:
+    # a server-side copy is checked by the checksum the store computes of what it wrote)
+    # CopyObject with x-amz-checksum-algorithm: SHA256 answers the SHA-256 of the copy it wrote
+    copy_checksum_sha256: bool = False
+    copy_lock: bool = False  # a legal-hold header on CopyObject is applied to the copy
+    copy_conditional: bool = (
+        False  # CopyObject with If-None-Match: * refused over a key of a versioned bucket
+    )
 
     def as_dict(self) -> dict[str, bool]:
         return dataclasses.asdict(self)
@@ -45,6 +51,9 @@ FULL_CAPABILITIES = StoreCapabilities(
     lock_on_put=True,
     retention_enforced=True,
     copy_source_conditions=True,
+    copy_checksum_sha256=True,
+    copy_lock=True,
+    copy_conditional=False,
 )
 
 

@@ -211,6 +211,20 @@ class ObjectStore(Protocol):
         legal_hold: bool = False,
     ) -> StoredObject: ...
 
+    def server_copy(
+        self,
+        source: StoredObject,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        sha256: str,
+        retention: Retention | None = None,
+        legal_hold: bool = False,
+    ) -> StoredObject | None:
+        """`source` copied by the store itself, checked against `sha256` with the same guarantees as put;
+        None when the store cannot do that (or `dst_key` is taken): the caller then puts the bytes."""
+        ...
+
     def ping(self) -> None: ...
 
     def capabilities(self) -> StoreCapabilities:

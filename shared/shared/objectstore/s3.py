@@ -61,6 +61,8 @@ _WRITE_RACE = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 # Conditional PUTs tried before giving up on a key that other writers keep taking and dropping again.
 _PUT_ATTEMPTS = 3
 # How servers refuse a body that does not match its Content-MD5 or x-amz-checksum-* header.
+# The SHA-256 a store computed of a copy (CopyObjectResult/ChecksumSHA256).
+_COPY_CHECKSUM = re.compile(rb"<ChecksumSHA256>([A-Za-z0-9+/=]+)</ChecksumSHA256>")
 _BAD_BODY = frozenset({"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "InvalidChecksum"})
 _AUTH_FAILED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
 _S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -389,6 +391,9 @@ class S3Store:
                 if exc.code != "PreconditionFailed":
                     raise
                 copy_conditions = True
+            copy_checksum, copy_lock, copy_conditional = self._probe_copy(
+                plain, locked, f"{run}/source", f"{run}/copied", data, written
+            )
         finally:
             self._remove_probe_objects(written)
         return StoreCapabilities(
@@ -399,7 +404,64 @@ class S3Store:
             lock_on_put=lock_on_put,
             retention_enforced=retention_enforced,
             copy_source_conditions=copy_conditions,
+            copy_checksum_sha256=copy_checksum,
+            copy_lock=copy_lock,
+            copy_conditional=copy_conditional,
         )
+
+    def _copy_request(
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, headers: Mapping[str, str]
+    ) -> tuple[str | None, str | None]:
+        """One CopyObject asking for the copy's SHA-256; (its base64 SHA-256 as the store answered it, or
+        None, and the new version's id). S3Error as the server refused it."""
+        response = self._client._execute(
+            "PUT",
+            dst_bucket,
+            dst_key,
+            headers=cast(
+                Any,
+                {
+                    "x-amz-copy-source": quote(f"/{src_bucket}/{src_key}"),
+                    "x-amz-metadata-directive": "COPY",
+                    "x-amz-checksum-algorithm": "SHA256",
+                    # moto wants it on a copy into an object-lock bucket, as on a PUT
+                    "x-amz-sdk-checksum-algorithm": "SHA256",
+                    **headers,
+                },
+            ),
+        )
+        found = _COPY_CHECKSUM.search(response.data or b"")
+        checksum = found.group(1).decode("ascii") if found else None
+        return checksum, response.headers.get("x-amz-version-id") or None
+
+    def _probe_copy(
+        self, plain: str, locked: str, source: str, copied: str, data: bytes, written: list[tuple[str, str]]
+    ) -> tuple[bool, bool, bool]:
+        """(copy_checksum_sha256, copy_lock, copy_conditional): a copy into the object-lock bucket under a
+        legal hold, whose answered SHA-256 must be the source's, then a second copy with If-None-Match: *."""
+        expected = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+        try:
+            checksum, version = self._copy_request(
+                plain, source, locked, copied, {"x-amz-object-lock-legal-hold": "ON"}
+            )
+        except S3Error:
+            return False, False, False  # no copy into a locked bucket at all: uploads it is
+        written.append((locked, copied))
+        # Copies are an optimisation: a refusal below (missing rights on the probe buckets, say) means
+        # "do not copy", never a failed probe.
+        try:
+            head = self._client._execute("HEAD", locked, copied)
+            held = head.headers.get("x-amz-object-lock-legal-hold", "").upper() == "ON"
+            if held:
+                self._set_hold(locked, copied, version, False)
+        except (S3Error, ObjectStoreError):
+            return False, False, False
+        try:
+            self._copy_request(plain, source, locked, copied, {"If-None-Match": "*"})
+            conditional = False
+        except S3Error as exc:
+            conditional = exc.code in _WRITE_RACE
+        return checksum == expected, held, conditional
 
     def _remove_probe_objects(self, written: list[tuple[str, str]]) -> None:
         for bucket, key in dict.fromkeys(written):
@@ -771,6 +833,87 @@ class S3Store:
             sha256=sha256,
             metadata=source.metadata,
             retention=retention,
+            legal_hold=legal_hold,
+        )
+
+    def server_copy(
+        self,
+        source: StoredObject,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        sha256: str,
+        retention: Retention | None = None,
+        legal_hold: bool = False,
+    ) -> StoredObject | None:
+        """The store copies `source` itself (CopyObject): no byte passes through here. None, before any
+        request, when this store cannot keep the port's guarantees that way, and also when `dst_key` is
+        taken: the caller then puts the bytes (put knows what to do over an existing object).
+
+        What keeps the guarantees: the copy asks the store for its SHA-256 of what it wrote, which must
+        be `sha256` (ChecksumMismatch otherwise, and the copy is removed); until that compare the copy is
+        under a legal hold only, so bytes nobody checked never get retention; into an object-lock
+        bucket the key is taken only if free, by If-None-Match: * where the store honours it on copies,
+        else under the key lock after a HEAD, as put does.
+        """
+        validate_bucket(dst_bucket)
+        validate_key(dst_key)
+        validate_sha256(sha256)
+        check_recorded(source.bucket, source.key, source, sha256)
+        caps = self.capabilities()
+        versioned = self._is_versioned(dst_bucket)
+        if not caps.copy_checksum_sha256 or not caps.copy_lock:
+            return None
+        if versioned and not caps.copy_conditional and self.key_lock is None:
+            return None
+        what = f"copy {source.bucket}/{source.key} to {dst_bucket}/{dst_key}"
+        headers = {"x-amz-object-lock-legal-hold": "ON"} if versioned or legal_hold else {}
+
+        def copy(only_if_absent: bool) -> tuple[str | None, str | None] | None:
+            try:
+                return self._copy_request(
+                    source.bucket,
+                    source.key,
+                    dst_bucket,
+                    dst_key,
+                    {**headers, **({"If-None-Match": "*"} if only_if_absent else {})},
+                )
+            except S3Error as exc:
+                if only_if_absent and exc.code in _WRITE_RACE:
+                    return None
+                raise
+
+        if versioned and not caps.copy_conditional:
+            assert self.key_lock is not None
+            with self.key_lock.hold(dst_bucket, dst_key):
+                if self._current(dst_bucket, dst_key) is not None:
+                    return None
+                done = self._call(what, functools.partial(copy, False))
+        else:
+            done = self._call(what, functools.partial(copy, versioned))
+        if done is None:
+            return None
+        checksum, version_id = done
+        if checksum != base64.b64encode(bytes.fromhex(sha256)).decode("ascii"):
+            with contextlib.suppress(ObjectStoreError):
+                if headers:
+                    self._set_hold(dst_bucket, dst_key, version_id, False)
+                self._remove_version(dst_bucket, dst_key, version_id, bypass=True)
+            raise ChecksumMismatch(f"{what}: the store's copy hashes to {checksum}, expected {sha256}")
+        if headers:
+            if retention is not None:
+                self._put_retention(dst_bucket, dst_key, version_id, retention, bypass=False)
+            if not legal_hold:
+                self._set_hold(dst_bucket, dst_key, version_id, False)
+        return StoredObject(
+            bucket=dst_bucket,
+            key=dst_key,
+            size=source.size,
+            sha256=sha256,
+            content_type=source.content_type,
+            version_id=version_id,
+            metadata=dict(source.metadata),
+            retention=_as_sent(retention),
             legal_hold=legal_hold,
         )
 

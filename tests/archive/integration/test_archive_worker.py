@@ -3,6 +3,7 @@ publish via outbox."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -11,6 +12,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 from archive.adapters.db import migrate, records
+from archive.domain.records import archive_key
 from archive.settings import Settings
 from archive.worker import build_worker
 from archive_testkit import directive_event, stage
@@ -106,6 +108,16 @@ def test_worker_archives_redelivered_event_once_and_announces_it(
             with worker.deps.engine.connect() as conn2:
                 assert conn2.execute(sa.select(sa.func.count()).select_from(records)).scalar_one() == 1
             assert bound.get(no_ack=True) is None  # one record_archived, not two
+            # One version, retained, no provisional hold left: whether the store copied the staged file
+            # itself (moto, with the archive's key lock) or the archive uploaded it (RGW).
+            key = archive_key("d-worker", hashlib.sha256(samples.valid).hexdigest())
+            raw = store._client
+            versions = list(raw.list_objects(settings.archive_bucket, prefix=key, include_version=True))
+            assert len(versions) == 1
+            kept = store.stat(settings.archive_bucket, key)
+            assert kept.retention is not None and not kept.legal_hold
+            assert store.read(settings.archive_bucket, key) == samples.valid
+            assert store.capabilities().copy_checksum_sha256 is (s3_server.name == "moto")
         finally:
             stop.set()
             thread.join(15)
