@@ -239,3 +239,28 @@ def test_an_update_without_the_forms_csrf_token_is_refused(
     answer = client.post(f"/van-ban/{ID}/cap-nhat", data={"due_date": "05/01/2027"})
     assert answer.status_code == 400
     assert not intake.calls
+
+
+def test_a_replacement_links_back_and_an_update_that_changes_nothing_says_so(
+    client: FlaskClient, intake: responses.RequestsMock
+) -> None:
+    older = "0193a1b2-0000-7000-8000-000000000002"
+    intake.get(f"{INTAKE}/v1/directives/{ID}", json=directive(replaces={"id": older, "url": "/x"}))
+    html = client.get(f"/van-ban/{ID}").get_data(as_text=True)
+    assert f'href="/van-ban/{older}"' in html and "Thay thế cho" in html
+    assert 'id="u-due_date"' in html  # the replacement itself is registered and can be updated
+
+    intake.patch(f"{INTAKE}/v1/directives/{ID}", json=directive())
+    answer = client.post(
+        f"/van-ban/{ID}/cap-nhat",
+        data={
+            "csrf_token": CSRF,
+            "shown_revision": "1",
+            "shown_due_date": "15/12/2026",
+            "due_date": "15/12/2026",
+        },
+    )
+    assert answer.status_code == 302
+    assert "phi%C3%AAn+b%E1%BA%A3n" not in answer.headers["Location"]
+    (patch,) = [call.request for call in intake.calls if call.request.method == "PATCH"]
+    assert json.loads(patch.body) == {}
