@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -304,4 +304,51 @@ def test_a_clerk_revokes_and_refuses_directives_with_the_apis_message_at_the_rea
     assert page.locator("#e-tu-choi").inner_text().strip()
     assert page.input_value("#r-tu-choi") == "Không thuộc thẩm quyền"
     assert "Đã thu hồi" in page.locator("dl.meta").inner_text()
+    clerk.close()
+
+
+def test_a_clerk_moves_a_seed_directives_due_date_and_routing_moves_its_tasks(
+    suite: Embedded, browser: Any
+) -> None:
+    clerk_token = suite.token("clerk")
+    found = requests.get(
+        f"{suite.url(0)}/v1/directives", params={"number": "120/KH-BCĐ"}, headers=clerk_token, timeout=10
+    ).json()["items"]
+    directive_id = str(found[0]["id"])
+    old_due = datetime.fromisoformat(found[0]["due_date"]).date()
+    new_due = (old_due + timedelta(days=7)).strftime("%d/%m/%Y")
+    clerk = Person(browser, suite)
+    clerk.sign_in("van-thu")
+    page = clerk.page
+    clerk.open(f"/van-ban/{directive_id}")
+    assert page.input_value("#u-due_date") == old_due.strftime("%d/%m/%Y")
+    assert page.input_value("#u-urgency") == "khan"
+    clerk.check_accessibility()
+
+    # A due date before the issued date: intake's message next to the field, what was typed kept.
+    page.fill("#u-due_date", "01/01/2000")
+    page.fill("#u-reason", "Lùi hạn theo đề nghị của Ban Chỉ đạo")
+    clerk.follow(page.get_by_role("button", name="Cập nhật", exact=True))
+    assert page.locator("#ue-due_date").inner_text().strip()
+    assert page.locator("#u-due_date").get_attribute("aria-invalid") == "true"
+    assert page.input_value("#u-reason") == "Lùi hạn theo đề nghị của Ban Chỉ đạo"
+    clerk.check_accessibility()
+
+    page.fill("#u-due_date", new_due)
+    clerk.follow(page.get_by_role("button", name="Cập nhật", exact=True))
+    assert page.get_by_role("status").inner_text() == "Đã cập nhật: phiên bản 2"
+    history = page.locator("ul.revisions").inner_text()
+    assert f"Hạn xử lý: {old_due.strftime('%d/%m/%Y')} → {new_due}" in history
+    assert "Lùi hạn theo đề nghị của Ban Chỉ đạo" in history
+    assert new_due in page.locator("dl.meta").inner_text()
+
+    # The Sở Y tế's task took its due date from the directive: routing moves it, and the page shows it.
+    def moved() -> bool:
+        clerk.refresh()
+        row = page.locator("table tbody tr", has=page.get_by_role("cell", name="SYT", exact=True))
+        return row.count() == 1 and new_due in row.inner_text()
+
+    wait_for(moved, timeout=30)
+    clerk.check_accessibility()
+    clerk.screenshot("cap-nhat")
     clerk.close()

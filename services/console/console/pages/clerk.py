@@ -1,11 +1,12 @@
 """The văn thư's pages: the incoming register (sổ đăng ký văn bản đến), registering a directive, and a
-directive's own page with its files and every unit's task, where a clerk revokes (thu hồi) or refuses
-(từ chối tiếp nhận) it."""
+directive's own page with its files, every unit's task and its revisions, where a clerk updates (cập nhật),
+revokes (thu hồi) or refuses (từ chối tiếp nhận) it."""
 
 from __future__ import annotations
 
+import base64
 import json
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
@@ -148,6 +149,10 @@ LIFECYCLE = {
 def _directive_page(directive_id: str, **extra: Any) -> str:
     client = api()
     found = client.get("intake", f"/v1/directives/{directive_id}")
+    # Revision 1 is the registration itself: the history is worth a call once there has been an update.
+    revisions = None
+    if int(found.get("revision") or 1) > 1:
+        revisions = client.get("intake", f"/v1/directives/{directive_id}/revisions")["items"]
     progress = None
     if g.person.has("clerk", "auditor", "admin"):
         try:
@@ -159,6 +164,9 @@ def _directive_page(directive_id: str, **extra: Any) -> str:
         "directive.html",
         directive=found,
         progress=progress,
+        revisions=revisions,
+        field_names=FIELD_NAMES,
+        update=extra.pop("update", None) or _update_values(found),
         created=request.args.get("created"),
         message=request.args.get("message"),
         **extra,
@@ -186,6 +194,109 @@ def end_directive(directive_id: str, action: str) -> Response | tuple[str, int]:
         errors = exc.field_errors.get("reason") or [str(exc)]
         page = _directive_page(directive_id, lifecycle_form=action, reason=reason, lifecycle_errors=errors)
         return page, exc.status
+    return redirect(url_for("clerk.directive", directive_id=directive_id, message=done))
+
+
+# The fields an update may change, as the form names them; the page's history names them in Vietnamese.
+UPDATE_FIELDS = ("subject", "due_date", "urgency", "content")
+FIELD_NAMES = {
+    "subject": "Trích yếu",
+    "due_date": "Hạn xử lý",
+    "urgency": "Độ khẩn",
+    "content": "Nội dung",
+    "attachments": "Tệp đính kèm",
+}
+
+
+def _update_values(directive: dict[str, Any]) -> dict[str, str]:
+    """The update form's fields as the directive has them now (the due date written dd/MM/yyyy)."""
+    due = directive.get("due_date")
+    values = {
+        "subject": directive.get("subject") or "",
+        "due_date": date.fromisoformat(due).strftime("%d/%m/%Y") if due else "",
+        "urgency": directive.get("urgency") or "thuong",
+        "content": directive.get("content") or "",
+    }
+    shown = {f"shown_{name}": value for name, value in values.items()}
+    return {**values, **shown, "shown_revision": str(directive.get("revision") or 1), "reason": ""}
+
+
+def iso_date(typed: str) -> str | None:
+    """dd/MM/yyyy (or ISO) as the API wants it; empty is None (no due date). Anything else is sent as typed,
+    so the API's own message about it stands next to the field."""
+    typed = typed.strip()
+    if not typed:
+        return None
+    for pattern in ("%d/%m/%Y", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(typed, pattern).date().isoformat()
+        except ValueError:
+            continue
+    return typed
+
+
+def merge_patch(shown: dict[str, str], typed: dict[str, str]) -> dict[str, Any]:
+    """The fields the clerk changed from what the form showed (RFC 7396: an emptied due date or content is
+    null), so an update made meanwhile by someone else to another field is not undone."""
+    patch: dict[str, Any] = {}
+    for name in UPDATE_FIELDS:
+        before, after = shown.get(name, "").strip(), typed.get(name, "").strip()
+        if name == "due_date":
+            before, after = iso_date(before) or "", iso_date(after) or ""
+        if after != before:
+            patch[name] = (after or None) if name in ("due_date", "content") else after
+    return patch
+
+
+@blueprint.post("/van-ban/<directive_id>/cap-nhat")
+@requires("clerk")
+def update_directive(directive_id: str) -> Response | tuple[str, int]:
+    """Cập nhật văn bản: PATCH of what changed, with the reason and added files; the API's refusal stands
+    next to its field and what was typed is kept."""
+    form = request.form
+    typed = {name: form.get(name, "") for name in (*UPDATE_FIELDS, "reason")}
+    patch = merge_patch({name: form.get(f"shown_{name}", "") for name in UPDATE_FIELDS}, typed)
+    added = [
+        {
+            "filename": upload.filename,
+            "content_type": upload.mimetype or "application/octet-stream",
+            "content_base64": base64.b64encode(upload.read()).decode("ascii"),
+        }
+        for upload in request.files.getlist("files")
+        if upload.filename
+    ]
+    if added:
+        patch["attachments"] = added
+    if typed["reason"].strip():
+        patch["reason"] = typed["reason"].strip()
+    try:
+        updated = api().send_body(
+            "PATCH",
+            "intake",
+            f"/v1/directives/{directive_id}",
+            body=json.dumps(patch, ensure_ascii=False).encode("utf-8"),
+            content_type="application/merge-patch+json",
+        )
+    except ApiError as exc:
+        if exc.status not in (409, 413, 415, 422):
+            raise
+        errors: dict[str, list[str]] = {}
+        for name, messages in exc.field_errors.items():
+            key = "files" if name.startswith("attachments") else name
+            errors.setdefault(key if key in (*UPDATE_FIELDS, "reason", "files") else "_", []).extend(messages)
+        # The form keeps what was typed, compared still against what it showed when it was opened.
+        shown = {n: form.get(n, "") for n in (*(f"shown_{f}" for f in UPDATE_FIELDS), "shown_revision")}
+        page = _directive_page(
+            directive_id,
+            update={**typed, **shown},
+            update_errors=errors,
+            update_message=str(exc),
+        )
+        return page, exc.status
+    if str(updated["revision"]) == form.get("shown_revision"):
+        done = "Không có gì thay đổi: văn bản giữ nguyên."
+    else:
+        done = f"Đã cập nhật: phiên bản {updated['revision']}"
     return redirect(url_for("clerk.directive", directive_id=directive_id, message=done))
 
 
