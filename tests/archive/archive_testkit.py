@@ -7,11 +7,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+from archive.adapters import repository
 from archive.adapters.retention_config import load_policy
+from archive.audit import write_checkpoint
 from archive.common import Vault
 from archive.settings import PACKAGED_RETENTION
 from shared.envelope import Envelope
 from shared.objectstore import ObjectStore
+from sqlalchemy.engine import Engine
 
 STAGING = "docroute-staging"
 ARCHIVE = "docroute-archive"
@@ -115,3 +119,24 @@ def rechain_with_edit(conn: Any, entries: list[Any], seq: int, actor: str = "ser
             .values(actor=new_actor, prev_hash=new.prev_hash, hash=new.hash)
         )
         prev_seq, prev_hash = new.seq, new.hash
+
+
+class KilledBeforeItsRow(Exception):
+    """The archive worker dies between storing a checkpoint object and committing its row."""
+
+
+def write_checkpoint_killed_before_its_row(
+    engine: Engine, vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """Runs the worker's checkpoint write up to its row's insert, which never happens; returns that row."""
+    row: dict[str, Any] = {}
+
+    def killed(conn: Any, **values: Any) -> None:
+        row.update(values)
+        raise KilledBeforeItsRow
+
+    with monkeypatch.context() as patched:
+        patched.setattr(repository, "add_checkpoint", killed)
+        with pytest.raises(KilledBeforeItsRow):
+            write_checkpoint(engine=engine, vault=vault)
+    return row

@@ -9,6 +9,7 @@ from typing import cast
 
 from shared.objectstore.port import ObjectLocked, ObjectNotFound, Retention, RetentionMode
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from archive import messages
 from archive.adapters import audit_log, repository
@@ -19,6 +20,7 @@ from archive.domain.audit import (
     ChainVerification,
     ChainWalker,
     Checkpoint,
+    CheckpointRow,
     check_against_checkpoint,
     checkpoint_body,
     checkpoint_group_prefix,
@@ -26,11 +28,19 @@ from archive.domain.audit import (
     compare_checkpoint_rows,
     count_in_checkpoint_key,
     parse_checkpoint,
+    unindexed_checkpoints,
 )
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINT_PREFIX", "AuditVerification", "LockedCheckpoint", "verify_audit", "write_checkpoint"]
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "AuditVerification",
+    "LockedCheckpoint",
+    "index_locked_checkpoints",
+    "verify_audit",
+    "write_checkpoint",
+]
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,8 @@ class AuditVerification:
     checkpoint_key: str | None = None
     problems: tuple[str, ...] = ()
     checkpoints_checked: int = 0
+    # Locked checkpoints that agree with the chain but have no row yet (in flight, or their writer died).
+    unindexed: tuple[str, ...] = ()
 
     @property
     def checkpoint_problem(self) -> str | None:
@@ -110,29 +122,25 @@ def verify_audit(*, engine: Engine, vault: Vault) -> AuditVerification:
     """Walks the whole chain and compares it with every checkpoint the locked bucket holds.
 
     The bucket is the authority: each checkpoint object is listed and read from it, the entry it names
-    must still hash to its head, and the database's checkpoint rows must be exactly those objects.
-    Deleting rows, cutting entries or re-chaining history all show as problems.
+    must still hash to its head, and every checkpoint row must be one of those objects, unedited.
+    Deleting rows to hide a rewrite, adding or editing rows, cutting entries or re-chaining history all
+    show as problems; a locked checkpoint that merely has no row yet but agrees with the chain does not.
+
+    The reads are ordered against the writer's (object stored, then row committed, from a head already
+    committed): rows first, then the listing, then the chain. A row read was committed after its object
+    was stored, so the later listing holds that object; an object listed was written from entries already
+    committed, so the later chain read holds them. No checkpoint in flight can look like tampering.
     """
-    locked, problems = _read_locked(vault, [CHECKPOINT_PREFIX])
-    with engine.connect() as conn:
-        rows = repository.checkpoint_rows(conn)
-    problems.extend(compare_checkpoint_rows(locked, rows))
-    wanted = {cp.count for cp in locked.values()}
-    stored_hash: dict[int, str] = {}
-    stored_count = 0
+    locked, problems, rows = _read_locked_and_rows(engine, vault, [CHECKPOINT_PREFIX])
     walker = ChainWalker()
-    for entry in audit_log.iter_entries(engine):
-        walker.feed(entry)  # keeps reading past a break: the checkpoints are compared with what is stored
-        stored_count = max(stored_count, entry.seq)
-        if entry.seq in wanted:
-            stored_hash[entry.seq] = entry.hash
+    stored_hash, stored_count = _hashes_at(engine, {cp.count for cp in locked.values()}, walker)
+    contradicted: dict[str, str] = {}
     for key in sorted(locked, key=lambda k: (locked[k].count, k)):
-        checkpoint = locked[key]
-        if checkpoint.count == 0:
-            continue
-        problem = check_against_checkpoint(stored_hash.get(checkpoint.count), stored_count, checkpoint)
+        problem = _contradiction(locked[key], stored_hash, stored_count)
         if problem is not None:
-            problems.append(f"{key}: {problem}")
+            contradicted[key] = f"{key}: {problem}"
+    problems.extend(compare_checkpoint_rows(locked, rows, contradicted))
+    problems.extend(contradicted.values())
     newest = _newest(locked)
     return AuditVerification(
         chain=walker.result(),
@@ -140,7 +148,83 @@ def verify_audit(*, engine: Engine, vault: Vault) -> AuditVerification:
         checkpoint_key=newest.key if newest else None,
         problems=tuple(problems),
         checkpoints_checked=len(locked),
+        unindexed=tuple(unindexed_checkpoints(locked, rows, contradicted)),
     )
+
+
+def _read_locked_and_rows(
+    engine: Engine, vault: Vault, prefixes: list[str]
+) -> tuple[dict[str, Checkpoint], list[str], list[CheckpointRow]]:
+    """The checkpoint rows, then the locked objects: in that order (see verify_audit)."""
+    with engine.connect() as conn:
+        rows = repository.checkpoint_rows(conn)
+    locked, problems = _read_locked(vault, prefixes)
+    return locked, problems, rows
+
+
+def _hashes_at(
+    engine: Engine, counts: set[int], walker: ChainWalker | None = None
+) -> tuple[dict[int, str], int]:
+    """The stored hash at each of `counts` and the stored chain's length, in one read of the chain."""
+    stored_hash: dict[int, str] = {}
+    stored_count = 0
+    for entry in audit_log.iter_entries(engine):
+        if walker is not None:
+            walker.feed(entry)  # keeps reading past a break: the checkpoints are compared with what is stored
+        stored_count = max(stored_count, entry.seq)
+        if entry.seq in counts:
+            stored_hash[entry.seq] = entry.hash
+    return stored_hash, stored_count
+
+
+def _contradiction(checkpoint: Checkpoint, stored_hash: dict[int, str], stored_count: int) -> str | None:
+    if checkpoint.count == 0:
+        return None
+    return check_against_checkpoint(stored_hash.get(checkpoint.count), stored_count, checkpoint)
+
+
+def _index(engine: Engine, key: str, checkpoint: Checkpoint) -> bool:
+    """Adds the row of a locked checkpoint unless it has one; True when this call added it."""
+    try:
+        with engine.begin() as conn:
+            if repository.checkpoint_exists(conn, key):
+                return False
+            repository.add_checkpoint(
+                conn,
+                key=key,
+                count=checkpoint.count,
+                head_hash=checkpoint.head_hash,
+                created_at=checkpoint.created_at,
+            )
+    except IntegrityError:
+        return False  # another writer indexed it at the same moment
+    return True
+
+
+def index_locked_checkpoints(*, engine: Engine, vault: Vault) -> list[str]:
+    """Adds the missing row of every locked checkpoint that agrees with the chain; returns their keys.
+
+    A writer that dies between storing a checkpoint object and committing its row leaves an object without
+    a row; the worker runs this when it starts. A checkpoint that contradicts the chain is never indexed
+    (verification reports it), and rows are only ever added, never changed.
+    """
+    locked, _, rows = _read_locked_and_rows(engine, vault, [CHECKPOINT_PREFIX])
+    indexed = {row.key for row in rows}
+    missing = {key: cp for key, cp in locked.items() if key not in indexed}
+    if not missing:
+        return []
+    stored_hash, stored_count = _hashes_at(engine, {cp.count for cp in missing.values()})
+    added: list[str] = []
+    for key in sorted(missing, key=lambda k: (missing[k].count, k)):
+        checkpoint = missing[key]
+        if checkpoint.count == 0 or _contradiction(checkpoint, stored_hash, stored_count) is not None:
+            continue
+        if _index(engine, key, checkpoint):
+            log.warning(
+                "audit checkpoint %s had no row (its writer stopped before indexing it): indexed", key
+            )
+            added.append(key)
+    return added
 
 
 def _extends(engine: Engine, newest: LockedCheckpoint | None) -> tuple[ChainVerification, list[str]]:
@@ -225,6 +309,10 @@ def write_checkpoint(
         if result.reason != announced:
             _announce(engine, result, now.isoformat())
         return result
+    if newest is not None and (reference is None or newest.key != reference.key):
+        # Found in the bucket and extended by the chain: index it if its writer did not get to (it died
+        # between the object and the row). One look-up, only in rounds that read the bucket.
+        _index(engine, newest.key, newest.checkpoint)
     if chain.count == 0 or (newest is not None and chain.count == newest.checkpoint.count):
         return result  # nothing new since the last checkpoint (or nothing at all yet)
     checkpoint = Checkpoint(chain.count, chain.head_hash, now)
@@ -253,15 +341,7 @@ def write_checkpoint(
             )
             _announce(engine, forked, now.isoformat())
             return forked
-    with engine.begin() as conn:
-        if not repository.checkpoint_exists(conn, key):
-            repository.add_checkpoint(
-                conn,
-                key=key,
-                count=checkpoint.count,
-                head_hash=checkpoint.head_hash,
-                created_at=checkpoint.created_at,
-            )
+    _index(engine, key, checkpoint)
     log.info("audit checkpoint %s: %d entries, head %s", key, chain.count, chain.head_hash)
     return AuditVerification(
         chain=chain, checkpoint=checkpoint, checkpoint_key=key, checkpoints_checked=len(locked) + 1

@@ -51,6 +51,11 @@ def verify() -> None:
             f"matches all {result.checkpoints_checked} locked checkpoints; newest {result.checkpoint_key} "
             f"({result.checkpoint.count} entries, {result.checkpoint.created_at.isoformat()})"
         )
+    if result.unindexed:
+        click.echo(
+            f"{len(result.unindexed)} locked checkpoint(s) agree with the chain but have no row yet "
+            f"(the worker indexes them when it starts): {', '.join(result.unindexed)}"
+        )
 
 
 @click.group(name="archive", help="The WORM archive of directives.")

@@ -122,6 +122,8 @@ class ArchiveWorker:
     # The newest locked checkpoint this worker has seen, and the last break it announced.
     checkpoint_reference: audit_chain.LockedCheckpoint | None = None
     announced_break: str | None = None
+    # Whether this worker has indexed the locked checkpoints a stopped writer left without a row.
+    checkpoints_indexed: bool = False
 
     def fixity_round(self) -> None:
         summary = fixity.run_fixity_sweep(
@@ -132,6 +134,10 @@ class ArchiveWorker:
         FIXITY_LAST_RUN.set_to_current_time()
 
     def checkpoint_round(self) -> None:
+        if not self.checkpoints_indexed:
+            # Once per start: a worker killed between a checkpoint's object and its row left it unindexed.
+            audit_chain.index_locked_checkpoints(engine=self.deps.engine, vault=self.deps.vault)
+            self.checkpoints_indexed = True
         result = audit_chain.write_checkpoint(
             engine=self.deps.engine,
             vault=self.deps.vault,

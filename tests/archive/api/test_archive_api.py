@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import bagit
@@ -16,9 +17,16 @@ from archive.adapters import audit_log
 from archive.adapters.db import audit_checkpoints, audit_entries, outbox
 from archive.archiving import handle_directive_registered
 from archive.audit import write_checkpoint
+from archive.domain.audit import AuditEvent
 from archive.fixity import run_fixity_sweep
 from archive.history import handle_task_event
-from archive_testkit import ARCHIVE, directive_event, rechain_with_edit, task_event
+from archive_testkit import (
+    ARCHIVE,
+    directive_event,
+    rechain_with_edit,
+    task_event,
+    write_checkpoint_killed_before_its_row,
+)
 
 
 @pytest.fixture
@@ -179,6 +187,22 @@ def test_audit_verify_reads_every_checkpoint_from_the_locked_bucket(client, auth
     assert forged["checkpoint"]["ok"] is False
     assert any("checkpoint rows were deleted" in p for p in forged["problems"])
     assert any("the database was rewritten" in p for p in forged["problems"])
+
+
+def test_audit_verify_lists_a_checkpoint_left_without_its_row_and_stays_ok(
+    client, auth, archived, engine, vault, monkeypatch
+):
+    """A worker killed between a checkpoint's object and its row: not tampering, only unindexed."""
+    assert write_checkpoint(engine=engine, vault=vault).ok
+    with engine.begin() as conn:
+        audit_log.append(
+            conn, AuditEvent(action="after", actor="service:archive", occurred_at=datetime.now(UTC))
+        )
+    orphan = write_checkpoint_killed_before_its_row(engine, vault, monkeypatch)["key"]
+    answer = client.get("/v1/audit/verify", headers=auth()).json
+    assert answer["ok"] is True and answer["problems"] == []
+    assert answer["checkpoints_checked"] == 2 and answer["unindexed"] == [orphan]
+    assert answer["checkpoint"]["key"] == orphan and answer["checkpoint"]["ok"] is True
 
 
 def test_audit_list_filters_by_directive_and_time(client, auth, archived):

@@ -52,6 +52,19 @@ def test_audit_verify_prints_count_and_head_then_fails_on_a_break(env):
     assert "BROKEN at entry 2" in broken.output
 
 
+def test_audit_verify_names_a_checkpoint_that_agrees_with_the_chain_but_has_no_row(env):
+    """The rows are only an index: a locked checkpoint without one that agrees with the chain is not
+    tampering (its writer was killed before its row, or the row is in flight); it is named, exit 0."""
+    environ, engine = env
+    with engine.begin() as conn:
+        conn.execute(sa.delete(audit_checkpoints))
+    result = CliRunner().invoke(audit, ["verify"], env=environ)
+    assert result.exit_code == 0, result.output
+    assert "matches all 1 locked checkpoints" in result.output
+    assert "1 locked checkpoint(s) agree with the chain but have no row yet" in result.output
+    assert "checkpoints/0000000000/00000000000000000002.json" in result.output
+
+
 def test_archive_export_writes_a_valid_bag(env, tmp_path, samples):
     environ, _ = env
     result = CliRunner().invoke(

@@ -74,7 +74,7 @@ def test_the_record_and_verify_schemas_carry_what_the_api_now_returns(spec):
     )
     assert record["properties"]["content_flags"]["type"] == "array"
     verify = next(s for s in schemas.values() if "checkpoints_checked" in s.get("properties", {}))
-    assert {"problems", "checkpoint", "ok"} <= set(verify["properties"])
+    assert {"problems", "unindexed", "checkpoint", "ok"} <= set(verify["properties"])
 
 
 def test_the_legal_hold_body_is_documented(spec):

@@ -3,18 +3,30 @@ database, is the reference."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from archive.adapters import audit_log
+from archive import audit
+from archive.adapters import audit_log, repository
 from archive.adapters.db import audit_checkpoints, audit_entries, outbox, records
 from archive.archiving import handle_directive_registered
 from archive.audit import LockedCheckpoint, verify_audit, write_checkpoint
-from archive.domain.audit import CHECKPOINT_PREFIX, AuditEvent
+from archive.deps import ArchiveDeps
+from archive.domain.audit import CHECKPOINT_PREFIX, AuditEvent, Checkpoint
 from archive.fixity import check_fixity
-from archive_testkit import directive_event, make_vault, rechain_with_edit, stage
+from archive.worker import build_worker
+from archive_testkit import (
+    directive_event,
+    make_vault,
+    rechain_with_edit,
+    stage,
+    write_checkpoint_killed_before_its_row,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +166,145 @@ def test_fixity_compares_with_the_digest_the_audit_chain_recorded(pg_engine, s3_
     outcome = check_fixity(row.id, engine=pg_engine, vault=vault, actor="auditor-1")
     assert not outcome.ok
     assert row.sha256 in outcome.detail and "audit chain" in outcome.detail
+
+
+def _row_keys(engine) -> list[str]:
+    with engine.connect() as conn:
+        return [row.key for row in repository.checkpoint_rows(conn)]
+
+
+class _ListingHook:
+    """The store, with a hook run before each listing (where a verifier reads the checkpoint objects)."""
+
+    def __init__(self, store: Any, before: Callable[[], None]) -> None:
+        self._store = store
+        self._before = before
+
+    def list_objects(self, bucket: str, prefix: str) -> Any:
+        self._before()
+        return self._store.list_objects(bucket, prefix)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+@pytest.mark.parametrize(
+    ("object_at", "row_at"), [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)], ids=lambda n: f"read{n}"
+)
+def test_a_checkpoint_in_flight_is_never_reported_as_tampering(
+    pg_engine, s3_vault, verifier, samples, monkeypatch, object_at, row_at
+):
+    """Defect 1: whichever way the worker's two writes (object, then row) fall among the verifier's two
+    index reads (the checkpoint rows and the bucket listing, in whatever order it makes them), the
+    verification is ok. Position n means: just before the verifier's (n+1)-th read; 2 is after both."""
+    vault, staging = s3_vault
+    _archive(pg_engine, vault, staging, verifier, samples.valid, "d-race")
+    assert write_checkpoint(engine=pg_engine, vault=vault).ok
+    with pg_engine.begin() as conn:
+        audit_log.append(conn, audit_log_event("appended while a verification runs"))
+
+    pending: dict[str, Any] = {}
+    reads = 0
+
+    def store_the_object() -> None:
+        pending.update(write_checkpoint_killed_before_its_row(pg_engine, vault, monkeypatch))
+
+    def commit_the_row() -> None:
+        with pg_engine.begin() as conn:
+            repository.add_checkpoint(conn, **pending)
+
+    steps = [(object_at, store_the_object), (row_at, commit_the_row)]
+
+    def writer_steps_due() -> None:
+        nonlocal reads
+        for at, step in steps:
+            if at == reads:
+                step()
+        reads += 1
+
+    checkpoint_rows = repository.checkpoint_rows
+
+    def rows_read(conn):
+        writer_steps_due()
+        return checkpoint_rows(conn)
+
+    monkeypatch.setattr(repository, "checkpoint_rows", rows_read)
+    watched = dataclasses.replace(vault, store=_ListingHook(vault.store, writer_steps_due))
+    result = verify_audit(engine=pg_engine, vault=watched)
+    assert reads == 2
+    assert result.ok, result.problems
+    for at, step in steps:
+        if at == 2:
+            step()
+    monkeypatch.setattr(repository, "checkpoint_rows", checkpoint_rows)
+
+    settled = verify_audit(engine=pg_engine, vault=vault)
+    assert settled.ok and settled.checkpoints_checked == 2 and settled.unindexed == ()
+    assert _row_keys(pg_engine) == _locked_checkpoints(vault)
+
+
+def test_a_worker_killed_between_a_checkpoint_and_its_row_leaves_no_false_alarm(
+    pg_engine, s3_vault, verifier, samples, app_settings, monkeypatch
+):
+    """Defect 2: the object stays without its row; it agrees with the chain, so it is not tampering, and
+    the next worker to start indexes it."""
+    vault, staging = s3_vault
+    _archive(pg_engine, vault, staging, verifier, samples.valid, "d-killed")
+    assert write_checkpoint(engine=pg_engine, vault=vault).ok
+    _archive(pg_engine, vault, staging, verifier, samples.unsigned, "d-killed-b")
+    orphan = write_checkpoint_killed_before_its_row(pg_engine, vault, monkeypatch)["key"]
+    assert orphan in _locked_checkpoints(vault) and orphan not in _row_keys(pg_engine)
+
+    result = verify_audit(engine=pg_engine, vault=vault)
+    assert result.ok, result.problems
+    assert result.checkpoints_checked == 2 and result.unindexed == (orphan,)
+    assert result.checkpoint_key == orphan
+
+    # The worker that starts next indexes it in its first checkpoint round, before anything else.
+    worker = build_worker(app_settings, ArchiveDeps(engine=pg_engine, vault=vault, verifier=verifier))
+    worker.checkpoint_round()
+    assert worker.checkpoints_indexed and worker.checkpoint_reference.key == orphan
+    assert _row_keys(pg_engine) == _locked_checkpoints(vault)
+    indexed = verify_audit(engine=pg_engine, vault=vault)
+    assert indexed.ok and indexed.unindexed == ()
+    assert audit.index_locked_checkpoints(engine=pg_engine, vault=vault) == []  # rows are added once
+
+
+def test_an_unindexed_checkpoint_of_an_earlier_round_is_indexed_when_the_worker_starts(
+    pg_engine, s3_vault, verifier, samples, monkeypatch
+):
+    """Other workers went on checkpointing after the killed one: its object is no longer the newest."""
+    vault, staging = s3_vault
+    _archive(pg_engine, vault, staging, verifier, samples.valid, "d-older")
+    killed = write_checkpoint_killed_before_its_row(pg_engine, vault, monkeypatch)
+    orphan = killed["key"]
+    with pg_engine.begin() as conn:
+        audit_log.append(conn, audit_log_event("a later round"))
+    # Another worker, which had read the orphan as the newest checkpoint in its previous round, goes on.
+    seen = LockedCheckpoint(orphan, Checkpoint(killed["count"], killed["head_hash"], killed["created_at"]))
+    later = write_checkpoint(engine=pg_engine, vault=vault, reference=seen)
+    assert later.ok and later.checkpoint_key != orphan
+    assert _row_keys(pg_engine) == [later.checkpoint_key]
+    assert verify_audit(engine=pg_engine, vault=vault).unindexed == (orphan,)
+
+    assert audit.index_locked_checkpoints(engine=pg_engine, vault=vault) == [orphan]
+    assert sorted(_row_keys(pg_engine)) == sorted(_locked_checkpoints(vault))
+    assert verify_audit(engine=pg_engine, vault=vault).ok
+
+
+def test_a_rowless_checkpoint_that_contradicts_the_chain_stays_tampering_and_is_never_indexed(
+    pg_engine, s3_vault, verifier, samples
+):
+    vault, staging = s3_vault
+    _archive(pg_engine, vault, staging, verifier, samples.valid, "d-contra")
+    assert write_checkpoint(engine=pg_engine, vault=vault).ok
+    entries = list(audit_log.iter_entries(pg_engine))
+    with pg_engine.begin() as conn:
+        rechain_with_edit(conn, entries, seq=1)
+        conn.execute(sa.delete(audit_checkpoints))
+    assert audit.index_locked_checkpoints(engine=pg_engine, vault=vault) == []
+    assert _row_keys(pg_engine) == []
+    result = verify_audit(engine=pg_engine, vault=vault)
+    assert not result.ok and result.unindexed == ()
+    assert any("checkpoint rows were deleted" in p for p in result.problems)
+    assert any("the database was rewritten" in p for p in result.problems)

@@ -7,7 +7,16 @@ from datetime import UTC, datetime
 
 from archive.adapters import audit_log
 from archive.audit import LockedCheckpoint, verify_audit, write_checkpoint
-from archive.domain.audit import CHECKPOINT_PREFIX, AuditEvent, checkpoint_key, count_in_checkpoint_key
+from archive.domain.audit import (
+    CHECKPOINT_PREFIX,
+    AuditEvent,
+    Checkpoint,
+    CheckpointRow,
+    checkpoint_key,
+    compare_checkpoint_rows,
+    count_in_checkpoint_key,
+    unindexed_checkpoints,
+)
 
 
 class ReadCountingStore:
@@ -62,3 +71,21 @@ def test_a_round_reads_one_checkpoint_however_many_there_are_and_none_when_nothi
 
     full = verify_audit(engine=engine, vault=vault)
     assert full.ok and full.checkpoints_checked == 7
+
+
+def test_a_rowless_checkpoint_is_tampering_only_when_it_contradicts_the_chain():
+    now = datetime.now(UTC)
+    locked = {
+        checkpoint_key(1): Checkpoint(1, "a" * 64, now),
+        checkpoint_key(2): Checkpoint(2, "b" * 64, now),
+        checkpoint_key(3): Checkpoint(3, "c" * 64, now),
+    }
+    rows = [CheckpointRow(key=checkpoint_key(1), count=1, head_hash="a" * 64)]
+    contradicted = {checkpoint_key(3)}
+    problems = compare_checkpoint_rows(locked, rows, contradicted)
+    assert problems == [
+        f"locked checkpoint {checkpoint_key(3)} has no row in the database (checkpoint rows were deleted)"
+    ]
+    assert unindexed_checkpoints(locked, rows, contradicted) == [checkpoint_key(2)]
+    added = [*rows, CheckpointRow(key="checkpoints/forged.json", count=2, head_hash="b" * 64)]
+    assert any("forged.json has no locked object" in p for p in compare_checkpoint_rows(locked, added))

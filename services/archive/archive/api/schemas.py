@@ -172,3 +172,10 @@ class AuditVerifyOut(Schema):
             "description": "Every disagreement between the chain, the locked checkpoints and their rows"
         },
     )
+    unindexed = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Keys of locked checkpoints that agree with the chain but have no row yet (being "
+            "written, or left by a stopped worker, which indexes them when it starts): not tampering"
+        },
+    )

@@ -237,6 +237,7 @@ def verify_audit() -> dict[str, Any]:
         "checkpoint": checkpoint,
         "checkpoints_checked": result.checkpoints_checked,
         "problems": list(result.problems),
+        "unindexed": list(result.unindexed),
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -239,11 +239,17 @@ class CheckpointRow:
     head_hash: str
 
 
-def compare_checkpoint_rows(locked: Mapping[str, Checkpoint], rows: Iterable[CheckpointRow]) -> list[str]:
+def compare_checkpoint_rows(
+    locked: Mapping[str, Checkpoint], rows: Iterable[CheckpointRow], contradicted: Collection[str] = ()
+) -> list[str]:
     """Tampering between the locked objects (the authority) and the database's index of them.
 
-    A locked object without its row means rows were deleted; a row without its object, or one that says
-    something else than its object, means rows were added or edited.
+    A row without its object, or one that says something else than its object, means rows were added or
+    edited. A locked object without its row is tampering only when it also contradicts the chain (its key
+    is in `contradicted`): rows deleted to hide a rewrite. One that agrees with the chain is merely not
+    indexed yet (a checkpoint in flight, or a writer that died between its object and its row) — see
+    `unindexed_checkpoints`. The rows must be read before the objects are listed (the writer stores the
+    object, then the row), so that a row seen always has its object listed.
     """
     problems: list[str] = []
     seen: set[str] = set()
@@ -258,8 +264,19 @@ def compare_checkpoint_rows(locked: Mapping[str, Checkpoint], rows: Iterable[Che
                 f"{found.count} / {found.head_hash} (the row was edited)"
             )
     for key in sorted(set(locked) - seen):
-        problems.append(f"locked checkpoint {key} has no row in the database (checkpoint rows were deleted)")
+        if key in contradicted:
+            problems.append(
+                f"locked checkpoint {key} has no row in the database (checkpoint rows were deleted)"
+            )
     return problems
+
+
+def unindexed_checkpoints(
+    locked: Mapping[str, Checkpoint], rows: Iterable[CheckpointRow], contradicted: Collection[str] = ()
+) -> list[str]:
+    """The locked checkpoints that have no row but agree with the chain: to be indexed, not tampering."""
+    indexed = {row.key for row in rows}
+    return sorted(key for key in locked if key not in indexed and key not in contradicted)
 
 
 def check_against_checkpoint(hash_at_count: str | None, count: int, checkpoint: Checkpoint) -> str | None:
