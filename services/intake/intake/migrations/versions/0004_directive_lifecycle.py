@@ -41,7 +41,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("directive_revisions")
-    with op.batch_alter_table("directives") as batch:
-        batch.drop_column("replaced_by")
-        batch.drop_column("replaces")
-        batch.drop_column("revision")
+    # Plain ALTER TABLE … DROP COLUMN (SQLite has it since 3.35): a batch copy of `directives` would drop the
+    # table other rows point at, which SQLite refuses with foreign keys on once there is data.
+    for column in ("replaced_by", "replaces", "revision"):
+        op.drop_column("directives", column)
