@@ -117,6 +117,13 @@ def test_the_register_lists_newest_first_with_paging(intake: IntakeApp, register
         ({"q": "an toan thuc pham"}, ["120/KH-BCĐ"]),
         ({"q": "PHÒNG, CHỐNG THAM NHŨNG"}, ["171-CV/BTGTU"]),
         ({"q": "100%_"}, []),
+        ({"urgency": "khan"}, ["120/KH-BCĐ"]),
+        ({"urgency": "thuong"}, ["171-CV/BTGTU", "1393/CVT-CL"]),
+        ({"status": "registered"}, ["120/KH-BCĐ", "171-CV/BTGTU", "1393/CVT-CL"]),
+        ({"status": "revoked"}, []),
+        ({"due_from": "2021-05-01", "due_to": "2021-05-31"}, ["120/KH-BCĐ"]),
+        ({"due_to": "2021-05-14"}, []),
+        ({"unfinished": "true"}, ["120/KH-BCĐ", "171-CV/BTGTU", "1393/CVT-CL"]),
     ],
 )
 def test_register_filters(intake: IntakeApp, registered: dict, params: dict, expected: list[str]) -> None:
@@ -133,6 +140,9 @@ def test_register_filters(intake: IntakeApp, registered: dict, params: dict, exp
         ({"arrival_from": "yesterday"}, "arrival_from"),
         ({"arrival_from": "2026-03-05", "arrival_to": "2026-03-01"}, "arrival_from"),
         ({"number": "abc/"}, "number"),
+        ({"urgency": "gap"}, "urgency"),
+        ({"status": "done"}, "status"),
+        ({"due_from": "2026-03-05", "due_to": "2026-03-01"}, "due_from"),
     ],
 )
 def test_bad_register_queries_are_422(intake: IntakeApp, params: dict, field: str) -> None:
@@ -170,3 +180,36 @@ def test_readiness_checks_database_and_store(intake: IntakeApp) -> None:
     response = intake.client.get("/readyz")
     assert response.status_code == 200
     assert set(response.get_json()["checks"]) == {"database", "object_store"}
+
+
+def test_the_register_narrows_to_what_is_still_to_do_and_overdue(intake: IntakeApp, registered: dict) -> None:
+    """`unfinished`: registered and no 06 yet; with `due_to` yesterday, overdue (the console's Quá hạn)."""
+    import sqlalchemy as sa
+    from intake.adapters.tables import status_updates
+
+    done, revoked = registered["1393-CVT-CL"], registered["171-CV-BTGTU"]
+    response = intake.client.post(
+        f"/v1/directives/{revoked['id']}:revoke",
+        json={"reason": "Ban hành nhầm"},
+        headers=intake.auth("clerk"),
+    )
+    assert response.status_code == 200
+    # Last, after every status intake writes itself: as routing's roll-up leaves it, every chủ trì task done.
+    with intake.deps.engine.begin() as conn:
+        cursor = conn.execute(sa.select(sa.func.max(status_updates.c.cursor))).scalar_one()
+        conn.execute(
+            sa.insert(status_updates).values(
+                id="s-done",
+                cursor=cursor + 1,
+                directive_id=done["id"],
+                status_code="06",
+                description="Hoàn thành",
+                occurred_at=datetime(2026, 3, 5, tzinfo=UTC),
+                response_for={},
+                dedupe_key=f"{done['id']}:06",
+            )
+        )
+    assert numbers_of(query(intake, unfinished="true")) == ["120/KH-BCĐ"]
+    assert numbers_of(query(intake, status="revoked")) == ["171-CV/BTGTU"]
+    assert numbers_of(query(intake, unfinished="true", due_to="2021-05-16")) == ["120/KH-BCĐ"]
+    assert numbers_of(query(intake, unfinished="true", due_to="2021-05-14")) == []

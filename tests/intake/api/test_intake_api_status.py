@@ -118,6 +118,12 @@ def test_registration_writes_01_and_03_with_the_arrival_number(intake: IntakeApp
     # The next page is empty and keeps the cursor.
     assert statuses(intake, after=2) == {"items": [], "next": 2}
     assert statuses(intake, f"/v1/directives/{created['id']}/status-updates")["items"] == page["items"]
+    # The largest cursor there can be still answers; one beyond a BIGINT is a 422 naming `after`.
+    assert statuses(intake, after=2**63 - 1)["items"] == []
+    beyond = intake.client.get(
+        "/v1/status-updates?after=95862829010478019806935121920", headers=intake.auth("clerk")
+    )
+    assert beyond.status_code == 422 and "after" in beyond.get_json()["errors"]
 
 
 def test_a_sender_without_an_agency_identifier_is_named_with_the_departments_identifier(

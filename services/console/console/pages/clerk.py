@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
@@ -46,11 +46,33 @@ def register() -> str:
     }
     if year.isdigit():
         params |= {"arrival_from": f"{year}-01-01", "arrival_to": f"{year}-12-31"}
+    for name in ("urgency", "status"):
+        if args.get(name):
+            params[name] = args[name]
+    params |= due_filter(args.get("han", ""), date.today())
     page = api().get("intake", "/v1/directives", params)
     pages = max(1, -(-int(page["total"]) // int(page["per_page"])))
     return render_template(
         "register.html", page=page, pages=pages, filters=args, year=year or str(date.today().year)
     )
+
+
+# "Hạn xử lý" in the register's filters: what is still to do and due within a week, or already past due.
+DUE_SOON_DAYS = 7
+
+
+def due_filter(choice: str, today: date) -> dict[str, Any]:
+    """intake's register parameters for the "Hạn xử lý" filter: `sap-den-han` (due today or within
+    DUE_SOON_DAYS days, not yet done), `qua-han` (due before today, not yet done), anything else none."""
+    if choice == "sap-den-han":
+        return {
+            "unfinished": "true",
+            "due_from": today.isoformat(),
+            "due_to": (today + timedelta(days=DUE_SOON_DAYS)).isoformat(),
+        }
+    if choice == "qua-han":
+        return {"unfinished": "true", "due_to": (today - timedelta(days=1)).isoformat()}
+    return {}
 
 
 @blueprint.get("/so-den.csv")

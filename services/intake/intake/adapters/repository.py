@@ -20,11 +20,12 @@ from intake.adapters.status_store import (
     registration_statuses_postgresql,
     statuses_param,
 )
-from intake.adapters.tables import attachments, directive_revisions, directives, outbox
+from intake.adapters.tables import attachments, directive_revisions, directives, outbox, status_updates
 from intake.domain.arrival import ArrivalSeries
 from intake.domain.enums import Confidentiality, DirectiveStatus, Urgency
 from intake.domain.models import Directive, DirectiveMetadata, Issuer, Signer, StoredAttachment
 from intake.domain.numbers import DocumentNumber
+from intake.domain.status import StatusCode
 from intake.domain.text import fold
 
 
@@ -47,6 +48,12 @@ class RegisterQuery:
     q: str | None = None
     year: int | None = None
     submitted_by: str | None = None
+    urgency: str | None = None
+    status: str | None = None
+    due_from: date | None = None
+    due_to: date | None = None
+    # Still registered and without status 06 (every chủ trì task done), as routing reported it.
+    unfinished: bool = False
 
 
 @dataclass(frozen=True)
@@ -424,6 +431,20 @@ class DirectiveRepository:
             parts.append(c.arrival_year == query.year)
         if query.submitted_by is not None:
             parts.append(c.submitted_by == query.submitted_by)
+        if query.urgency:
+            parts.append(c.urgency == query.urgency)
+        if query.status:
+            parts.append(c.status == query.status)
+        if query.due_from is not None:
+            parts.append(c.due_date >= query.due_from)
+        if query.due_to is not None:
+            parts.append(c.due_date <= query.due_to)
+        if query.unfinished:
+            done = sa.exists().where(
+                status_updates.c.directive_id == c.id,
+                status_updates.c.status_code == StatusCode.COMPLETED.value,
+            )
+            parts.append(sa.and_(c.status == DirectiveStatus.REGISTERED.value, sa.not_(done)))
         return sa.and_(sa.true(), *parts)
 
     def _hydrate(self, conn: Connection, rows: Sequence[RowMapping]) -> list[Directive]:

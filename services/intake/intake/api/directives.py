@@ -232,6 +232,11 @@ def list_directives(page: int, per_page: int, **filters: Any) -> dict[str, Any]:
         arrival_to=filters.get("arrival_to"),
         q=filters.get("q"),
         submitted_by=_only_own(current_principal()),
+        urgency=filters.get("urgency"),
+        status=filters.get("status"),
+        due_from=filters.get("due_from"),
+        due_to=filters.get("due_to"),
+        unfinished=bool(filters.get("unfinished")),
     )
     items, total = list_register(query, repository=_deps().repository, page=page, per_page=per_page)
     return {

@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from shared.query import page_number, page_size
 
-from intake.domain.enums import Confidentiality, Urgency
+from intake.domain.enums import Confidentiality, DirectiveStatus, Urgency
 from intake.domain.models import AGENCY_CODE, MAX_ISSUER_NAME, MAX_SUBJECT
 from intake.domain.numbers import MAX_NUMBER_TEXT
 
@@ -192,14 +192,25 @@ class RegisterQueryIn(Schema):
     arrival_from = fields.Date()
     arrival_to = fields.Date()
     q = fields.String(validate=validate.Length(min=1, max=200), metadata={"description": "subject words"})
+    urgency = fields.String(validate=validate.OneOf([u.value for u in Urgency]))
+    status = fields.String(validate=validate.OneOf([s.value for s in DirectiveStatus]))
+    due_from = fields.Date(metadata={"description": "due date on or after this day"})
+    due_to = fields.Date(metadata={"description": "due date on or before this day"})
+    unfinished = fields.Boolean(
+        metadata={
+            "description": "true: only directives still registered and not yet done (no status 06 hoàn "
+            "thành); with `due_to` yesterday, the overdue ones"
+        }
+    )
     page = page_number()
     per_page = page_size(20, MAX_PER_PAGE)
 
     @validates_schema
     def _range(self, data: dict[str, Any], **_: Any) -> None:
-        start, end = data.get("arrival_from"), data.get("arrival_to")
-        if start is not None and end is not None and start > end:
-            raise ValidationError("must not be after arrival_to", field_name="arrival_from")
+        for start_name, end_name in (("arrival_from", "arrival_to"), ("due_from", "due_to")):
+            start, end = data.get(start_name), data.get(end_name)
+            if start is not None and end is not None and start > end:
+                raise ValidationError(f"must not be after {end_name}", field_name=start_name)
 
 
 class RegisterExportIn(Schema):

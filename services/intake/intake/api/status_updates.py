@@ -30,6 +30,7 @@ blp = Blueprint(
 READERS = ("clerk", "submitter", "auditor", "admin")
 ALL_ROLES = frozenset({"clerk", "auditor", "admin"})
 MAX_LIMIT = 500
+MAX_CURSOR = 2**63 - 1
 
 
 class StatusPageIn(Schema):
@@ -38,7 +39,8 @@ class StatusPageIn(Schema):
 
     after = fields.Integer(
         load_default=0,
-        validate=validate.Range(min=0),
+        # A cursor is a BIGINT: beyond it the database cannot even compare (an overflow, not "no more").
+        validate=validate.Range(min=0, max=MAX_CURSOR),
         metadata={"description": "the `next` of the previous page; absent: from the start"},
     )
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_LIMIT))
