@@ -79,33 +79,42 @@ def _deps() -> Deps:
     return deps
 
 
+# A directive's submission as POST /v1/directives documents it (also the body of :replace).
+SUBMISSION_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": DirectiveMultipartIn},
+        "application/json": {"schema": DirectiveJsonIn},
+    },
+}
+SUBMISSION_PARAMETERS = [
+    {"in": "header", "name": "Idempotency-Key", "schema": {"type": "string"}, "required": False}
+]
+
+
+def created_headers(location: str) -> dict[str, Any]:
+    """The headers of a 201 that registered a directive (or answers an earlier registration again)."""
+    return {
+        "Location": {"description": location, "schema": {"type": "string"}},
+        "Idempotent-Replayed": {
+            "description": "`true` when this repeats an earlier answer",
+            "schema": {"type": "string"},
+        },
+    }
+
+
 def _only_own(principal: Principal) -> str | None:
     return None if principal.has_any(*REGISTER_ROLES) else principal.sub
 
 
 @blp.route("/directives", methods=["POST"])
 @require_roles("submitter", "clerk")
-@blp.doc(
-    requestBody={
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": DirectiveMultipartIn},
-            "application/json": {"schema": DirectiveJsonIn},
-        },
-    },
-    parameters=[{"in": "header", "name": "Idempotency-Key", "schema": {"type": "string"}, "required": False}],
-)
+@blp.doc(requestBody=SUBMISSION_BODY, parameters=SUBMISSION_PARAMETERS)
 @blp.response(
     201,
     DirectiveOut,
     description="Registered (or the first answer again for a repeated key)",
-    headers={
-        "Location": {"description": "URL of the directive", "schema": {"type": "string"}},
-        "Idempotent-Replayed": {
-            "description": "`true` when this repeats an earlier answer",
-            "schema": {"type": "string"},
-        },
-    },
+    headers=created_headers("URL of the directive"),
 )
 @blp.alt_response(400, description=BAD_REQUEST)
 @blp.alt_response(

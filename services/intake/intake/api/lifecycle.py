@@ -17,13 +17,19 @@ from shared.json_text import loads_checked, streams_own_body
 from shared.problems import Problem
 
 from intake.api.deps import Deps
-from intake.api.directives import BAD_REQUEST, READERS, REGISTER_ROLES, upload_slot
+from intake.api.directives import (
+    BAD_REQUEST,
+    READERS,
+    REGISTER_ROLES,
+    SUBMISSION_BODY,
+    SUBMISSION_PARAMETERS,
+    created_headers,
+    upload_slot,
+)
 from intake.api.resources import attachment_url, directive_resource, directive_url
 from intake.api.schemas import (
     MAX_CONTENT,
     AttachmentIn,
-    DirectiveJsonIn,
-    DirectiveMultipartIn,
     DirectiveOut,
 )
 from intake.api.submission import close_uploads, invalid, load_or_invalid, read_submission
@@ -248,27 +254,12 @@ def list_revisions(directive_id: str) -> dict[str, Any]:
 @blp.route("/directives/<string:directive_id>:replace", methods=["POST"])
 @require_roles("clerk")
 @blp.arguments(ReplaceQueryIn, location="query")
-@blp.doc(
-    requestBody={
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": DirectiveMultipartIn},
-            "application/json": {"schema": DirectiveJsonIn},
-        },
-    },
-    parameters=[{"in": "header", "name": "Idempotency-Key", "schema": {"type": "string"}, "required": False}],
-)
+@blp.doc(requestBody=SUBMISSION_BODY, parameters=SUBMISSION_PARAMETERS)
 @blp.response(
     201,
     DirectiveOut,
     description="The new directive, registered and routed, with `replaces`; the replaced one is `replaced`",
-    headers={
-        "Location": {"description": "URL of the new directive", "schema": {"type": "string"}},
-        "Idempotent-Replayed": {
-            "description": "`true` when this repeats an earlier answer",
-            "schema": {"type": "string"},
-        },
-    },
+    headers=created_headers("URL of the new directive"),
 )
 @blp.alt_response(400, description=BAD_REQUEST)
 @blp.alt_response(404, description="No such directive to replace")
