@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from marshmallow import ValidationError
 from shared.db import make_engine
@@ -60,6 +61,14 @@ class ConsumerWorker:
         self.consumer.run(stop)
 
 
+def checked(envelope: Envelope, validate: Callable[[dict[str, Any]], Any], kind: str) -> None:
+    """The event's payload as its contract says, or PermanentError (a malformed event goes to the DLQ)."""
+    try:
+        validate(envelope.payload)
+    except ValidationError as exc:
+        raise PermanentError(f"unusable {kind} payload: {exc.messages}") from exc
+
+
 def directive_handler(
     engine: Engine, calendar: WorkingCalendar, reference: dispatch.Reference | None = None
 ) -> Callable[[Envelope], None]:
@@ -67,10 +76,7 @@ def directive_handler(
     reference = reference if reference is not None else dispatch.reference_cache()
 
     def handle(envelope: Envelope) -> None:
-        try:
-            validate_directive_registered(envelope.payload)
-        except ValidationError as exc:
-            raise PermanentError(f"unusable directive_registered payload: {exc.messages}") from exc
+        checked(envelope, validate_directive_registered, "directive_registered")
         created = dispatch.route_directive(envelope, engine=engine, calendar=calendar, reference=reference)
         log.info("directive %s routed: %d task(s)", envelope.payload.get("directive_id"), len(created))
 
@@ -79,10 +85,7 @@ def directive_handler(
 
 def revocation_handler(engine: Engine) -> Callable[[Envelope], None]:
     def handle(envelope: Envelope) -> None:
-        try:
-            validate_directive_revoked(envelope.payload)
-        except ValidationError as exc:
-            raise PermanentError(f"unusable directive_revoked payload: {exc.messages}") from exc
+        checked(envelope, validate_directive_revoked, "directive_revoked")
         cancelled = lifecycle.revoke_directive(envelope, engine=engine)
         log.info(
             "directive %s revoked: %d task(s) cancelled", envelope.payload.get("directive_id"), len(cancelled)
@@ -93,10 +96,7 @@ def revocation_handler(engine: Engine) -> Callable[[Envelope], None]:
 
 def rejection_handler(engine: Engine) -> Callable[[Envelope], None]:
     def handle(envelope: Envelope) -> None:
-        try:
-            validate_directive_rejected(envelope.payload)
-        except ValidationError as exc:
-            raise PermanentError(f"unusable directive_rejected payload: {exc.messages}") from exc
+        checked(envelope, validate_directive_rejected, "directive_rejected")
         cancelled = lifecycle.reject_directive(envelope, engine=engine)
         log.info(
             "directive %s refused: %d task(s) cancelled", envelope.payload.get("directive_id"), len(cancelled)
@@ -109,10 +109,7 @@ def update_handler(
     engine: Engine, calendar: WorkingCalendar, reference: dispatch.Reference | None = None
 ) -> Callable[[Envelope], None]:
     def handle(envelope: Envelope) -> None:
-        try:
-            validate_directive_updated(envelope.payload)
-        except ValidationError as exc:
-            raise PermanentError(f"unusable directive_updated payload: {exc.messages}") from exc
+        checked(envelope, validate_directive_updated, "directive_updated")
         done = lifecycle.update_directive(envelope, engine=engine, calendar=calendar, reference=reference)
         log.info(
             "directive %s updated to revision %s: %d due date(s) moved, %d task(s) added, %d cancelled, "
@@ -130,10 +127,7 @@ def update_handler(
 
 def replacement_handler(engine: Engine) -> Callable[[Envelope], None]:
     def handle(envelope: Envelope) -> None:
-        try:
-            validate_directive_replaced(envelope.payload)
-        except ValidationError as exc:
-            raise PermanentError(f"unusable directive_replaced payload: {exc.messages}") from exc
+        checked(envelope, validate_directive_replaced, "directive_replaced")
         cancelled = lifecycle.replace_directive(envelope, engine=engine)
         log.info(
             "directive %s replaced by %s: %d task(s) cancelled",
