@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -31,6 +32,17 @@ def _wait_depth(amqp_url: str, codes: list[str], expected: int) -> None:
         return sum(d or 0 for d in depths.values()) >= expected
 
     wait_until(filled, timeout=60, interval=0.5, what=f"{expected} offers in the unit queues")
+
+
+def _timed_clients(run: Callable[[list[str]], None], codes: list[str]) -> float:
+    """Seconds CLIENTS threads take to run `run`, each over its share of `codes` (round-robin)."""
+    threads = [threading.Thread(target=run, args=(codes[i::CLIENTS],)) for i in range(CLIENTS)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    return time.perf_counter() - started
 
 
 def drain_rest(base_url: str, codes: list[str], tokens: dict[str, str], expected: int) -> tuple[int, float]:
@@ -78,13 +90,7 @@ def drain_rest(base_url: str, codes: list[str], tokens: dict[str, str], expected
         finally:
             client.close()
 
-    threads = [threading.Thread(target=run, args=(codes[i::CLIENTS],)) for i in range(CLIENTS)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
-    elapsed = time.perf_counter() - started
+    elapsed = _timed_clients(run, codes)
     if errors:
         raise RuntimeError(errors[0])
     return acked, elapsed
@@ -119,13 +125,8 @@ def drain_pika(amqp_url: str, codes: list[str], expected: int) -> tuple[int, flo
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=run, args=(codes[i::CLIENTS],)) for i in range(CLIENTS)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
-    return taken, time.perf_counter() - started
+    elapsed = _timed_clients(run, codes)  # before `taken` is read: the threads add to it
+    return taken, elapsed
 
 
 def run(ctx: Context) -> RowResult:

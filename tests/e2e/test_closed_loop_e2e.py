@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from intake.domain.edxml import read_status
 from shared.db import make_engine
 
+from tests.support.unit_tasks import take_tasks, tasks_by_unit
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,23 +85,9 @@ def deliveries_failing(engine: Any) -> int:
 
 def take_and_ack(routing: str, e2e_env: Any, task_units: dict[str, str]) -> None:
     """Each unit takes its tasks from its queue and acknowledges them in one batch."""
-    by_unit: dict[str, set[str]] = {}
-    for task_id, unit in task_units.items():
-        by_unit.setdefault(unit, set()).add(task_id)
-    for unit, wanted in sorted(by_unit.items()):
+    for unit, wanted in tasks_by_unit(task_units):
         headers = e2e_env.auth("unit", unit)
-        seen: set[str] = set()
-        deadline = time.monotonic() + 30
-        while wanted - seen and time.monotonic() < deadline:
-            r = requests.post(
-                f"{routing}/v1/units/{unit}/tasks:poll",
-                json={"max": 10, "wait_seconds": 1},
-                headers=headers,
-                timeout=40,
-            )
-            assert r.status_code == 200, r.text
-            seen |= {t["id"] for t in r.json()["items"]} & wanted
-        assert wanted == seen, f"{unit} never got {wanted - seen}"
+        take_tasks(routing, unit, wanted, headers, wait_seconds=1)
         r = requests.post(
             f"{routing}/v1/units/{unit}/tasks:ack", json={"ids": sorted(wanted)}, headers=headers, timeout=10
         )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
+from shared.messaging import Publisher
 
 
 # --- messaging and persistence plumbing (envelope, outbox, inbox, messaging) ---
@@ -19,6 +20,20 @@ def rabbit_url(amqp_vhost_factory: Callable[[], str]) -> str:
     """One RabbitMQ virtual host per test module (creating one costs about a second); tests in the module
     keep apart by queue name."""
     return amqp_vhost_factory()
+
+
+@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.integration)])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """A broker: memory:// always, the real RabbitMQ (marked integration) too."""
+    if request.param == "memory":
+        return "memory://"
+    return str(request.getfixturevalue("rabbit_url"))
+
+
+@pytest.fixture
+def publisher(broker_url: str) -> Iterator[Publisher]:
+    with Publisher(broker_url, confirm_timeout=2.0, retries=1) as pub:
+        yield pub
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

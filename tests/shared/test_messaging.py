@@ -34,23 +34,10 @@ EXCHANGE = "sharedtest.events"
 ROUTING_KEY = "intake.directive_registered.v1"
 
 
-@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.integration)])
-def broker_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    return str(request.getfixturevalue("rabbit_url"))
-
-
 @pytest.fixture
 def queue() -> str:
     # The memory transport keeps its queues for the whole process: every test gets its own names.
     return f"test_{uuid.uuid4().hex[:8]}.intake.directive_registered"
-
-
-@pytest.fixture
-def publisher(broker_url: str) -> Iterator[Publisher]:
-    with Publisher(broker_url, confirm_timeout=2.0, retries=1) as pub:
-        yield pub
 
 
 @contextmanager

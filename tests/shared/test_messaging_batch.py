@@ -1,7 +1,6 @@
 """Publisher.publish_batch (pipelined confirms) on memory:// and the real RabbitMQ: order, returns, nacks."""
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from kombu import Connection, Exchange, Queue
@@ -19,23 +18,10 @@ from shared.messaging import (
 from shared.naming import TASKS_EXCHANGE, unit_queue
 
 
-@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.integration)])
-def broker_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    return str(request.getfixturevalue("rabbit_url"))
-
-
 @pytest.fixture
 def unit() -> str:
     # The memory transport keeps its queues for the whole process: every test gets its own unit code.
     return f"UNIT_{uuid.uuid4().hex[:8].upper()}"
-
-
-@pytest.fixture
-def publisher(broker_url: str) -> Iterator[Publisher]:
-    with Publisher(broker_url, confirm_timeout=2.0, retries=1) as pub:
-        yield pub
 
 
 def task(unit: str, n: int, routing_key: str | None = None) -> OutgoingMessage:

@@ -8,12 +8,13 @@ import hashlib
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from minio import Minio
 from minio.error import S3Error
-from objectstore_contract import ObjectStoreContract
+from objectstore_contract import ObjectStoreContract, sha
 from shared.db import make_engine
 from shared.objectstore import (
     AdvisoryKeyLock,
@@ -22,6 +23,7 @@ from shared.objectstore import (
     Retention,
     S3Store,
     StoreCapabilities,
+    StoredObject,
     StoreLacksCapability,
     WritePlan,
 )
@@ -71,8 +73,9 @@ def versions(rgw, bucket: str, key: str) -> list[str]:
     ]
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def put_text(store: S3Store, bucket: str, key: str, data: bytes, **kwargs: Any) -> StoredObject:
+    """`data` stored as text/plain, with its own size and SHA-256."""
+    return store.put(bucket, key, data, size=len(data), content_type="text/plain", sha256=sha(data), **kwargs)
 
 
 class TestRgwStore(ObjectStoreContract):
@@ -131,7 +134,7 @@ def test_without_a_key_lock_a_lock_bucket_is_refused_naming_the_missing_capabili
     # Plain buckets keep every guarantee they have without one.
     plain = f"plain-{uuid.uuid4().hex[:12]}"
     store.ensure_bucket(plain)
-    store.put(plain, "k", b"x", size=1, content_type="text/plain", sha256=sha(b"x"))
+    put_text(store, plain, "k", b"x")
 
 
 def test_a_second_write_of_a_locked_key_leaves_exactly_one_version(rgw, key_lock):
@@ -140,25 +143,9 @@ def test_a_second_write_of_a_locked_key_leaves_exactly_one_version(rgw, key_lock
     store.ensure_bucket(bucket, object_lock=True)
     first, second = "Hồ sơ gốc".encode(), "Bản thay thế".encode()
     until = datetime.now(UTC) + timedelta(days=1)
-    store.put(
-        bucket,
-        "records/a",
-        first,
-        size=len(first),
-        content_type="text/plain",
-        sha256=sha(first),
-        retention=Retention("COMPLIANCE", until),
-    )
+    put_text(store, bucket, "records/a", first, retention=Retention("COMPLIANCE", until))
     with pytest.raises(ObjectLocked):
-        store.put(
-            bucket,
-            "records/a",
-            second,
-            size=len(second),
-            content_type="text/plain",
-            sha256=sha(second),
-            retention=Retention("COMPLIANCE", until),
-        )
+        put_text(store, bucket, "records/a", second, retention=Retention("COMPLIANCE", until))
     assert len(versions(rgw, bucket, "records/a")) == 1
     assert store.read(bucket, "records/a") == first
 
@@ -175,15 +162,7 @@ def test_concurrent_writers_of_one_key_leave_exactly_one_version(rgw, key_lock):
         store = rgw_store(rgw, key_lock)  # a store each, as separate workers have
         start.wait()
         try:
-            store.put(
-                bucket,
-                "records/same",
-                data,
-                size=len(data),
-                content_type="text/plain",
-                sha256=sha(data),
-                retention=Retention("GOVERNANCE", until),
-            )
+            put_text(store, bucket, "records/same", data, retention=Retention("GOVERNANCE", until))
             outcomes.append("stored")
         except ObjectLocked:
             outcomes.append("locked")
@@ -223,13 +202,11 @@ def test_a_corrupted_upload_is_refused_and_nothing_is_stored(monkeypatch, rgw, k
 
     monkeypatch.setattr(store._client, "_put_object", corrupting)
     with pytest.raises(ChecksumMismatch, match="BadDigest"):
-        store.put(
+        put_text(
+            store,
             bucket,
             "records/b",
             data,
-            size=len(data),
-            content_type="text/plain",
-            sha256=sha(data),
             retention=Retention("COMPLIANCE", datetime.now(UTC) + timedelta(days=1)) if locked else None,
         )
     monkeypatch.undo()
@@ -242,15 +219,8 @@ def test_a_locked_record_cannot_be_deleted_or_shortened_even_through_the_raw_api
     store.ensure_bucket(bucket, object_lock=True)
     data = b"record"
     until = datetime.now(UTC) + timedelta(days=1)
-    stored = store.put(
-        bucket,
-        "records/c",
-        data,
-        size=len(data),
-        content_type="text/plain",
-        sha256=sha(data),
-        retention=Retention("COMPLIANCE", until),
-        legal_hold=True,
+    stored = put_text(
+        store, bucket, "records/c", data, retention=Retention("COMPLIANCE", until), legal_hold=True
     )
     with pytest.raises(ObjectLocked):
         store.delete(bucket, "records/c")
@@ -293,15 +263,7 @@ def test_retention_dates_with_nanoseconds_are_read_where_minio_py_fails(rgw, key
     bucket = f"locked-{uuid.uuid4().hex[:12]}"
     store.ensure_bucket(bucket, object_lock=True)
     until = datetime(2031, 5, 17, 8, 30, 15, tzinfo=UTC)
-    store.put(
-        bucket,
-        "r",
-        b"x",
-        size=1,
-        content_type="text/plain",
-        sha256=sha(b"x"),
-        retention=Retention("GOVERNANCE", until),
-    )
+    put_text(store, bucket, "r", b"x", retention=Retention("GOVERNANCE", until))
     with pytest.raises(ValueError, match="does not match format"):  # minio-py's parser, on RGW's answer
         raw_client(rgw).get_object_retention(bucket, "r")
     retention = store.stat(bucket, "r").retention

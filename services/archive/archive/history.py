@@ -4,7 +4,7 @@ replacement), with any file they carry archived."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from shared.envelope import Envelope
 from shared.filenames import clean_filename
@@ -31,19 +31,22 @@ from archive.domain.errors import ChecksumMismatch
 from archive.domain.records import SOURCE_ATTACHMENT, SOURCE_REPORT, SOURCE_REVOCATION, SOURCE_UPDATE
 from archive.signatures import SignatureVerifier
 
+
+class HistoryDeps(TypedDict):
+    """What the handlers of a directive's history work with (the clock is utcnow unless given)."""
+
+    engine: Engine
+    vault: Vault
+    verifier: SignatureVerifier
+    clock: NotRequired[Clock]
+
+
 # The event types under which a batch event's parts are kept, as if each had come on its own.
 TASK_ASSIGNED_TYPE = ".".join(messages.TASK_ASSIGNED)
 TASK_STATUS_CHANGED_TYPE = ".".join(messages.TASK_STATUS_CHANGED)
 
 
-def handle_task_event(
-    envelope: Envelope,
-    *,
-    engine: Engine,
-    vault: Vault,
-    verifier: SignatureVerifier,
-    clock: Clock = utcnow,
-) -> list[str]:
+def handle_task_event(envelope: Envelope, **deps: Unpack[HistoryDeps]) -> list[str]:
     """Keeps a routing task event in the history and the audit log; archives a report file it carries."""
     payload = load_or_reject(messages.TaskEventIn(), envelope)
     task_id = payload.get("task_id") or payload.get("id")
@@ -56,21 +59,11 @@ def handle_task_event(
         files=[_File(report, SOURCE_REPORT, f"report:{task_id or ''}:{report['sha256']}")] if report else [],
         row={"task_id": task_id, "unit": unit, "status": status},
         details={"task_id": task_id, "unit": unit, "status": status, "report": _report_details(report)},
-        engine=engine,
-        vault=vault,
-        verifier=verifier,
-        clock=clock,
+        **deps,
     )
 
 
-def handle_directive_revoked(
-    envelope: Envelope,
-    *,
-    engine: Engine,
-    vault: Vault,
-    verifier: SignatureVerifier,
-    clock: Clock = utcnow,
-) -> list[str]:
+def handle_directive_revoked(envelope: Envelope, **deps: Unpack[HistoryDeps]) -> list[str]:
     """Keeps intake's revocation of a directive in its history and the audit log; every record stays (WORM),
     and the revoking edXML packet, when there was one, is archived beside them."""
     payload = load_or_reject(messages.DirectiveRevokedIn(), envelope)
@@ -82,28 +75,18 @@ def handle_directive_revoked(
         files=[_File(packet, SOURCE_REVOCATION, f"revocation:{directive_id}:{packet['sha256']}")]
         if packet
         else [],
-        row={"task_id": None, "unit": None, "status": "revoked"},
+        row=_directive_row("revoked"),
         details={
             "reason": payload["reason"],
             "revoked_by": payload.get("revoked_by"),
             "revoked_at": payload.get("revoked_at"),
             "packet": _report_details(packet),
         },
-        engine=engine,
-        vault=vault,
-        verifier=verifier,
-        clock=clock,
+        **deps,
     )
 
 
-def handle_directive_updated(
-    envelope: Envelope,
-    *,
-    engine: Engine,
-    vault: Vault,
-    verifier: SignatureVerifier,
-    clock: Clock = utcnow,
-) -> list[str]:
+def handle_directive_updated(envelope: Envelope, **deps: Unpack[HistoryDeps]) -> list[str]:
     """Keeps a directive's new revision in its history and the audit log (what changed, from what to what,
     who asked and why); archives the files it added and the update packet beside the earlier records,
     which stay as they are (WORM)."""
@@ -121,7 +104,7 @@ def handle_directive_updated(
         envelope,
         directive_id,
         files=files,
-        row={"task_id": None, "unit": None, "status": f"revision {revision}"},
+        row=_directive_row(f"revision {revision}"),
         details={
             "revision": revision,
             "changes": payload["changes"],
@@ -131,21 +114,11 @@ def handle_directive_updated(
             "attachments_added": [_report_details(added) for added in payload["attachments_added"]],
             "packet": _report_details(packet),
         },
-        engine=engine,
-        vault=vault,
-        verifier=verifier,
-        clock=clock,
+        **deps,
     )
 
 
-def handle_directive_replaced(
-    envelope: Envelope,
-    *,
-    engine: Engine,
-    vault: Vault,
-    verifier: SignatureVerifier,
-    clock: Clock = utcnow,
-) -> list[str]:
+def handle_directive_replaced(envelope: Envelope, **deps: Unpack[HistoryDeps]) -> list[str]:
     """Keeps a directive's replacement in its history and the audit log, naming the new directive (which is
     archived from its own registration); the replaced one's records stay as they are (WORM)."""
     payload = load_or_reject(messages.DirectiveReplacedIn(), envelope)
@@ -153,18 +126,20 @@ def handle_directive_replaced(
         envelope,
         payload["directive_id"],
         files=[],
-        row={"task_id": None, "unit": None, "status": "replaced"},
+        row=_directive_row("replaced"),
         details={
             "replacement": payload["replacement"],
             "reason": payload["reason"],
             "replaced_by": payload.get("replaced_by"),
             "replaced_at": payload.get("replaced_at"),
         },
-        engine=engine,
-        vault=vault,
-        verifier=verifier,
-        clock=clock,
+        **deps,
     )
+
+
+def _directive_row(status: str) -> dict[str, Any]:
+    """The history row of an event of the directive itself, not of one of its tasks."""
+    return {"task_id": None, "unit": None, "status": status}
 
 
 @dataclass(frozen=True)
@@ -186,7 +161,7 @@ def _keep(
     engine: Engine,
     vault: Vault,
     verifier: SignatureVerifier,
-    clock: Clock,
+    clock: Clock = utcnow,
 ) -> list[str]:
     """One event of a directive's life: a history row, an audit entry, and the files it carries archived."""
     if already_handled(engine, envelope.id):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
@@ -35,18 +36,27 @@ DIRECTIVE_REJECTED_KEY = routing_key("intake", "directive_rejected", 1)
 UNIT_QUEUE_EXCHANGE = TASKS_EXCHANGE
 
 
-class _Issuer(Schema):
+class _Tolerant(Schema):
+    """What routing reads from intake: unknown fields are ignored."""
+
     class Meta:
         unknown = EXCLUDE
 
+
+def _directive_id() -> fields.String:
+    return fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+def _reason() -> fields.String:
+    return fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class _Issuer(_Tolerant):
     name = fields.String(allow_none=True)
     code = fields.String(allow_none=True)
 
 
-class _Metadata(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class _Metadata(_Tolerant):
     issuer = fields.Nested(_Issuer, load_default=dict)
     number = fields.String(allow_none=True)
     code_number = fields.String(allow_none=True)
@@ -57,10 +67,7 @@ class _Metadata(Schema):
     due_date = fields.Date(allow_none=True)
 
 
-class _Attachment(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class _Attachment(_Tolerant):
     id = fields.String(required=True)
     filename = fields.String(allow_none=True)
     content_type = fields.String(allow_none=True)
@@ -70,13 +77,10 @@ class _Attachment(Schema):
     key = fields.String(required=True)
 
 
-class DirectiveRegistered(Schema):
+class DirectiveRegistered(_Tolerant):
     """intake.directive_registered.v1 — tolerant: unknown fields are ignored."""
 
-    class Meta:
-        unknown = EXCLUDE
-
-    directive_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    directive_id = _directive_id()
     arrival_number = fields.Integer(allow_none=True)
     arrival_date = fields.Date(allow_none=True)
     received_at = fields.AwareDateTime(allow_none=True)
@@ -154,42 +158,28 @@ class TasksAssigned(Schema):
     tasks = fields.List(fields.Nested(TaskDocument), required=True, validate=validate.Length(min=1))
 
 
-class DirectiveRevoked(Schema):
+class DirectiveRevoked(_Tolerant):
     """intake.directive_revoked.v1 — tolerant: unknown fields are ignored."""
 
-    class Meta:
-        unknown = EXCLUDE
-
-    directive_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    directive_id = _directive_id()
+    reason = _reason()
     revoked_at = fields.AwareDateTime(required=True)
     revoked_by = fields.String(allow_none=True)
 
 
-def validate_directive_revoked(payload: dict[str, Any]) -> dict[str, Any]:
-    loaded: dict[str, Any] = DirectiveRevoked().load(payload)
-    return loaded
-
-
-class DirectiveRejected(Schema):
+class DirectiveRejected(_Tolerant):
     """intake.directive_rejected.v1 — tolerant: unknown fields are ignored."""
 
-    class Meta:
-        unknown = EXCLUDE
-
-    directive_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    directive_id = _directive_id()
+    reason = _reason()
     rejected_at = fields.AwareDateTime(required=True)
     rejected_by = fields.String(allow_none=True)
 
 
-class DirectiveUpdated(Schema):
+class DirectiveUpdated(_Tolerant):
     """intake.directive_updated.v1 — tolerant: unknown fields are ignored."""
 
-    class Meta:
-        unknown = EXCLUDE
-
-    directive_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    directive_id = _directive_id()
     revision = fields.Integer(required=True, validate=validate.Range(min=2))
     changes = fields.Dict(required=True)
     metadata = fields.Nested(_Metadata, required=True)
@@ -199,47 +189,38 @@ class DirectiveUpdated(Schema):
     updated_by = fields.String(allow_none=True)
 
 
-def validate_directive_updated(payload: dict[str, Any]) -> dict[str, Any]:
-    loaded: dict[str, Any] = DirectiveUpdated().load(payload)
-    return loaded
-
-
-class _Replacement(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    directive_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+class _Replacement(_Tolerant):
+    directive_id = _directive_id()
     number = fields.String(allow_none=True)
     arrival_number = fields.Integer(allow_none=True)
 
 
-class DirectiveReplaced(Schema):
+class DirectiveReplaced(_Tolerant):
     """intake.directive_replaced.v1 — tolerant: unknown fields are ignored."""
 
-    class Meta:
-        unknown = EXCLUDE
-
-    directive_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    directive_id = _directive_id()
     replacement = fields.Nested(_Replacement, required=True)
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    reason = _reason()
     replaced_at = fields.AwareDateTime(required=True)
     replaced_by = fields.String(allow_none=True)
 
 
-def validate_directive_replaced(payload: dict[str, Any]) -> dict[str, Any]:
-    loaded: dict[str, Any] = DirectiveReplaced().load(payload)
-    return loaded
+def _loader(schema: type[Schema]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A check of one event's payload: the payload loaded, or ValidationError for a payload routing cannot
+    use (the consumer dead-letters it)."""
+
+    def load(payload: dict[str, Any]) -> dict[str, Any]:
+        loaded: dict[str, Any] = schema().load(payload)
+        return loaded
+
+    return load
 
 
-def validate_directive_rejected(payload: dict[str, Any]) -> dict[str, Any]:
-    loaded: dict[str, Any] = DirectiveRejected().load(payload)
-    return loaded
-
-
-def validate_directive_registered(payload: dict[str, Any]) -> dict[str, Any]:
-    """Raises ValidationError for a payload routing cannot use (the consumer dead-letters it)."""
-    loaded: dict[str, Any] = DirectiveRegistered().load(payload)
-    return loaded
+validate_directive_registered = _loader(DirectiveRegistered)
+validate_directive_revoked = _loader(DirectiveRevoked)
+validate_directive_rejected = _loader(DirectiveRejected)
+validate_directive_updated = _loader(DirectiveUpdated)
+validate_directive_replaced = _loader(DirectiveReplaced)
 
 
 def check_task_document(payload: dict[str, Any]) -> None:

@@ -17,9 +17,9 @@ from archive.adapters import audit_log
 from archive.adapters.db import audit_entries, records
 from archive.archiving import handle_directive_registered
 from archive.audit import verify_audit, write_checkpoint
-from archive.domain.audit import AuditEvent, next_entry, utc_text
+from archive.domain.audit import AuditEvent
 from archive.fixity import check_fixity
-from archive_testkit import STAGING, directive_event, make_vault, stage
+from archive_testkit import STAGING, directive_event, make_vault, rechain_with_edit, stage
 from shared.objectstore import ObjectLocked
 
 pytestmark = pytest.mark.integration
@@ -108,28 +108,8 @@ def test_rewritten_history_is_caught_by_the_checkpoint(pg_engine, archive_s3, ve
 
     # A thorough intruder edits entry 1 and recomputes every hash after it: the chain alone looks fine.
     entries = list(audit_log.iter_entries(pg_engine))
-    prev_seq, prev_hash = 0, "0" * 64
     with pg_engine.begin() as conn:
-        for entry in entries:
-            actor = "service:intruder" if entry.seq == 1 else entry.actor
-            event = AuditEvent(
-                action=entry.action,
-                actor=actor,
-                occurred_at=entry.occurred_at,
-                directive_id=entry.directive_id,
-                record_id=entry.record_id,
-                source_event_id=entry.source_event_id,
-                details=entry.details,
-            )
-            new = next_entry(event, prev_seq=prev_seq, prev_hash=prev_hash)
-            conn.execute(
-                sa.update(audit_entries)
-                .where(audit_entries.c.seq == entry.seq)
-                .values(
-                    actor=actor, prev_hash=new.prev_hash, hash=new.hash, occurred_at=utc_text(new.occurred_at)
-                )
-            )
-            prev_seq, prev_hash = new.seq, new.hash
+        rechain_with_edit(conn, entries, seq=1)
 
     result = verify_audit(engine=pg_engine, vault=vault)
     assert result.chain.ok

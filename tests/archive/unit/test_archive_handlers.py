@@ -77,11 +77,18 @@ def test_redelivered_event_archives_nothing_twice(engine, vault, verifier, sampl
     assert _outbox_types(engine).count("archive.record_archived.v1") == 1
 
 
-def test_a_declared_permanent_type_without_a_valid_signature_gets_the_ordinary_class_and_no_hold(
-    engine, vault, verifier, samples, stage_file
+@pytest.mark.parametrize(
+    ("sample", "retention_class", "years", "basis"),
+    [
+        # Finding 9: any submitter could force permanent, held, undeletable archiving by naming a type.
+        ("unsigned", "10", 10, "asks for class vinh_vien; signature unsigned, so class 10"),
+        ("valid", "vinh_vien", 70, "document type 'Quyết định': class vinh_vien (signature valid)"),
+    ],
+)
+def test_a_declared_permanent_type_gets_the_class_its_signature_proves_and_is_never_held(
+    engine, vault, verifier, samples, stage_file, sample, retention_class, years, basis
 ):
-    """Finding 9: any submitter could force permanent, held, undeletable archiving by naming a type."""
-    staged = stage_file(samples.unsigned, "qd.pdf")
+    staged = stage_file(getattr(samples, sample), "qd.pdf")
     event = directive_event("dir-3", [staged.attachment], document_type="Quyết định")
 
     handle_directive_registered(event, engine=engine, vault=vault, verifier=verifier)
@@ -91,28 +98,12 @@ def test_a_declared_permanent_type_without_a_valid_signature_gets_the_ordinary_c
         (archived,) = [json.loads(r.details) for r in conn.execute(
             sa.select(audit_entries.c.details).where(audit_entries.c.action == "record_archived")
         )]  # fmt: skip
-    assert row.retention_class == "10" and not row.legal_hold and row.legal_hold_reason is None
+    assert row.retention_class == retention_class and not row.legal_hold and row.legal_hold_reason is None
     stored = vault.store.stat(ARCHIVE, row.key)
     assert not stored.legal_hold
-    assert stored.retention is not None and stored.retention.retain_until.year - row.archived_at.year == 10
-    assert "asks for class vinh_vien; signature unsigned, so class 10" in archived["retention_basis"]
-
-
-def test_a_validly_signed_permanent_type_is_locked_longest_but_never_held(
-    engine, vault, verifier, samples, stage_file
-):
-    staged = stage_file(samples.valid, "qd-ky-so.pdf")
-    event = directive_event("dir-3s", [staged.attachment], document_type="Quyết định")
-
-    handle_directive_registered(event, engine=engine, vault=vault, verifier=verifier)
-
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(records)).one()
-    assert row.retention_class == "vinh_vien" and not row.legal_hold
-    stored = vault.store.stat(ARCHIVE, row.key)
-    assert not stored.legal_hold
-    assert stored.retention is not None and stored.retention.retain_until.year - row.archived_at.year == 70
-    assert row.retain_until.year - row.archived_at.year == 70
+    assert stored.retention is not None and stored.retention.retain_until.year - row.archived_at.year == years
+    assert row.retain_until.year - row.archived_at.year == years
+    assert basis in archived["retention_basis"]
 
 
 def test_invalid_signature_is_recorded_and_announced(engine, vault, verifier, samples, stage_file):

@@ -35,6 +35,17 @@ class AuditQuery(PageQuery):
     until = SafeAwareDateTime()
 
 
+def _page_of(item: type[Schema], name: str) -> type[Schema]:
+    """The schema `name` of a page of `item`s: items, total, page, per_page (in that order)."""
+    page = {
+        "items": fields.List(fields.Nested(item)),
+        "total": fields.Integer(),
+        "page": fields.Integer(),
+        "per_page": fields.Integer(),
+    }
+    return Schema.from_dict(page, name=name)
+
+
 class SignatureOut(Schema):
     field_name = fields.String()
     signer = fields.String(allow_none=True)
@@ -90,11 +101,7 @@ class RecordOut(Schema):
     subject = fields.String(allow_none=True)
 
 
-class RecordPage(Schema):
-    items = fields.List(fields.Nested(RecordOut))
-    total = fields.Integer()
-    page = fields.Integer()
-    per_page = fields.Integer()
+RecordPage = _page_of(RecordOut, "RecordPage")
 
 
 class LegalHoldIn(Schema):
@@ -120,11 +127,7 @@ class FixityRunOut(Schema):
     failures = fields.List(fields.Dict())
 
 
-class FixityRunPage(Schema):
-    items = fields.List(fields.Nested(FixityRunOut))
-    total = fields.Integer()
-    page = fields.Integer()
-    per_page = fields.Integer()
+FixityRunPage = _page_of(FixityRunOut, "FixityRunPage")
 
 
 class AuditEntryOut(Schema):
@@ -140,11 +143,7 @@ class AuditEntryOut(Schema):
     hash = fields.String()
 
 
-class AuditPage(Schema):
-    items = fields.List(fields.Nested(AuditEntryOut))
-    total = fields.Integer()
-    page = fields.Integer()
-    per_page = fields.Integer()
+AuditPage = _page_of(AuditEntryOut, "AuditPage")
 
 
 class CheckpointOut(Schema):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from flask import Response, current_app, request, stream_with_context
@@ -24,6 +25,7 @@ fixity_blp = Blueprint("fixity", __name__, description="Fixity sweeps")
 packages_blp = Blueprint("packages", __name__, description="BagIt packages of directives")
 
 READERS = ("auditor", "admin")
+V = TypeVar("V", bound=Callable[..., Any])
 
 # The errors an archive operation can answer besides 401/403 (every /v1 route) and 422 (a declared
 # body or query schema); each is an RFC 9457 problem+json body.
@@ -64,11 +66,29 @@ def _page(items: list[Any], total: int, args: dict[str, Any]) -> dict[str, Any]:
     return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"]}
 
 
+def _errors(blp: Blueprint, *errors: tuple[int, str]) -> Callable[[V], V]:
+    """Documents the errors a route answers: 400 (BAD_QUERY, every route), then each (status, description)."""
+
+    def document(view: V) -> V:
+        # In the order stacked alt_response decorators would add them: the last one listed first.
+        for status, description in reversed([(400, BAD_QUERY), *errors]):
+            view = blp.alt_response(status, description=description)(view)
+        return view
+
+    return document
+
+
+def _binary(media_type: str, headers: dict[str, Any]) -> dict[str, Any]:
+    """The documentation of a 200 whose body is bytes of `media_type`, with `headers`."""
+    content = {media_type: {"schema": {"type": "string", "format": "binary"}}}
+    return {"responses": {200: {"headers": headers, "content": content}}}
+
+
 @records_blp.route("/records")
 @require_roles(*READERS)
 @records_blp.arguments(schemas.RecordQuery, location="query")
 @records_blp.response(200, schemas.RecordPage, description="A page of records, newest first")
-@records_blp.alt_response(400, description=BAD_QUERY)
+@_errors(records_blp)
 def list_records(args: dict[str, Any]) -> dict[str, Any]:
     flt = repository.RecordFilter(
         directive_id=args.get("directive"),
@@ -87,8 +107,7 @@ def list_records(args: dict[str, Any]) -> dict[str, Any]:
 @records_blp.route("/records/<record_id>")
 @require_roles(*READERS)
 @records_blp.response(200, schemas.RecordOut, description="The record and its signature report (audited)")
-@records_blp.alt_response(400, description=BAD_QUERY)
-@records_blp.alt_response(404, description=NO_RECORD)
+@_errors(records_blp, (404, NO_RECORD))
 def get_record(record_id: str) -> dict[str, Any]:
     return records.view_record(record_id, engine=_deps().engine, actor=_actor())
 
@@ -96,18 +115,8 @@ def get_record(record_id: str) -> dict[str, Any]:
 @records_blp.route("/records/<record_id>/content")
 @require_roles(*READERS)
 @records_blp.response(200, description="The archived bytes, exactly as received, after a SHA-256 re-check")
-@records_blp.doc(
-    responses={
-        200: {
-            "headers": CONTENT_HEADERS,
-            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-        }
-    }
-)
-@records_blp.alt_response(400, description=BAD_QUERY)
-@records_blp.alt_response(404, description=NO_RECORD)
-@records_blp.alt_response(409, description=ALTERED)
-@records_blp.alt_response(503, description=STORE_DOWN)
+@records_blp.doc(**_binary("*/*", CONTENT_HEADERS))
+@_errors(records_blp, (404, NO_RECORD), (409, ALTERED), (503, STORE_DOWN))
 def get_content(record_id: str) -> Response:
     deps = _deps()
     if request.method == "HEAD":
@@ -136,9 +145,7 @@ def _content_headers(response: Response, record: dict[str, Any]) -> None:
 @records_blp.response(
     200, schemas.FixityOut, description="The outcome; a failure is also recorded and announced"
 )
-@records_blp.alt_response(400, description=BAD_QUERY)
-@records_blp.alt_response(404, description=NO_RECORD)
-@records_blp.alt_response(503, description=STORE_DOWN)
+@_errors(records_blp, (404, NO_RECORD), (503, STORE_DOWN))
 def post_fixity(record_id: str) -> dict[str, Any]:
     deps = _deps()
     outcome = fixity.check_fixity(record_id, engine=deps.engine, vault=deps.vault, actor=_actor())
@@ -154,14 +161,12 @@ def post_fixity(record_id: str) -> dict[str, Any]:
 @require_roles("admin")
 @records_blp.arguments(schemas.LegalHoldIn)
 @records_blp.response(200, schemas.RecordOut, description="The record with its hold set or lifted (audited)")
-@records_blp.alt_response(400, description=BAD_QUERY)
-@records_blp.alt_response(404, description=NO_RECORD)
-@records_blp.alt_response(
-    409,
-    description="The store refused the change (object-locked), or the archived object is missing "
-    "(fixity-failed)",
+@_errors(
+    records_blp,
+    (404, NO_RECORD),
+    (409, "The store refused the change (object-locked), or the archived object is missing (fixity-failed)"),
+    (503, STORE_DOWN),
 )
-@records_blp.alt_response(503, description=STORE_DOWN)
 def put_legal_hold(body: dict[str, Any], record_id: str) -> dict[str, Any]:
     deps = _deps()
     return records.set_legal_hold(
@@ -178,7 +183,7 @@ def put_legal_hold(body: dict[str, Any], record_id: str) -> dict[str, Any]:
 @require_roles(*READERS)
 @fixity_blp.arguments(schemas.PageQuery, location="query")
 @fixity_blp.response(200, schemas.FixityRunPage, description="A page of fixity sweeps, newest first")
-@fixity_blp.alt_response(400, description=BAD_QUERY)
+@_errors(fixity_blp)
 def list_fixity_runs(args: dict[str, Any]) -> dict[str, Any]:
     with _deps().engine.connect() as conn:
         items, total = repository.list_fixity_runs(conn, page=args["page"], per_page=args["per_page"])
@@ -189,7 +194,7 @@ def list_fixity_runs(args: dict[str, Any]) -> dict[str, Any]:
 @require_roles(*READERS)
 @audit_blp.arguments(schemas.AuditQuery, location="query")
 @audit_blp.response(200, schemas.AuditPage, description="A page of audit entries, oldest first")
-@audit_blp.alt_response(400, description=BAD_QUERY)
+@_errors(audit_blp)
 def list_audit(args: dict[str, Any]) -> dict[str, Any]:
     with _deps().engine.connect() as conn:
         entries, total = audit_log.list_entries(
@@ -212,8 +217,7 @@ def list_audit(args: dict[str, Any]) -> dict[str, Any]:
     description="The chain walked and compared with every checkpoint in the object-locked bucket; "
     "`ok` is false on any break or mismatch",
 )
-@audit_blp.alt_response(400, description=BAD_QUERY)
-@audit_blp.alt_response(503, description=STORE_DOWN)
+@_errors(audit_blp, (503, STORE_DOWN))
 def verify_audit() -> dict[str, Any]:
     deps = _deps()
     result = audit_chain.verify_audit(engine=deps.engine, vault=deps.vault)
@@ -244,18 +248,8 @@ def verify_audit() -> dict[str, Any]:
 @packages_blp.route("/directives/<directive_id>/package", methods=["GET"])
 @require_roles(*READERS)
 @packages_blp.response(200, description="A zipped BagIt bag (SHA-256 manifests); building it is audited")
-@packages_blp.doc(
-    responses={
-        200: {
-            "headers": PACKAGE_HEADERS,
-            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
-        }
-    }
-)
-@packages_blp.alt_response(400, description=BAD_QUERY)
-@packages_blp.alt_response(404, description=NO_DIRECTIVE)
-@packages_blp.alt_response(409, description=ALTERED)
-@packages_blp.alt_response(503, description=STORE_DOWN)
+@packages_blp.doc(**_binary("application/zip", PACKAGE_HEADERS))
+@_errors(packages_blp, (404, NO_DIRECTIVE), (409, ALTERED), (503, STORE_DOWN))
 def get_package(directive_id: str) -> Response:
     deps = _deps()
     disposition = f'attachment; filename="directive-{export.safe_name(directive_id)}.zip"'

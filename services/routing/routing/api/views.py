@@ -80,8 +80,16 @@ def deps() -> Deps:
     return dep
 
 
-def page(items: list[dict[str, Any]], total: int, args: dict[str, Any]) -> dict[str, Any]:
-    return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"]}
+def paged(
+    list_page: Callable[..., tuple[list[dict[str, Any]], int]],
+    args: dict[str, Any],
+    *key: Any,
+    **filters: Any,
+) -> Response:
+    """The page `args` asks for of what `list_page` lists (after `key`, filtered by `filters`)."""
+    page, per_page = args["page"], args["per_page"]
+    items, total = list_page(*key, engine=deps().engine, page=page, per_page=per_page, **filters)
+    return jsonify({"items": items, "total": total, "page": page, "per_page": per_page})
 
 
 def actor(principal: Principal) -> str:
@@ -151,6 +159,20 @@ def body_document() -> tuple[Any, str]:
         ) from None
 
 
+def load_json(schema: Any) -> Any:
+    """The JSON request body loaded with `schema`; a missing or unreadable body is the empty object."""
+    return load(schema, request.get_json(silent=True) or {})
+
+
+def put_answer(body: Any, created: bool, location: str) -> Response:
+    """A PUT's answer: 200 with `body`, or 201 with `body` and a Location naming what it made."""
+    response = jsonify(body)
+    if created:
+        response.status_code = 201
+        response.headers["Location"] = location
+    return response
+
+
 def load(schema: Any, data: Any) -> Any:
     try:
         return schema.load(data)
@@ -199,14 +221,7 @@ def rules_problem(exc: RuleSetInvalid) -> Problem:
 @units_blp.arguments(UnitListArgs, location="query")
 def list_units(args: dict[str, Any]) -> Response:
     """List recipient units, filtered by group or active flag."""
-    items, total = units.list_units(
-        engine=deps().engine,
-        group=args.get("group"),
-        active=args.get("active"),
-        page=args["page"],
-        per_page=args["per_page"],
-    )
-    return jsonify(page(items, total, args))
+    return paged(units.list_units, args, group=args.get("group"), active=args.get("active"))
 
 
 @units_blp.route("/units:import", methods=["POST"])
@@ -242,14 +257,10 @@ def get_unit(code: str) -> Response:
 @problems(units_blp, 422)
 def put_unit(code: str) -> Response:
     """Create or replace one unit; 201 when it is new."""
-    body = load(UnitIn(), request.get_json(silent=True) or {})
+    body = load_json(UnitIn())
     unit = parse_unit(body, code=code)
     result, created = units.put_unit(unit, engine=deps().engine, queues=deps().queues)
-    response = jsonify(result)
-    if created:
-        response.status_code = 201
-        response.headers["Location"] = f"/v1/units/{quote(code)}"
-    return response
+    return put_answer(result, created, f"/v1/units/{quote(code)}")
 
 
 @units_blp.route("/units/<code>", methods=["DELETE"])
@@ -290,11 +301,7 @@ def put_rules() -> Response:
         version = rules.put_rules(doc, source=source, engine=deps().engine, actor=actor(current_principal()))
     except RuleSetInvalid as exc:
         raise rules_problem(exc) from None
-    response = jsonify(version)
-    if version["created"]:
-        response.status_code = 201
-        response.headers["Location"] = f"/v1/rules/versions/{version['version']}"
-    return response
+    return put_answer(version, version["created"], f"/v1/rules/versions/{version['version']}")
 
 
 @rules_blp.route("/rules/versions", methods=["GET"])
@@ -304,10 +311,7 @@ def put_rules() -> Response:
 @rules_blp.arguments(PageArgs, location="query")
 def rule_versions(args: dict[str, Any]) -> Response:
     """List the stored rule set versions, newest first."""
-    items, total = rules.list_rule_versions(
-        engine=deps().engine, page=args["page"], per_page=args["per_page"]
-    )
-    return jsonify(page(items, total, args))
+    return paged(rules.list_rule_versions, args)
 
 
 @rules_blp.route("/rules/versions/<int:version>", methods=["GET"])
@@ -326,7 +330,7 @@ def rule_version(version: int) -> Response:
 @problems(rules_blp, 422)
 def evaluate_rules() -> Response:
     """Show the tasks the active rules would create for a directive, without creating them."""
-    body = load(EvaluateIn(), request.get_json(silent=True) or {})
+    body = load_json(EvaluateIn())
     # "Today" is the business calendar's day, not the server's.
     arrival = body.pop("arrival_date", None) or local_date(datetime.now(UTC))
     return jsonify(rules.evaluate(body, arrival, engine=deps().engine, calendar=deps().calendar))
@@ -344,7 +348,7 @@ def evaluate_rules() -> Response:
 def poll(code: str) -> Response:
     """Take up to `max` tasks from the unit's queue, leased until acknowledged (long-poll)."""
     own_unit_only(current_principal(), code)
-    body = load(POLL_IN, request.get_json(silent=True) or {})
+    body = load_json(POLL_IN)
 
     def take() -> leases.PollResult:
         return leases.poll_tasks(
@@ -374,10 +378,7 @@ def poll(code: str) -> Response:
 def unit_tasks(args: dict[str, Any], code: str) -> Response:
     """The unit's task ledger, oldest first, filtered by status."""
     own_unit_only(current_principal(), code)
-    items, total = tasks.list_unit_tasks(
-        code, engine=deps().engine, status=args.get("status"), page=args["page"], per_page=args["per_page"]
-    )
-    return jsonify(page(items, total, args))
+    return paged(tasks.list_unit_tasks, args, code, status=args.get("status"))
 
 
 @tasks_blp.route("/tasks/<task_id>", methods=["GET"])
@@ -414,7 +415,7 @@ def ack_many(code: str) -> Response:
     """Acknowledge receipt of up to 100 of the unit's tasks at once; answers an outcome per distinct id."""
     principal = current_principal()
     own_unit_only(principal, code)
-    body = load(ACK_IN, request.get_json(silent=True) or {})
+    body = load_json(ACK_IN)
     outcomes = acks.ack_tasks(code, body["ids"], engine=deps().engine, actor=actor(principal))
     counts = {result.value: 0 for result in acks.AckResult}
     for outcome in outcomes:
@@ -442,7 +443,7 @@ def change_status(task_id: str) -> Response:
                 data=upload.read(),
             )
     else:
-        body = load(StatusIn(), request.get_json(silent=True) or {})
+        body = load_json(StatusIn())
     return jsonify(
         status_cases.change_status(
             task_id,
@@ -490,10 +491,7 @@ def attachment(task_id: str, attachment_id: str) -> Response:
 def list_directives(args: dict[str, Any]) -> Response:
     """List routed directives, filtered by status."""
     staff_only(current_principal())
-    items, total = progress_cases.list_directives(
-        engine=deps().engine, status=args.get("status"), page=args["page"], per_page=args["per_page"]
-    )
-    return jsonify(page(items, total, args))
+    return paged(progress_cases.list_directives, args, status=args.get("status"))
 
 
 @tasks_blp.route("/directives/<directive_id>/progress", methods=["GET"])
@@ -515,7 +513,7 @@ def progress(directive_id: str) -> Response:
 def assignments(directive_id: str) -> Response:
     """Add, change or cancel a directive's assignments by hand."""
     staff_only(current_principal())
-    body = load(AssignmentsIn(), request.get_json(silent=True) or {})
+    body = load_json(AssignmentsIn())
     items = [dispatch.Assignment(**a) for a in body["assignments"]]
     return jsonify(
         dispatch.assign(
