@@ -2,54 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.selectable import CTE
 
+from intake.adapters.status_store import REGISTRATION_STATUSES_POSTGRESQL
 from intake.adapters.tables import arrival_counters
 from intake.domain.arrival import ArrivalSeries, next_arrival_number
-
-# Constants written into the SQL rather than sent as parameters: psycopg caches its parsing of a statement
-# only while it has at most 50 parameters (and 4 KB of text), and a whole registration is close to that.
-ONE = sa.literal_column("1", sa.Integer)
-UTF8 = sa.literal_column("'UTF8'", sa.Text)
-NUMBER_PATH = sa.literal_column("'{payload,arrival_number}'::text[]")
-
-
-def numbered_insert_postgresql(table: sa.Table, number_column: str) -> sa.Insert:
-    """PostgreSQL: one INSERT INTO `table` whose `number_column` is the series' next number.
-
-    The counter UPSERT runs as a data-modifying CTE of the same statement, so taking the number and
-    writing the row that carries it cost one round trip while the counter row is locked. Parameters:
-    `counter_organisation`, `counter_year` and one per other column of `table`, named after it.
-    """
-    counter = arrival_counters
-    upsert = (
-        postgresql.insert(counter)
-        .values(
-            organisation=sa.bindparam("counter_organisation", type_=counter.c.organisation.type),
-            year=sa.bindparam("counter_year", type_=counter.c.year.type),
-            last_number=ONE,
-        )
-        .on_conflict_do_update(
-            index_elements=[counter.c.organisation, counter.c.year],
-            set_={"last_number": counter.c.last_number + ONE},
-        )
-        .returning(counter.c.last_number)
-        .cte("next_number")
-    )
-    values = [
-        upsert.c.last_number if column.name == number_column else sa.bindparam(column.name, type_=column.type)
-        for column in table.columns
-    ]
-    return (
-        sa.insert(table)
-        .from_select([column.name for column in table.columns], sa.select(*values))
-        .returning(table.c[number_column])
-    )
 
 
 def take_arrival_number(conn: Connection, series: ArrivalSeries) -> int:
@@ -84,52 +43,44 @@ def take_arrival_number(conn: Connection, series: ArrivalSeries) -> int:
     return number
 
 
-def registration_postgresql(
-    directives: sa.Table,
-    attachments: sa.Table,
-    outbox: sa.Table,
-    extra: Callable[[CTE], list[CTE]] | None = None,
-) -> sa.Select[tuple[int]]:
+# The registration's rows travel as JSON parameters read into the table's row type (json_populate_record: a
+# JSON column keeps its text, a missing field is NULL), so the statement has a dozen parameters and well
+# under 4 KB of text: psycopg caches its parse of a statement only up to 50 parameters and 4 KB, and above
+# either it re-parsed the statement on every registration (0.3–0.5 ms here). The inner
+# json_populate_record reads the directive's row; the outer one sets only the number the statement took.
+_REGISTRATION_CTES = (
+    "WITH next_number AS (INSERT INTO arrival_counters AS c (organisation, year, last_number) "
+    "VALUES (:counter_organisation, :counter_year, 1) "
+    "ON CONFLICT (organisation, year) DO UPDATE SET last_number = c.last_number + 1 "
+    "RETURNING c.last_number),\n"
+    "numbered AS (INSERT INTO directives SELECT d.* FROM next_number, jsonb_populate_record("
+    "json_populate_record(NULL::directives, CAST(:directive AS json)), "
+    "jsonb_build_object('arrival_number', next_number.last_number)) AS d RETURNING arrival_number),\n"
+    "attached AS (INSERT INTO attachments SELECT a.* "
+    "FROM json_populate_recordset(NULL::attachments, CAST(:attachments AS json)) AS a),\n"
+    "queued AS (INSERT INTO outbox (message_id, exchange, routing_key, body, headers, created_at, attempts) "
+    "SELECT :o_message_id, :o_exchange, :o_routing_key, convert_to(CAST(jsonb_set("
+    "CAST(convert_from(:o_body, 'UTF8') AS jsonb), '{payload,arrival_number}', "
+    "to_jsonb(numbered.arrival_number)) AS text), 'UTF8'), CAST(:o_headers AS json), "
+    "CAST(:o_created_at AS timestamptz), 0 FROM numbered)"
+)
+_REGISTRATION_ANSWER = "\nSELECT arrival_number FROM numbered"
+
+
+def registration_postgresql(*, statuses: bool) -> sa.TextClause:
     """PostgreSQL: a whole registration as one statement, answering the arrival number.
 
-    The numbered directive (numbered_insert_postgresql), its attachment rows and its outbox row are
-    data-modifying CTEs of one statement, which is atomic on its own. Run in autocommit it is one round
-    trip where BEGIN, three INSERTs and COMMIT were five, and the counter row stays locked for that
-    statement only. The event's body is sent with any arrival number in it, and the statement writes the
-    number it took at `payload.arrival_number` (jsonb_set): the event and the row cannot disagree.
+    The counter UPSERT, the numbered directive, its attachment rows and its outbox row are data-modifying
+    CTEs of one statement, which is atomic on its own. Run in autocommit it is one round trip where BEGIN,
+    three INSERTs and COMMIT were five, and the counter row stays locked for that statement only. The
+    event's body is sent with any arrival number in it, and the statement writes the number it took at
+    `payload.arrival_number` (jsonb_set): the event and the row cannot disagree.
 
-    Parameters: those of numbered_insert_postgresql; `attachments`, a JSON array of attachment rows; and
-    `o_message_id`, `o_exchange`, `o_routing_key`, `o_body`, `o_headers`, `o_created_at` for the outbox row.
-    `extra` adds more data-modifying CTEs that read the numbered directive (the registration's statuses).
+    Parameters: `counter_organisation`, `counter_year`; `directive`, the directive's row as JSON text (its
+    `arrival_number` is the one the statement takes); `attachments`, a JSON array of attachment rows;
+    `o_message_id`, `o_exchange`, `o_routing_key`, `o_body` (bytes), `o_headers` (JSON text) and
+    `o_created_at` for the outbox row. With `statuses`, also REGISTRATION_STATUSES_POSTGRESQL's.
     """
-    numbered = numbered_insert_postgresql(directives, "arrival_number").cte("numbered")
-    names = [column.name for column in attachments.columns]
-    # Every attachment row in one JSON parameter: one statement (and one cached parse) for any count.
-    rows = (
-        sa.func.jsonb_to_recordset(sa.bindparam("attachments", type_=postgresql.JSONB))
-        .table_valued(*[sa.column(name, attachments.c[name].type) for name in names])
-        .render_derived(name="attachment", with_types=True)
-    )
-    attached = sa.insert(attachments).from_select(names, sa.select(*[rows.c[name] for name in names]))
-    body_json = sa.cast(
-        sa.func.convert_from(sa.bindparam("o_body", type_=outbox.c.body.type), UTF8), postgresql.JSONB
-    )
-    body = sa.func.convert_to(
-        sa.cast(
-            sa.func.jsonb_set(body_json, NUMBER_PATH, sa.func.to_jsonb(numbered.c.arrival_number)), sa.Text
-        ),
-        UTF8,
-    )
-    queued = sa.select(
-        sa.bindparam("o_message_id", type_=outbox.c.message_id.type),
-        sa.bindparam("o_exchange", type_=outbox.c.exchange.type),
-        sa.bindparam("o_routing_key", type_=outbox.c.routing_key.type),
-        body,
-        sa.bindparam("o_headers", type_=outbox.c.headers.type),
-        sa.bindparam("o_created_at", type_=outbox.c.created_at.type),
-        sa.literal_column("0", sa.Integer),
-    ).select_from(numbered)
-    columns = ["message_id", "exchange", "routing_key", "body", "headers", "created_at", "attempts"]
-    queue = sa.insert(outbox).from_select(columns, queued)
-    more = extra(numbered) if extra is not None else []
-    return sa.select(numbered.c.arrival_number).add_cte(attached.cte("attached"), queue.cte("queued"), *more)
+    if not statuses:
+        return sa.text(_REGISTRATION_CTES + _REGISTRATION_ANSWER)
+    return sa.text(_REGISTRATION_CTES + ",\n" + REGISTRATION_STATUSES_POSTGRESQL + _REGISTRATION_ANSWER)

@@ -17,7 +17,6 @@ from intake.adapters.status_store import (
     NewStatus,
     append_new_statuses,
     append_statuses,
-    registration_statuses_postgresql,
     statuses_param,
 )
 from intake.adapters.tables import attachments, directive_revisions, directives, outbox, status_updates
@@ -27,6 +26,7 @@ from intake.domain.models import Directive, DirectiveMetadata, Issuer, Signer, S
 from intake.domain.numbers import DocumentNumber
 from intake.domain.status import StatusCode
 from intake.domain.text import fold
+from shared import json_bytes
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,17 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _json_text(value: Any) -> str:
+    """A JSON parameter of the registration statement (dates and times in ISO 8601, UTF-8 unescaped)."""
+    return json_bytes.dumps(value, default=_json_default).decode("utf-8")
+
+
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -119,10 +130,8 @@ class DirectiveRepository:
         # A registration on PostgreSQL is one atomic statement: no transaction block around it.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         # Built once: a constant statement is compiled once, then found in SQLAlchemy's cache.
-        self._registration = registration_postgresql(directives, attachments, outbox)
-        self._registration_with_statuses = registration_postgresql(
-            directives, attachments, outbox, registration_statuses_postgresql
-        )
+        self._registration = registration_postgresql(statuses=False)
+        self._registration_with_statuses = registration_postgresql(statuses=True)
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -166,17 +175,20 @@ class DirectiveRepository:
         self, new: NewRegistration, directive_row: dict[str, Any], attachment_rows: list[dict[str, Any]]
     ) -> Directive:
         """The registration as one statement in autocommit (see registration_postgresql)."""
-        params = {k: v for k, v in directive_row.items() if k != "arrival_number"}
-        params["counter_organisation"] = new.series.organisation
-        params["counter_year"] = new.series.year
-        params["attachments"] = attachment_rows
+        params: dict[str, Any] = {
+            "counter_organisation": new.series.organisation,
+            "counter_year": new.series.year,
+            "directive": _json_text({k: v for k, v in directive_row.items() if k != "arrival_number"}),
+            "attachments": _json_text(attachment_rows),
+        }
         # The event as it will be sent, with number 1; the statement puts in the number it takes.
         queued = outbox_row(OutboxItem(new.event(new.build(1)), new.exchange), datetime.now(UTC))
         params.update({f"o_{name}": queued[name] for name in _OUTBOX_PARAMS})
+        params["o_headers"] = _json_text(queued["headers"])
         statement = self._registration
         if new.statuses:
             statement = self._registration_with_statuses
-            params["statuses"] = statuses_param(new.statuses)
+            params["statuses"] = _json_text(statuses_param(new.statuses))
             params["status_count"] = len(new.statuses)
         with self._autocommit.connect() as conn:
             number = int(conn.execute(statement, params).scalar_one())

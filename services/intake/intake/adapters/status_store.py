@@ -16,7 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.sql.selectable import CTE
 
 from intake.adapters.tables import directive_tasks, directives, status_cursor, status_updates
 from intake.domain.edxml import Organ, ResponseFor, StaffInfo
@@ -151,82 +150,48 @@ def append_new_statuses(conn: Connection, statuses: Sequence[NewStatus]) -> int:
     return len(fresh)
 
 
-_RECORD_COLUMNS = (
-    "id",
-    "position",
-    "directive_id",
-    "status_code",
-    "description",
-    "occurred_at",
-    "staff",
-    "response_for",
-    "sender_code",
-    "submitted_by",
-    "dedupe_key",
-)
-
-
 def statuses_param(statuses: Sequence[NewStatus]) -> list[dict[str, Any]]:
-    """The `statuses` parameter of registration_statuses_postgresql: one JSON record per status."""
+    """The `statuses` parameter of registration_statuses_postgresql: one JSON record per status, its
+    `cursor` the status's place among them (1, 2, …), which the statement turns into its cursor."""
     return [
-        {
-            **status_row(status),
-            "occurred_at": status.occurred_at.isoformat(),
-            "position": position,
-        }
-        for position, status in enumerate(statuses)
+        {**status_row(status), "occurred_at": status.occurred_at.isoformat(), "cursor": position}
+        for position, status in enumerate(statuses, start=1)
     ]
 
 
-def registration_statuses_postgresql(numbered: CTE) -> list[CTE]:
-    """PostgreSQL: the CTEs that append a registration's statuses in its one statement.
-
-    The cursor UPSERT reads from `numbered` (the directive's INSERT … RETURNING), so it runs after the
-    arrival counter is taken: every status writer takes the cursor row last, and none waits for it while
-    holding it. `{arrival_number}` in a description becomes the number the statement took. Parameters:
-    `statuses` (statuses_param) and `status_count`.
-    """
-    count = sa.bindparam("status_count", type_=sa.BigInteger)
-    taken = (
-        postgresql.insert(status_cursor)
-        .from_select(
-            ["id", "last_cursor"],
-            sa.select(sa.literal_column(str(CURSOR_ROW), sa.Integer), count).select_from(numbered),
-        )
-        .on_conflict_do_update(
-            index_elements=[status_cursor.c.id],
-            set_={"last_cursor": status_cursor.c.last_cursor + sa.literal_column("excluded.last_cursor")},
-        )
-        .returning(status_cursor.c.last_cursor)
-        .cte("cursor_taken")
-    )
-    types = {name: status_updates.c[name].type for name in _RECORD_COLUMNS if name != "position"}
-    types["position"] = sa.Integer()
-    records = (
-        sa.func.jsonb_to_recordset(sa.bindparam("statuses", type_=postgresql.JSONB))
-        .table_valued(*[sa.column(name, types[name]) for name in _RECORD_COLUMNS])
-        .render_derived(name="status", with_types=True)
-    )
-    values = []
-    names = []
-    for column in status_updates.columns:
-        names.append(column.name)
-        if column.name == "cursor":
-            values.append(taken.c.last_cursor - count + 1 + records.c.position)
-        elif column.name == "description":
-            values.append(
-                sa.func.replace(
-                    records.c.description,
-                    sa.literal(ARRIVAL_PLACEHOLDER),
-                    sa.cast(numbered.c.arrival_number, sa.Text),
-                )
-            )
-        else:
-            values.append(records.c[column.name])
-    appended = sa.insert(status_updates).from_select(
-        names, sa.select(*values).select_from(records).join(taken, sa.true()).join(numbered, sa.true())
-    )
-    return [taken, appended.cte("statuses_appended")]
+# PostgreSQL: data-modifying CTEs that append statuses within a larger statement (SQL text). The cursor
+# UPSERT reads a CTE of one row that depends on the statement's other writes, so it runs after them: every
+# status writer takes the cursor row last, and none waits for it while holding it. Parameters: `statuses`
+# (statuses_param, as JSON text, each status's `cursor` its place among them) and `status_count`.
+# - In a registration, after `numbered` (the directive's INSERT … RETURNING arrival_number);
+#   ARRIVAL_PLACEHOLDER (`{arrival_number}`) in a description becomes the number the statement took.
+REGISTRATION_STATUSES_POSTGRESQL = (
+    "cursor_taken AS (INSERT INTO status_cursor AS c (id, last_cursor) "
+    "SELECT 1, CAST(:status_count AS bigint) FROM numbered "
+    "ON CONFLICT (id) DO UPDATE SET last_cursor = c.last_cursor + excluded.last_cursor "
+    "RETURNING c.last_cursor),\n"
+    "statuses_appended AS (INSERT INTO status_updates (id, cursor, directive_id, status_code, description, "
+    "occurred_at, staff, response_for, sender_code, submitted_by, dedupe_key) "
+    "SELECT s.id, cursor_taken.last_cursor - CAST(:status_count AS bigint) + s.cursor, s.directive_id, "
+    "s.status_code, replace(s.description, '{arrival_number}', CAST(numbered.arrival_number AS text)), "
+    "s.occurred_at, s.staff, s.response_for, s.sender_code, s.submitted_by, s.dedupe_key "
+    "FROM json_populate_recordset(NULL::status_updates, CAST(:statuses AS json)) AS s, cursor_taken, "
+    "numbered)"
+)
+# - After a task event's `upserted` (its tasks' INSERT … RETURNING, one row each): `written` counts them.
+TASK_EVENT_STATUSES_POSTGRESQL = (
+    "written AS (SELECT count(*) AS tasks FROM upserted),\n"
+    "cursor_taken AS (INSERT INTO status_cursor AS c (id, last_cursor) "
+    "SELECT 1, CAST(:status_count AS bigint) FROM written "
+    "ON CONFLICT (id) DO UPDATE SET last_cursor = c.last_cursor + excluded.last_cursor "
+    "RETURNING c.last_cursor),\n"
+    "statuses_appended AS (INSERT INTO status_updates (id, cursor, directive_id, status_code, description, "
+    "occurred_at, staff, response_for, sender_code, submitted_by, dedupe_key) "
+    "SELECT s.id, cursor_taken.last_cursor - CAST(:status_count AS bigint) + s.cursor, s.directive_id, "
+    "s.status_code, s.description, s.occurred_at, s.staff, s.response_for, s.sender_code, s.submitted_by, "
+    "s.dedupe_key FROM json_populate_recordset(NULL::status_updates, CAST(:statuses AS json)) AS s, "
+    "cursor_taken)"
+)
 
 
 # -- reads -------------------------------------------------------------------------------------------------
