@@ -51,6 +51,9 @@ class BatchPublisher(OutboxPublisher, Protocol):
 
 PENDING_INDEX = "ix_outbox_pending"
 
+#: How long a wakeable relay's pause may run on before it looks at its stop event again.
+_STOP_CHECK = 0.05
+
 #: AMQP header naming the relay that published a message: `host/pid/relay`. Operators see which replica
 #: sent a message; the scale-out fault run counts publishes per outbox row and relay with it.
 PUBLISHER_HEADER = "x-docroute-publisher"
@@ -206,6 +209,18 @@ def relax_commit_durability(conn: Connection) -> None:
     conn.execute(sa.text("SELECT set_config('synchronous_commit', 'off', true)"))
 
 
+#: steer_planner_to_ordered_scan and relax_commit_durability in one round trip (the relay's every round).
+_RELAY_SETTINGS = sa.text(
+    "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true),"
+    " set_config('synchronous_commit', 'off', true)"
+)
+
+
+def prepare_relay_transaction(conn: Connection) -> None:
+    """steer_planner_to_ordered_scan and relax_commit_durability, for this transaction, in one statement."""
+    conn.execute(_RELAY_SETTINGS)
+
+
 class OutboxRelay:
     """Publishes unpublished outbox rows in id order; marks a row published only after the broker confirmed.
 
@@ -213,6 +228,12 @@ class OutboxRelay:
     that fails stops the batch (later rows wait, which keeps per-outbox order) and is retried next round.
     Delivery is at least once: a relay killed after a confirm but before its commit publishes again,
     and the consumers' inbox drops the duplicate.
+
+    With `wakeable`, the process's own writers call `wake()` after committing outbox rows: the next round
+    starts at once instead of at the next poll, and polling (for rows other processes write, and for
+    rows whose wake-up was lost in a crash) follows the idle schedule unless a poll nobody woke finds
+    rows. A round is the same locked query either way, so what is published, in which order and by how
+    many relays does not change; only when the relay looks.
     """
 
     def __init__(
@@ -227,8 +248,11 @@ class OutboxRelay:
         max_backoff: float = 5.0,
         backlog_interval: float = 1.0,
         name: str | None = None,
+        wakeable: bool = False,
     ) -> None:
         self.engine = engine
+        self.wakeable = wakeable
+        self._woken = threading.Event()
         self.backlog_interval = backlog_interval
         self.table = table
         self.publisher = publisher
@@ -247,8 +271,7 @@ class OutboxRelay:
         if self.engine.dialect.name == "postgresql":
             # Row locks held for the batch let several relays share the table without double publishing.
             with self.engine.begin() as conn:
-                steer_planner_to_ordered_scan(conn)
-                relax_commit_durability(conn)
+                prepare_relay_transaction(conn)
                 rows = conn.execute(query.with_for_update(skip_locked=True)).all()
                 published, failure = self._publish(rows)
                 self._mark(conn, rows, published, failure)
@@ -279,6 +302,27 @@ class OutboxRelay:
             # Raised only now, after the marks above were committed.
             raise failure
         return published
+
+    def wake(self) -> None:
+        """Rows were just committed to the outbox in this process: relay them now (thread-safe, cheap)."""
+        self._woken.set()
+
+    @property
+    def woken(self) -> bool:
+        """True while a wake-up waits for the next round to begin."""
+        return self._woken.is_set()
+
+    def _pause(self, stop: threading.Event, seconds: float) -> None:
+        """Wait `seconds`, or less when woken (a wakeable relay) or stopped."""
+        if not self.wakeable:
+            stop.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            # Slices, so that a stop is seen within _STOP_CHECK even while waiting for a wake-up.
+            if left <= 0 or self._woken.wait(min(left, _STOP_CHECK)):
+                return
 
     def identity(self) -> str:
         """This relay as PUBLISHER_HEADER names it (the pid read each time: a forked child is another)."""
@@ -368,11 +412,16 @@ class OutboxRelay:
         A full batch means more is waiting: the next round starts at once. After a round that found rows,
         the next poll comes `busy_sleep` later (events tend to come in streams); each empty round doubles
         the pause up to `idle_sleep`, so an idle relay polls rarely and a busy one adds little latency.
+        A wakeable relay's round after a `wake()` leaves that schedule as it was: its rows were this
+        process's own, announced; only rows found by an unannounced poll make the polls brisk again.
         """
         backoff = self.idle_sleep
         pause = self.busy_sleep
         counted_at = float("-inf")
         while not stop.is_set():
+            # Cleared before the query: rows committed (and announced) from here on are seen next round.
+            woken = self._woken.is_set()
+            self._woken.clear()
             try:
                 published = self.run_once()
                 # The backlog gauges need a count: once per interval, not after every batch.
@@ -381,12 +430,15 @@ class OutboxRelay:
                     counted_at = time.monotonic()
             except Exception:
                 log.exception("outbox relay round failed; retrying", extra={"relay": self.name})
-                stop.wait(backoff)
+                stop.wait(backoff)  # a wake-up does not cut an outage's backoff short
                 backoff = min(max(backoff * 2, 0.1), self.max_backoff)
                 continue
             backoff = self.idle_sleep
             if published >= self.batch_size:
                 pause = self.busy_sleep
                 continue
-            pause = self.busy_sleep if published else min(max(pause * 2, self.busy_sleep), self.idle_sleep)
-            stop.wait(pause)
+            if not published:
+                pause = min(max(pause * 2, self.busy_sleep), self.idle_sleep)
+            elif not (self.wakeable and woken):
+                pause = self.busy_sleep
+            self._pause(stop, pause)
