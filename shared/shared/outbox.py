@@ -230,10 +230,11 @@ class OutboxRelay:
     and the consumers' inbox drops the duplicate.
 
     With `wakeable`, the process's own writers call `wake()` after committing outbox rows: the next round
-    starts at once instead of at the next poll, and polling (for rows other processes write, and for
-    rows whose wake-up was lost in a crash) follows the idle schedule unless a poll nobody woke finds
-    rows. A round is the same locked query either way, so what is published, in which order and by how
-    many relays does not change; only when the relay looks.
+    starts at once instead of at the next poll, and the relay otherwise polls every `idle_sleep` (for
+    rows other processes write, e.g. a web process's, and rows whose wake-up was lost in a crash). With
+    several worker processes each relays its own rows as they commit, instead of all of them polling
+    the table every few milliseconds. A round is the same locked query either way, so what is
+    published, in which order and by how many relays does not change; only when the relay looks.
     """
 
     def __init__(
@@ -412,15 +413,13 @@ class OutboxRelay:
         A full batch means more is waiting: the next round starts at once. After a round that found rows,
         the next poll comes `busy_sleep` later (events tend to come in streams); each empty round doubles
         the pause up to `idle_sleep`, so an idle relay polls rarely and a busy one adds little latency.
-        A wakeable relay's round after a `wake()` leaves that schedule as it was: its rows were this
-        process's own, announced; only rows found by an unannounced poll make the polls brisk again.
+        A wakeable relay pauses `idle_sleep` after every round that was not full, or less when woken.
         """
         backoff = self.idle_sleep
         pause = self.busy_sleep
         counted_at = float("-inf")
         while not stop.is_set():
             # Cleared before the query: rows committed (and announced) from here on are seen next round.
-            woken = self._woken.is_set()
             self._woken.clear()
             try:
                 published = self.run_once()
@@ -437,8 +436,10 @@ class OutboxRelay:
             if published >= self.batch_size:
                 pause = self.busy_sleep
                 continue
-            if not published:
-                pause = min(max(pause * 2, self.busy_sleep), self.idle_sleep)
-            elif not (self.wakeable and woken):
-                pause = self.busy_sleep
+            if self.wakeable:
+                pause = self.idle_sleep
+            else:
+                pause = (
+                    self.busy_sleep if published else min(max(pause * 2, self.busy_sleep), self.idle_sleep)
+                )
             self._pause(stop, pause)

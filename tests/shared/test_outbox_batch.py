@@ -232,9 +232,11 @@ def test_a_woken_relay_publishes_committed_rows_at_once_instead_of_at_its_next_p
     assert not thread.is_alive()
 
 
-def test_a_woken_round_leaves_the_poll_schedule_and_an_unannounced_find_makes_it_brisk(engine):
+def test_a_wakeable_relay_polls_on_the_idle_schedule_whatever_its_rounds_find(engine):
     publisher = FakeBatchPublisher()
-    relay = OutboxRelay(engine, OUTBOX, publisher, idle_sleep=0.2, busy_sleep=0.01, wakeable=True)
+    relay = OutboxRelay(
+        engine, OUTBOX, publisher, batch_size=2, idle_sleep=0.2, busy_sleep=0.01, wakeable=True
+    )
     stop = threading.Event()
     pauses: list[float] = []
 
@@ -244,16 +246,15 @@ def test_a_woken_round_leaves_the_poll_schedule_and_an_unannounced_find_makes_it
             _add(engine, 1)  # this process's writer commits and announces it
             relay.wake()
         elif len(pauses) == 3:
-            _add(engine, 1)  # another process's writer: nobody wakes this relay
+            _add(engine, 3)  # another process's writer: nobody wakes this relay; its poll finds them
         elif len(pauses) == 5:
             stop.set()
 
     relay._pause = recording_pause  # type: ignore[method-assign]
     relay.run(stop)
-    # Empty poll (0.01 → 0.02); woken round with a row (schedule unchanged); empty (0.04); a poll that
-    # found another writer's row (brisk again); empty (0.02).
-    assert pauses == [0.02, 0.02, 0.04, 0.01, 0.02]
-    assert [len(b) for b in publisher.batches] == [1, 1]
+    # Empty poll; the woken round; empty; the poll finding 3 (a full batch of 2: no pause, then 1).
+    assert pauses == [0.2] * 5
+    assert [len(b) for b in publisher.batches] == [1, 2, 1]
 
 
 def test_a_relay_that_is_not_wakeable_keeps_polling_as_before(engine):
