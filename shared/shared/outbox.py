@@ -262,18 +262,26 @@ class OutboxRelay:
         self.busy_sleep = min(busy_sleep, idle_sleep)
         self.max_backoff = max_backoff
         self.name = name or _relay_name(engine)
+        # Built once: building the select and its cache key every round cost more than running it.
+        self._query = batch_query(table, batch_size)
+        self._locking_query = self._query.with_for_update(skip_locked=True)
+        self._mark_published = (
+            sa.update(table)
+            .where(table.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer))))
+            .values(published_at=sa.bindparam("now"), attempts=table.c.attempts + 1, last_error=None)
+        )
 
     def run_once(self) -> int:
         """Publish one batch; returns how many rows were confirmed.
 
         Raises the publisher's error after recording it on the row (rows confirmed before it stay marked).
         """
-        query = batch_query(self.table, self.batch_size)
+        query = self._query
         if self.engine.dialect.name == "postgresql":
             # Row locks held for the batch let several relays share the table without double publishing.
             with self.engine.begin() as conn:
                 prepare_relay_transaction(conn)
-                rows = conn.execute(query.with_for_update(skip_locked=True)).all()
+                rows = conn.execute(self._locking_query).all()
                 published, failure = self._publish(rows)
                 self._mark(conn, rows, published, failure)
         else:
@@ -372,17 +380,15 @@ class OutboxRelay:
         t = self.table
         if published:
             ids = [row.id for row in rows[:published]]
-            # On PostgreSQL one array parameter, not one bind parameter per row of the batch.
-            chosen = (
-                t.c.id == sa.any_(sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.Integer)))
-                if conn.dialect.name == "postgresql"
-                else t.c.id.in_(ids)
-            )
-            conn.execute(
-                sa.update(t)
-                .where(chosen)
-                .values(published_at=datetime.now(UTC), attempts=t.c.attempts + 1, last_error=None)
-            )
+            if conn.dialect.name == "postgresql":
+                # One array parameter, not one bind parameter per row of the batch; built once.
+                conn.execute(self._mark_published, {"ids": ids, "now": datetime.now(UTC)})
+            else:
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.id.in_(ids))
+                    .values(published_at=datetime.now(UTC), attempts=t.c.attempts + 1, last_error=None)
+                )
         if failure is not None and published < len(rows):
             # Rows after the failed one stay unmarked, even if the broker took them: they go again after it.
             conn.execute(
