@@ -51,6 +51,9 @@ class BatchPublisher(OutboxPublisher, Protocol):
 
 PENDING_INDEX = "ix_outbox_pending"
 
+#: How long a wakeable relay's pause may run on before it looks at its stop event again.
+_STOP_CHECK = 0.05
+
 #: AMQP header naming the relay that published a message: `host/pid/relay`. Operators see which replica
 #: sent a message; the scale-out fault run counts publishes per outbox row and relay with it.
 PUBLISHER_HEADER = "x-docroute-publisher"
@@ -206,6 +209,18 @@ def relax_commit_durability(conn: Connection) -> None:
     conn.execute(sa.text("SELECT set_config('synchronous_commit', 'off', true)"))
 
 
+#: steer_planner_to_ordered_scan and relax_commit_durability in one round trip (the relay's every round).
+_RELAY_SETTINGS = sa.text(
+    "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true),"
+    " set_config('synchronous_commit', 'off', true)"
+)
+
+
+def prepare_relay_transaction(conn: Connection) -> None:
+    """steer_planner_to_ordered_scan and relax_commit_durability, for this transaction, in one statement."""
+    conn.execute(_RELAY_SETTINGS)
+
+
 class OutboxRelay:
     """Publishes unpublished outbox rows in id order; marks a row published only after the broker confirmed.
 
@@ -213,6 +228,13 @@ class OutboxRelay:
     that fails stops the batch (later rows wait, which keeps per-outbox order) and is retried next round.
     Delivery is at least once: a relay killed after a confirm but before its commit publishes again,
     and the consumers' inbox drops the duplicate.
+
+    With `wakeable`, the process's own writers call `wake()` after committing outbox rows: the next round
+    starts at once instead of at the next poll, and the relay otherwise polls every `idle_sleep` (for
+    rows other processes write, e.g. a web process's, and rows whose wake-up was lost in a crash). With
+    several worker processes each relays its own rows as they commit, instead of all of them polling
+    the table every few milliseconds. A round is the same locked query either way, so what is
+    published, in which order and by how many relays does not change; only when the relay looks.
     """
 
     def __init__(
@@ -227,8 +249,11 @@ class OutboxRelay:
         max_backoff: float = 5.0,
         backlog_interval: float = 1.0,
         name: str | None = None,
+        wakeable: bool = False,
     ) -> None:
         self.engine = engine
+        self.wakeable = wakeable
+        self._woken = threading.Event()
         self.backlog_interval = backlog_interval
         self.table = table
         self.publisher = publisher
@@ -237,19 +262,26 @@ class OutboxRelay:
         self.busy_sleep = min(busy_sleep, idle_sleep)
         self.max_backoff = max_backoff
         self.name = name or _relay_name(engine)
+        # Built once: building the select and its cache key every round cost more than running it.
+        self._query = batch_query(table, batch_size)
+        self._locking_query = self._query.with_for_update(skip_locked=True)
+        self._mark_published = (
+            sa.update(table)
+            .where(table.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer))))
+            .values(published_at=sa.bindparam("now"), attempts=table.c.attempts + 1, last_error=None)
+        )
 
     def run_once(self) -> int:
         """Publish one batch; returns how many rows were confirmed.
 
         Raises the publisher's error after recording it on the row (rows confirmed before it stay marked).
         """
-        query = batch_query(self.table, self.batch_size)
+        query = self._query
         if self.engine.dialect.name == "postgresql":
             # Row locks held for the batch let several relays share the table without double publishing.
             with self.engine.begin() as conn:
-                steer_planner_to_ordered_scan(conn)
-                relax_commit_durability(conn)
-                rows = conn.execute(query.with_for_update(skip_locked=True)).all()
+                prepare_relay_transaction(conn)
+                rows = conn.execute(self._locking_query).all()
                 published, failure = self._publish(rows)
                 self._mark(conn, rows, published, failure)
         else:
@@ -279,6 +311,27 @@ class OutboxRelay:
             # Raised only now, after the marks above were committed.
             raise failure
         return published
+
+    def wake(self) -> None:
+        """Rows were just committed to the outbox in this process: relay them now (thread-safe, cheap)."""
+        self._woken.set()
+
+    @property
+    def woken(self) -> bool:
+        """True while a wake-up waits for the next round to begin."""
+        return self._woken.is_set()
+
+    def _pause(self, stop: threading.Event, seconds: float) -> None:
+        """Wait `seconds`, or less when woken (a wakeable relay) or stopped."""
+        if not self.wakeable:
+            stop.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            # Slices, so that a stop is seen within _STOP_CHECK even while waiting for a wake-up.
+            if left <= 0 or self._woken.wait(min(left, _STOP_CHECK)):
+                return
 
     def identity(self) -> str:
         """This relay as PUBLISHER_HEADER names it (the pid read each time: a forked child is another)."""
@@ -327,17 +380,15 @@ class OutboxRelay:
         t = self.table
         if published:
             ids = [row.id for row in rows[:published]]
-            # On PostgreSQL one array parameter, not one bind parameter per row of the batch.
-            chosen = (
-                t.c.id == sa.any_(sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.Integer)))
-                if conn.dialect.name == "postgresql"
-                else t.c.id.in_(ids)
-            )
-            conn.execute(
-                sa.update(t)
-                .where(chosen)
-                .values(published_at=datetime.now(UTC), attempts=t.c.attempts + 1, last_error=None)
-            )
+            if conn.dialect.name == "postgresql":
+                # One array parameter, not one bind parameter per row of the batch; built once.
+                conn.execute(self._mark_published, {"ids": ids, "now": datetime.now(UTC)})
+            else:
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.id.in_(ids))
+                    .values(published_at=datetime.now(UTC), attempts=t.c.attempts + 1, last_error=None)
+                )
         if failure is not None and published < len(rows):
             # Rows after the failed one stay unmarked, even if the broker took them: they go again after it.
             conn.execute(
@@ -368,11 +419,14 @@ class OutboxRelay:
         A full batch means more is waiting: the next round starts at once. After a round that found rows,
         the next poll comes `busy_sleep` later (events tend to come in streams); each empty round doubles
         the pause up to `idle_sleep`, so an idle relay polls rarely and a busy one adds little latency.
+        A wakeable relay pauses `idle_sleep` after every round that was not full, or less when woken.
         """
         backoff = self.idle_sleep
         pause = self.busy_sleep
         counted_at = float("-inf")
         while not stop.is_set():
+            # Cleared before the query: rows committed (and announced) from here on are seen next round.
+            self._woken.clear()
             try:
                 published = self.run_once()
                 # The backlog gauges need a count: once per interval, not after every batch.
@@ -381,12 +435,17 @@ class OutboxRelay:
                     counted_at = time.monotonic()
             except Exception:
                 log.exception("outbox relay round failed; retrying", extra={"relay": self.name})
-                stop.wait(backoff)
+                stop.wait(backoff)  # a wake-up does not cut an outage's backoff short
                 backoff = min(max(backoff * 2, 0.1), self.max_backoff)
                 continue
             backoff = self.idle_sleep
             if published >= self.batch_size:
                 pause = self.busy_sleep
                 continue
-            pause = self.busy_sleep if published else min(max(pause * 2, self.busy_sleep), self.idle_sleep)
-            stop.wait(pause)
+            if self.wakeable:
+                pause = self.idle_sleep
+            else:
+                pause = (
+                    self.busy_sleep if published else min(max(pause * 2, self.busy_sleep), self.idle_sleep)
+                )
+            self._pause(stop, pause)

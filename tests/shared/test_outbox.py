@@ -21,6 +21,7 @@ from shared.outbox import (
     batch_query,
     outbox_row,
     outbox_table,
+    prepare_relay_transaction,
     relax_commit_durability,
     steer_planner_to_ordered_scan,
 )
@@ -340,4 +341,18 @@ def test_only_the_relays_own_transaction_skips_the_wal_flush_wait(pg_url: str):
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == "off"
     with engine.begin() as conn:  # the pooled connection is back to the server's setting
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == "on"
+    engine.dispose()
+
+
+@pytest.mark.integration
+def test_the_relays_transaction_settings_take_one_statement_and_end_with_it(pg_url: str):
+    engine = make_engine(pg_url)
+    settings = "SELECT current_setting('enable_sort'), current_setting('enable_bitmapscan'), " + (
+        "current_setting('synchronous_commit')"
+    )
+    with engine.begin() as conn:
+        prepare_relay_transaction(conn)
+        assert tuple(conn.exec_driver_sql(settings).one()) == ("off", "off", "off")
+    with engine.begin() as conn:
+        assert tuple(conn.exec_driver_sql(settings).one()) == ("on", "on", "on")
     engine.dispose()

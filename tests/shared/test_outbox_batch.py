@@ -3,6 +3,7 @@
 import os
 import socket
 import threading
+import time
 import uuid
 
 import pytest
@@ -184,3 +185,83 @@ def test_the_relay_on_rabbitmq_stops_at_an_unroutable_task_and_resumes_when_its_
     assert relay.backlog() == (0, 0.0)
     assert {r.message_id for r in _rows(engine)} == {e.id for e in envs}
     engine.dispose()
+
+
+def _counting_rounds(relay: OutboxRelay) -> list[int]:
+    """Replaces relay.run_once by a wrapper that appends each round's result to the list it returns."""
+    rounds: list[int] = []
+    original = relay.run_once
+
+    def counted() -> int:
+        published = original()
+        rounds.append(published)
+        return published
+
+    relay.run_once = counted  # type: ignore[method-assign]
+    return rounds
+
+
+def _wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return condition()
+
+
+def test_a_woken_relay_publishes_committed_rows_at_once_instead_of_at_its_next_poll(engine):
+    publisher = FakeBatchPublisher()
+    # Polls 60 s apart: only the wake-up can explain a second round within the test's time.
+    relay = OutboxRelay(engine, OUTBOX, publisher, idle_sleep=60.0, busy_sleep=60.0, wakeable=True)
+    rounds = _counting_rounds(relay)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,))
+    thread.start()
+    try:
+        assert _wait_for(lambda: len(rounds) == 1)  # the first, empty poll; now a 60 s pause
+        envs = _add(engine, 3)
+        assert not relay.woken
+        relay.wake()
+        assert _wait_for(lambda: len(rounds) == 2)  # the round has returned: its marks are committed
+        assert [m.message_id for m in publisher.batches[-1]] == [e.id for e in envs]
+        assert rounds == [0, 3]
+        assert all(row.published_at is not None for row in _rows(engine))
+    finally:
+        stop.set()
+        thread.join(5)
+    # The stop is seen within a moment although the pause was a minute.
+    assert not thread.is_alive()
+
+
+def test_a_wakeable_relay_polls_on_the_idle_schedule_whatever_its_rounds_find(engine):
+    publisher = FakeBatchPublisher()
+    relay = OutboxRelay(
+        engine, OUTBOX, publisher, batch_size=2, idle_sleep=0.2, busy_sleep=0.01, wakeable=True
+    )
+    stop = threading.Event()
+    pauses: list[float] = []
+
+    def recording_pause(_stop: threading.Event, seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            _add(engine, 1)  # this process's writer commits and announces it
+            relay.wake()
+        elif len(pauses) == 3:
+            _add(engine, 3)  # another process's writer: nobody wakes this relay; its poll finds them
+        elif len(pauses) == 5:
+            stop.set()
+
+    relay._pause = recording_pause  # type: ignore[method-assign]
+    relay.run(stop)
+    # Empty poll; the woken round; empty; the poll finding 3 (a full batch of 2: no pause, then 1).
+    assert pauses == [0.2] * 5
+    assert [len(b) for b in publisher.batches] == [1, 2, 1]
+
+
+def test_a_relay_that_is_not_wakeable_keeps_polling_as_before(engine):
+    publisher = FakeBatchPublisher()
+    relay = OutboxRelay(engine, OUTBOX, publisher, idle_sleep=0.2, busy_sleep=0.01)
+    stop = RecordingStop(pauses=3)
+    _add(engine, 1)
+    relay.wake()  # announced, but this relay polls on its schedule alone
+    relay.run(stop)
+    assert stop.pauses == [0.01, 0.02, 0.04]

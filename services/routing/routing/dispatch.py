@@ -12,14 +12,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from shared.envelope import Envelope
-from shared.inbox import claim
 from shared.naming import TASKS_EXCHANGE
 from shared.outbox import OutboxItem, outbox_row
 from sqlalchemy.engine import Connection, Engine
 
 from routing.adapters import tables as t
 from routing.adapters.reference import ReferenceCache
-from routing.adapters.repository import all_units, insert_tasks, task_json
+from routing.adapters.repository import admit_directive, all_units, insert_tasks, task_json
 from routing.domain.calendar import WorkingCalendar, end_of_day, local_date
 from routing.domain.errors import DirectiveNotFound, InvalidAssignment
 from routing.domain.rules import PlannedTask, RuleSet, derive_tasks
@@ -189,11 +188,14 @@ def route_directive(
     arrival = _arrival_date(payload)
     now = utcnow()
     with engine.begin() as conn:
-        if not claim(conn, t.inbox, envelope.id, CONSUMER):
+        admission = admit_directive(conn, envelope.id, CONSUMER, directive_id)
+        if not admission.claimed:
             return []
-        if conn.execute(sa.select(t.directives.c.id).where(t.directives.c.id == directive_id)).first():
+        if admission.known:
             return []  # the same directive under another message id: already routed
-        current, units = reference.get(conn) if reference is not None else load_reference(conn)
+        current, units = (
+            reference.get(conn, admission.revision) if reference is not None else load_reference(conn)
+        )
         facts = facts_from_metadata(metadata, arrival)
         derivation = derive_tasks(current.ruleset if current else RuleSet(), facts, units, calendar)
         issuer = metadata.get("issuer") or {}

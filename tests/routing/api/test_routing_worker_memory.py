@@ -96,3 +96,38 @@ def test_the_workers_consumers_share_one_copy_of_units_and_rules(tmp_path):
         worker.publisher.close()
         worker.queues.close()
         worker.engine.dispose()
+
+
+def test_the_workers_handlers_wake_its_relay_once_their_transaction_committed(tmp_path):
+    app = build_routing_app(tmp_path)
+    app.load_samples()
+    worker = build_worker(worker_settings(tmp_path, app))
+    try:
+        assert worker.relay.wakeable and not worker.relay.woken
+        event = registered_event("171-CV-BTGTU.json")
+        worker.consumer.subscriptions[0].handler(event)
+        assert worker.relay.woken
+        with app.deps.engine.connect() as conn:  # the rows it announced are committed
+            assert (
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(t.outbox).where(t.outbox.c.published_at.is_(None))
+                ).scalar_one()
+                == 14
+            )
+        assert worker.relay.run_once() == 14
+    finally:
+        worker.publisher.close()
+        worker.queues.close()
+        worker.engine.dispose()
+
+
+def test_a_handler_that_fails_does_not_wake_the_relay(rapp):
+    from routing.worker import then
+
+    woken: list[int] = []
+    handle = then(directive_handler(rapp.deps.engine, rapp.deps.calendar), lambda: woken.append(1))
+    with pytest.raises(PermanentError):
+        handle(Envelope.new("intake.directive_registered", {"metadata": {}}, producer="intake"))
+    assert woken == []
+    handle(registered_event("171-CV-BTGTU.json"))
+    assert woken == [1]

@@ -1,6 +1,7 @@
 """Routing a directive on PostgreSQL (one statement) writes what the portable path writes on SQLite."""
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,3 +78,68 @@ def test_a_directive_no_rule_matches_is_stored_without_tasks_on_postgresql(pg_ur
         assert conn.execute(sa.select(sa.func.count()).select_from(t.outbox)).scalar_one() == 0
     assert status == "needs_assignment"
     app.deps.engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_admission_claims_once_sees_a_routed_directive_and_reads_the_revision(tmp_path, pg_url, database):
+    from routing.adapters.reference import reference_revision
+    from routing.adapters.repository import admit_directive
+
+    app = build_routing_app(tmp_path, pg_url if database == "postgresql" else None)
+    app.load_samples()
+    engine = app.deps.engine
+    event = registered_event("171-CV-BTGTU.json")
+    directive_id = event.payload["directive_id"]
+    with engine.begin() as conn:
+        first = admit_directive(conn, "m-0", "routing", directive_id)
+        revision = reference_revision(conn)
+    assert first.claimed and not first.known
+    assert first.revision == (revision if database == "postgresql" else None)
+    with engine.begin() as conn:  # the same message again: a redelivery
+        assert not admit_directive(conn, "m-0", "routing", directive_id).claimed
+    with engine.begin() as conn:  # a claim that rolled back with its transaction is made again
+        assert admit_directive(conn, "m-rolled-back", "routing", directive_id).claimed
+        conn.rollback()
+    with engine.begin() as conn:
+        assert admit_directive(conn, "m-rolled-back", "routing", directive_id).claimed
+    dispatch.route_directive(event, engine=engine, calendar=app.deps.calendar)
+    with engine.begin() as conn:  # the same directive under another message id
+        again = admit_directive(conn, "m-other", "routing", directive_id)
+    assert again.claimed and again.known
+    # Routing it under that id creates nothing more.
+    other = registered_event("171-CV-BTGTU.json", directive_id=directive_id)
+    assert dispatch.route_directive(other, engine=engine, calendar=app.deps.calendar) == []
+    app.deps.engine.dispose()
+
+
+def test_a_concurrent_claim_of_the_same_message_waits_and_then_sees_it_taken(tmp_path, pg_url):
+    import threading
+
+    from routing.adapters.repository import admit_directive
+
+    app = build_routing_app(tmp_path, pg_url)
+    engine = app.deps.engine
+    outcome: list[bool] = []
+    with engine.begin() as first:
+        assert admit_directive(first, "m-1", "routing", "d-1").claimed
+
+        def second() -> None:
+            with engine.begin() as conn:
+                outcome.append(admit_directive(conn, "m-1", "routing", "d-1").claimed)
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        # Blocked on the first transaction's uncommitted claim: a backend of this database waits on a lock.
+        with engine.connect() as watcher:
+            waiting = sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            deadline = time.monotonic() + 10
+            while watcher.execute(waiting).scalar_one() == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert watcher.execute(waiting).scalar_one() == 1
+        assert outcome == []
+    thread.join(10)
+    assert outcome == [False]
+    engine.dispose()

@@ -34,8 +34,10 @@ class ReferenceCache(Generic[T]):
         self._kept: tuple[int, T] | None = None
         self.loads = 0
 
-    def get(self, conn: Connection) -> T:
-        revision = reference_revision(conn)
+    def get(self, conn: Connection, revision: int | None = None) -> T:
+        """`revision`: the reference revision the caller just read in this transaction (else read here)."""
+        if revision is None:
+            revision = reference_revision(conn)
         kept = self._kept
         if kept is not None and kept[0] == revision:
             return kept[1]

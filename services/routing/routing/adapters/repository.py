@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from shared.db import json_rows, json_rows_insert
+from shared.inbox import claim
 from shared.outbox import outbox_insert_postgresql
 from sqlalchemy.engine import Connection
 
@@ -143,6 +145,50 @@ def _task_creation_postgresql(with_directive: bool) -> sa.Select[Any]:
         directive = json_rows_insert(t.directives, "directive", _columns(t.directives))
         inserts.insert(0, directive.cte("new_directive"))
     return sa.select(sa.literal_column("1")).add_cte(*inserts)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What routing a delivered directive_registered needs to know first (see `admit_directive`)."""
+
+    claimed: bool  # the inbox claim is this delivery's: not a redelivery of a handled message
+    known: bool  # the directive is already stored (routed under another message id)
+    revision: int | None  # the reference revision, read with the claim (None: not read)
+
+
+# PostgreSQL: the inbox claim (shared.inbox.claim's INSERT … ON CONFLICT DO NOTHING), the directive's
+# existence and the reference revision in one round trip instead of three.
+_ADMIT_POSTGRESQL = sa.text(
+    "WITH claimed AS (INSERT INTO inbox (message_id, consumer, processed_at)"
+    " VALUES (:message_id, :consumer, :processed_at) ON CONFLICT DO NOTHING RETURNING 1)"
+    " SELECT EXISTS (SELECT 1 FROM claimed) AS claimed,"
+    " EXISTS (SELECT 1 FROM directives WHERE id = :directive_id) AS known,"
+    " (SELECT revision FROM reference_revision WHERE id = 1) AS revision"
+)
+
+
+def admit_directive(conn: Connection, message_id: str, consumer: str, directive_id: str) -> Admission:
+    """Claims `message_id` for `consumer` in the caller's transaction and tells whether the directive is
+    stored already; on PostgreSQL also reads the reference revision, all in one statement.
+
+    The claim behaves as `shared.inbox.claim`: a concurrent claim of the same id waits on the primary key
+    until the first transaction ends, and a claim that rolls back with its transaction is made again by
+    the redelivery."""
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(
+            _ADMIT_POSTGRESQL,
+            {
+                "message_id": message_id,
+                "consumer": consumer,
+                "processed_at": datetime.now(UTC),
+                "directive_id": directive_id,
+            },
+        ).one()
+        return Admission(bool(row.claimed), bool(row.known), int(row.revision))
+    if not claim(conn, t.inbox, message_id, consumer):
+        return Admission(claimed=False, known=False, revision=None)
+    known = conn.execute(sa.select(t.directives.c.id).where(t.directives.c.id == directive_id)).first()
+    return Admission(claimed=True, known=known is not None, revision=None)
 
 
 def insert_tasks(
