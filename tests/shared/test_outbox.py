@@ -251,6 +251,76 @@ def test_run_survives_an_outage_and_delivers_when_the_broker_returns(engine):
     assert _rows(engine)[0].attempts == 4  # three failed rounds, then the confirm
 
 
+def _wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_a_woken_relay_publishes_rows_at_once_instead_of_after_its_idle_pause(engine):
+    publisher = FakePublisher()
+    rounds: list[int] = []
+
+    class CountingRelay(OutboxRelay):
+        def run_once(self) -> int:
+            published = super().run_once()
+            rounds.append(published)
+            return published
+
+    # A pause far longer than the waits below: only wake() can make the next round come in time.
+    relay = CountingRelay(engine, OUTBOX, publisher, idle_sleep=120.0, busy_sleep=120.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,))
+    thread.start()
+    try:
+        # The first round finds nothing and the relay goes to sleep for 120 s.
+        assert _wait_for(lambda: rounds == [0], 10)
+        envs = _add(engine, 2)
+        relay.wake()
+        assert _wait_for(lambda: len(publisher.sent) == 2, 10)
+        assert [m["id"] for m in publisher.sent] == [e.id for e in envs]
+        # A wake-up that comes while the relay sleeps after a publishing round works the same.
+        more = _add(engine, 1)
+        relay.wake()
+        assert _wait_for(lambda: len(publisher.sent) == 3, 10)
+        assert publisher.sent[-1]["id"] == more[0].id
+    finally:
+        stopped_at = time.monotonic()
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert time.monotonic() - stopped_at < 5  # stop still ends the 120 s pause at once
+
+
+def test_a_wake_up_during_a_round_is_not_lost(engine):
+    """Rows committed after a round's query, with their wake-up arriving while it publishes, go next."""
+    first = _add(engine, 1)
+    late: list[Envelope] = []
+
+    class WakingPublisher(FakePublisher):
+        def publish(self, **kwargs):
+            super().publish(**kwargs)
+            if not late:  # inside the first round: commit another row and wake the relay
+                late.extend(_add(engine, 1))
+                relay.wake()
+
+    publisher = WakingPublisher()
+    relay = OutboxRelay(engine, OUTBOX, publisher, idle_sleep=120.0, busy_sleep=120.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,))
+    thread.start()
+    try:
+        assert _wait_for(lambda: len(publisher.sent) == 2, 10)
+        assert [m["id"] for m in publisher.sent] == [first[0].id, late[0].id]
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
 @pytest.mark.integration
 def test_two_relays_on_postgresql_never_publish_a_row_twice(pg_url: str):
     engine = make_engine(pg_url)
