@@ -266,8 +266,10 @@ def run(ctx: Context) -> RowResult:
     row.notes.append(
         "Per round, N signed PDFs (pyHanko, a throwaway EC CA given to the archive as DOCROUTE_TRUST_STORE, "
         "padded with random bytes before signing) are put into the staging bucket untimed; "
-        "the clock runs from "
-        "publishing their intake.directive_registered.v1 events (one directive per file) to the last "
+        "the clock starts once every consumer of the worker is consuming (its start-up is not timed) and "
+        "runs from "
+        "publishing their intake.directive_registered.v1 events (one directive per file, made and on an "
+        "open connection before the clock starts) to the last "
         "archive.record_archived.v1 event, i.e. one GET of the staged file (its recorded and actual "
         "SHA-256 checked), the write into the object-lock bucket by the plan the store's capability "
         "probe chose, signature validation of those same bytes, database records and audit entries, "
