@@ -120,6 +120,18 @@ def unit_queues_in(vhost: str) -> list[str]:
     return [name for name in listed.stdout.split() if name.startswith(f"{TASKS_EXCHANGE}.")]
 
 
+def queue_consumers(amqp_url: str, queue: str) -> int | None:
+    """Consumers attached to `queue` now, or None when the queue does not exist."""
+    conn = connect(amqp_url)
+    try:
+        return int(conn.channel().queue_declare(queue, passive=True).method.consumer_count)
+    except pika.exceptions.ChannelClosedByBroker:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
 def queue_depth(amqp_url: str, queue: str) -> int | None:
     """Ready messages in `queue`, or None when the queue does not exist."""
     return queue_depths(amqp_url, [queue])[queue]
@@ -255,15 +267,20 @@ class EventTap:
         self._channel.queue_bind(self.queue, exchange, routing_key)
 
     def collect(self, count: int, timeout: float) -> list[tuple[float, dict[str, Any]]]:
-        """(arrival wall time, envelope) of up to `count` events, waiting at most `timeout` s."""
+        """(arrival wall time, envelope) of up to `count` events, waiting at most `timeout` s.
+
+        Consumed (pushed by the broker as each event arrives), not polled: a poll every 10 ms added up to
+        10 ms to every round's clock, a measurable part of a 2 MB round."""
         found: list[tuple[float, dict[str, Any]]] = []
         deadline = time.monotonic() + timeout
-        while len(found) < count and time.monotonic() < deadline:
-            method, _, body = self._channel.basic_get(self.queue, auto_ack=True)
-            if method is None:
-                self._conn.sleep(0.01)
-                continue
-            found.append((time.time(), json.loads(body.decode("utf-8"))))
+        try:
+            for method, _, body in self._channel.consume(self.queue, auto_ack=True, inactivity_timeout=0.5):
+                if method is not None and body is not None:
+                    found.append((time.time(), json.loads(body.decode("utf-8"))))
+                if len(found) >= count or time.monotonic() >= deadline:
+                    break
+        finally:
+            self._channel.cancel()
         return found
 
     def close(self) -> None:

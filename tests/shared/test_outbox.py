@@ -27,6 +27,8 @@ from shared.outbox import (
 )
 from sqlalchemy.orm import Session
 
+from tests.support.polling import wait_until
+
 META = sa.MetaData()
 OUTBOX = outbox_table(META)
 
@@ -250,6 +252,32 @@ def test_run_survives_an_outage_and_delivers_when_the_broker_returns(engine):
     assert not thread.is_alive()
     assert [m["id"] for m in publisher.sent] == [e.id for e in envs]
     assert _rows(engine)[0].attempts == 4  # three failed rounds, then the confirm
+
+
+def test_a_wake_up_during_a_round_is_not_lost(engine):
+    """Rows committed after a round's query, with their wake-up arriving while it publishes, go next."""
+    first = _add(engine, 1)
+    late: list[Envelope] = []
+
+    class WakingPublisher(FakePublisher):
+        def publish(self, **kwargs):
+            super().publish(**kwargs)
+            if not late:  # inside the first round: commit another row and wake the relay
+                late.extend(_add(engine, 1))
+                relay.wake()
+
+    publisher = WakingPublisher()
+    relay = OutboxRelay(engine, OUTBOX, publisher, idle_sleep=120.0, busy_sleep=120.0, wakeable=True)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,))
+    thread.start()
+    try:
+        assert wait_until(lambda: len(publisher.sent) == 2, 10)
+        assert [m["id"] for m in publisher.sent] == [first[0].id, late[0].id]
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
 
 
 @pytest.mark.integration

@@ -61,7 +61,9 @@ def emit(conn: Connection, event: str, payload: dict[str, Any]) -> None:
 
 
 def already_handled(engine: Engine, message_id: str) -> bool:
-    with engine.connect() as conn:
+    # A single read needs no transaction: autocommit sends the SELECT alone (no BEGIN before it, no
+    # ROLLBACK when the connection goes back to the pool), one round trip instead of three per event.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         found = conn.execute(
             sa.select(inbox.c.message_id).where(
                 inbox.c.message_id == message_id, inbox.c.consumer == CONSUMER

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge
@@ -60,8 +61,19 @@ def probes(deps: ArchiveDeps) -> dict[str, Probe]:
     return {DATABASE: database_probe(deps.engine), OBJECT_STORE: deps.vault.store.ping}
 
 
-def subscriptions(deps: ArchiveDeps) -> list[Subscription]:
-    """One queue per consumed event, named archive.<source>.<event>."""
+def _then(handler: Callable[[Envelope], None], after: Callable[[], None]) -> Callable[[Envelope], None]:
+    def handle(envelope: Envelope) -> None:
+        handler(envelope)
+        after()
+
+    return handle
+
+
+def subscriptions(deps: ArchiveDeps, committed: Callable[[], None] | None = None) -> list[Subscription]:
+    """One queue per consumed event, named archive.<source>.<event>.
+
+    `committed` is called after each handler that returned (its transaction committed, with any outbox
+    rows): the worker's relay is woken so that the events leave now, not at its next poll."""
 
     def on_directive(envelope: Envelope) -> None:
         archiving.handle_directive_registered(
@@ -105,7 +117,9 @@ def subscriptions(deps: ArchiveDeps) -> list[Subscription]:
             queue=messages.consumer_queue(source, event),
             exchange=f"{source}.events",
             routing_key=messages.source_routing_key(source, event),
-            handler=special.get((source, event), on_task),
+            handler=_then(special.get((source, event), on_task), committed)
+            if committed is not None
+            else special.get((source, event), on_task),
         )
         for source, event in messages.CONSUMED
     ]
@@ -171,6 +185,7 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
     common = settings.common
     publisher = Publisher(common.amqp_url, confirm_timeout=common.publish_confirm_timeout)
     worker = ArchiveWorker(settings=settings, deps=deps, publisher=publisher)
+    relay = OutboxRelay(deps.engine, outbox, publisher, name=messages.SERVICE, wakeable=True)
     # Each consumer is a thread with its own broker connection handling one message at a time: while one
     # waits on the object store or the database, another hashes or validates. With several, each takes
     # one message at a time (prefetch 1) so that a short burst is spread over all of them.
@@ -178,7 +193,7 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
         ConsumerWorker(
             EventConsumer(
                 common.amqp_url,
-                subscriptions(deps),
+                subscriptions(deps, committed=relay.wake),
                 delivery_limit=common.consumer_delivery_limit,
                 prefetch_count=CONSUMER_PREFETCH if settings.consumers == 1 else 1,
                 probes=probes(deps),
@@ -186,7 +201,6 @@ def build_worker(settings: Settings, deps: ArchiveDeps | None = None) -> Archive
         )
         for _ in range(settings.consumers)
     ]
-    relay = OutboxRelay(deps.engine, outbox, publisher, name=messages.SERVICE)
     worker.parts = [
         *consumers,
         RelayWorker(

@@ -39,6 +39,10 @@ class AdvisoryKeyLock:
     def hold(self, bucket: str, key: str) -> Iterator[None]:
         with self._engine.begin() as conn:
             # Bounded: a writer stuck behind a dead-slow one gives up (and is retried) instead of hanging.
-            conn.execute(sa.text(f"SET LOCAL lock_timeout = {self._timeout_ms}"))
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _lock_id(bucket, key)})
+            # One statement, one round trip: set_config(..., true) is SET LOCAL, evaluated before the lock
+            # in the same SELECT (a target list is evaluated left to right).
+            conn.execute(
+                sa.text("SELECT set_config('lock_timeout', :timeout, true), pg_advisory_xact_lock(:id)"),
+                {"timeout": f"{self._timeout_ms}ms", "id": _lock_id(bucket, key)},
+            )
             yield

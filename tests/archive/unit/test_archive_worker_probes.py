@@ -28,3 +28,43 @@ def test_the_object_store_probe_fails_while_the_store_is_unavailable(engine, vau
     monkeypatch.setattr(vault.store, "ping", unreachable)
     with pytest.raises(StoreUnavailable):
         probes(deps)["object_store"]()
+
+
+def test_the_worker_wakes_its_relay_after_each_handled_event(
+    app_settings, engine, vault, verifier, monkeypatch
+):
+    """A handler that returned has committed its outbox rows: the relay is woken to send them now."""
+    from archive import archiving, messages
+    from archive.worker import subscriptions
+    from shared.envelope import Envelope
+    from shared.outbox import OutboxRelay
+
+    deps = ArchiveDeps(engine=engine, vault=vault, verifier=verifier)
+    handled: list[str] = []
+
+    def handle(envelope: Envelope, **_: object) -> list[str]:
+        if envelope.payload.get("fail"):
+            raise RuntimeError("the handler failed")
+        handled.append(envelope.id)
+        return []
+
+    monkeypatch.setattr(archiving, "handle_directive_registered", handle)
+    woken: list[str] = []
+    subs = subscriptions(deps, committed=lambda: woken.append(handled[-1] if handled else "?"))
+    queue = messages.consumer_queue(*messages.DIRECTIVE_REGISTERED)
+    (registered,) = [s for s in subs if s.queue == queue]
+    ok = Envelope.new("intake.directive_registered", {"directive_id": "d1"}, producer="intake")
+    registered.handler(ok)
+    assert woken == [ok.id]  # after the handler, not before
+    with pytest.raises(RuntimeError):
+        registered.handler(Envelope.new("intake.directive_registered", {"fail": True}, producer="intake"))
+    assert woken == [ok.id]  # a failed handler committed nothing: no wake-up
+
+    # The worker wires its own relay's wake-up into every consumer.
+    worker = build_worker(app_settings, deps)
+    (relay,) = [part.relay for part in worker.parts if isinstance(getattr(part, "relay", None), OutboxRelay)]
+    consumer = next(part.consumer for part in worker.parts if isinstance(part, ConsumerWorker))
+    wired = next(s for s in consumer.subscriptions if s.queue == queue)
+    assert not relay._woken.is_set()
+    wired.handler(ok)
+    assert relay._woken.is_set()
