@@ -40,12 +40,9 @@ _t0 = time.monotonic()
 
 
 def progress(message: str) -> None:
-    """One progress line on stderr; stdout stays for the table. A run in a thread of its own (BackgroundRun)
-    names itself in its lines."""
-    thread = threading.current_thread()
-    who = "" if thread is threading.main_thread() else f" {thread.name}"
+    """One progress line on stderr; stdout stays for the table."""
     print(
-        f"[chaos{who} {time.strftime('%H:%M:%S')} +{time.monotonic() - _t0:6.1f}s] {message}",
+        f"[chaos {time.strftime('%H:%M:%S')} +{time.monotonic() - _t0:6.1f}s] {message}",
         file=sys.stderr,
         flush=True,
     )

@@ -1,16 +1,13 @@
 """Fixtures of the fault tests: private servers (a RabbitMQ node, a PostgreSQL cluster, moto's S3 server)
-that tests may stop, kill and restart, one fault run shared by a module's quick faults, and fault runs of
-their own in background threads for the 60 s outages."""
+that tests may stop, kill and restart, and one fault run shared by a module's fault tests."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-from chaos.background import BackgroundRun
-from chaos.faults import FAULTS, Fault
+from chaos.faults import FAULTS
 from chaos.run import Config, Run
 from chaos.servers import MotoS3, PgCluster, RabbitNode
 
@@ -58,43 +55,20 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
         server.close()
 
 
-def fault_config(workdir: Path) -> Config:
-    """The fault tests' runs: 10 directives per fault at 3/s, 60 s outages with a backlog of 20, as issue 15
-    asks."""
-    return Config(
+@pytest.fixture(scope="module")
+def fault_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """One fault run (servers, `docroute up`, the seed) shared by the fault tests of a module: each runs its
+    faults on it and judges its own rows. 60 s outages with a backlog of 20, as issue 15 asks. Stopped with
+    the module, not left idling (a RabbitMQ node, PostgreSQL, moto and a dozen docroute processes) through
+    the rest of the session."""
+    config = Config(
         faults=list(FAULTS),
         directives_per_fault=10,
         rate=3.0,
         outage=60.0,
         backlog=20,
-        workdir=workdir,
+        workdir=tmp_path_factory.mktemp("chaos"),
         keep=True,  # pytest's temp folders keep the logs of the last runs for a failure's post-mortem
     )
-
-
-@pytest.fixture(scope="module")
-def fault_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    """One fault run (servers, `docroute up`, the seed) shared by the module's quick faults: each test runs
-    its faults on it and judges its own rows. Stopped with the module, not left idling through the session."""
-    with Run(fault_config(tmp_path_factory.mktemp("chaos"))) as run:
+    with Run(config) as run:
         yield run
-
-
-@pytest.fixture(scope="module")
-def background_runs(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[[str, list[Fault]], BackgroundRun]]:
-    """`start(name, faults)` -> a fault run on private servers of its own, set up and run in a thread from
-    now on (chaos.background); every one started is waited for and torn down with the module."""
-    runs: list[BackgroundRun] = []
-
-    def start(name: str, faults: list[Fault]) -> BackgroundRun:
-        run = BackgroundRun(name, fault_config(tmp_path_factory.mktemp(name)), faults)
-        runs.append(run)
-        return run
-
-    yield start
-    # Stopped side by side (each stack and its servers take a while to stop); bounded by close()'s own waits.
-    closers = [run.close_in_background() for run in runs]
-    for closer in closers:
-        closer.join()

@@ -1,15 +1,11 @@
 """The fault suite in `make test`: the faults that take seconds, then issue 15's reproductions — PostgreSQL
 down 60 s and the object store unreachable 60 s, each with a backlog of at least 20 messages — all end with
-every directive stored once, routed and archived, nothing dead-lettered and no operator step. Each outage
-runs on servers and a stack of its own, started with the module, so that their minutes overlap."""
+every directive stored once, routed and archived, nothing dead-lettered and no operator step."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import pytest
 
-from chaos.background import BackgroundRun
 from chaos.faults import FAULTS, Fault, by_names
 from chaos.run import Row, Run
 
@@ -18,17 +14,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 # The short version (under two minutes here): a web worker and a service worker killed mid-flow, and every
 # broker connection cut mid-publish. `make chaos` kills every process kind and restarts the broker too.
 QUICK = ("kill -9 intake API worker", "kill -9 routing worker", "broker connection cut")
-
-# Each 60 s outage runs on private servers and a stack of its own, in a thread started with the module (for
-# the outage tests selected): the two minutes of outage overlap each other and the quick faults instead of
-# adding up. Each test then waits for its own run, bounded, and judges it.
-OUTAGES = {
-    "test_postgresql_down_60s_with_a_backlog_heals_by_itself": "PostgreSQL down",
-    "test_object_store_unreachable_60s_with_a_backlog_heals_by_itself": "object store unreachable",
-}
-# Set-up, backlog, outage and settling of one run, on a machine busy with the others (the module's timeout
-# of 900 s bounds it too).
-OUTAGE_RUN_SECONDS = 840.0
 
 
 def _judge(rows: list[Row], run: Run) -> None:
@@ -54,44 +39,19 @@ def _run(run: Run, faults: list[Fault]) -> list[Row]:
     return [run.run_fault(fault) for fault in faults]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def outages(
-    request: pytest.FixtureRequest, background_runs: Callable[[str, list[Fault]], BackgroundRun]
-) -> dict[str, BackgroundRun]:
-    """{fault name: its run, already under way} for the outage tests of this module that will run."""
-    selected = {
-        item.name for item in request.session.items if getattr(item, "module", None) is request.module
-    }
-    return {
-        fault: background_runs(fault.lower().replace(" ", "-"), by_names([fault]))
-        for test, fault in OUTAGES.items()
-        if test in selected
-    }
-
-
-@pytest.fixture
-def outage(request: pytest.FixtureRequest, outages: dict[str, BackgroundRun]) -> Iterator[BackgroundRun]:
-    """The run of this test's outage; once the test has judged it, it stops in the background while the next
-    test runs (the module waits for it)."""
-    background = outages[OUTAGES[request.node.name]]
-    yield background
-    background.close_in_background()
-
-
 def test_quick_faults_lose_duplicate_and_dead_letter_nothing(fault_run: Run) -> None:
     assert set(QUICK) <= {f.name for f in FAULTS if f.quick}
     _judge(_run(fault_run, by_names(list(QUICK))), fault_run)
 
 
-def test_postgresql_down_60s_with_a_backlog_heals_by_itself(outage: BackgroundRun) -> None:
-    rows = outage.rows(timeout=OUTAGE_RUN_SECONDS)
-    assert outage.run.outage >= 60 and outage.run.backlog >= 20
+def test_postgresql_down_60s_with_a_backlog_heals_by_itself(fault_run: Run) -> None:
+    rows = _run(fault_run, by_names(["PostgreSQL down"]))
+    assert fault_run.outage >= 60 and fault_run.backlog >= 20
     assert any("backlog of 20" in note for note in rows[0].notes), rows[0].notes
-    _judge(rows, outage.run)
+    _judge(rows, fault_run)
 
 
-def test_object_store_unreachable_60s_with_a_backlog_heals_by_itself(outage: BackgroundRun) -> None:
-    rows = outage.rows(timeout=OUTAGE_RUN_SECONDS)
-    assert outage.run.outage >= 60 and outage.run.backlog >= 20
+def test_object_store_unreachable_60s_with_a_backlog_heals_by_itself(fault_run: Run) -> None:
+    rows = _run(fault_run, by_names(["object store unreachable"]))
     assert rows[0].status != "not run", rows[0].notes
-    _judge(rows, outage.run)
+    _judge(rows, fault_run)
