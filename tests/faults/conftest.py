@@ -1,5 +1,5 @@
 """Fixtures of the fault tests: private servers (a RabbitMQ node, a PostgreSQL cluster, moto's S3 server)
-that tests may stop, kill and restart, and one fault run shared by the session's fault tests."""
+that tests may stop, kill and restart, and one fault run shared by a module's fault tests."""
 
 from __future__ import annotations
 
@@ -55,10 +55,12 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
         server.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fault_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    """One fault run (servers, `docroute up`, the seed) shared by the fault tests: each runs its faults on
-    it and judges its own rows. 60 s outages with a backlog of 20, as issue 15 asks."""
+    """One fault run (servers, `docroute up`, the seed) shared by the fault tests of a module: each runs its
+    faults on it and judges its own rows. 60 s outages with a backlog of 20, as issue 15 asks. Stopped with
+    the module, not left idling (a RabbitMQ node, PostgreSQL, moto and a dozen docroute processes) through
+    the rest of the session."""
     config = Config(
         faults=list(FAULTS),
         directives_per_fault=10,
