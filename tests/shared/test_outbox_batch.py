@@ -3,7 +3,6 @@
 import os
 import socket
 import threading
-import time
 import uuid
 
 import pytest
@@ -21,6 +20,8 @@ from shared.messaging import (
 )
 from shared.naming import TASKS_EXCHANGE
 from shared.outbox import PUBLISHER_HEADER, BatchPublisher, OutboxRelay, add_to_outbox, outbox_table
+
+from tests.support.polling import wait_until
 
 META = sa.MetaData()
 OUTBOX = outbox_table(META)
@@ -201,13 +202,6 @@ def _counting_rounds(relay: OutboxRelay) -> list[int]:
     return rounds
 
 
-def _wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return condition()
-
-
 def test_a_woken_relay_publishes_committed_rows_at_once_instead_of_at_its_next_poll(engine):
     publisher = FakeBatchPublisher()
     # Polls 60 s apart: only the wake-up can explain a second round within the test's time.
@@ -217,11 +211,11 @@ def test_a_woken_relay_publishes_committed_rows_at_once_instead_of_at_its_next_p
     thread = threading.Thread(target=relay.run, args=(stop,))
     thread.start()
     try:
-        assert _wait_for(lambda: len(rounds) == 1)  # the first, empty poll; now a 60 s pause
+        assert wait_until(lambda: len(rounds) == 1)  # the first, empty poll; now a 60 s pause
         envs = _add(engine, 3)
         assert not relay.woken
         relay.wake()
-        assert _wait_for(lambda: len(rounds) == 2)  # the round has returned: its marks are committed
+        assert wait_until(lambda: len(rounds) == 2)  # the round has returned: its marks are committed
         assert [m.message_id for m in publisher.batches[-1]] == [e.id for e in envs]
         assert rounds == [0, 3]
         assert all(row.published_at is not None for row in _rows(engine))
